@@ -1,0 +1,61 @@
+/* error.c: one-line failure helpers for mongosup_error_t. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "error.h"
+
+static void fill(mongosup_error_t *error, uint32_t domain, uint32_t code, const char *fmt, va_list ap)
+{
+    error->domain = domain;
+    error->code = code;
+    error->driver_domain = 0;
+    error->driver_code = 0;
+    vsnprintf(error->message, sizeof error->message, fmt, ap);
+}
+
+bool msup_fail(mongosup_error_t *error, mongosup_error_code_t code, const char *fmt, ...)
+{
+    if (error == NULL)
+        return false;
+    va_list ap;
+    va_start(ap, fmt);
+    fill(error, MONGOSUP_ERROR_MONGOSUP, code, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+bool msup_fail_errno(mongosup_error_t *error, mongosup_error_code_t code, const char *fmt, ...)
+{
+    int saved = errno;
+    if (error == NULL)
+        return false;
+    va_list ap;
+    va_start(ap, fmt);
+    fill(error, MONGOSUP_ERROR_MONGOSUP, code, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(error->message);
+    snprintf(error->message + len, sizeof error->message - len, ": %s", strerror(saved));
+    error->driver_code = (uint32_t)saved;
+    errno = saved;
+    return false;
+}
+
+bool msup_fail_driver(mongosup_error_t *error, const bson_error_t *driver, const char *what)
+{
+    if (error == NULL)
+        return false;
+    error->domain = MONGOSUP_ERROR_DRIVER;
+    error->code = MONGOSUP_E_DRIVER;
+    error->driver_domain = driver->domain;
+    error->driver_code = driver->code;
+    snprintf(error->message, sizeof error->message, "%.100s: %.360s (domain %u, code %u)", what,
+             driver->message, driver->domain, driver->code);
+    return false;
+}
+
+void msup_error_clear(mongosup_error_t *error)
+{
+    if (error != NULL)
+        memset(error, 0, sizeof *error);
+}

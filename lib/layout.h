@@ -1,0 +1,297 @@
+/* layout.h: the shared-memory segment's binary layout (NOT a public API). */
+#ifndef MONGOSUP_LAYOUT_H
+#define MONGOSUP_LAYOUT_H
+
+/*
+ * The segment is one POSIX shared-memory object:
+ *
+ *   +-----------------------+ 0
+ *   | msup_header_t         |  supervisor-owned (a few fields: see below)
+ *   +-----------------------+ cluster_off
+ *   | msup_cluster_row_t[]  |  max_clusters rows, supervisor-owned,
+ *   |                       |  except the budget line (all workers, CAS)
+ *   +-----------------------+ retired_off
+ *   | msup_retired_t        |  supervisor-owned: two copies of the retired
+ *   |                       |  totals (max_clusters msup_stats_t each)
+ *   +-----------------------+ slot_off
+ *   | msup_slot_t +         |  max_workers slots; slot i is written only by
+ *   |  msup_stats_t[max_cl] |  the worker process that claimed it, except
+ *   | ...                   |  its state word (CAS by worker/supervisor)
+ *   +-----------------------+ total_size
+ *
+ * Every field is a fixed-width integer or a char array; there is no pointer.
+ * Offsets are relative to the start of the segment and every table starts on
+ * a cache line.  Readers validate magic, version, sizes and every offset and
+ * count (segment.c: msup_layout_validate) before touching a table.
+ *
+ * Lifecycle.  Whoever comes first creates the segment (the supervisor, or a
+ * worker that starts before it): O_CREAT|O_EXCL, ftruncate, fill the header,
+ * and publish `magic` last with a release store.  A reader that sees magic 0
+ * waits for the creator.  A supervisor that starts later (or restarts after a
+ * crash) adopts a valid segment of the same uid, magic, version and geometry.
+ * The supervisor unlinks it at the end of a graceful shutdown.
+ *
+ * Memory ordering.
+ *  - Counters and histogram buckets: relaxed atomic adds by the owning
+ *    worker's threads, relaxed loads by readers.  A reader may see a count
+ *    and a bucket from slightly different instants; totals stay monotonic.
+ *  - Slot state: CAS FREE->CLAIMING (acq_rel) by a worker, then the worker
+ *    stamps pid/start time/epoch and stores ACTIVE with release.  The worker
+ *    stores EXITED (release) when it detaches; the supervisor CASes
+ *    EXITED|ACTIVE(dead)->REAPING, folds, and stores FREE (release) after
+ *    zeroing the stats.
+ *  - Retired totals: double-buffered (crash safety of a fold) under a
+ *    sequence counter (readers retry while it is odd or changed).  A fold
+ *    writes the inactive copy, records which slot/epoch it folded, bumps
+ *    `seq` to odd, flips `active`, bumps `seq` to even.  A reader that takes
+ *    a snapshot reads `seq`, the active copy, the slots, then `seq` again and
+ *    retries if it moved: so a slot is never counted twice or not at all.
+ *  - Last-error records: a per-record sequence lock; a writer takes it with
+ *    a CAS (even->odd) and gives up if another thread holds it (never
+ *    blocks); readers copy and retry on a torn read.
+ *  - Header heartbeat, phase, generations, cluster health: written by the
+ *    supervisor with release stores, read with acquire loads.
+ */
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MSUP_MAGIC          UINT64_C(0x314D48535055534D) /* "MSUPSHM1" little-endian */
+#define MSUP_LAYOUT_VERSION 1u
+#define MSUP_CACHE_LINE     64
+
+#define MSUP_NAME_MAX       64   /* cluster / environment / segment names, NUL included */
+#define MSUP_ERRMSG_MAX     112  /* last-error text, redacted, NUL included */
+#define MSUP_URI_DISPLAY_MAX 256 /* redacted URI shown by the monitor */
+#define MSUP_MAX_CLUSTERS   64   /* hard cap; the segment is sized by the config */
+#define MSUP_MAX_WORKERS    65536
+
+/* Latency histogram: log-linear, microseconds.  Values below 32 us have
+ * their own bucket; above, each power-of-two octave is split into 32 linear
+ * sub-buckets (relative bucket width 1/32 = 3.1%).  22 octaves reach
+ * 2^26 us = 67 s; larger values land in the last bucket (max is exact). */
+#define MSUP_HIST_SUB_BITS  5
+#define MSUP_HIST_SUB       (1u << MSUP_HIST_SUB_BITS)       /* 32 */
+#define MSUP_HIST_OCTAVES   22
+#define MSUP_HIST_BUCKETS   (MSUP_HIST_SUB * MSUP_HIST_OCTAVES) /* 704 */
+
+enum msup_op_class { MSUP_OP_READ, MSUP_OP_WRITE, MSUP_OP_COMMAND, MSUP_OP__COUNT };
+
+enum msup_fail_class {
+    MSUP_FAIL_NETWORK,
+    MSUP_FAIL_TIMEOUT,
+    MSUP_FAIL_SERVER_SELECTION,
+    MSUP_FAIL_AUTH,
+    MSUP_FAIL_SERVER,
+    MSUP_FAIL_CIRCUIT_OPEN,
+    MSUP_FAIL_SHUTTING_DOWN,
+    MSUP_FAIL_OTHER,
+    MSUP_FAIL__COUNT
+};
+
+enum msup_slot_state {
+    MSUP_SLOT_FREE = 0,
+    MSUP_SLOT_CLAIMING = 1, /* a worker won the CAS and is stamping it */
+    MSUP_SLOT_ACTIVE = 2,
+    MSUP_SLOT_EXITED = 3,   /* detached cleanly; waiting for the reaper */
+    MSUP_SLOT_REAPING = 4,  /* the supervisor is folding it */
+};
+
+enum msup_health {
+    MSUP_HEALTH_UNKNOWN = 0,
+    MSUP_HEALTH_UP = 1,
+    MSUP_HEALTH_DEGRADED = 2,
+    MSUP_HEALTH_DOWN = 3,
+};
+
+enum msup_phase {
+    MSUP_PHASE_STARTING = 0, /* segment exists, no supervisor has run yet */
+    MSUP_PHASE_RUNNING = 1,
+    MSUP_PHASE_DRAINING = 2, /* no new checkouts; clients come back until the deadline */
+    MSUP_PHASE_STOPPING = 3, /* deadline passed: escalating to stragglers */
+    MSUP_PHASE_STOPPED = 4,  /* final summary written */
+};
+
+/* A row is claimed with a CAS UNUSED->CLAIMING (by the supervisor, or by a
+ * worker that runs before any supervisor), its fields are written, then
+ * ACTIVE is stored with release: a reader never sees a half-written name.
+ * Registrants scan from the cluster's index in the configuration and wait
+ * on a CLAIMING row before passing it (it may be the same cluster). */
+enum msup_row_state { MSUP_ROW_UNUSED = 0, MSUP_ROW_ACTIVE = 1, MSUP_ROW_REMOVED = 2, MSUP_ROW_CLAIMING = 3 };
+
+/* A short error record, readable without tearing (see the seqlock rule). */
+typedef struct msup_last_error {
+    _Atomic uint32_t seq;
+    uint32_t domain;           /* bson_error_t domain, or 0 */
+    uint32_t code;             /* bson_error_t code, or a mongosup code */
+    uint32_t fail_class;       /* enum msup_fail_class */
+    uint64_t time_ns;          /* CLOCK_REALTIME */
+    char message[MSUP_ERRMSG_MAX]; /* always redacted */
+} msup_last_error_t;
+
+/* Counters for one cluster, in one worker slot or in the retired totals.
+ * Written by the slot's worker only; folded by the supervisor. */
+typedef struct msup_stats {
+    /* Gauges (live only: zeroed, not folded, when a slot is reaped). */
+    alignas(MSUP_CACHE_LINE) _Atomic int64_t pool_in_use;
+    _Atomic int64_t pool_idle;
+    _Atomic int64_t pool_created;     /* clients that exist now (in use + idle) */
+    _Atomic int64_t pool_max;         /* this worker's max_pool_size for the cluster */
+    _Atomic int64_t budget_tokens;    /* connection-budget tokens this worker holds */
+    _Atomic uint64_t reconnect_ack;   /* last reconnect generation this worker rebuilt for */
+    _Atomic uint64_t reconnect_ack_ns;/* when (CLOCK_REALTIME) */
+    _Atomic uint64_t config_generation_seen;
+
+    /* Monotonic counters (folded into the retired totals). */
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t checkouts;
+    _Atomic uint64_t checkout_waits;      /* had to wait for a client */
+    _Atomic uint64_t checkout_wait_us;    /* total time spent waiting */
+    _Atomic uint64_t checkout_timeouts;
+    _Atomic uint64_t max_reached;         /* a checkout found the pool at max_pool_size */
+    _Atomic uint64_t budget_waits;        /* a checkout waited on the cluster-wide budget */
+    _Atomic uint64_t clients_created;     /* clients ever created (pool growth) */
+    _Atomic uint64_t clients_destroyed;   /* trimmed, rebuilt, closed */
+    _Atomic uint64_t ops[MSUP_OP__COUNT];
+    _Atomic uint64_t failures[MSUP_FAIL__COUNT];
+    _Atomic uint64_t retries;
+    _Atomic uint64_t reconnects;          /* pool rebuilds */
+
+    /* Latency histogram of successful and failed commands. */
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t hist_count;
+    _Atomic uint64_t hist_sum_us;
+    _Atomic uint64_t hist_max_us;
+    _Atomic uint32_t hist_octaves;        /* bit o set once octave o has a non-zero bucket */
+    uint32_t hist_pad_;
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t hist[MSUP_HIST_BUCKETS];
+
+    alignas(MSUP_CACHE_LINE) msup_last_error_t last_error;
+} msup_stats_t;
+
+/* One worker process. */
+typedef struct msup_slot {
+    alignas(MSUP_CACHE_LINE) _Atomic uint32_t state; /* enum msup_slot_state */
+    int32_t pid;
+    uint64_t start_time;       /* /proc/<pid>/stat field 22: tells pid reuse */
+    uint64_t epoch;            /* claim count of this slot: tells folds apart */
+    uint64_t attached_ns;      /* CLOCK_REALTIME */
+    _Atomic uint64_t exited_ns;
+    _Atomic uint32_t draining_ack; /* the worker saw DRAINING */
+    uint32_t flags;
+    char appname[48];
+    /* followed by msup_stats_t stats[max_clusters] (cache-line aligned) */
+} msup_slot_t;
+
+/* One configured cluster: health, reconnect generation, budget. */
+typedef struct msup_cluster_row {
+    /* Supervisor-owned description and health. */
+    alignas(MSUP_CACHE_LINE) _Atomic uint32_t row_state; /* enum msup_row_state */
+    _Atomic uint32_t health;             /* enum msup_health */
+    _Atomic uint64_t health_since_ns;    /* CLOCK_REALTIME */
+    _Atomic uint64_t last_check_ns;
+    _Atomic uint64_t last_rtt_us;
+    _Atomic uint32_t consecutive_ok;
+    _Atomic uint32_t consecutive_fail;
+    _Atomic uint64_t transitions;
+    _Atomic uint64_t checks_passed;
+    _Atomic uint64_t checks_failed;
+    _Atomic uint64_t reconnect_generation; /* workers rebuild their pool when it moves */
+    _Atomic uint64_t reconnect_at_ns;      /* when it last moved */
+    _Atomic uint32_t has_primary;          /* replica sets: last hello saw a primary */
+    _Atomic uint32_t circuit_breaker;      /* 1: workers fail fast while DOWN */
+    _Atomic uint32_t max_pool_size;        /* as configured, for display */
+    uint32_t is_replica_set;
+    char name[MSUP_NAME_MAX];
+    char uri_display[MSUP_URI_DISPLAY_MAX]; /* redacted */
+
+    /* Requests from mongosupctl (the only fields the control tool writes). */
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t reconnect_requests;
+    _Atomic uint64_t reconnect_requests_seen; /* supervisor */
+
+    /* Cluster-wide connection budget: the only line every worker writes. */
+    alignas(MSUP_CACHE_LINE) _Atomic int64_t budget_in_use;  /* tokens held by all workers */
+    _Atomic int64_t budget_connecting;                       /* handshakes in progress */
+    _Atomic uint32_t max_connections;   /* 0 = unlimited (supervisor sets) */
+    _Atomic uint32_t max_connecting;    /* 0 = unlimited */
+
+    alignas(MSUP_CACHE_LINE) msup_last_error_t last_check_error;
+} msup_cluster_row_t;
+
+/* Retired totals: the folded counters of reaped slots. */
+typedef struct msup_retired_hdr {
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t seq;   /* odd while a fold is being published */
+    _Atomic uint32_t active;                         /* 0 or 1: the copy readers use */
+    uint32_t pad_;
+    /* What the active copy last folded: lets an adopting supervisor finish an
+     * interrupted reap exactly once. */
+    _Atomic uint64_t folded_slot[2];
+    _Atomic uint64_t folded_epoch[2];
+    _Atomic uint64_t slots_reaped[2];
+    /* followed by 2 x msup_stats_t[max_clusters] */
+} msup_retired_hdr_t;
+
+typedef struct msup_header {
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t magic; /* published last by the creator */
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t total_size;
+    uint32_t owner_uid;
+    uint32_t max_workers;
+    uint32_t max_clusters;
+    uint32_t cluster_row_size;
+    uint32_t slot_size;          /* msup_slot_t + max_clusters stats */
+    uint32_t stats_size;         /* sizeof(msup_stats_t) */
+    uint64_t cluster_off;
+    uint64_t retired_off;
+    uint64_t slot_off;
+    uint64_t created_ns;         /* CLOCK_REALTIME */
+    uint32_t creator_pid;
+    uint32_t hist_buckets;       /* MSUP_HIST_BUCKETS at creation */
+    char segment_name[MSUP_NAME_MAX];
+    char environment[MSUP_NAME_MAX];
+
+    /* Supervisor liveness. */
+    alignas(MSUP_CACHE_LINE) _Atomic int32_t supervisor_pid;   /* 0: none yet */
+    uint32_t pad0_;
+    _Atomic uint64_t supervisor_start_time;  /* /proc stat field 22 */
+    _Atomic uint64_t supervisor_started_ns;  /* CLOCK_REALTIME */
+    _Atomic uint64_t heartbeat_mono_ns;      /* CLOCK_MONOTONIC (system-wide) */
+    _Atomic uint64_t heartbeat_ns;           /* CLOCK_REALTIME, for display */
+    _Atomic uint64_t supervisor_restarts;    /* adoptions */
+
+    /* Configuration and shutdown. */
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t config_generation;
+    _Atomic uint32_t phase;                  /* enum msup_phase */
+    _Atomic uint32_t cluster_count;          /* rows in use (ACTIVE or REMOVED) */
+    _Atomic uint64_t drain_deadline_mono_ns;
+    _Atomic uint64_t drain_started_ns;
+    _Atomic uint64_t heartbeat_timeout_ms;   /* how old a heartbeat may be and still count */
+    _Atomic uint64_t shutdown_requests;      /* mongosupctl shutdown (alt. to SIGTERM) */
+} msup_header_t;
+
+_Static_assert(sizeof(msup_last_error_t) == 136, "last error record size");
+_Static_assert(sizeof(msup_stats_t) % MSUP_CACHE_LINE == 0, "stats are whole cache lines");
+_Static_assert(offsetof(msup_stats_t, checkouts) % MSUP_CACHE_LINE == 0, "counters on their own line");
+_Static_assert(offsetof(msup_stats_t, hist) % MSUP_CACHE_LINE == 0, "histogram on its own line");
+_Static_assert(sizeof(msup_slot_t) % MSUP_CACHE_LINE == 0, "slot header is whole cache lines");
+_Static_assert(sizeof(msup_cluster_row_t) % MSUP_CACHE_LINE == 0, "cluster row is whole cache lines");
+_Static_assert(offsetof(msup_cluster_row_t, budget_in_use) % MSUP_CACHE_LINE == 0,
+               "budget counters on their own line");
+_Static_assert(sizeof(msup_retired_hdr_t) % MSUP_CACHE_LINE == 0, "retired header size");
+_Static_assert(sizeof(msup_header_t) % MSUP_CACHE_LINE == 0, "header is whole cache lines");
+_Static_assert(sizeof(msup_header_t) <= 4096, "header fits a page");
+_Static_assert(MSUP_OP__COUNT == 3 && MSUP_FAIL__COUNT == 8, "class counts are part of the layout");
+_Static_assert(MSUP_HIST_OCTAVES <= 32, "octave mask is 32 bits");
+
+/* Size of a segment for a geometry: the formula quoted in the docs. */
+static inline uint64_t msup_layout_size(uint32_t max_workers, uint32_t max_clusters)
+{
+    uint64_t hdr = sizeof(msup_header_t);
+    uint64_t rows = (uint64_t)max_clusters * sizeof(msup_cluster_row_t);
+    uint64_t retired = sizeof(msup_retired_hdr_t) + 2ull * max_clusters * sizeof(msup_stats_t);
+    uint64_t slot = sizeof(msup_slot_t) + (uint64_t)max_clusters * sizeof(msup_stats_t);
+    return hdr + rows + retired + (uint64_t)max_workers * slot;
+}
+
+#endif

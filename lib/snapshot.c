@@ -1,0 +1,200 @@
+/* snapshot.c: a consistent aggregate of the segment (retired + live slots) for readers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "snapshot.h"
+
+static const char *const health_names[] = {"UNKNOWN", "UP", "DEGRADED", "DOWN"};
+static const char *const phase_names[] = {"STARTING", "RUNNING", "DRAINING", "STOPPING", "STOPPED"};
+static const char *const slot_names[] = {"FREE", "CLAIMING", "ACTIVE", "EXITED", "REAPING"};
+static const char *const op_names[] = {"read", "write", "command"};
+static const char *const fail_names[] = {"network",      "timeout",       "server_selection", "auth",
+                                         "server_error", "circuit_open", "shutting_down",    "other"};
+
+const char *msup_health_name(uint32_t h)
+{
+    return h < 4 ? health_names[h] : "INVALID";
+}
+
+const char *msup_phase_name(uint32_t p)
+{
+    return p < 5 ? phase_names[p] : "INVALID";
+}
+
+const char *msup_slot_state_name(uint32_t s)
+{
+    return s < 5 ? slot_names[s] : "INVALID";
+}
+
+const char *msup_op_class_name(enum msup_op_class c)
+{
+    return (unsigned)c < MSUP_OP__COUNT ? op_names[c] : "invalid";
+}
+
+const char *msup_fail_class_name(enum msup_fail_class c)
+{
+    return (unsigned)c < MSUP_FAIL__COUNT ? fail_names[c] : "invalid";
+}
+
+#define ALOAD(p) atomic_load_explicit((__typeof__(p) *)&(p), memory_order_acquire)
+
+/* Copies the cluster rows' supervisor-owned fields. */
+static void copy_row(const msup_cluster_row_t *row_c, uint32_t i, msup_cluster_snap_t *cs)
+{
+    msup_cluster_row_t *row = (msup_cluster_row_t *)row_c;
+    cs->index = i;
+    cs->row_state = ALOAD(row->row_state);
+    cs->health = ALOAD(row->health);
+    memcpy(cs->name, row->name, sizeof cs->name);
+    cs->name[sizeof cs->name - 1] = '\0';
+    memcpy(cs->uri_display, row->uri_display, sizeof cs->uri_display);
+    cs->uri_display[sizeof cs->uri_display - 1] = '\0';
+    cs->health_since_ns = ALOAD(row->health_since_ns);
+    cs->last_check_ns = ALOAD(row->last_check_ns);
+    cs->last_rtt_us = ALOAD(row->last_rtt_us);
+    cs->consecutive_ok = ALOAD(row->consecutive_ok);
+    cs->consecutive_fail = ALOAD(row->consecutive_fail);
+    cs->has_primary = ALOAD(row->has_primary);
+    cs->is_replica_set = row->is_replica_set;
+    cs->circuit_breaker = ALOAD(row->circuit_breaker);
+    cs->transitions = ALOAD(row->transitions);
+    cs->checks_passed = ALOAD(row->checks_passed);
+    cs->checks_failed = ALOAD(row->checks_failed);
+    cs->reconnect_generation = ALOAD(row->reconnect_generation);
+    cs->max_pool_size = ALOAD(row->max_pool_size);
+    cs->max_connections = ALOAD(row->max_connections);
+    cs->max_connecting = ALOAD(row->max_connecting);
+    cs->budget_in_use = ALOAD(row->budget_in_use);
+    cs->budget_connecting = ALOAD(row->budget_connecting);
+    msup_last_error_read(&row->last_check_error, &cs->last_check_error);
+}
+
+/* One pass over retired totals and slots; false when a fold was published
+ * meanwhile (the caller retries). */
+static bool aggregate_once(const msup_segment_t *seg, msup_snapshot_t *snap, const uint32_t *row_of)
+{
+    msup_retired_hdr_t *r = seg->retired;
+    uint64_t seq = atomic_load_explicit(&r->seq, memory_order_acquire);
+    if (seq & 1u)
+        return false;
+    uint32_t active = atomic_load_explicit(&r->active, memory_order_acquire) & 1u;
+    uint64_t folded_slot = atomic_load_explicit(&r->folded_slot[active], memory_order_relaxed);
+    uint64_t folded_epoch = atomic_load_explicit(&r->folded_epoch[active], memory_order_relaxed);
+    snap->slots_reaped = atomic_load_explicit(&r->slots_reaped[active], memory_order_relaxed);
+
+    for (uint32_t k = 0; k < snap->cluster_count; k++) {
+        msup_cluster_snap_t *cs = &snap->clusters[k];
+        memset(&cs->totals, 0, sizeof cs->totals);
+        cs->workers_live = cs->workers_acked = 0;
+        msup_totals_add(&cs->totals, msup_retired_stats(seg, active, row_of[k]), false);
+        msup_last_error_read(&msup_retired_stats(seg, active, row_of[k])->last_error, &cs->last_error);
+    }
+    snap->worker_count = 0;
+    for (uint32_t i = 0; i < seg->max_workers; i++) {
+        msup_slot_t *slot = msup_segment_slot(seg, i);
+        uint32_t state = atomic_load_explicit(&slot->state, memory_order_acquire);
+        if (state == MSUP_SLOT_FREE || state == MSUP_SLOT_CLAIMING || state > MSUP_SLOT_REAPING)
+            continue;
+        if (state == MSUP_SLOT_REAPING && folded_slot == i && folded_epoch == slot->epoch)
+            continue; /* already in the retired copy we read */
+        msup_worker_snap_t *w = &snap->workers[snap->worker_count++];
+        memset(w, 0, sizeof *w);
+        w->slot = i;
+        w->state = state;
+        w->pid = slot->pid;
+        w->attached_ns = slot->attached_ns;
+        w->exited_ns = atomic_load_explicit(&slot->exited_ns, memory_order_relaxed);
+        memcpy(w->appname, slot->appname, sizeof w->appname);
+        w->appname[sizeof w->appname - 1] = '\0';
+        for (uint32_t k = 0; k < snap->cluster_count; k++) {
+            msup_cluster_snap_t *cs = &snap->clusters[k];
+            msup_stats_t *s = msup_slot_stats(seg, i, row_of[k]);
+            uint64_t ops_before = msup_totals_ops(&cs->totals), fail_before = msup_totals_failures(&cs->totals);
+            uint64_t co_before = cs->totals.checkouts;
+            int64_t in_use_before = cs->totals.pool_in_use;
+            msup_totals_add(&cs->totals, s, true);
+            w->ops += msup_totals_ops(&cs->totals) - ops_before;
+            w->failures += msup_totals_failures(&cs->totals) - fail_before;
+            w->checkouts += cs->totals.checkouts - co_before;
+            w->in_use += cs->totals.pool_in_use - in_use_before;
+            if (state == MSUP_SLOT_ACTIVE) {
+                cs->workers_live++;
+                if (atomic_load_explicit(&s->reconnect_ack, memory_order_relaxed) >= cs->reconnect_generation)
+                    cs->workers_acked++;
+            }
+            msup_last_error_t e;
+            if (msup_last_error_read(&s->last_error, &e) && e.time_ns > cs->last_error.time_ns)
+                cs->last_error = e;
+        }
+    }
+    return atomic_load_explicit(&r->seq, memory_order_acquire) == seq;
+}
+
+bool msup_snapshot_take(const msup_segment_t *seg, msup_snapshot_t *snap, mongosup_error_t *error)
+{
+    memset(snap, 0, sizeof *snap);
+    /* A map can be corrupted after it was validated (a foreign writer, a
+     * truncation): validate again, cheaply, before every read. */
+    if (!msup_layout_validate(seg->base, seg->size, error))
+        return false;
+    const msup_header_t *h = seg->hdr;
+    msup_header_t *hm = (msup_header_t *)h;
+    snap->taken_ns = msup_now_ns();
+    memcpy(snap->segment_name, h->segment_name, sizeof snap->segment_name);
+    memcpy(snap->environment, h->environment, sizeof snap->environment);
+    snap->max_workers = seg->max_workers;
+    snap->max_clusters = seg->max_clusters;
+    snap->supervisor_pid = ALOAD(hm->supervisor_pid);
+    snap->supervisor_alive = msup_supervisor_alive(seg);
+    snap->supervisor_started_ns = ALOAD(hm->supervisor_started_ns);
+    snap->heartbeat_ns = ALOAD(hm->heartbeat_ns);
+    uint64_t hb_mono = ALOAD(hm->heartbeat_mono_ns), now_mono = msup_mono_ns();
+    snap->heartbeat_age_ms = hb_mono && now_mono > hb_mono ? (now_mono - hb_mono) / 1000000ull : 0;
+    snap->supervisor_restarts = ALOAD(hm->supervisor_restarts);
+    snap->config_generation = ALOAD(hm->config_generation);
+    snap->phase = ALOAD(hm->phase);
+    snap->drain_deadline_mono_ns = ALOAD(hm->drain_deadline_mono_ns);
+
+    snap->clusters = calloc(seg->max_clusters, sizeof *snap->clusters);
+    snap->workers = calloc(seg->max_workers, sizeof *snap->workers);
+    uint32_t *row_of = calloc(seg->max_clusters, sizeof *row_of);
+    if (snap->clusters == NULL || snap->workers == NULL || row_of == NULL) {
+        free(row_of);
+        msup_snapshot_free(snap);
+        return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory taking a snapshot");
+    }
+    for (uint32_t i = 0; i < seg->max_clusters; i++) {
+        if (ALOAD(seg->rows[i].row_state) != MSUP_ROW_ACTIVE)
+            continue;
+        row_of[snap->cluster_count] = i;
+        copy_row(&seg->rows[i], i, &snap->clusters[snap->cluster_count++]);
+    }
+    bool consistent = false;
+    for (int attempt = 0; attempt < 1000 && !consistent; attempt++)
+        consistent = aggregate_once(seg, snap, row_of);
+    free(row_of);
+    if (!consistent) {
+        msup_snapshot_free(snap);
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment %s: retired totals kept changing while reading",
+                         seg->name);
+    }
+    for (uint32_t k = 0; k < snap->cluster_count; k++) {
+        msup_cluster_snap_t *cs = &snap->clusters[k];
+        const msup_totals_t *t = &cs->totals;
+        cs->p50_us = msup_hist_quantile(t->hist, t->hist_count, t->hist_max_us, 0.50);
+        cs->p90_us = msup_hist_quantile(t->hist, t->hist_count, t->hist_max_us, 0.90);
+        cs->p99_us = msup_hist_quantile(t->hist, t->hist_count, t->hist_max_us, 0.99);
+        cs->p999_us = msup_hist_quantile(t->hist, t->hist_count, t->hist_max_us, 0.999);
+    }
+    return true;
+}
+
+void msup_snapshot_free(msup_snapshot_t *snap)
+{
+    free(snap->clusters);
+    free(snap->workers);
+    snap->clusters = NULL;
+    snap->workers = NULL;
+    snap->cluster_count = snap->worker_count = 0;
+}

@@ -1,0 +1,43 @@
+/* testmain.c: a tiny CUnit runner shared by every test binary. */
+#include <CUnit/Basic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testmain.h"
+
+bool msup_test_under_valgrind(void)
+{
+    const char *v = getenv("MONGOSUP_UNDER_VALGRIND");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+const char *msup_test_segment_name(const char *tag)
+{
+    static char name[64];
+    snprintf(name, sizeof name, "/msup-test-%d-%s", (int)getpid(), tag);
+    return name;
+}
+
+int msup_test_main(const char *suite_name, const msup_test_t *tests, int argc, char **argv)
+{
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 2;
+    CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);
+    for (const msup_test_t *t = tests; suite != NULL && t->name != NULL; t++) {
+        if (filter == NULL || strstr(t->name, filter) != NULL)
+            CU_add_test(suite, t->name, t->fn);
+    }
+    CU_basic_set_mode(CU_BRM_VERBOSE);
+    CU_basic_run_tests();
+    unsigned failed = CU_get_number_of_failures() + CU_get_number_of_tests_failed();
+    unsigned ran = CU_get_number_of_tests_run();
+    CU_cleanup_registry();
+    if (ran == 0) {
+        fprintf(stderr, "%s: no test ran\n", suite_name);
+        return 1;
+    }
+    return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,25 @@
+/* testmain.h: a tiny CUnit runner shared by every test binary (names read like paths). */
+#ifndef MONGOSUP_TESTMAIN_H
+#define MONGOSUP_TESTMAIN_H
+
+#include <CUnit/CUnit.h>
+#include <stdbool.h>
+
+typedef struct msup_test {
+    const char *name;       /* "/segment/adopt/foreign-owner" */
+    void (*fn)(void);
+} msup_test_t;
+
+/* Runs the tests (an array ended by {NULL, NULL}) in one CUnit suite and
+ * returns the process exit status: 0 when all passed.  argv[1], if given,
+ * runs only the tests whose name contains it. */
+int msup_test_main(const char *suite, const msup_test_t *tests, int argc, char **argv);
+
+/* True when the binary runs under valgrind (check-valgrind sets it): tests
+ * scale their loop counts down, never their assertions. */
+bool msup_test_under_valgrind(void);
+
+/* A unique segment name for this process and tag: "/msup-test-<pid>-<tag>". */
+const char *msup_test_segment_name(const char *tag);
+
+#endif
