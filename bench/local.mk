@@ -1,1 +1,15 @@
-# bench/local.mk: build rules for bench/.
+# bench/local.mk: benchmark programs (built with the project, run by `make bench`).
+# Each benchmark adds itself to BENCH_BINARIES in its own fragment below.
+BENCH_BINARIES =
+BENCH_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS) -O2
+BENCH_LIBS = lib/libmsup_core.la $(MONGOC_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
+
+include bench/record.mk
+
+noinst_PROGRAMS += $(BENCH_BINARIES)
+
+# make bench: runs every benchmark and writes docs/benchmarks.md.
+bench: $(BENCH_BINARIES)
+	$(SHELL) $(top_srcdir)/bench/run-all.sh $(abs_top_builddir) $(abs_top_srcdir)/docs/benchmarks.md
+.PHONY: bench
+EXTRA_DIST += bench/run-all.sh

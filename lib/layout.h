@@ -158,9 +158,9 @@ typedef struct msup_stats {
     _Atomic uint64_t retries;
     _Atomic uint64_t reconnects;          /* pool rebuilds */
 
-    /* Latency histogram of successful and failed commands. */
-    alignas(MSUP_CACHE_LINE) _Atomic uint64_t hist_count;
-    _Atomic uint64_t hist_sum_us;
+    /* Latency histogram of successful and failed commands.  Its count is
+     * not stored: it is the sum of ops[] (one add less on the record path). */
+    alignas(MSUP_CACHE_LINE) _Atomic uint64_t hist_sum_us;
     _Atomic uint64_t hist_max_us;
     _Atomic uint32_t hist_octaves;        /* bit o set once octave o has a non-zero bucket */
     uint32_t hist_pad_;

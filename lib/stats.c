@@ -1,4 +1,5 @@
 /* stats.c: last-error records, histogram bounds, and folding/merging of per-slot counters. */
+#include <sched.h>
 #include <string.h>
 
 #include "segment.h"
@@ -42,10 +43,13 @@ void msup_last_error_write(msup_last_error_t *rec, enum msup_fail_class cls, uin
 
 bool msup_last_error_read(const msup_last_error_t *rec, msup_last_error_t *out)
 {
-    for (int attempt = 0; attempt < 64; attempt++) {
+    for (int attempt = 0; attempt < 1000; attempt++) {
         uint32_t before = atomic_load_explicit(&((msup_last_error_t *)rec)->seq, memory_order_acquire);
-        if (before & 1u)
+        if (before & 1u) {
+            if (attempt > 100)
+                sched_yield(); /* the writer may be descheduled mid-write */
             continue;
+        }
         out->domain = rec->domain;
         out->code = rec->code;
         out->fail_class = rec->fail_class;
@@ -96,7 +100,7 @@ void msup_totals_add(msup_totals_t *dst, const msup_stats_t *src_c, bool with_ga
         dst->failures[i] += LOAD(src->failures[i]);
     dst->retries += LOAD(src->retries);
     dst->reconnects += LOAD(src->reconnects);
-    uint64_t count = LOAD(src->hist_count);
+    uint64_t count = LOAD(src->ops[MSUP_OP_READ]) + LOAD(src->ops[MSUP_OP_WRITE]) + LOAD(src->ops[MSUP_OP_COMMAND]);
     if (count == 0)
         return;
     dst->hist_count += count;
@@ -136,7 +140,6 @@ void msup_stats_fold(msup_stats_t *dst, const msup_stats_t *base_c, const msup_s
         FOLD(failures[i]);
     FOLD(retries);
     FOLD(reconnects);
-    FOLD(hist_count);
     FOLD(hist_sum_us);
     for (uint32_t i = 0; i < MSUP_HIST_BUCKETS; i++)
         FOLD(hist[i]);

@@ -27,15 +27,16 @@ uint64_t msup_hist_upper(uint32_t i);
 
 #define MSUP_RELAXED memory_order_relaxed
 
-/* Records one finished command: its class and latency.  Lock-free, no
- * syscall; several threads of the owning worker may call it at once. */
+/* Records one finished command: its class and latency.  Three relaxed adds
+ * on lines only this process writes; no lock, no syscall; several threads
+ * of the owning worker may call it at once.  The max and the octave mask
+ * are loads in the common case. */
 static inline void msup_stats_record_op(msup_stats_t *s, enum msup_op_class cls, uint64_t us)
 {
     uint32_t b = msup_hist_index(us);
     uint32_t bit = 1u << (b / MSUP_HIST_SUB);
     atomic_fetch_add_explicit(&s->ops[cls], 1, MSUP_RELAXED);
     atomic_fetch_add_explicit(&s->hist[b], 1, MSUP_RELAXED);
-    atomic_fetch_add_explicit(&s->hist_count, 1, MSUP_RELAXED);
     atomic_fetch_add_explicit(&s->hist_sum_us, us, MSUP_RELAXED);
     /* Plain loads first: the common case writes nothing more. */
     if (!(atomic_load_explicit(&s->hist_octaves, MSUP_RELAXED) & bit))
