@@ -1,0 +1,183 @@
+#!/bin/bash
+# demo.sh: the main job end to end: a local test cluster, mongosupd, a prefork server under load, and the monitor.
+#
+#   ./scripts/demo.sh                 installs, builds, and runs the demo on its embedded default:
+#                                     test peers "users" (standalone) and "analytics" (3-member
+#                                     replica set), with faults: users killed and brought back,
+#                                     an analytics failover, then a coordinated graceful shutdown.
+#   ./scripts/demo.sh -c FILE [-e ENV]  the same against real clusters (the file's clusters must
+#                                     include "users" and "analytics"), without the faults.
+#   MONGOSUP_DEMO_NO_BUILD=1          skip the install and build steps (use ./build as it is).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+conf="" env=""
+while getopts "c:e:h" opt; do
+  case $opt in
+    c) conf=$OPTARG ;;
+    e) env=$OPTARG ;;
+    h) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [-c FILE [-e ENV]]" >&2; exit 64 ;;
+  esac
+done
+
+if [ -z "${MONGOSUP_DEMO_NO_BUILD:-}" ]; then
+  ./scripts/install-deps.sh
+  [ -x configure ] || autoreconf -fi >/dev/null 2>&1
+  mkdir -p build
+  (cd build && { [ -f Makefile ] || ../configure --quiet; } && make -j"$(nproc)" >/dev/null)
+fi
+B=${MONGOSUP_BUILDDIR:-$top/build}
+for p in supervisor/mongosupd tools/mongosup-top tools/mongosupctl examples/mongosup-demo-server examples/mongosup-demo-load; do
+  [ -x "$B/$p" ] || { echo "demo: $B/$p is missing: build first (drop MONGOSUP_DEMO_NO_BUILD)" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/mongosup-demo.XXXXXX)
+pids=()
+say() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
+snapshot() { say "$1"; "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --once || true; }
+
+cleanup() {
+  set +e
+  exec 3>&- 4>&- 2>/dev/null
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "${segment:-}" ] && rm -f "/dev/shm${segment}"
+  [ -n "${MONGOSUP_DEMO_KEEP:-}" ] && echo "demo: kept $work" || rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A peer: python MockupDB child driven through a FIFO on its stdin.
+start_peer() { # name mode members [ports]
+  local name=$1 mode=$2 members=$3 ports=${4:-}
+  rm -f "$work/$name.ctl"
+  mkfifo "$work/$name.ctl"
+  /usr/bin/python3 "$top/tests/peer/mongopeer.py" --mode "$mode" --members "$members" ${ports:+--ports "$ports"} \
+    < "$work/$name.ctl" > "$work/$name.out" 2> "$work/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  eval "${name}_pid=$pid"
+  # Hold the FIFO open for writing: closing it makes the peer exit.
+  if [ "$name" = users ]; then exec 3> "$work/$name.ctl"; else exec 4> "$work/$name.ctl"; fi
+  for _ in $(seq 100); do grep -q '^READY' "$work/$name.out" 2>/dev/null && break; sleep 0.05; done
+  grep -q '^READY' "$work/$name.out" || { echo "demo: peer $name did not start: $(cat "$work/$name.err")" >&2; exit 1; }
+  eval "${name}_ports=$(sed -n 's/^READY .*"ports": *\[\([0-9, ]*\)\].*/\1/p' "$work/$name.out" | tr -d ' ')"
+}
+
+wait_for() { # seconds description command...
+  local t=$1 what=$2; shift 2
+  local start=$SECONDS
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS - start >= t )); then echo "demo: timed out waiting for $what" >&2; return 1; fi
+    sleep 0.2
+  done
+  echo "($what after $(( SECONDS - start )) s)"
+}
+
+cluster_state() { # cluster STATE
+  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
+sys.exit(0 if c["state"] == sys.argv[2] else 1)' "$1" "$2"
+}
+
+all_acked() { # cluster
+  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
+r = c["reconnect"]
+sys.exit(0 if r["generation"] > 0 and r["workers_acked"] == r["workers_live"] > 0 else 1)' "$1"
+}
+
+faults=1
+if [ -z "$conf" ]; then
+  say "starting the local test cluster (MockupDB peers)"
+  start_peer users standalone 1
+  start_peer analytics rs 3
+  echo "users: 127.0.0.1:$users_ports   analytics (rs0): 127.0.0.1:${analytics_ports//,/, 127.0.0.1:}"
+  segment="/mongosup-demo-$$"
+  conf=$work/demo.conf
+  hosts=$(echo "$analytics_ports" | sed 's/\([0-9]*\)/127.0.0.1:\1/g')
+  cat > "$conf" <<EOF
+# The demo's configuration: two clusters, fast health checks.
+segment = { name = "$segment"; max_workers = 16; };
+supervisor = { log_level = "info"; drain_timeout_ms = 5000; escalate = "term-kill"; escalate_grace_ms = 1000; };
+default_environment = "demo";
+defaults = {
+  max_pool_size = 4; wait_queue_timeout_ms = 2000;
+  server_selection_timeout_ms = 2000; connect_timeout_ms = 1000; socket_timeout_ms = 5000;
+  heartbeat_frequency_ms = 500;
+  check_interval_ms = 1000; check_fastinter_ms = 250; check_downinter_ms = 500; check_timeout_ms = 500;
+  rise = 2; fall = 2; reconnect_window_ms = 1500; reconnect_min_interval_ms = 1000;
+  retry_max_attempts = 5; retry_deadline_ms = 4000; retry_backoff_ms = 100;
+};
+environments = {
+  demo = {
+    clusters = {
+      users = { mongo_uri = "mongodb://127.0.0.1:$users_ports/?directConnection=true"; database_name = "app"; };
+      analytics = { mongo_uri = "mongodb://$hosts/?replicaSet=rs0"; database_name = "metrics"; };
+    };
+  };
+};
+EOF
+else
+  faults=0
+  segment=$("$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} --check-config | sed -n 's/^segment *[:=]* *\(\/[^ ]*\).*/\1/p' | head -1)
+fi
+
+say "mongosupd: checking the configuration"
+"$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} --check-config | sed -n '1,12p'
+
+say "starting mongosupd, the prefork server (4 workers x 2 threads) and the load (100 requests/s)"
+"$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} 2> "$work/mongosupd.log" &
+sup_pid=$!; pids+=("$sup_pid")
+"$B/examples/mongosup-demo-server" -c "$conf" ${env:+-e "$env"} -w 4 -t 2 -p 0 > "$work/server.out" 2> "$work/server.err" &
+server_pid=$!; pids+=("$server_pid")
+wait_for 10 "server listening" grep -q "listening on" "$work/server.out"
+port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")
+"$B/examples/mongosup-demo-load" -p "$port" -r 100 -d 300 -t 8 -q > "$work/load.out" 2>&1 &
+load_pid=$!; pids+=("$load_pid")
+wait_for 15 "every cluster UP" bash -c "$(declare -f cluster_state); B=$B conf=$conf env=$env; cluster_state users UP && cluster_state analytics UP"
+sleep 2
+snapshot "steady state: both clusters UP, 4 workers serving"
+
+if [ $faults = 1 ]; then
+  say "fault 1: SIGKILL the users peer"
+  kill -9 "$users_pid"
+  exec 3>&-
+  wait_for 15 "users DOWN" cluster_state users DOWN
+  sleep 1
+  snapshot "users DOWN: workers fail fast (circuit_open) instead of waiting 2 s for server selection"
+
+  say "bringing the users peer back on the same port"
+  start_peer users standalone 1 "$users_ports"
+  wait_for 15 "users UP" cluster_state users UP
+  wait_for 15 "every worker acknowledged the reconnect" all_acked users
+  snapshot "users UP again: the reconnect generation moved and every worker rebuilt its pool"
+
+  say "fault 2: the analytics primary steps down (failover to the next member)"
+  echo '{"cmd":"stepdown"}' >&4
+  sleep 3
+  snapshot "after the failover: writes retried by mongosup_run, analytics still UP"
+fi
+
+say "coordinated graceful shutdown: mongosupctl shutdown --wait"
+kill "$load_pid" 2>/dev/null || true
+"$B/tools/mongosupctl" -c "$conf" ${env:+-e "$env"} shutdown --wait --timeout 30 || true
+wait "$sup_pid" && echo "mongosupd exited 0" || echo "mongosupd exited $?"
+kill -TERM "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+say "the supervisor's final summary"
+grep -E "summary|total|drain|shutdown" "$work/mongosupd.log" | tail -15 || true
+say "the prefork server"
+tail -3 "$work/server.out"
+
+# Nothing may be left behind.
+left=""
+for p in "$sup_pid" "$server_pid"; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+if [ -n "$left" ]; then echo "demo: processes left behind:$left" >&2; exit 1; fi
+if [ -e "/dev/shm$segment" ]; then echo "demo: segment $segment left behind" >&2; exit 1; fi
+say "demo finished: no process and no segment left behind"
