@@ -5,6 +5,7 @@ BENCH_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS) -O2
 BENCH_LIBS = lib/libmsup_core.la $(MONGOC_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
 
 include bench/record.mk
+include bench/render.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -1,0 +1,22 @@
+/* metrics.h: mongosupd's optional Prometheus endpoint (GET /metrics, libmicrohttpd). */
+#ifndef MONGOSUPD_METRICS_H
+#define MONGOSUPD_METRICS_H
+
+#include <stdbool.h>
+
+#include "segment.h"
+
+/* Starts serving GET /metrics (and HEAD) on `listen`: "HOST:PORT",
+ * "[IPv6]:PORT" or ":PORT"/"PORT" (loopback, 127.0.0.1).  HOST may be a
+ * name; the first address it resolves to is used.  The server runs its own
+ * thread and reads `seg` for each scrape: the segment must stay mapped at
+ * the same address until msup_metrics_stop.  One server per process. */
+bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_error_t *err);
+
+/* Stops the server (waits for its thread); harmless when none runs. */
+void msup_metrics_stop(void);
+
+/* The port actually bound (useful with port 0 in tests), or 0. */
+unsigned msup_metrics_port(void);
+
+#endif

@@ -1,0 +1,35 @@
+/* target.c: resolves the segment a tool talks to from its options, a configuration file or the environment. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
+#include "error.h"
+#include "target.h"
+
+bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, mongosup_error_t *error)
+{
+    if (target->segment != NULL) {
+        if (target->segment[0] != '/')
+            return msup_fail(error, MONGOSUP_E_INVALID_ARG, "segment name '%s' must start with '/'", target->segment);
+        snprintf(out, n, "%s", target->segment);
+        return true;
+    }
+    if (target->config_path != NULL) {
+        mongosup_config_t *cfg = mongosup_config_load(target->config_path, target->environment, error);
+        if (cfg == NULL)
+            return false;
+        snprintf(out, n, "%s", cfg->segment_name);
+        mongosup_config_destroy(&cfg);
+        return true;
+    }
+    const char *env = getenv("MONGOSUP_SEGMENT");
+    if (env != NULL && env[0] != '\0') {
+        if (env[0] != '/')
+            return msup_fail(error, MONGOSUP_E_INVALID_ARG, "MONGOSUP_SEGMENT='%s' must start with '/'", env);
+        snprintf(out, n, "%s", env);
+        return true;
+    }
+    return msup_fail(error, MONGOSUP_E_INVALID_ARG,
+                     "no segment given: use -n /NAME, -c CONFIG [-e ENV], or set MONGOSUP_SEGMENT");
+}
