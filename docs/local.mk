@@ -2,3 +2,10 @@
 # Monitor and control tools (tools/): manual pages and the monitoring guide.
 dist_man_MANS += docs/mongosup-top.1 docs/mongosupctl.1
 EXTRA_DIST += docs/monitoring.md
+# Operating mongosupd (supervisor/).
+EXTRA_DIST += docs/operations.md
+# User documentation: concepts, troubleshooting, configuration, segment; the daemon and file manual pages.
+dist_man_MANS += docs/mongosupd.8 docs/mongosup.conf.5
+EXTRA_DIST += docs/concepts.md docs/troubleshooting.md docs/configuration.md docs/segment.md
+# The C API reference (lib/, worker side).
+EXTRA_DIST += docs/api.md

@@ -129,15 +129,16 @@ static void bind_tables(msup_segment_t *seg)
     seg->slot_size = h->slot_size;
 }
 
-static bool geometry_ok(const msup_header_t *h, const msup_geometry_t *geo, mongosup_error_t *error)
+static bool geometry_ok(const char *name, const msup_header_t *h, const msup_geometry_t *geo,
+                        mongosup_error_t *error)
 {
     if (geo == NULL)
         return true;
     if (h->max_workers != geo->max_workers || h->max_clusters != geo->max_clusters)
         return msup_fail(error, MONGOSUP_E_SEGMENT,
-                         "segment was created for %u workers x %u clusters, the configuration asks for %u x %u: "
+                         "%s: segment was created for %u workers x %u clusters, the configuration asks for %u x %u: "
                          "stop every process that uses it and remove it (or restart the supervisor after a drain)",
-                         h->max_workers, h->max_clusters, geo->max_workers, geo->max_clusters);
+                         name, h->max_workers, h->max_clusters, geo->max_workers, geo->max_clusters);
     return true;
 }
 
@@ -263,7 +264,7 @@ bool msup_segment_adopt(const char *name, const msup_geometry_t *geo, msup_segme
 {
     if (!open_existing(name, true, true, seg, error))
         return false;
-    if (!geometry_ok(seg->hdr, geo, error)) {
+    if (!geometry_ok(name, seg->hdr, geo, error)) {
         msup_segment_close(seg);
         return false;
     }
