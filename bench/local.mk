@@ -5,7 +5,10 @@ BENCH_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS) -O2
 BENCH_LIBS = lib/libmsup_core.la $(MONGOC_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
 
 include bench/record.mk
+include bench/supervisor.mk
 include bench/render.mk
+include bench/checkout.mk
+include bench/budget.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -9,3 +9,5 @@ dist_man_MANS += docs/mongosupd.8 docs/mongosup.conf.5
 EXTRA_DIST += docs/concepts.md docs/troubleshooting.md docs/configuration.md docs/segment.md
 # The C API reference (lib/, worker side).
 EXTRA_DIST += docs/api.md
+# The connection budget (lib/budget.c).
+EXTRA_DIST += docs/budget.md

@@ -167,6 +167,11 @@ typedef struct msup_stats {
     alignas(MSUP_CACHE_LINE) _Atomic uint64_t hist[MSUP_HIST_BUCKETS];
 
     alignas(MSUP_CACHE_LINE) msup_last_error_t last_error;
+    /* Live gauge (zeroed, not folded): handshakes this worker has in progress
+     * under the cluster's max_connecting; the reaper returns them with the
+     * tokens (budget.c).  It sits in the padding after last_error: the size
+     * and every other offset are unchanged. */
+    _Atomic int64_t budget_connecting;
 } msup_stats_t;
 
 /* One worker process. */
@@ -214,6 +219,14 @@ typedef struct msup_cluster_row {
     _Atomic int64_t budget_connecting;                       /* handshakes in progress */
     _Atomic uint32_t max_connections;   /* 0 = unlimited (supervisor sets) */
     _Atomic uint32_t max_connecting;    /* 0 = unlimited */
+    /* Fairness (budget.c), in the same line's padding: the last budget wait
+     * by a worker below its fair share (CLOCK_MONOTONIC, system-wide), and
+     * the fair share itself, recomputed lazily by whichever worker finds it
+     * older than a second. */
+    _Atomic uint64_t budget_wait_mono_ns;
+    _Atomic uint64_t budget_share_mono_ns;
+    _Atomic uint32_t budget_share;      /* tokens per interested worker; 0 = unlimited budget */
+    _Atomic uint32_t budget_interested; /* workers that share was computed for */
 
     alignas(MSUP_CACHE_LINE) msup_last_error_t last_check_error;
 } msup_cluster_row_t;
@@ -278,6 +291,11 @@ _Static_assert(sizeof(msup_slot_t) % MSUP_CACHE_LINE == 0, "slot header is whole
 _Static_assert(sizeof(msup_cluster_row_t) % MSUP_CACHE_LINE == 0, "cluster row is whole cache lines");
 _Static_assert(offsetof(msup_cluster_row_t, budget_in_use) % MSUP_CACHE_LINE == 0,
                "budget counters on their own line");
+_Static_assert(offsetof(msup_stats_t, budget_connecting) > offsetof(msup_stats_t, last_error) &&
+               sizeof(msup_stats_t) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
+               "budget_connecting lives in last_error's padding (no layout growth)");
+_Static_assert(offsetof(msup_cluster_row_t, budget_interested) < offsetof(msup_cluster_row_t, budget_in_use) + MSUP_CACHE_LINE,
+               "budget fields stay on the budget line");
 _Static_assert(sizeof(msup_retired_hdr_t) % MSUP_CACHE_LINE == 0, "retired header size");
 _Static_assert(sizeof(msup_header_t) % MSUP_CACHE_LINE == 0, "header is whole cache lines");
 _Static_assert(sizeof(msup_header_t) <= 4096, "header fits a page");

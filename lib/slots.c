@@ -3,6 +3,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "error.h"
 #include "slots.h"
 #include "stats.h"
@@ -82,10 +83,7 @@ static void fold_into_retired(msup_segment_t *seg, uint32_t idx, uint64_t epoch)
 static void return_budget_tokens(msup_segment_t *seg, uint32_t idx)
 {
     for (uint32_t c = 0; c < seg->max_clusters; c++) {
-        msup_stats_t *s = msup_slot_stats(seg, idx, c);
-        int64_t held = atomic_exchange_explicit(&s->budget_tokens, 0, memory_order_acq_rel);
-        if (held > 0)
-            atomic_fetch_sub_explicit(&seg->rows[c].budget_in_use, held, memory_order_acq_rel);
+        msup_budget_reclaim(&seg->rows[c], msup_slot_stats(seg, idx, c)); /* tokens and handshakes */
     }
 }
 

@@ -1,2 +1,10 @@
 # lib/worker.mk: sources of the worker side of libmongosup (attach, pools, APM).
-LIB_WORKER_SOURCES =
+LIB_WORKER_SOURCES = \
+	lib/worker.h lib/worker.c \
+	lib/pool.c \
+	lib/budget.h lib/budget.c \
+	lib/clientmap.h lib/clientmap.c \
+	lib/apm.c \
+	lib/classify.h lib/classify.c \
+	lib/registry.c \
+	lib/run.c

@@ -20,3 +20,7 @@ tests_slots_test_LDADD = $(TEST_LIBS)
 
 include tests/config.mk
 include tests/peer/local.mk
+include tests/worker.mk
+include tests/tools.mk
+include tests/supervisor.mk
+include tests/budget.mk
