@@ -700,6 +700,10 @@ static void append_options(dstr_t *d, const msup_cluster_cfg_t *c, const config_
             snprintf(num, sizeof num, "%u", *(const uint32_t *)(const void *)field);
             ds_add_option(d, k->uri_option, num);
         } else if (k->type == KT_BOOL) {
+            /* mongoc 1.23 turns TLS on when any tls* option is present, even
+             * "false": leave a false TLS option out. */
+            if (!*(const bool *)(const void *)field && strncmp(k->uri_option, "tls", 3) == 0)
+                continue;
             ds_add_option(d, k->uri_option, *(const bool *)(const void *)field ? "true" : "false");
         } else if (*(char *const *)(const void *)field != NULL) {
             ds_add_option(d, k->uri_option, *(char *const *)(const void *)field);

@@ -67,6 +67,63 @@ MONGOSUP_API bool mongosup_uri_redact(const char *uri, char *out, size_t out_len
 
 MONGOSUP_API const char *mongosup_version(void);
 
+/* ---- WORKER API (see docs/api.md) -------------------------------------
+ * A worker process calls mongosup_attach after fork, then checks clients out
+ * and in from any of its threads.  Pools are created lazily, per cluster,
+ * in the worker; a handle inherited across fork is refused with
+ * MONGOSUP_E_FORKED and never destroyed (mongoc 1.23 deadlocks when a child
+ * destroys its parent's pool). */
+
+/* Claims a worker slot in the shared segment (creating the segment when no
+ * supervisor has yet) and maps the configured clusters.  No network I/O.
+ * cfg must outlive the handle.  NULL + error on failure. */
+MONGOSUP_API mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *error);
+
+/* A pooled client of the cluster, waiting at most its wait_queue_timeout_ms
+ * for one (MONGOSUP_E_POOL_TIMEOUT).  Fails at once with
+ * MONGOSUP_E_CIRCUIT_OPEN when a live supervisor marks the cluster DOWN,
+ * MONGOSUP_E_SHUTTING_DOWN while draining, MONGOSUP_E_FORKED on an
+ * inherited handle.  Thread-safe. */
+MONGOSUP_API mongoc_client_t *mongosup_checkout(mongosup_t *handle, const char *cluster, mongosup_error_t *error);
+
+/* Gives a client back.  outcome: the error of the last operation on it, or
+ * NULL; failures no command event reports (server selection, auth) are
+ * counted from it.  Thread-safe; never blocks on the network. */
+MONGOSUP_API void mongosup_checkin(mongosup_t *handle, mongoc_client_t *client, const bson_error_t *outcome);
+
+/* The default database (database_name) of a checked-out client's cluster,
+ * or of a cluster by name; NULL when none is configured. */
+MONGOSUP_API const char *mongosup_client_database(mongosup_t *handle, const mongoc_client_t *client);
+MONGOSUP_API const char *mongosup_cluster_database(mongosup_t *handle, const char *cluster);
+
+/* True once the supervisor has asked for shutdown (or detach has begun):
+ * finish the work in hand and exit.  Acknowledges it in the slot. */
+MONGOSUP_API bool mongosup_draining(mongosup_t *handle);
+
+/* Refuses new checkouts, waits up to drain_timeout_ms for checked-out
+ * clients, closes the pools, marks the slot EXITED and frees the handle;
+ * sets *handle to NULL.  Returns false when clients were still out at the
+ * deadline (their pools are then abandoned, not destroyed). */
+MONGOSUP_API bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms);
+
+/* The callback of mongosup_run: runs one attempt on client.  reply is an
+ * initialised, empty bson_t: hand it to the driver call as its reply (the
+ * driver re-initialises it) so that errorLabels can be read; mongosup
+ * destroys it.  Return false and fill error on failure. */
+typedef bool (*mongosup_run_fn)(mongoc_client_t *client, void *ctx, bson_t *reply, bson_error_t *error);
+
+/* Runs fn with a checked-out client; retries transient failures (network
+ * errors, the NotWritablePrimary / ShutdownInProgress family, the
+ * RetryableWriteError / TransientTransactionError labels) with exponential
+ * backoff and jitter, up to the cluster's retry_max_attempts and
+ * retry_deadline_ms.  Each retry is counted.  A failed attempt's error is
+ * MONGOSUP_E_DRIVER with the driver's domain and code. */
+MONGOSUP_API bool mongosup_run(mongosup_t *handle, const char *cluster, mongosup_run_fn fn, void *ctx,
+                               mongosup_error_t *error);
+
+/* The worker slot index of this handle (for logs), -1 for NULL. */
+MONGOSUP_API int mongosup_worker_slot(const mongosup_t *handle);
+
 #ifdef __cplusplus
 }
 #endif

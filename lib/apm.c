@@ -1,0 +1,73 @@
+/* apm.c: command monitoring callbacks that time every command and classify its failures. */
+#include "classify.h"
+#include "redact.h"
+#include "stats.h"
+#include "worker.h"
+
+/*
+ * These run on the application thread that runs the command, several at a
+ * time in one worker: they only do relaxed atomic adds on the worker's own
+ * slot (msup_stats_*), never block, never allocate and never call back into
+ * the driver.  The context is the worker's cluster; its stats pointer is
+ * read atomically because a row remap may move it.
+ */
+
+static uint64_t duration_us(int64_t us)
+{
+    return us < 0 ? 0 : (uint64_t)us;
+}
+
+static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
+{
+    msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
+    enum msup_op_class cls = msup_classify_command(mongoc_apm_command_succeeded_get_command_name(event));
+    msup_stats_record_op(msup_wcluster_stats(c), cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
+}
+
+/* The last failure a command event counted on this thread: a checkin with
+ * the same error as outcome is not counted twice.  Failures no failed event
+ * reports (server selection, authentication, and write or write-concern
+ * errors in an ok:1 reply, which arrive as a succeeded event) are counted
+ * from the outcome. */
+static _Thread_local struct {
+    uint32_t domain, code;
+} last_counted;
+
+void msup_apm_forget(void)
+{
+    last_counted.domain = 0;
+    last_counted.code = 0;
+}
+
+bool msup_apm_counted(const bson_error_t *error)
+{
+    bool seen = last_counted.domain == error->domain && last_counted.code == error->code;
+    msup_apm_forget();
+    return seen;
+}
+
+static void on_failed(const mongoc_apm_command_failed_t *event)
+{
+    msup_wcluster_t *c = mongoc_apm_command_failed_get_context(event);
+    msup_stats_t *stats = msup_wcluster_stats(c);
+    enum msup_op_class cls = msup_classify_command(mongoc_apm_command_failed_get_command_name(event));
+    uint64_t us = duration_us(mongoc_apm_command_failed_get_duration(event));
+    msup_stats_record_op(stats, cls, us);
+
+    bson_error_t error;
+    mongoc_apm_command_failed_get_error(event, &error);
+    char message[MSUP_ERRMSG_MAX];
+    msup_redact_text(error.message, message, sizeof message);
+    msup_stats_record_failure(stats, msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms),
+                              error.domain, error.code, message);
+    last_counted.domain = error.domain;
+    last_counted.code = error.code;
+}
+
+mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
+{
+    mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
+    mongoc_apm_set_command_succeeded_cb(cbs, on_succeeded);
+    mongoc_apm_set_command_failed_cb(cbs, on_failed);
+    return cbs;
+}

@@ -1,0 +1,350 @@
+/* pool.c: a worker's per-cluster driver pool: creation, counted pops and pushes, warm-up, idle trim, retirement. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "error.h"
+#include "redact.h"
+#include "stats.h"
+#include "worker.h"
+
+#define NS_PER_MS 1000000ull
+
+/* Builds a pool for the cluster; no network I/O (the first pop starts the
+ * monitors).  Error API, appname and APM callbacks go in before that pop. */
+msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error)
+{
+    bson_error_t berr;
+    char why[256];
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(c->cfg->uri, &berr);
+    if (uri == NULL) {
+        msup_redact_text(berr.message, why, sizeof why);
+        msup_fail(error, MONGOSUP_E_DRIVER, "cluster %s: invalid URI %s: %s", c->name, c->cfg->uri_display, why);
+        return NULL;
+    }
+    msup_pool_t *p = calloc(1, sizeof *p);
+    mongoc_client_t **idle = calloc(c->max_pool_size, sizeof *idle);
+    mongoc_client_pool_t *driver = p && idle ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
+    mongoc_uri_destroy(uri);
+    if (driver == NULL) {
+        free(p);
+        free(idle);
+        if (p == NULL || idle == NULL) {
+            msup_fail(error, MONGOSUP_E_SYSTEM, "cluster %s: out of memory", c->name);
+        } else {
+            bson_error_t shown = berr;
+            msup_redact_text(berr.message, shown.message, sizeof shown.message);
+            snprintf(why, sizeof why, "cluster %s: cannot create pool", c->name);
+            msup_fail_driver(error, &shown, why);
+        }
+        return NULL;
+    }
+    mongoc_client_pool_set_error_api(driver, MONGOC_ERROR_API_VERSION_2);
+    if (c->cfg->appname == NULL) /* a configured appname is in the URI already */
+        mongoc_client_pool_set_appname(driver, c->handle->appname);
+    mongoc_client_pool_set_apm_callbacks(driver, c->handle->apm, c);
+    mongoc_client_pool_max_size(driver, c->max_pool_size);
+    p->driver = driver;
+    p->cluster = c;
+    p->generation = generation;
+    p->idle = idle;
+    p->idle_cap = c->max_pool_size;
+    p->warm_pending = c->min_pool_size > 0;
+    return p;
+}
+
+/*
+ * The one place where a pool may grow by a client.  Issue 7 (cluster-wide
+ * connection budget) takes a token here; today every growth is allowed.
+ */
+bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p)
+{
+    (void)c;
+    (void)p;
+    return true;
+}
+
+/* Pops a client (reusing the newest idle one, else creating one), counted. */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p)
+{
+    bool grow = p->idle_count == 0;
+    if (grow && (p->created >= p->idle_cap || !msup_pool_try_grow(c, p)))
+        return NULL;
+    mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver);
+    if (client == NULL)
+        return NULL;
+    if (grow) {
+        if (!msup_clientmap_put(&c->handle->clients, client, p)) {
+            /* Cannot happen with the map sized for every pool at its max;
+             * refusing the client keeps checkin able to find every client. */
+            mongoc_client_pool_push(p->driver, client);
+            p->idle[p->idle_count++] = client;
+            p->created++;
+            return NULL;
+        }
+        p->created++;
+        msup_stats_count(&msup_wcluster_stats(c)->clients_created, 1);
+    } else {
+        /* The driver pops its head, our idle[n-1]; anything else would mean
+         * a pop behind our back: keep the mirror right regardless. */
+        if (p->idle[p->idle_count - 1] != client) {
+            for (uint32_t i = 0; i + 1 < p->idle_count; i++) {
+                if (p->idle[i] == client) {
+                    p->idle[i] = p->idle[p->idle_count - 1];
+                    break;
+                }
+            }
+        }
+        p->idle_count--;
+        if (p->idle_count < p->idle_low)
+            p->idle_low = p->idle_count;
+    }
+    p->out++;
+    c->in_use++;
+    return client;
+}
+
+/* Pushes a client back into its pool.  Returns true when the pool is
+ * retired and this was its last client out: the caller unlinks it and
+ * destroys it after releasing the mutex. */
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+{
+    mongoc_client_pool_push(p->driver, client);
+    p->idle[p->idle_count++] = client;
+    p->out--;
+    c->in_use--;
+    return p->retired && p->out == 0;
+}
+
+/* mongoc_client_pool_min_size is deprecated because its name misleads (it
+ * caps idle clients); that cap is exactly what trimming needs, and nothing
+ * else shrinks a pool (MONGOC-NOTES).  Its warning is dropped by our log
+ * handler (worker.c). */
+static void set_idle_cap(mongoc_client_pool_t *driver, uint32_t cap)
+{
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    mongoc_client_pool_min_size(driver, cap);
+#pragma GCC diagnostic pop
+}
+
+/*
+ * Destroys the `count` oldest idle clients.  The only way to shrink a
+ * mongoc pool is a push under an idle cap (mongoc_client_pool_min_size):
+ * each push beyond the cap destroys the oldest idle client (the tail of the
+ * driver's queue, idle[0] here) and lowers the pool's size.  A cap of 0
+ * means "none", so at least one idle client always stays.
+ */
+void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
+{
+    uint32_t floor = c->min_pool_size > p->out ? c->min_pool_size - p->out : 0;
+    if (floor < 1)
+        floor = 1;
+    if (p->idle_count <= floor)
+        return;
+    if (count > p->idle_count - floor)
+        count = p->idle_count - floor;
+    if (count == 0)
+        return;
+    uint32_t target = p->idle_count - count;
+    set_idle_cap(p->driver, target);
+    msup_stats_t *stats = msup_wcluster_stats(c);
+    while (p->idle_count > target) {
+        mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver); /* the newest: idle[n-1] */
+        if (client == NULL)
+            break;
+        mongoc_client_t *oldest = p->idle[0];
+        mongoc_client_pool_push(p->driver, client); /* queue > cap: the driver destroys the oldest */
+        msup_clientmap_remove(&c->handle->clients, oldest);
+        memmove(&p->idle[0], &p->idle[1], (p->idle_count - 1) * sizeof p->idle[0]);
+        p->idle_count--;
+        p->created--;
+        msup_stats_count(&stats->clients_destroyed, 1);
+    }
+    set_idle_cap(p->driver, 0);
+}
+
+void msup_pool_publish_gauges(msup_wcluster_t *c)
+{
+    int64_t idle = 0, created = 0;
+    for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired) {
+        idle += p->idle_count;
+        created += p->created;
+    }
+    msup_stats_t *s = msup_wcluster_stats(c);
+    /* Only this process writes these gauges, and only under c->mu. */
+    atomic_store_explicit(&s->pool_in_use, (int64_t)c->in_use, memory_order_relaxed);
+    atomic_store_explicit(&s->pool_idle, idle, memory_order_relaxed);
+    atomic_store_explicit(&s->pool_created, created, memory_order_relaxed);
+}
+
+void msup_pool_destroy(msup_pool_t *p)
+{
+    if (p == NULL)
+        return;
+    msup_wcluster_t *c = p->cluster;
+    /* The driver may send endSessions here: the APM context (c) is alive. */
+    mongoc_client_pool_destroy(p->driver);
+    msup_clientmap_remove_pool(&c->handle->clients, p);
+    msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, p->created);
+    free(p->idle);
+    free(p);
+}
+
+/* Delay before this worker rebuilds after a generation bump: the slot index
+ * times the golden ratio, modulo 1, spreads any set of slots evenly. */
+uint64_t msup_reconnect_delay_ns(uint32_t slot, uint32_t window_ms)
+{
+    uint64_t frac = (uint64_t)slot * UINT64_C(0x9E3779B97F4A7C15);
+    return (uint64_t)(((unsigned __int128)frac * ((uint64_t)window_ms * NS_PER_MS)) >> 64);
+}
+
+/* ---- upkeep: warm-up of min_pool_size and idle trim, off the hot path ---- */
+
+static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
+{
+    /* Called with c->mu held; releases it while the clients connect. */
+    p->warm_pending = false;
+    if (p->created >= c->min_pool_size)
+        return;
+    /* Idle clients come out first (LIFO): take until the pool has grown to
+     * min_pool_size; those reused were connected already, pinging is cheap. */
+    mongoc_client_t **clients = calloc(c->max_pool_size, sizeof *clients);
+    if (clients == NULL)
+        return;
+    uint32_t got = 0;
+    while (p->created < c->min_pool_size && got < c->max_pool_size &&
+           (clients[got] = msup_pool_take(c, p)) != NULL)
+        got++;
+    msup_pool_publish_gauges(c);
+    pthread_mutex_unlock(&c->mu);
+    /* Popping does not connect: a ping opens each client's connection. */
+    bson_t ping = BSON_INITIALIZER;
+    BSON_APPEND_INT32(&ping, "ping", 1);
+    for (uint32_t i = 0; i < got; i++)
+        mongoc_client_command_simple(clients[i], "admin", &ping, NULL, NULL, NULL);
+    bson_destroy(&ping);
+    pthread_mutex_lock(&c->mu);
+    msup_pool_t *doomed = NULL;
+    for (uint32_t i = 0; i < got; i++) {
+        if (msup_pool_give(c, p, clients[i])) {
+            doomed = p;
+        }
+    }
+    if (doomed != NULL) {
+        msup_pool_t **link = &c->retired;
+        while (*link != NULL && *link != doomed)
+            link = &(*link)->next_retired;
+        if (*link != NULL)
+            *link = doomed->next_retired;
+    }
+    msup_pool_publish_gauges(c);
+    if (c->waiters > 0)
+        pthread_cond_broadcast(&c->freed);
+    free(clients);
+    if (doomed != NULL) {
+        pthread_mutex_unlock(&c->mu);
+        msup_pool_destroy(doomed);
+        pthread_mutex_lock(&c->mu);
+    }
+}
+
+static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
+{
+    pthread_mutex_lock(&c->mu);
+    msup_pool_t *p = c->pool;
+    if (p != NULL && p->warm_pending)
+        warm_up(c, p);
+    p = c->pool;
+    uint32_t max_idle = c->cfg->max_idle_time_ms;
+    if (p != NULL && max_idle > 0 && now - c->trim_window_start_ns >= (uint64_t)max_idle * NS_PER_MS) {
+        /* The oldest idle_low clients sat idle for the whole window. */
+        msup_pool_trim(c, p, p->idle_low);
+        c->trim_window_start_ns = now;
+        p->idle_low = p->idle_count;
+        msup_pool_publish_gauges(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static uint64_t upkeep_tick_ms(const mongosup_t *h)
+{
+    uint64_t tick = 1000;
+    for (size_t i = 0; i < h->cluster_count; i++) {
+        uint64_t max_idle = h->clusters[i].cfg->max_idle_time_ms;
+        if (max_idle > 0 && max_idle / 4 < tick)
+            tick = max_idle / 4;
+    }
+    return tick < 5 ? 5 : tick;
+}
+
+static void *upkeep_main(void *arg)
+{
+    mongosup_t *h = arg;
+    uint64_t tick_ns = upkeep_tick_ms(h) * NS_PER_MS;
+    pthread_mutex_lock(&h->upkeep_mu);
+    while (!h->upkeep_stop) {
+        if (!h->upkeep_kick) {
+            uint64_t until = msup_mono_ns() + tick_ns;
+            struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
+            pthread_cond_timedwait(&h->upkeep_cv, &h->upkeep_mu, &ts);
+        }
+        h->upkeep_kick = false;
+        if (h->upkeep_stop)
+            break;
+        pthread_mutex_unlock(&h->upkeep_mu);
+        uint64_t now = msup_mono_ns();
+        for (size_t i = 0; i < h->cluster_count; i++)
+            upkeep_cluster(&h->clusters[i], now);
+        pthread_mutex_lock(&h->upkeep_mu);
+    }
+    pthread_mutex_unlock(&h->upkeep_mu);
+    return NULL;
+}
+
+bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&h->upkeep_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&h->upkeep_mu, NULL);
+    /* The application's signals stay with the application's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&h->upkeep, NULL, upkeep_main, h);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        errno = rc;
+        return msup_fail_errno(error, MONGOSUP_E_SYSTEM, "cannot start the pool upkeep thread");
+    }
+    h->upkeep_running = true;
+    return true;
+}
+
+void msup_upkeep_kick(mongosup_t *h)
+{
+    pthread_mutex_lock(&h->upkeep_mu);
+    h->upkeep_kick = true;
+    pthread_cond_signal(&h->upkeep_cv);
+    pthread_mutex_unlock(&h->upkeep_mu);
+}
+
+void msup_upkeep_stop(mongosup_t *h)
+{
+    if (h->upkeep_running) {
+        pthread_mutex_lock(&h->upkeep_mu);
+        h->upkeep_stop = true;
+        pthread_cond_signal(&h->upkeep_cv);
+        pthread_mutex_unlock(&h->upkeep_mu);
+        pthread_join(h->upkeep, NULL);
+        h->upkeep_running = false;
+    }
+    pthread_cond_destroy(&h->upkeep_cv);
+    pthread_mutex_destroy(&h->upkeep_mu);
+}

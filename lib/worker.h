@@ -1,0 +1,126 @@
+/* worker.h: the worker-side handle, its per-cluster state and pools (internal). */
+#ifndef MONGOSUP_WORKER_H
+#define MONGOSUP_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "clientmap.h"
+#include "config.h"
+#include "mongosup.h"
+#include "segment.h"
+
+typedef struct msup_wcluster msup_wcluster_t;
+
+/*
+ * One mongoc_client_pool_t and the mirror of its idle queue.
+ *
+ * Every pop and push of the driver pool happens under the owning cluster's
+ * mutex, so `idle` mirrors the driver's queue exactly: the driver pops and
+ * pushes at the head and trims at the tail (mongoc-client-pool.c 1.23), and
+ * so do we.  That is how we know which client the driver destroys on a
+ * trim, and whether a try_pop created a client or reused one.
+ */
+typedef struct msup_pool {
+    mongoc_client_pool_t *driver;
+    msup_wcluster_t *cluster;
+    uint64_t generation;          /* row reconnect_generation it was built for */
+    mongoc_client_t **idle;       /* idle[0] = oldest (driver tail), idle[n-1] = newest (head) */
+    uint32_t idle_count;
+    uint32_t idle_cap;            /* max_pool_size */
+    uint32_t out;                 /* checked out from this pool */
+    uint32_t created;             /* clients that exist (out + idle) */
+    uint32_t idle_low;            /* low-water mark of idle_count in the trim window */
+    bool retired;                 /* replaced by a rebuild: destroyed when out drops to 0 */
+    bool warm_pending;            /* min_pool_size clients still to warm */
+    struct msup_pool *next_retired;
+} msup_pool_t;
+
+/* A configured cluster as a worker sees it. */
+struct msup_wcluster {
+    const msup_cluster_cfg_t *cfg;
+    struct mongosup *handle;
+    char name[MSUP_NAME_MAX];
+    uint32_t max_pool_size;
+    uint32_t min_pool_size;
+
+    _Atomic int row;                           /* segment row, -1 when none could be mapped */
+    _Atomic(msup_stats_t *) stats;             /* our slot's stats for that row (or private_stats) */
+    msup_stats_t *private_stats;               /* used when no row is available: nothing is lost in-process */
+
+    pthread_mutex_t mu;                        /* guards everything below */
+    pthread_cond_t freed;                      /* a client came back (CLOCK_MONOTONIC) */
+    uint32_t waiters;
+    uint32_t in_use;                           /* all pools of this cluster */
+    msup_pool_t *pool;                         /* current pool, NULL until the first checkout */
+    msup_pool_t *retired;                      /* older pools with clients still out */
+    uint64_t rebuild_due_ns;                   /* 0: no rebuild pending (CLOCK_MONOTONIC) */
+    uint64_t trim_window_start_ns;
+};
+
+struct mongosup {
+    uint64_t fork_epoch;          /* msup_fork_epoch() at attach: tells an inherited handle */
+    pid_t pid;
+    const mongosup_config_t *cfg;
+    msup_segment_t seg;
+    uint32_t slot;
+    msup_slot_t *slot_ptr;
+    _Atomic uint64_t config_generation; /* of the row map */
+    _Atomic bool closing;               /* detach has begun */
+    _Atomic bool draining_acked;
+    char appname[129];
+
+    size_t cluster_count;
+    msup_wcluster_t *clusters;
+    msup_clientmap_t clients;     /* client -> pool, for checkin */
+    pthread_mutex_t map_mu;       /* row remapping */
+
+    /* Maintenance thread: warm-up and idle trim. */
+    pthread_t upkeep;
+    bool upkeep_running;
+    pthread_mutex_t upkeep_mu;
+    pthread_cond_t upkeep_cv;
+    bool upkeep_stop;
+    bool upkeep_kick;
+    mongoc_apm_callbacks_t *apm;
+
+    struct mongosup *next_abandoned;
+};
+
+/* worker.c */
+uint64_t msup_fork_epoch(void);
+bool msup_handle_inherited(const mongosup_t *h);
+msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name);
+void msup_handle_remap_rows(mongosup_t *h);
+
+/* pool.c: every function here but pool_destroy runs with c->mu held. */
+msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);
+bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p);
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p);
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client);
+void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count);
+void msup_pool_publish_gauges(msup_wcluster_t *c);
+void msup_pool_destroy(msup_pool_t *p);  /* c->mu NOT held: the driver talks to the server */
+uint64_t msup_reconnect_delay_ns(uint32_t slot, uint32_t window_ms);
+
+/* pool.c: the upkeep thread (warm-up of min_pool_size, idle trim). */
+bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error);
+void msup_upkeep_stop(mongosup_t *h);
+void msup_upkeep_kick(mongosup_t *h);
+
+/* apm.c */
+mongoc_apm_callbacks_t *msup_apm_callbacks_new(void);
+void msup_apm_forget(void);                       /* at checkout: a new operation begins */
+bool msup_apm_counted(const bson_error_t *error); /* a failed event on this thread counted it */
+
+/* registry.c: cluster rows in the segment. */
+int msup_registry_map(msup_segment_t *seg, const msup_cluster_cfg_t *cfg, uint32_t preferred_row);
+
+static inline msup_stats_t *msup_wcluster_stats(msup_wcluster_t *c)
+{
+    return atomic_load_explicit(&c->stats, memory_order_acquire);
+}
+
+#endif

@@ -1,0 +1,33 @@
+# tests/worker.mk: the worker-side library's suites (attach, pools, APM, faults, prefork, reconnect).
+WORKER_TEST_SOURCES = tests/worker_fixture.c tests/worker_fixture.h tests/peer/peer.c tests/peer/peer.h
+WORKER_TEST_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests $(PEER_CPPFLAGS)
+WORKER_TESTS = tests/worker_classify_test tests/worker_pool_test tests/worker_faults_test \
+	tests/worker_prefork_test tests/worker_reconnect_test
+
+check_PROGRAMS += $(WORKER_TESTS)
+TESTS += $(WORKER_TESTS)
+
+tests_worker_classify_test_SOURCES = tests/worker_classify_test.c
+tests_worker_classify_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
+tests_worker_classify_test_CFLAGS = $(TEST_CFLAGS)
+tests_worker_classify_test_LDADD = $(TEST_LIBS)
+
+tests_worker_pool_test_SOURCES = tests/worker_pool_test.c $(WORKER_TEST_SOURCES)
+tests_worker_pool_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
+tests_worker_pool_test_CFLAGS = $(TEST_CFLAGS)
+tests_worker_pool_test_LDADD = $(TEST_LIBS)
+
+tests_worker_faults_test_SOURCES = tests/worker_faults_test.c $(WORKER_TEST_SOURCES)
+tests_worker_faults_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
+tests_worker_faults_test_CFLAGS = $(TEST_CFLAGS)
+tests_worker_faults_test_LDADD = $(TEST_LIBS)
+
+tests_worker_prefork_test_SOURCES = tests/worker_prefork_test.c $(WORKER_TEST_SOURCES)
+tests_worker_prefork_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
+tests_worker_prefork_test_CFLAGS = $(TEST_CFLAGS)
+tests_worker_prefork_test_LDADD = $(TEST_LIBS)
+
+tests_worker_reconnect_test_SOURCES = tests/worker_reconnect_test.c $(WORKER_TEST_SOURCES)
+tests_worker_reconnect_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
+tests_worker_reconnect_test_CFLAGS = $(TEST_CFLAGS)
+tests_worker_reconnect_test_LDADD = $(TEST_LIBS)

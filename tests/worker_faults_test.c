@@ -1,0 +1,409 @@
+/* worker_faults_test.c: failure classes from real peer faults, circuit breaker, draining, mongosup_run retries. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "stats.h"
+#include "testmain.h"
+#include "worker_fixture.h"
+
+static bool insert_one(mongoc_client_t *client, bson_t *reply, bson_error_t *error)
+{
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, "wtest", "c");
+    bson_t *doc = BCON_NEW("a", BCON_INT32(1));
+    bool ok = mongoc_collection_insert_one(coll, doc, NULL, reply, error);
+    bson_destroy(doc);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+/* One checkout, one ping (or insert), checkin with the outcome. */
+static bool op_with_outcome(mongosup_t *h, bool insert, bson_error_t *berr)
+{
+    mongosup_error_t error;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    bson_t reply;
+    bool ok = insert ? insert_one(client, &reply, berr) : wfix_ping(client, berr);
+    if (insert)
+        bson_destroy(&reply);
+    mongosup_checkin(h, client, ok ? NULL : berr);
+    return ok;
+}
+
+static uint64_t failures(const wfix_t *f, enum msup_fail_class cls)
+{
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(f, "main", &t));
+    return t.failures[cls];
+}
+
+static void test_network_and_timeout(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "netfail", "socket_timeout_ms = 300;", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    bson_error_t berr;
+    CU_ASSERT(op_with_outcome(h, false, &berr));
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}",
+                                NULL, 0));
+    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
+    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_NETWORK), 1); /* the outcome was not counted twice */
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_TIMEOUT), 0);
+
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":1500,\"command\":\"ping\",\"times\":1}", NULL, 0));
+    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_TIMEOUT), 1);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_NETWORK), 1);
+
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(t.ops[MSUP_OP_COMMAND], 3); /* failed commands are timed too */
+    CU_ASSERT_EQUAL(t.hist_count, 3);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+static void test_server_errors(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "srvfail", "", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    bson_error_t berr;
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":2}", NULL, 0));
+    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
+    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_SERVER);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER), 1);
+    /* A write-concern error comes in an ok:1 reply (a succeeded event):
+     * only the checkin outcome can count it. */
+    CU_ASSERT(test_peer_command(
+        f.peer, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":64,\"write_concern_error\":true}", NULL,
+        0));
+    CU_ASSERT_FALSE(op_with_outcome(h, true, &berr));
+    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_WRITE_CONCERN);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER), 2);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(msup_totals_failures(&t), 2);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* Server selection fails before any command: counted through checkin. */
+static void test_server_selection(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "selfail", "", NULL));
+    mongosup_config_destroy(&f.cfg);
+    f.cfg = wfix_load(&f, "mongodb://127.0.0.1:1/", "server_selection_timeout_ms = 300;");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    bson_error_t berr;
+    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
+    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_SERVER_SELECTION);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER_SELECTION), 1);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(msup_totals_failures(&t), 1);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* The peer has no saslStart: authentication fails during the handshake. */
+static void test_auth(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "authfail", "", NULL));
+    char uri[128];
+    snprintf(uri, sizeof uri, "mongodb://bob:s3cret@127.0.0.1:%d/", test_peer_port(f.peer, 0));
+    mongosup_config_destroy(&f.cfg);
+    f.cfg = wfix_load(&f, uri, "server_selection_timeout_ms = 1000;");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    bson_error_t berr;
+    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
+    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_CLIENT);
+    CU_ASSERT_EQUAL(berr.code, MONGOC_ERROR_CLIENT_AUTHENTICATE);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_AUTH), 1);
+    /* The last error in the segment never carries the password. */
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_snapshot_t snap;
+    CU_ASSERT_FATAL(msup_snapshot_take(&seg, &snap, &error));
+    CU_ASSERT_EQUAL(snap.clusters[0].last_error.fail_class, MSUP_FAIL_AUTH);
+    CU_ASSERT_PTR_NULL(strstr(snap.clusters[0].uri_display, "s3cret"));
+    CU_ASSERT_PTR_NULL(strstr(snap.clusters[0].last_error.message, "s3cret"));
+    msup_snapshot_free(&snap);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* ---- circuit breaker: the test plays the supervisor ---- */
+
+static void play_supervisor(msup_segment_t *seg, bool fresh)
+{
+    atomic_store(&seg->hdr->heartbeat_timeout_ms, 3000);
+    atomic_store(&seg->hdr->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
+}
+
+static void test_circuit_breaker(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "circuit", "", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main"); /* registered by the worker */
+    CU_ASSERT_FATAL(row >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 1);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+
+    play_supervisor(&seg, true);
+    uint64_t t0 = msup_mono_ns();
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    uint64_t took_us = (msup_mono_ns() - t0) / 1000;
+    CU_ASSERT_PTR_NULL(client);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT(took_us < (msup_test_under_valgrind() ? 20000u : 1000u));
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 1);
+
+    /* A stale heartbeat: the supervisor may be dead, fail open. */
+    play_supervisor(&seg, false);
+    client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    mongosup_checkin(h, client, NULL);
+    /* Breaker off for the cluster: fail open too. */
+    play_supervisor(&seg, true);
+    atomic_store(&seg.rows[row].circuit_breaker, 0);
+    client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    mongosup_checkin(h, client, NULL);
+    atomic_store(&seg.rows[row].circuit_breaker, 1);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    mongosup_checkin(h, client, NULL);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 1);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* A row registered by the worker carries the configured circuit_breaker. */
+static void test_circuit_breaker_config_off(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "circuitoff", "circuit_breaker = false;", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 0);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    play_supervisor(&seg, true);
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    mongosup_checkin(h, client, NULL);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* ---- draining ---- */
+
+static void test_draining(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "drain", "", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongoc_client_t *held = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(held);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_slot_t *slot = msup_segment_slot(&seg, (uint32_t)mongosup_worker_slot(h));
+    CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 0);
+    CU_ASSERT_FALSE(mongosup_draining(h));
+    atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+    CU_ASSERT(mongosup_draining(h));
+    CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 1);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_SHUTTING_DOWN);
+    bson_error_t berr;
+    CU_ASSERT(wfix_ping(held, &berr)); /* a client already out keeps working */
+    mongosup_checkin(h, held, NULL);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SHUTTING_DOWN), 1);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    CU_ASSERT_EQUAL(atomic_load(&slot->state), MSUP_SLOT_EXITED);
+    msup_segment_close(&seg);
+    wfix_stop(&f);
+}
+
+/* ---- mongosup_run ---- */
+
+typedef struct run_ctx {
+    int calls;
+} run_ctx_t;
+
+static bool run_insert(mongoc_client_t *client, void *ctx, bson_t *reply, bson_error_t *error)
+{
+    ((run_ctx_t *)ctx)->calls++;
+    return insert_one(client, reply, error);
+}
+
+static bool run_ping(mongoc_client_t *client, void *ctx, bson_t *reply, bson_error_t *error)
+{
+    ((run_ctx_t *)ctx)->calls++;
+    return wfix_ping(client, error);
+}
+
+static uint64_t retries(const wfix_t *f)
+{
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(f, "main", &t));
+    return t.retries;
+}
+
+static void test_run_retries_transient(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "runretry", "retry_max_attempts = 4; retry_backoff_ms = 5;", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    /* A labelled error with a code outside the NotWritablePrimary family:
+     * the label alone makes it transient. */
+    CU_ASSERT(test_peer_command(f.peer,
+                                "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":2,\"code\":2,"
+                                "\"labels\":[\"RetryableWriteError\"]}",
+                                NULL, 0));
+    run_ctx_t x = {0};
+    CU_ASSERT(mongosup_run(h, "main", run_insert, &x, &error));
+    CU_ASSERT_EQUAL(x.calls, 3);
+    CU_ASSERT_EQUAL(retries(&f), 2);
+    CU_ASSERT_EQUAL(test_peer_count(f.peer, "wtest", "c"), 1);
+
+    /* ShutdownInProgress (91) without a label, then a dropped connection. */
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":91}", NULL, 0));
+    x.calls = 0;
+    CU_ASSERT(mongosup_run(h, "main", run_ping, &x, &error));
+    CU_ASSERT_EQUAL(x.calls, 2);
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}",
+                                NULL, 0));
+    x.calls = 0;
+    CU_ASSERT(mongosup_run(h, "main", run_ping, &x, &error));
+    CU_ASSERT_EQUAL(x.calls, 2);
+    CU_ASSERT_EQUAL(retries(&f), 4);
+
+    /* Attempts are bounded. */
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":10,\"code\":10107}", NULL,
+                                0));
+    x.calls = 0;
+    CU_ASSERT_FALSE(mongosup_run(h, "main", run_ping, &x, &error));
+    CU_ASSERT_EQUAL(x.calls, 4);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_DRIVER);
+    CU_ASSERT_EQUAL(error.driver_domain, MONGOC_ERROR_SERVER);
+    CU_ASSERT_EQUAL(error.driver_code, 10107);
+    CU_ASSERT_EQUAL(retries(&f), 7);
+    test_peer_command(f.peer, "{\"cmd\":\"clear\"}", NULL, 0);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+static void test_run_not_transient(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "runnot", "retry_backoff_ms = 5;", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":2}", NULL, 0));
+    run_ctx_t x = {0};
+    CU_ASSERT_FALSE(mongosup_run(h, "main", run_insert, &x, &error));
+    CU_ASSERT_EQUAL(x.calls, 1);
+    CU_ASSERT_EQUAL(error.domain, MONGOSUP_ERROR_DRIVER);
+    CU_ASSERT_EQUAL(error.driver_code, 2);
+    CU_ASSERT_EQUAL(retries(&f), 0);
+    CU_ASSERT_EQUAL(wfix_peer_stat(&f, "cmd.insert"), 1);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* ---- rows: a reload that moves the cluster to another row ---- */
+
+static void test_remap_on_config_generation(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "remap", "max_pool_size = 5;", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    mongosup_checkin(h, client, NULL);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    uint32_t slot = (uint32_t)mongosup_worker_slot(h);
+    int old_row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_EQUAL_FATAL(old_row, 0); /* registered at its index in the configuration */
+    /* The supervisor reloads: "main" moves to row 2. */
+    msup_cluster_row_t *moved = &seg.rows[2];
+    snprintf(moved->name, sizeof moved->name, "main");
+    atomic_store(&moved->circuit_breaker, 1);
+    atomic_store(&moved->row_state, MSUP_ROW_ACTIVE);
+    atomic_store(&seg.rows[old_row].row_state, MSUP_ROW_REMOVED);
+    atomic_store(&seg.hdr->config_generation, 9);
+    client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    msup_stats_t *now = msup_slot_stats(&seg, slot, 2), *before = msup_slot_stats(&seg, slot, (uint32_t)old_row);
+    CU_ASSERT_EQUAL(atomic_load(&now->config_generation_seen), 9);
+    CU_ASSERT_EQUAL(atomic_load(&now->checkouts), 1);
+    CU_ASSERT_EQUAL(atomic_load(&now->pool_in_use), 1);
+    CU_ASSERT_EQUAL(atomic_load(&now->pool_max), 5);
+    CU_ASSERT_EQUAL(atomic_load(&before->checkouts), 1); /* history stays where it was counted */
+    CU_ASSERT_EQUAL(atomic_load(&before->pool_in_use), 0); /* gauges moved */
+    CU_ASSERT_EQUAL(atomic_load(&before->pool_max), 0);
+    mongosup_checkin(h, client, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&now->pool_idle), 1);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+int main(int argc, char **argv)
+{
+    static const msup_test_t tests[] = {
+        {"/worker/faults/network-and-timeout", test_network_and_timeout},
+        {"/worker/faults/server-and-write-concern", test_server_errors},
+        {"/worker/faults/server-selection-via-checkin", test_server_selection},
+        {"/worker/faults/auth", test_auth},
+        {"/worker/circuit/open-live-heartbeat-fail-open-stale", test_circuit_breaker},
+        {"/worker/circuit/config-off", test_circuit_breaker_config_off},
+        {"/worker/drain/refuse-new-checkouts", test_draining},
+        {"/worker/run/retries-transient", test_run_retries_transient},
+        {"/worker/run/not-transient", test_run_not_transient},
+        {"/worker/rows/remap-on-config-generation", test_remap_on_config_generation},
+        {NULL, NULL},
+    };
+    int rc = msup_test_main("worker_faults", tests, argc, argv);
+    mongoc_cleanup();
+    return rc;
+}
