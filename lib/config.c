@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "listen.h"
 #include "error.h"
 #include "redact.h"
 
@@ -1062,13 +1063,10 @@ static bool parse_supervisor(const load_ctx_t *ctx, mongosup_error_t *error, mon
     if (s->metrics_listen != NULL) {
         size_t i = 0;
         find_key(supervisor_keys, N_SUPERVISOR_KEYS, "metrics_listen", &i);
-        const char *colon = strrchr(s->metrics_listen, ':');
-        char *end = NULL;
-        unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
-        if (colon == NULL || colon == s->metrics_listen || colon[1] == '\0' || *end != '\0' || port < 1 ||
-            port > 65535)
-            return fail_at(ctx, error, set[i], "\"%s\" is not HOST:PORT (e.g. \"127.0.0.1:9216\")",
-                           s->metrics_listen);
+        char host[256], port[8];
+        mongosup_error_t why;
+        if (!msup_listen_parse(s->metrics_listen, true, host, sizeof host, port, sizeof port, &why))
+            return fail_at(ctx, error, set[i], "%s", why.message);
     }
     return true;
 }

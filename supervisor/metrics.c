@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "export.h"
+#include "listen.h"
 #include "metrics.h"
 
 #if MHD_VERSION < 0x00097002
@@ -89,36 +90,6 @@ static msup_mhd_result_t on_request(void *cls, struct MHD_Connection *conn, cons
     return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
 }
 
-/* Splits "host:port", "[v6]:port", ":port" or "port" (loopback). */
-static bool parse_listen(const char *listen, char *host, size_t hn, char *port, size_t pn, mongosup_error_t *err)
-{
-    const char *colon;
-    if (listen[0] == '[') {
-        const char *close = strchr(listen, ']');
-        if (close == NULL || close[1] != ':')
-            return msup_fail(err, MONGOSUP_E_CONFIG, "metrics_listen '%s': expected [IPv6]:PORT", listen);
-        snprintf(host, hn, "%.*s", (int)(close - listen - 1), listen + 1);
-        colon = close + 1;
-    } else if ((colon = strrchr(listen, ':')) != NULL) {
-        if (memchr(listen, ':', (size_t)(colon - listen)) != NULL)
-            return msup_fail(err, MONGOSUP_E_CONFIG, "metrics_listen '%s': write IPv6 addresses as [ADDR]:PORT",
-                             listen);
-        snprintf(host, hn, "%.*s", (int)(colon - listen), listen);
-    } else {
-        host[0] = '\0';
-        colon = listen - 1;
-    }
-    if (host[0] == '\0')
-        snprintf(host, hn, "127.0.0.1");
-    const char *p = colon + 1;
-    char *end;
-    long v = strtol(p, &end, 10);
-    if (*p == '\0' || *end != '\0' || v < 0 || v > 65535)
-        return msup_fail(err, MONGOSUP_E_CONFIG, "metrics_listen '%s': bad port '%s'", listen, p);
-    snprintf(port, pn, "%ld", v);
-    return true;
-}
-
 bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_error_t *err)
 {
     if (daemon_handle != NULL)
@@ -126,7 +97,7 @@ bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_
     if (listen == NULL || listen[0] == '\0')
         return msup_fail(err, MONGOSUP_E_CONFIG, "metrics_listen is empty");
     char host[256], port[8];
-    if (!parse_listen(listen, host, sizeof host, port, sizeof port, err))
+    if (!msup_listen_parse(listen, false, host, sizeof host, port, sizeof port, err))
         return false;
     struct addrinfo hints, *ai = NULL;
     memset(&hints, 0, sizeof hints);

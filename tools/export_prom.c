@@ -253,7 +253,7 @@ static void operation_metrics(const msup_snapshot_t *s, FILE *out)
             fprintf(out, ",class=\"%s\"} %llu\n", msup_op_class_name((enum msup_op_class)k),
                     (unsigned long long)s->clusters[i].totals.ops[k]);
         }
-    family(out, "mongosup_operation_failures_total", "counter", "Failed operations and checkouts, by failure class.");
+    family(out, "mongosup_operation_failures_total", "counter", "Failed operations, and checkouts refused by the circuit breaker or a drain, by failure class (checkout timeouts are in mongosup_pool_checkout_timeouts_total).");
     for (uint32_t i = 0; i < s->cluster_count; i++)
         for (int k = 0; k < MSUP_FAIL__COUNT; k++) {
             sample_start(out, "mongosup_operation_failures_total", &s->clusters[i]);
