@@ -1,0 +1,288 @@
+/* main.c: mongosupd's command line, start-up (segment, single instance), signals and main loop. */
+#include "build-config.h" /* autoconf: PACKAGE_VERSION */
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <mongoc/mongoc.h>
+
+#include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
+#include "error.h"
+#include "health.h"
+#include "log.h"
+#include "pidfile.h"
+#include "reaper.h"
+#include "reconnect.h"
+#include "reload.h"
+#include "shutdown.h"
+#include "supervisor.h"
+
+/* The /metrics endpoint (supervisor/metrics.c) is compiled in by local.mk. */
+#ifdef MSUP_WITH_METRICS
+#include "metrics.h"
+#endif
+
+#define PROG "mongosupd"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: " PROG " -c FILE [-e ENV] [--check-config] [--pidfile PATH] [-v]\n"
+            "  -c, --config FILE    configuration file (libconfig)\n"
+            "  -e, --environment ENV  environment (default: $MONGOSUP_ENV, then the file's default_environment)\n"
+            "  -t, --check-config   validate FILE, print the resolved configuration (redacted), exit 0 or 1\n"
+            "  -p, --pidfile PATH   pidfile held with a lock while running (overrides the file)\n"
+            "  -v, --verbose        log at debug level\n"
+            "  -h, --help           this help\n"
+            "  -V, --version        print the version\n"
+            "Runs in the foreground. Signals: HUP reloads, TERM/INT drain and stop (twice: stop now).\n");
+}
+
+/* One clear line and a non-zero exit, as varnishd and haproxy do. */
+static int usage_error(const char *what, const char *arg)
+{
+    fprintf(stderr, PROG ": %s%s%s%s (try '" PROG " -h')\n", what, arg ? " '" : "", arg ? arg : "", arg ? "'" : "");
+    return 2;
+}
+
+typedef struct options {
+    const char *config;
+    const char *env;
+    const char *pidfile;
+    bool check_config;
+    bool verbose;
+} options_t;
+
+/* Returns -1 to go on, or an exit status. */
+static int parse_args(int argc, char **argv, options_t *o)
+{
+    static const struct option longs[] = {
+        {"config", required_argument, NULL, 'c'}, {"env", required_argument, NULL, 'e'},
+        {"environment", required_argument, NULL, 'e'},
+        {"check-config", no_argument, NULL, 't'}, {"pidfile", required_argument, NULL, 'p'},
+        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, ":c:e:tp:vhV", longs, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->config = optarg; break;
+        case 'e': o->env = optarg; break;
+        case 't': o->check_config = true; break;
+        case 'p': o->pidfile = optarg; break;
+        case 'v': o->verbose = true; break;
+        case 'h': usage(stdout); return 0;
+        case 'V': printf(PROG " " PACKAGE_VERSION "\n"); return 0;
+        case ':': return usage_error("missing argument for option", argv[optind - 1]);
+        default:
+            if (optopt != 0) {
+                char opt[3] = {'-', (char)optopt, '\0'};
+                return usage_error("unknown option", opt);
+            }
+            return usage_error("unknown option", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument", argv[optind]);
+    if (o->config == NULL)
+        return usage_error("a configuration file is required: -c FILE", NULL);
+    if (o->config[0] == '\0' || (o->pidfile != NULL && o->pidfile[0] == '\0') || (o->env != NULL && o->env[0] == '\0'))
+        return usage_error("empty argument", NULL);
+    return -1;
+}
+
+static void heartbeat(msup_sup_t *sup)
+{
+    msup_header_t *h = sup->seg.hdr;
+    atomic_store_explicit(&h->heartbeat_ns, msup_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&h->heartbeat_mono_ns, msup_mono_ns(), memory_order_release);
+}
+
+void msup_sup_tick(msup_sup_t *sup, bool reap_now)
+{
+    const msup_supervisor_cfg_t *sc = &sup->cfg->supervisor;
+    uint64_t now = msup_mono_ns();
+    if (now >= sup->next_heartbeat_mono_ns) {
+        heartbeat(sup);
+        uint32_t every = sc->heartbeat_interval_ms && sc->heartbeat_interval_ms < 1000 ? sc->heartbeat_interval_ms : 1000;
+        sup->next_heartbeat_mono_ns = now + (uint64_t)every * 1000000u;
+    }
+    for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++) {
+        if (sup->checkers[i] != NULL)
+            msup_checker_watchdog(sup->checkers[i], now);
+    }
+    if (atomic_load_explicit(&sup->seg.hdr->phase, memory_order_relaxed) == MSUP_PHASE_RUNNING)
+        msup_reconnect_tick(sup, now);
+    if (reap_now || now >= sup->next_reap_mono_ns) {
+        msup_reaper_run(sup);
+        uint32_t every = sc->reap_interval_ms && sc->reap_interval_ms < 1000 ? sc->reap_interval_ms : 1000;
+        sup->next_reap_mono_ns = now + (uint64_t)every * 1000000u;
+    }
+}
+
+int msup_sup_wait_signal(msup_sup_t *sup, uint32_t timeout_ms)
+{
+    struct timespec ts = {.tv_sec = timeout_ms / 1000u, .tv_nsec = (long)(timeout_ms % 1000u) * 1000000L};
+    int sig = sigtimedwait(&sup->signals, NULL, &ts);
+    return sig > 0 ? sig : 0;
+}
+
+/* One supervisor per segment, even without a pidfile: a live process with
+ * the recorded pid, the same start time and a fresh heartbeat owns it. */
+static bool claim_segment(msup_sup_t *sup, mongosup_error_t *error)
+{
+    msup_header_t *h = sup->seg.hdr;
+    int32_t prev = atomic_load_explicit(&h->supervisor_pid, memory_order_acquire);
+    uint64_t prev_start = atomic_load_explicit(&h->supervisor_start_time, memory_order_acquire);
+    if (prev != 0 && prev != (int32_t)getpid() && prev_start != 0 && msup_proc_start_time(prev) == prev_start &&
+        msup_supervisor_alive(&sup->seg) &&
+        atomic_load_explicit(&h->phase, memory_order_acquire) != MSUP_PHASE_STOPPED)
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "another mongosupd (pid %d) supervises %s", (int)prev,
+                         sup->seg.name);
+    if (!atomic_compare_exchange_strong(&h->supervisor_pid, &prev, (int32_t)getpid()))
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "another mongosupd (pid %d) supervises %s", (int)prev,
+                         sup->seg.name);
+    atomic_store_explicit(&h->supervisor_start_time, msup_proc_start_time(getpid()), memory_order_relaxed);
+    atomic_store_explicit(&h->supervisor_started_ns, msup_now_ns(), memory_order_relaxed);
+    heartbeat(sup);
+    if (!sup->segment_created && prev != 0) {
+        uint64_t n = atomic_fetch_add_explicit(&h->supervisor_restarts, 1, memory_order_relaxed) + 1;
+        msup_log(LOG_NOTICE, "adopted segment %s from a previous supervisor (pid %d); restart #%llu", sup->seg.name,
+                 (int)prev, (unsigned long long)n);
+    }
+    return true;
+}
+
+static int run(msup_sup_t *sup)
+{
+    const char *reason = NULL;
+    uint64_t seen = sup->shutdown_requests_seen;
+    while (reason == NULL) {
+        msup_sup_tick(sup, false);
+        uint64_t req = atomic_load_explicit(&sup->seg.hdr->shutdown_requests, memory_order_acquire);
+        if (req != seen) {
+            reason = "shutdown requested in the segment (mongosupctl shutdown)";
+            break;
+        }
+        uint32_t hb = sup->cfg->supervisor.heartbeat_interval_ms;
+        switch (msup_sup_wait_signal(sup, hb && hb < 100 ? hb : 100)) {
+        case SIGHUP: msup_reload(sup); break;
+        case SIGTERM: reason = "SIGTERM"; break;
+        case SIGINT: reason = "SIGINT"; break;
+        default: break;
+        }
+    }
+    return msup_shutdown_run(sup, reason);
+}
+
+int main(int argc, char **argv)
+{
+    options_t o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    mongosup_error_t err;
+    mongosup_config_t *cfg = mongosup_config_load(o.config, o.env, &err);
+    if (cfg == NULL) {
+        fprintf(stderr, PROG ": %s\n", err.message);
+        return 1;
+    }
+    if (o.check_config) {
+        msup_config_dump(cfg, stdout);
+        mongosup_config_destroy(&cfg);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
+
+    const msup_supervisor_cfg_t *sc = &cfg->supervisor;
+    msup_log_open(sc->log != NULL && strcmp(sc->log, "syslog") == 0, o.verbose ? LOG_DEBUG : sc->log_level);
+
+    msup_pidfile_t pidfile = {.fd = -1};
+    const char *pidpath = o.pidfile ? o.pidfile : sc->pidfile;
+    if (pidpath != NULL && pidpath[0] != '\0' && !msup_pidfile_acquire(&pidfile, pidpath, &err)) {
+        msup_log(LOG_ERR, "%s", err.message);
+        fprintf(stderr, PROG ": %s\n", err.message);
+        mongosup_config_destroy(&cfg);
+        return 1;
+    }
+
+    /* Signals are taken synchronously by the main loop (sigtimedwait): block
+     * them before any thread exists so that every thread inherits the mask. */
+    msup_sup_t sup = {.config_path = o.config, .environment = o.env, .verbose = o.verbose};
+    sigemptyset(&sup.signals);
+    sigaddset(&sup.signals, SIGHUP);
+    sigaddset(&sup.signals, SIGTERM);
+    sigaddset(&sup.signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sup.signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    mongoc_init();
+    msup_log_route_driver();
+
+    msup_geometry_t geo = {.max_workers = cfg->max_workers,
+                           .max_clusters = cfg->max_clusters,
+                           .mode = cfg->segment_mode,
+                           .group = cfg->segment_group,
+                           .environment = cfg->environment};
+    rc = 1;
+    if (!msup_segment_open_or_create(cfg->segment_name, &geo, &sup.seg, &sup.segment_created, &err)) {
+        msup_log(LOG_ERR, "%s", err.message);
+        goto out;
+    }
+    if (!claim_segment(&sup, &err)) {
+        msup_log(LOG_ERR, "%s", err.message);
+        msup_segment_close(&sup.seg);
+        goto out;
+    }
+    sup.shutdown_requests_seen = atomic_load_explicit(&sup.seg.hdr->shutdown_requests, memory_order_acquire);
+    uint32_t phase = atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire);
+    if (phase == MSUP_PHASE_DRAINING || phase == MSUP_PHASE_STOPPING)
+        msup_log(LOG_WARNING, "the previous supervisor died while shutting down; running again");
+    /* Rows first (config_generation bumped), then RUNNING: workers that see
+     * RUNNING find their clusters. */
+    if (!msup_config_apply(&sup, cfg)) {
+        atomic_store_explicit(&sup.seg.hdr->supervisor_pid, 0, memory_order_release);
+        msup_segment_close(&sup.seg);
+        goto out;
+    }
+    cfg = NULL; /* owned by sup now */
+    atomic_store_explicit(&sup.seg.hdr->drain_deadline_mono_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&sup.seg.hdr->phase, MSUP_PHASE_RUNNING, memory_order_release);
+    msup_log(LOG_NOTICE, "mongosupd " PACKAGE_VERSION " running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters",
+             sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
+             sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count);
+    msup_reaper_run(&sup); /* what died while no supervisor ran */
+
+#ifdef MSUP_WITH_METRICS
+    bool metrics = false;
+    if (sup.cfg->supervisor.metrics_listen != NULL && sup.cfg->supervisor.metrics_listen[0] != '\0') {
+        metrics = msup_metrics_start(sup.cfg->supervisor.metrics_listen, &sup.seg, &err);
+        if (!metrics)
+            msup_log(LOG_ERR, "metrics: %s", err.message);
+        else
+            msup_log(LOG_NOTICE, "metrics: serving GET /metrics on %s", sup.cfg->supervisor.metrics_listen);
+    }
+#endif
+    rc = run(&sup);
+#ifdef MSUP_WITH_METRICS
+    if (metrics)
+        msup_metrics_stop();
+#endif
+    for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
+        msup_checker_stop(&sup.checkers[i]);
+    msup_segment_close(&sup.seg);
+out:
+    mongosup_config_destroy(&sup.cfg);
+    mongosup_config_destroy(&cfg);
+    msup_pidfile_release(&pidfile);
+    mongoc_cleanup();
+    msup_log_close();
+    return rc;
+}

@@ -1,0 +1,143 @@
+/* shutdown.c: drain with a deadline, escalate to stragglers, fold everything, summarise, unlink. */
+#include <signal.h>
+#include <string.h>
+
+#include "health.h"
+#include "log.h"
+#include "reaper.h"
+#include "shutdown.h"
+#include "snapshot.h"
+
+msup_escalate_t msup_escalate_parse(const char *name)
+{
+    if (name != NULL && strcmp(name, "kill") == 0)
+        return MSUP_ESCALATE_KILL;
+    if (name != NULL && strcmp(name, "none") == 0)
+        return MSUP_ESCALATE_NONE;
+    return MSUP_ESCALATE_TERM_KILL;
+}
+
+/* Signals every live worker; the start time guards against a reused pid. */
+static unsigned signal_workers(msup_sup_t *sup, int sig)
+{
+    unsigned sent = 0;
+    for (uint32_t i = 0; i < sup->seg.max_workers; i++) {
+        msup_slot_t *slot = msup_segment_slot(&sup->seg, i);
+        if (atomic_load_explicit(&slot->state, memory_order_acquire) != MSUP_SLOT_ACTIVE)
+            continue;
+        pid_t pid = slot->pid;
+        if (pid <= 0 || msup_proc_start_time(pid) != slot->start_time)
+            continue;
+        if (kill(pid, sig) == 0) {
+            sent++;
+            msup_log(LOG_INFO, "sent SIG%s to worker pid %d (slot %u)", sigabbrev_np(sig), (int)pid, i);
+        }
+    }
+    return sent;
+}
+
+/* Keeps the supervisor's periodic work going while waiting for every slot
+ * to be reaped or the deadline.  Returns false when a second TERM/INT came. */
+static bool wait_slots(msup_sup_t *sup, uint64_t deadline_mono_ns)
+{
+    for (;;) {
+        msup_sup_tick(sup, true);
+        unsigned exited;
+        if (msup_reaper_live_slots(&sup->seg, &exited) == 0 && exited == 0)
+            return true;
+        uint64_t now = msup_mono_ns();
+        if (now >= deadline_mono_ns)
+            return true;
+        uint64_t left_ms = (deadline_mono_ns - now) / 1000000u + 1;
+        int sig = msup_sup_wait_signal(sup, left_ms < 50 ? (uint32_t)left_ms : 50u);
+        if (sig == SIGTERM || sig == SIGINT) {
+            msup_log(LOG_WARNING, "second SIG%s: stopping now", sigabbrev_np(sig));
+            return false;
+        }
+        if (sig == SIGHUP)
+            msup_log(LOG_NOTICE, "SIGHUP ignored: shutting down");
+    }
+}
+
+static void final_summary(msup_sup_t *sup)
+{
+    msup_snapshot_t snap;
+    mongosup_error_t err;
+    if (!msup_snapshot_take(&sup->seg, &snap, &err)) {
+        msup_log(LOG_ERR, "final summary: %s", err.message);
+        return;
+    }
+    for (uint32_t c = 0; c < snap.cluster_count; c++) {
+        const msup_cluster_snap_t *cs = &snap.clusters[c];
+        const msup_totals_t *t = &cs->totals;
+        msup_log(LOG_NOTICE,
+                 "final: cluster %s: %llu ops (%llu read, %llu write, %llu command), %llu failures, %llu checkouts, "
+                 "%llu checkout timeouts, %llu pool rebuilds, %llu checks passed, %llu failed, %llu transitions, "
+                 "last health %s",
+                 cs->name, (unsigned long long)msup_totals_ops(t), (unsigned long long)t->ops[MSUP_OP_READ],
+                 (unsigned long long)t->ops[MSUP_OP_WRITE], (unsigned long long)t->ops[MSUP_OP_COMMAND],
+                 (unsigned long long)msup_totals_failures(t), (unsigned long long)t->checkouts,
+                 (unsigned long long)t->checkout_timeouts, (unsigned long long)t->reconnects,
+                 (unsigned long long)cs->checks_passed, (unsigned long long)cs->checks_failed,
+                 (unsigned long long)cs->transitions, msup_health_name(cs->health));
+    }
+    msup_log(LOG_NOTICE, "final: %llu worker slots reaped in all (%llu by this supervisor)",
+             (unsigned long long)snap.slots_reaped, (unsigned long long)sup->slots_reaped);
+    msup_snapshot_free(&snap);
+}
+
+int msup_shutdown_run(msup_sup_t *sup, const char *reason)
+{
+    const msup_supervisor_cfg_t *sc = &sup->cfg->supervisor;
+    msup_header_t *hdr = sup->seg.hdr;
+    uint64_t start = msup_mono_ns();
+    uint64_t deadline = start + (uint64_t)sc->drain_timeout_ms * 1000000u;
+
+    /* Phase DRAINING: the deadline is published before the phase, so a
+     * worker that sees DRAINING always sees its deadline. */
+    atomic_store_explicit(&hdr->drain_deadline_mono_ns, deadline, memory_order_relaxed);
+    atomic_store_explicit(&hdr->drain_started_ns, msup_now_ns(), memory_order_relaxed);
+    atomic_store_explicit(&hdr->phase, MSUP_PHASE_DRAINING, memory_order_release);
+    unsigned live = msup_reaper_live_slots(&sup->seg, NULL);
+    msup_log(LOG_NOTICE, "shutdown (%s): DRAINING %u workers, deadline in %u ms", reason, live, sc->drain_timeout_ms);
+    if (sc->shutdown_signal > 0 && live > 0)
+        msup_log(LOG_INFO, "sent SIG%s to %u workers", sigabbrev_np(sc->shutdown_signal),
+                 signal_workers(sup, sc->shutdown_signal));
+    bool patient = wait_slots(sup, deadline);
+
+    /* Phase STOPPING: no more health checks; escalate to stragglers. */
+    atomic_store_explicit(&hdr->phase, MSUP_PHASE_STOPPING, memory_order_release);
+    for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
+        msup_checker_stop(&sup->checkers[i]);
+    live = msup_reaper_live_slots(&sup->seg, NULL);
+    msup_escalate_t esc = msup_escalate_parse(sc->escalate);
+    if (live > 0) {
+        msup_log(LOG_WARNING, "STOPPING: %u workers still attached after %llu ms", live,
+                 (unsigned long long)((msup_mono_ns() - start) / 1000000u));
+        if (esc == MSUP_ESCALATE_TERM_KILL && patient) {
+            signal_workers(sup, SIGTERM);
+            patient = wait_slots(sup, msup_mono_ns() + (uint64_t)sc->escalate_grace_ms * 1000000u);
+        }
+        if (esc != MSUP_ESCALATE_NONE && msup_reaper_live_slots(&sup->seg, NULL) > 0) {
+            signal_workers(sup, SIGKILL);
+            /* A killed process vanishes quickly; give the reaper a moment. */
+            wait_slots(sup, msup_mono_ns() + 1000000000u);
+        }
+        live = msup_reaper_live_slots(&sup->seg, NULL);
+        if (live > 0)
+            msup_log(LOG_WARNING, "leaving %u workers attached (escalate = %s)", live,
+                     sc->escalate ? sc->escalate : "term-kill");
+    }
+    msup_sup_tick(sup, true);
+    final_summary(sup);
+    atomic_store_explicit(&hdr->phase, MSUP_PHASE_STOPPED, memory_order_release);
+    if (!sc->keep_segment) {
+        mongosup_error_t err;
+        if (msup_segment_unlink(sup->seg.name, &err))
+            msup_log(LOG_NOTICE, "segment %s removed", sup->seg.name);
+        else
+            msup_log(LOG_ERR, "%s", err.message);
+    }
+    msup_log(LOG_NOTICE, "STOPPED after %llu ms", (unsigned long long)((msup_mono_ns() - start) / 1000000u));
+    return 0;
+}

@@ -1,0 +1,1120 @@
+/* supervisor_daemon_test.c: mongosupd as a real process against the test peer: health, reaper, reload, shutdown. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CUnit/CUnit.h>
+#include <mongoc/mongoc.h>
+
+#include "../lib/config.h" /* not autoconf's config.h */
+#include "mongosup.h"
+#include "peer/peer.h"
+#include "segment.h"
+#include "snapshot.h"
+#include "stats.h"
+#include "testmain.h"
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                        */
+
+static char self_exe[4096];
+static char tmpdir[64];
+
+static uint64_t now_ms(void)
+{
+    return msup_mono_ns() / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Time bounds widen under valgrind (the test binary runs slower; the
+ * daemon itself runs natively unless MONGOSUP_VALGRIND_DAEMON is set). */
+static bool daemon_under_valgrind(void)
+{
+    const char *v = getenv("MONGOSUP_VALGRIND_DAEMON");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+static unsigned slack(unsigned ms)
+{
+    return msup_test_under_valgrind() || daemon_under_valgrind() ? ms * 3 + 2000 : ms;
+}
+
+static const char *daemon_path(void)
+{
+    static char path[4096];
+    const char *b = getenv("MONGOSUP_TEST_BUILDDIR");
+    if (b != NULL && b[0] != '\0')
+        snprintf(path, sizeof path, "%s/supervisor/mongosupd", b);
+    else
+        snprintf(path, sizeof path, "%s", MONGOSUPD_PATH);
+    return path;
+}
+
+static char *path_in_tmp(const char *name)
+{
+    static char bufs[64][600]; /* a ring: callers keep a few paths at once */
+    static int next;
+    char *p = bufs[next++ % 64];
+    snprintf(p, 600, "%s/%s", tmpdir, name);
+    return p;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return strdup("");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return buf;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    char *text = slurp(path);
+    bool found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+/* A log line may follow the state the test saw: give it a moment. */
+static bool wait_log(const char *path, const char *needle)
+{
+    uint64_t deadline = now_ms() + slack(1000);
+    while (!file_contains(path, needle)) {
+        if (now_ms() >= deadline)
+            return false;
+        sleep_ms(10);
+    }
+    return true;
+}
+
+static void write_file(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void write_file(const char *path, const char *fmt, ...)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fclose(f);
+}
+
+/* A configuration: one segment, fast checks, and the given cluster blocks. */
+static void write_config(const char *path, const char *segment, const char *supervisor_extra, const char *clusters)
+{
+    write_file(path,
+               "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
+               "supervisor = { log_level = \"info\"; heartbeat_interval_ms = 100; reap_interval_ms = 200;\n"
+               "               %s };\n"
+               "default_environment = \"test\";\n"
+               "defaults = { check_interval_ms = 400; check_fastinter_ms = 200; check_downinter_ms = 300;\n"
+               "             check_timeout_ms = 300; rise = 2; fall = 3; reconnect_window_ms = 500;\n"
+               "             reconnect_min_interval_ms = 0; wait_queue_timeout_ms = 2000;\n"
+               "             server_selection_timeout_ms = 1000; connect_timeout_ms = 1000;\n"
+               "             socket_timeout_ms = 1000; heartbeat_frequency_ms = 500; };\n"
+               "environments = { test = { clusters = { %s }; }; };\n",
+               segment, supervisor_extra ? supervisor_extra : "", clusters);
+}
+
+/* Starts mongosupd with stdout+stderr into logpath.  args: NULL-terminated. */
+static pid_t spawn(const char *logpath, const char *const *args)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        const char *argv[32];
+        int n = 0;
+        if (daemon_under_valgrind()) {
+            argv[n++] = "valgrind";
+            argv[n++] = "--error-exitcode=1";
+            argv[n++] = "--leak-check=full";
+            argv[n++] = "--errors-for-leak-kinds=definite,indirect";
+            argv[n++] = "-q";
+            argv[n++] = "--suppressions=" VALGRIND_SUPP;
+        }
+        argv[n++] = daemon_path();
+        for (int i = 0; args[i] != NULL && n < 30; i++)
+            argv[n++] = args[i];
+        argv[n] = NULL;
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static pid_t start_daemon(const char *conf, const char *logpath)
+{
+    const char *args[] = {"-c", conf, NULL};
+    return spawn(logpath, args);
+}
+
+/* Exit status of pid within timeout_ms, or -1 (then it is killed). */
+static int wait_exit(pid_t pid, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    int st;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        sleep_ms(10);
+    }
+}
+
+/* Runs the daemon with args to completion; its output lands in logpath. */
+static int run_daemon(const char *logpath, const char *const *args)
+{
+    unlink(logpath);
+    return wait_exit(spawn(logpath, args), slack(5000));
+}
+
+static int count_lines(const char *path)
+{
+    char *text = slurp(path);
+    int n = 0;
+    for (char *p = text; *p; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
+}
+
+/* Maps the segment as soon as it exists and a supervisor runs it. */
+static bool open_segment(const char *name, msup_segment_t *seg, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    mongosup_error_t err;
+    while (now_ms() < deadline) {
+        if (msup_segment_open_readonly(name, seg, &err)) {
+            while (now_ms() < deadline) {
+                if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
+                    return true;
+                sleep_ms(10);
+            }
+            msup_segment_close(seg);
+            return false;
+        }
+        sleep_ms(10);
+    }
+    return false;
+}
+
+static msup_cluster_row_t *row_named(const msup_segment_t *seg, const char *name)
+{
+    int i = msup_segment_find_cluster(seg, name);
+    return i < 0 ? NULL : msup_segment_row(seg, (uint32_t)i);
+}
+
+/* Milliseconds until the cluster's health is `want`, or -1 after timeout. */
+static long wait_health(const msup_segment_t *seg, const char *cluster, uint32_t want, unsigned timeout_ms)
+{
+    uint64_t start = now_ms(), deadline = start + timeout_ms;
+    while (now_ms() < deadline) {
+        msup_cluster_row_t *row = row_named(seg, cluster);
+        if (row != NULL && atomic_load(&row->health) == want)
+            return (long)(now_ms() - start);
+        sleep_ms(5);
+    }
+    return -1;
+}
+
+/* Sum of an op class over retired + live slots for a cluster row. */
+static uint64_t total_ops(const msup_segment_t *seg, uint32_t row, enum msup_op_class cls)
+{
+    msup_snapshot_t snap;
+    mongosup_error_t err;
+    if (!msup_snapshot_take(seg, &snap, &err))
+        return 0;
+    uint64_t v = 0;
+    for (uint32_t i = 0; i < snap.cluster_count; i++)
+        if (snap.clusters[i].index == row)
+            v = snap.clusters[i].totals.ops[cls];
+    msup_snapshot_free(&snap);
+    return v;
+}
+
+static int slot_of_pid(const msup_segment_t *seg, pid_t pid)
+{
+    for (uint32_t i = 0; i < seg->max_workers; i++) {
+        msup_slot_t *s = msup_segment_slot(seg, i);
+        uint32_t st = atomic_load(&s->state);
+        if ((st == MSUP_SLOT_ACTIVE || st == MSUP_SLOT_EXITED) && s->pid == pid)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int wait_slot_of_pid(const msup_segment_t *seg, pid_t pid, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    int s;
+    while ((s = slot_of_pid(seg, pid)) < 0 && now_ms() < deadline)
+        sleep_ms(10);
+    return s;
+}
+
+/* ------------------------------------------------------------------ */
+/* Worker processes: this binary re-executed with --worker MODE, so that   */
+/* under valgrind they run natively (trace-children=no) and never share    */
+/* the test's driver state.                                                */
+
+static volatile sig_atomic_t worker_stop;
+static void on_term(int sig)
+{
+    (void)sig;
+    worker_stop = 1;
+}
+
+/* --worker MODE CONFIG CLUSTER RESULTFILE
+ *  ping:     checkout + ping + checkin every 20 ms until SIGTERM or draining;
+ *  find:     the same with a find (the supervisor's checks never run one);
+ *            writes "ok fail circuit maxfail_us" at the end.
+ *  insert:   inserts (each one slow: the peer delays them) until draining;
+ *            writes the number of acknowledged inserts.
+ *  stubborn: attaches, ignores SIGTERM and draining, never detaches. */
+static int worker_main(int argc, char **argv)
+{
+    if (argc < 6)
+        return 2;
+    const char *mode = argv[2], *conf = argv[3], *cluster = argv[4], *result = argv[5];
+    mongoc_init();
+    mongosup_error_t err;
+    mongosup_config_t *cfg = mongosup_config_load(conf, NULL, &err);
+    if (cfg == NULL) {
+        fprintf(stderr, "worker: %s\n", err.message);
+        return 3;
+    }
+    mongosup_t *h = mongosup_attach(cfg, &err);
+    if (h == NULL) {
+        fprintf(stderr, "worker: %s\n", err.message);
+        return 4;
+    }
+    if (strcmp(mode, "stubborn") == 0) {
+        signal(SIGTERM, SIG_IGN);
+        for (;;)
+            pause();
+    }
+    signal(SIGTERM, on_term);
+    unsigned long ok = 0, fail = 0, circuit = 0, max_fail_us = 0;
+    int n = 0;
+    while (!worker_stop && !mongosup_draining(h)) {
+        uint64_t t0 = msup_mono_ns();
+        mongoc_client_t *c = mongosup_checkout(h, cluster, &err);
+        if (c == NULL) {
+            fail++;
+            if (err.code == MONGOSUP_E_CIRCUIT_OPEN)
+                circuit++;
+            unsigned long us = (unsigned long)((msup_mono_ns() - t0) / 1000u);
+            if (us > max_fail_us)
+                max_fail_us = us;
+            if (err.code == MONGOSUP_E_SHUTTING_DOWN)
+                break;
+            sleep_ms(20);
+            continue;
+        }
+        bson_error_t berr;
+        bool done;
+        if (strcmp(mode, "insert") == 0) {
+            mongoc_collection_t *coll = mongoc_client_get_collection(c, "test", "ops");
+            bson_t *doc = BCON_NEW("pid", BCON_INT32((int32_t)getpid()), "n", BCON_INT32(n));
+            done = mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr);
+            bson_destroy(doc);
+            mongoc_collection_destroy(coll);
+        } else if (strcmp(mode, "find") == 0) {
+            mongoc_collection_t *coll = mongoc_client_get_collection(c, "test", "ops");
+            bson_t filter = BSON_INITIALIZER;
+            mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+            const bson_t *doc;
+            while (mongoc_cursor_next(cur, &doc))
+                ;
+            done = !mongoc_cursor_error(cur, &berr);
+            mongoc_cursor_destroy(cur);
+            bson_destroy(&filter);
+            mongoc_collection_destroy(coll);
+        } else {
+            bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+            done = mongoc_client_command_simple(c, "admin", cmd, NULL, NULL, &berr);
+            bson_destroy(cmd);
+        }
+        mongosup_checkin(h, c, done ? NULL : &berr);
+        if (done) {
+            ok++;
+            n++;
+        } else {
+            fail++;
+        }
+        if (strcmp(mode, "insert") != 0)
+            sleep_ms(20);
+    }
+    mongosup_detach(&h, 5000);
+    FILE *f = fopen(result, "w");
+    if (f != NULL) {
+        if (strcmp(mode, "insert") == 0)
+            fprintf(f, "%lu\n", ok);
+        else
+            fprintf(f, "%lu %lu %lu %lu\n", ok, fail, circuit, max_fail_us);
+        fclose(f);
+    }
+    mongosup_config_destroy(&cfg);
+    mongoc_cleanup();
+    return 0;
+}
+
+static pid_t start_worker(const char *mode, const char *conf, const char *cluster, const char *result)
+{
+    unlink(result);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path_in_tmp("workers.log"), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            dup2(fd, 2);
+        execl(self_exe, self_exe, "--worker", mode, conf, cluster, result, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void read_ping_result(const char *path, unsigned long *ok, unsigned long *fail, unsigned long *circuit,
+                             unsigned long *max_fail_us)
+{
+    *ok = *fail = *circuit = *max_fail_us = 0;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%lu %lu %lu %lu", ok, fail, circuit, max_fail_us) != 4)
+        *ok = 0;
+    fclose(f);
+}
+
+/* ------------------------------------------------------------------ */
+/* Command line and configuration errors                                */
+
+static void expect_one_line_error(const char *const *args, const char *needle)
+{
+    const char *log = path_in_tmp("cli.log");
+    int rc = run_daemon(log, args);
+    char *text = slurp(log);
+    CU_ASSERT_NOT_EQUAL(rc, 0);
+    CU_ASSERT_NOT_EQUAL(rc, -1);
+    CU_ASSERT_EQUAL(count_lines(log), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "mongosupd: "));
+    if (needle != NULL && strstr(text, needle) == NULL)
+        fprintf(stderr, "\n    expected '%s' in: %s", needle, text);
+    CU_ASSERT_TRUE(needle == NULL || strstr(text, needle) != NULL);
+    CU_ASSERT_PTR_NULL(strstr(text, "Segmentation"));
+    free(text);
+}
+
+static void test_cli_errors(void)
+{
+    const char *good = path_in_tmp("good.conf");
+    write_config(good, msup_test_segment_name("cli"), NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *broken = path_in_tmp("broken.conf");
+    write_file(broken, "segment = { name = \"/x\"; };\nsupervisor = { log_level = \"loud\"; };\n"
+                       "default_environment = \"e\";\n"
+                       "environments = { e = { clusters = { a = { mongo_uri = \"mongodb://h/\"; }; }; }; };\n");
+    const char *syntax = path_in_tmp("syntax.conf");
+    write_file(syntax, "segment = { name = \"/x\" \n this is not libconfig\n");
+
+    const char *none[] = {NULL};
+    expect_one_line_error(none, "-c FILE");
+    const char *unknown[] = {"-c", good, "-x", NULL};
+    expect_one_line_error(unknown, "unknown option");
+    const char *unknown_long[] = {"--frobnicate", NULL};
+    expect_one_line_error(unknown_long, "unknown option");
+    const char *missing[] = {"-c", NULL};
+    expect_one_line_error(missing, "-c");
+    const char *extra[] = {"-c", good, "stray", NULL};
+    expect_one_line_error(extra, "unexpected argument");
+    const char *empty[] = {"-c", "", NULL};
+    expect_one_line_error(empty, "empty");
+    const char *nofile[] = {"-c", path_in_tmp("does-not-exist.conf"), NULL};
+    expect_one_line_error(nofile, "does-not-exist.conf");
+    const char *bad_value[] = {"-c", broken, NULL};
+    expect_one_line_error(bad_value, "broken.conf:2");
+    const char *bad_syntax[] = {"-c", syntax, "--check-config", NULL};
+    expect_one_line_error(bad_syntax, "syntax.conf:");
+    const char *bad_env[] = {"-c", good, "-e", "nowhere", NULL};
+    expect_one_line_error(bad_env, "nowhere");
+}
+
+static void test_check_config(void)
+{
+    const char *conf = path_in_tmp("check.conf");
+    write_config(conf, msup_test_segment_name("check"), NULL,
+                 "a = { mongo_uri = \"mongodb://alice:s3cretPW@127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("check.log");
+    const char *args[] = {"-c", conf, "--check-config", NULL};
+    CU_ASSERT_EQUAL(run_daemon(log, args), 0);
+    CU_ASSERT_TRUE(wait_log(log, "alice"));
+    CU_ASSERT_TRUE(wait_log(log, "check_interval_ms = 400"));
+    CU_ASSERT_FALSE(file_contains(log, "s3cretPW"));
+    /* --check-config never touches the segment */
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", msup_test_segment_name("check"));
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Single instance                                                      */
+
+static void test_single_instance(void)
+{
+    const char *seg_name = msup_test_segment_name("single");
+    const char *conf = path_in_tmp("single.conf");
+    write_config(conf, seg_name, NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *pidfile = path_in_tmp("single.pid");
+    /* A stale pidfile (its writer is gone) is taken over. */
+    write_file(pidfile, "999999\n");
+    const char *log1 = path_in_tmp("single1.log");
+    unlink(log1);
+    const char *args1[] = {"-c", conf, "--pidfile", pidfile, NULL};
+    pid_t first = spawn(log1, args1);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+    char *pidtext = slurp(pidfile);
+    CU_ASSERT_EQUAL(atoi(pidtext), first);
+    free(pidtext);
+    CU_ASSERT_TRUE(wait_log(log1, "stale pidfile"));
+
+    /* Same pidfile: refused by the lock. */
+    const char *log2 = path_in_tmp("single2.log");
+    char expect[128];
+    snprintf(expect, sizeof expect, "another mongosupd (pid %d) holds the pidfile", (int)first);
+    CU_ASSERT_EQUAL(run_daemon(log2, args1), 1);
+    CU_ASSERT_TRUE(wait_log(log2, expect));
+
+    /* No pidfile: refused by the segment's owner record. */
+    const char *args3[] = {"-c", conf, NULL};
+    CU_ASSERT_EQUAL(run_daemon(log2, args3), 1);
+    snprintf(expect, sizeof expect, "another mongosupd (pid %d) supervises %s", (int)first, seg_name);
+    CU_ASSERT_TRUE(wait_log(log2, expect));
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+
+    kill(first, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(first, slack(5000)), 0);
+    CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0); /* removed on exit */
+    msup_segment_close(&seg);
+}
+
+/* ------------------------------------------------------------------ */
+/* Health: peer killed, peer hung, replica set                           */
+
+/* A DOWN must come within: the next check (inter) + fall-1 fast checks,
+ * each bounded by check_timeout; plus scheduling margin. */
+#define INTER 400u
+#define FASTINTER 200u
+#define DOWNINTER 300u
+#define TIMEOUT 300u
+#define RISE 2u
+#define FALL 3u
+#define MARGIN 500u
+
+static void test_health_down_up_reconnect(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("downup");
+    const char *conf = path_in_tmp("downup.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("downup.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    msup_cluster_row_t *row = row_named(&seg, "main");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    const char *result = path_in_tmp("downup.worker");
+    pid_t worker = start_worker("ping", conf, "main", result);
+    int slot = wait_slot_of_pid(&seg, worker, slack(3000));
+    CU_ASSERT_FATAL(slot >= 0);
+    sleep_ms(200);
+
+    uint64_t gen0 = atomic_load(&row->reconnect_generation);
+    uint64_t t_kill = now_ms();
+    test_peer_kill(peer, SIGKILL);
+    long down_ms = wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(INTER + FALL * (FASTINTER + TIMEOUT) + MARGIN));
+    unsigned bound = INTER + (FALL - 1) * FASTINTER + TIMEOUT + MARGIN;
+    fprintf(stderr, "\n    peer killed -> DOWN in %ld ms (bound %u ms) ", down_ms, bound);
+    CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= slack(bound));
+    (void)t_kill;
+
+    /* Restarted on the same port: UP within a down interval + (rise-1) fast ones. */
+    CU_ASSERT_FATAL(test_peer_restart(peer));
+    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    unsigned up_bound = DOWNINTER + (RISE - 1) * FASTINTER + TIMEOUT + MARGIN;
+    fprintf(stderr, "peer back -> UP in %ld ms (bound %u) ", up_ms, up_bound);
+    CU_ASSERT_TRUE(up_ms >= 0 && (unsigned)up_ms <= slack(up_bound));
+
+    /* DOWN -> UP bumps the generation; the worker rebuilds within the window. */
+    uint64_t t_up = now_ms();
+    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t_up < slack(1000))
+        sleep_ms(5);
+    uint64_t gen1 = atomic_load(&row->reconnect_generation);
+    CU_ASSERT_TRUE(gen1 > gen0);
+    msup_stats_t *st = msup_slot_stats(&seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(&seg, "main"));
+    while (atomic_load(&st->reconnect_ack) < gen1 && now_ms() - t_up < slack(500 + 1500))
+        sleep_ms(10);
+    fprintf(stderr, "worker acked generation %llu in %llu ms ", (unsigned long long)gen1,
+            (unsigned long long)(now_ms() - t_up));
+    CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
+    CU_ASSERT_TRUE(wait_log(log, "cause: cluster came back up"));
+
+    /* A manual request (what mongosupctl reconnect writes) bumps it too. */
+    msup_segment_t rw;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, "main"))->reconnect_requests, 1);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&row->reconnect_generation) == gen1 && now_ms() - t0 < slack(2000))
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&row->reconnect_generation), gen1 + 1);
+    CU_ASSERT_EQUAL(atomic_load(&row->reconnect_requests_seen), atomic_load(&row->reconnect_requests));
+    msup_segment_close(&rw);
+    sleep_ms(100);
+    CU_ASSERT_TRUE(wait_log(log, "cause: manual request"));
+
+    kill(worker, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(worker, slack(5000)), 0);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    CU_ASSERT_TRUE(wait_log(log, "UP -> DOWN"));
+    CU_ASSERT_TRUE(wait_log(log, "DOWN -> UP"));
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+static void test_health_hung_peer(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("hung");
+    const char *conf = path_in_tmp("hung.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("hung.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    const char *result = path_in_tmp("hung.worker");
+    pid_t worker = start_worker("ping", conf, "main", result);
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, worker, slack(3000)) >= 0);
+    sleep_ms(200);
+
+    test_peer_kill(peer, SIGSTOP);
+    long down_ms = wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(5000));
+    unsigned bound = INTER + (FALL - 1) * FASTINTER + FALL * TIMEOUT + MARGIN;
+    fprintf(stderr, "\n    peer SIGSTOPped -> DOWN in %ld ms (bound %u ms) ", down_ms, bound);
+    CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= slack(bound));
+    /* While DOWN, the worker's checkouts fail at once (circuit open); its
+     * operation in flight when the peer hung ends at socketTimeoutMS. */
+    sleep_ms(2500);
+    kill(worker, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(worker, slack(8000)), 0);
+    unsigned long ok, fail, circuit, max_fail_us;
+    read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
+    fprintf(stderr, "worker: %lu ok, %lu failed, %lu circuit-open, slowest failed checkout %lu us ", ok, fail,
+            circuit, max_fail_us);
+    CU_ASSERT_TRUE(ok > 0);
+    CU_ASSERT_TRUE(circuit > 10);
+    CU_ASSERT_TRUE(max_fail_us < 100000u * (msup_test_under_valgrind() ? 5 : 1));
+    test_peer_kill(peer, SIGCONT);
+    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    fprintf(stderr, "SIGCONT -> UP in %ld ms ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+static void test_health_replica_set(void)
+{
+    test_peer_t *peer = test_peer_start("rs", 3, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("rs");
+    const char *conf = path_in_tmp("rs.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "rs = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("rs.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "rs", MSUP_HEALTH_UP, slack(4000)) >= 0);
+    msup_cluster_row_t *row = row_named(&seg, "rs");
+    CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 1);
+
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"no_primary\"}", NULL, 0));
+    long degraded_ms = wait_health(&seg, "rs", MSUP_HEALTH_DEGRADED, slack(4000));
+    fprintf(stderr, "\n    no primary -> DEGRADED in %ld ms ", degraded_ms);
+    CU_ASSERT_TRUE(degraded_ms >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 0);
+    CU_ASSERT_TRUE(wait_log(log, "no primary"));
+
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"primary\",\"member\":1}", NULL, 0));
+    long up_ms = wait_health(&seg, "rs", MSUP_HEALTH_UP, slack(4000));
+    fprintf(stderr, "election -> UP in %ld ms ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 1);
+
+    /* A step-down leaves the set without a primary for a moment at most:
+     * never DOWN. */
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"stepdown\"}", NULL, 0));
+    sleep_ms(600);
+    CU_ASSERT_NOT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_DOWN);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* Workers fail on the network while the checks pass: their pools hold
+ * broken connections.  The supervisor bumps the generation, rate limited. */
+static void test_reconnect_on_worker_failures(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("netfail");
+    const char *conf = path_in_tmp("netfail.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters,
+             "main = { mongo_uri = \"%s\"; reconnect_network_errors_per_s = 2; reconnect_min_interval_ms = 1500; };",
+             test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("netfail.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    msup_cluster_row_t *row = row_named(&seg, "main");
+    /* Each failed find costs the driver a rescan: three workers make a burst. */
+    pid_t workers[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "netfail.w%d", i);
+        workers[i] = start_worker("find", conf, "main", path_in_tmp(name));
+        CU_ASSERT_FATAL(wait_slot_of_pid(&seg, workers[i], slack(3000)) >= 0);
+    }
+    sleep_ms(1500); /* a quiet second: no bump */
+    uint64_t gen0 = atomic_load(&row->reconnect_generation);
+    CU_ASSERT_EQUAL(gen0, 0);
+
+    /* Every find now has its connection closed under it; ping and hello
+     * (the supervisor's checks) are untouched. */
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"find\",\"times\":null}", NULL, 0));
+    uint64_t t0 = now_ms();
+    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t0 < slack(4000))
+        sleep_ms(10);
+    long bump_ms = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    worker network failures -> generation bump in %ld ms ", bump_ms);
+    CU_ASSERT_TRUE(atomic_load(&row->reconnect_generation) > gen0);
+    CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_log(log, "cause: worker network failures"));
+    /* Rate limit: at most one bump per 1500 ms while the failures go on. */
+    uint64_t g1 = atomic_load(&row->reconnect_generation);
+    uint64_t t1 = now_ms();
+    sleep_ms(2000);
+    uint64_t g2 = atomic_load(&row->reconnect_generation);
+    uint64_t span = now_ms() - t1;
+    fprintf(stderr, "%llu more bumps in %llu ms ", (unsigned long long)(g2 - g1), (unsigned long long)span);
+    CU_ASSERT_TRUE(g2 - g1 <= span / 1500 + 1);
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
+
+    for (int i = 0; i < 3; i++) {
+        kill(workers[i], SIGTERM);
+        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
+    }
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reaper and supervisor restart                                         */
+
+static void test_reap_killed_worker_and_restart(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("reap");
+    const char *conf = path_in_tmp("reap.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("reap.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+
+    const char *r1 = path_in_tmp("reap.w1"), *r2 = path_in_tmp("reap.w2");
+    pid_t victim = start_worker("ping", conf, "main", r1);
+    pid_t survivor = start_worker("ping", conf, "main", r2);
+    int vslot = wait_slot_of_pid(&seg, victim, slack(3000));
+    CU_ASSERT_FATAL(vslot >= 0);
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, survivor, slack(3000)) >= 0);
+    sleep_ms(500);
+    /* Catch the victim in the middle of an operation: pings now take 2 s. */
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":2000,\"command\":\"ping\"}", NULL, 0));
+    sleep_ms(300);
+    uint64_t before = total_ops(&seg, row, MSUP_OP_COMMAND);
+    uint64_t victim_ops = atomic_load(&msup_slot_stats(&seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
+    CU_ASSERT_TRUE(victim_ops > 0);
+    kill(victim, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(victim, 2000), 128 + SIGKILL);
+    uint64_t t0 = now_ms();
+    uint64_t last = before;
+    bool monotonic = true;
+    msup_slot_t *vs = msup_segment_slot(&seg, (uint32_t)vslot);
+    /* Reaped = FREE again (REAPING is the fold in progress). */
+    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000)) {
+        uint64_t v = total_ops(&seg, row, MSUP_OP_COMMAND);
+        monotonic = monotonic && v >= last;
+        last = v;
+        sleep_ms(5);
+    }
+    long reap_ms = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
+    CU_ASSERT_TRUE(slot_of_pid(&seg, victim) < 0);
+    CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
+    CU_ASSERT_TRUE(monotonic);
+    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= before);
+    msup_stats_t *retired = msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row);
+    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops);
+    CU_ASSERT_TRUE(wait_log(log, "process died without detaching"));
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
+
+    /* The supervisor dies; the survivor keeps working; a new supervisor
+     * adopts the segment with every counter intact.  (First let the
+     * survivor's delayed ping end.) */
+    sleep_ms(2200);
+    kill(sup, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(sup, 2000), 128 + SIGKILL);
+    uint64_t ops_at_crash = total_ops(&seg, row, MSUP_OP_COMMAND);
+    uint64_t restarts = atomic_load(&seg.hdr->supervisor_restarts);
+    sleep_ms(1000);
+    uint64_t ops_alone = total_ops(&seg, row, MSUP_OP_COMMAND);
+    CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
+    sup = start_daemon(conf, log);
+    uint64_t t1 = now_ms();
+    while (atomic_load(&seg.hdr->supervisor_pid) != sup && now_ms() - t1 < slack(3000))
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), sup);
+    sleep_ms(300);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_restarts), restarts + 1);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_RUNNING);
+    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= ops_alone);
+    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops ||
+                   atomic_load(&msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row)
+                                    ->ops[MSUP_OP_COMMAND]) >= victim_ops);
+    CU_ASSERT_TRUE(wait_log(log, "adopted segment"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->health), MSUP_HEALTH_UP);
+
+    kill(survivor, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(survivor, slack(5000)), 0);
+    unsigned long ok, fail, circuit, max_fail_us;
+    read_ping_result(r2, &ok, &fail, &circuit, &max_fail_us);
+    CU_ASSERT_TRUE(ok > 0);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* ------------------------------------------------------------------ */
+/* Reload                                                               */
+
+static void test_reload(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("reload");
+    const char *conf = path_in_tmp("reload.conf");
+    char clusters[1024];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("reload.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+
+    /* Broken file: logged with file:line, nothing changes. */
+    write_file(conf, "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
+                     "environments = { test = { clusters = { main = { mongo_uri = 42; }; }; }; };\n",
+               seg_name);
+    kill(sup, SIGHUP);
+    sleep_ms(slack(500));
+    CU_ASSERT_TRUE(wait_log(log, "reload rejected"));
+    CU_ASSERT_TRUE(wait_log(log, "reload.conf:2"));
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen);
+    CU_ASSERT_PTR_NOT_NULL(row_named(&seg, "main"));
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+
+    /* Geometry change: refused with the restart it needs. */
+    write_file(conf, "segment = { name = \"%s\"; max_workers = 32; max_clusters = 4; };\n"
+                     "default_environment = \"test\";\n"
+                     "environments = { test = { clusters = { %s }; }; };\n",
+               seg_name, clusters);
+    kill(sup, SIGHUP);
+    sleep_ms(slack(500));
+    CU_ASSERT_TRUE(wait_log(log, "full restart is needed"));
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen);
+
+    /* A cluster added: it appears and is checked. */
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; extra = { mongo_uri = \"%s\"; };",
+             test_peer_uri(peer), test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    kill(sup, SIGHUP);
+    long up_ms = wait_health(&seg, "extra", MSUP_HEALTH_UP, slack(4000));
+    fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_TRUE(atomic_load(&row_named(&seg, "extra")->checks_passed) > 0);
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+
+    /* And removed again: its row is REMOVED, not reused. */
+    snprintf(clusters, sizeof clusters, "extra = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    kill(sup, SIGHUP);
+    uint64_t t0 = now_ms();
+    while (row_named(&seg, "main") != NULL && now_ms() - t0 < slack(2000))
+        sleep_ms(10);
+    CU_ASSERT_PTR_NULL(row_named(&seg, "main"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->row_state), MSUP_ROW_REMOVED);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 2);
+
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* ------------------------------------------------------------------ */
+/* Graceful shutdown                                                    */
+
+#define N_WORKERS 8
+#define OP_MS 300u
+
+static void test_graceful_shutdown(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("drain");
+    const char *conf = path_in_tmp("drain.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, "keep_segment = true;", clusters);
+    const char *log = path_in_tmp("drain.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "{\"cmd\":\"delay\",\"ms\":%u,\"command\":\"insert\"}", OP_MS);
+    CU_ASSERT_TRUE(test_peer_command(peer, cmd, NULL, 0));
+
+    pid_t workers[N_WORKERS];
+    char results[N_WORKERS][64];
+    for (int i = 0; i < N_WORKERS; i++) {
+        snprintf(results[i], sizeof results[i], "drain.w%d", i);
+        workers[i] = start_worker("insert", conf, "main", path_in_tmp(results[i]));
+    }
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    /* Every worker has acknowledged at least one insert: all are busy. */
+    uint64_t t0 = now_ms();
+    while (test_peer_count(peer, "test", "ops") < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
+        sleep_ms(50);
+    sleep_ms(OP_MS / 2);
+
+    uint64_t t_term = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(OP_MS + 1000 + 500));
+    long took = (long)(now_ms() - t_term);
+    fprintf(stderr, "\n    graceful shutdown of %d busy workers: exit %d in %ld ms (bound %u ms) ", N_WORKERS, rc, took,
+            OP_MS + 1000);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took <= (long)slack(OP_MS + 1000));
+
+    long acked = 0;
+    for (int i = 0; i < N_WORKERS; i++) {
+        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
+        char *text = slurp(path_in_tmp(results[i]));
+        CU_ASSERT_NOT_EQUAL(text[0], '\0');
+        acked += atol(text);
+        free(text);
+    }
+    long stored = test_peer_count(peer, "test", "ops");
+    fprintf(stderr, "peer stored %ld, workers counted %ld ", stored, acked);
+    CU_ASSERT_EQUAL(stored, acked);
+    CU_ASSERT_TRUE(acked >= 2 * N_WORKERS);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(total_ops(&seg, row, MSUP_OP_WRITE), (uint64_t)acked);
+    CU_ASSERT_TRUE(wait_log(log, "final: cluster main"));
+    for (uint32_t i = 0; i < seg.max_workers; i++)
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
+    msup_segment_close(&seg);
+    mongosup_error_t err;
+    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err)); /* keep_segment = true */
+    test_peer_stop(&peer);
+}
+
+static void test_shutdown_escalates(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("escalate");
+    const char *conf = path_in_tmp("escalate.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, "drain_timeout_ms = 500; escalate = \"term-kill\"; escalate_grace_ms = 300;",
+                 clusters);
+    const char *log = path_in_tmp("escalate.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("escalate.w"));
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
+
+    /* mongosupctl shutdown's way: bump the request counter in the segment. */
+    msup_segment_t rw;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    uint64_t t0 = now_ms();
+    atomic_fetch_add(&rw.hdr->shutdown_requests, 1);
+    msup_segment_close(&rw);
+    int rc = wait_exit(sup, slack(500 + 300 + 2000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    stubborn worker: supervisor exit %d in %ld ms ", rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took >= 500 + 300);
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    CU_ASSERT_TRUE(wait_log(log, "mongosupctl shutdown"));
+    CU_ASSERT_TRUE(wait_log(log, "sent SIGKILL"));
+    /* The segment was unlinked (keep_segment false). */
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", seg_name);
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* A second SIGTERM during the drain: no more waiting, stragglers killed. */
+static void test_shutdown_second_signal(void)
+{
+    const char *seg_name = msup_test_segment_name("twice");
+    const char *conf = path_in_tmp("twice.conf");
+    write_config(conf, seg_name, "drain_timeout_ms = 20000; escalate_grace_ms = 20000;",
+                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("twice.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("twice.w"));
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
+    kill(sup, SIGTERM);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&seg.hdr->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
+        sleep_ms(5);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_DRAINING);
+    CU_ASSERT_TRUE(atomic_load(&seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
+    sleep_ms(300);
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    second SIGTERM: exit %d %ld ms after the first ", rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took < (long)slack(2500));
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    CU_ASSERT_TRUE(wait_log(log, "stopping now"));
+    msup_segment_close(&seg);
+}
+
+static const msup_test_t tests[] = {
+    {"/supervisor/cli/errors", test_cli_errors},
+    {"/supervisor/cli/check-config", test_check_config},
+    {"/supervisor/single-instance", test_single_instance},
+    {"/supervisor/health/down-up-reconnect", test_health_down_up_reconnect},
+    {"/supervisor/health/hung-peer", test_health_hung_peer},
+    {"/supervisor/health/replica-set", test_health_replica_set},
+    {"/supervisor/reconnect/worker-network-failures", test_reconnect_on_worker_failures},
+    {"/supervisor/reaper/killed-worker-and-restart", test_reap_killed_worker_and_restart},
+    {"/supervisor/reload", test_reload},
+    {"/supervisor/shutdown/graceful", test_graceful_shutdown},
+    {"/supervisor/shutdown/escalate", test_shutdown_escalates},
+    {"/supervisor/shutdown/second-signal", test_shutdown_second_signal},
+    {NULL, NULL},
+};
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--worker") == 0)
+        return worker_main(argc, argv);
+    ssize_t n = readlink("/proc/self/exe", self_exe, sizeof self_exe - 1);
+    if (n <= 0)
+        return 2;
+    self_exe[n] = '\0';
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/msup-suptest-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    int rc = msup_test_main("supervisor_daemon", tests, argc, argv);
+    if (rc == 0) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+    } else {
+        fprintf(stderr, "logs kept in %s\n", tmpdir);
+    }
+    return rc;
+}
