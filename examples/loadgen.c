@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,13 @@ static double rate = 200;        /* requests per second, all threads together */
 static double duration = 10;     /* seconds */
 static int threads = 4;
 static int write_percent = 30;   /* POST /events; the rest GET /users/ID */
+static volatile sig_atomic_t stopping; /* SIGINT/SIGTERM: stop early and print the totals */
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
 
 /* Outcome counters, reset every second by the reporter. */
 static _Atomic long ok_count, not_found, unavailable, server_error, conn_error;
@@ -59,7 +67,7 @@ static void *client(void *arg)
 {
     unsigned seed = (unsigned)(uintptr_t)arg * 7919u + 17;
     double interval = threads / rate, next = now_s(), end = next + duration;
-    while (next < end) {
+    while (next < end && !stopping) {
         double now = now_s();
         if (now < next) {
             struct timespec ts = {0, (long)((next - now) * 1e9)};
@@ -104,12 +112,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "mongosup-demo-load: -p PORT is required; rate, duration and threads must be positive\n");
         return 64;
     }
+    struct sigaction sa = {.sa_handler = on_stop};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     pthread_t tids[256];
     for (int i = 0; i < threads; i++)
         pthread_create(&tids[i], NULL, client, (void *)(uintptr_t)i);
     double start = now_s();
     int second = 0;
-    while (now_s() - start < duration) {
+    while (now_s() - start < duration && !stopping) {
         sleep(1);
         second++;
         long ok = atomic_exchange(&ok_count, 0), nf = atomic_exchange(&not_found, 0),

@@ -36,7 +36,16 @@ done
 work=$(mktemp -d /tmp/mongosup-demo.XXXXXX)
 pids=()
 say() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
-snapshot() { say "$1"; "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --once || true; }
+snapshot() { say "$1"; "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --once -i 1 || true; }
+
+failures() { # cluster: its failure counters by class, from the JSON export
+  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
+f = {k: v for k, v in c["failures"].items() if v and k != "total"}
+print("%s failures by class: %s" % (sys.argv[1], ", ".join("%s %d" % kv for kv in sorted(f.items())) or "none"))' "$1"
+}
 
 cleanup() {
   set +e
@@ -151,6 +160,7 @@ if [ $faults = 1 ]; then
   wait_for 15 "users DOWN" cluster_state users DOWN
   sleep 1
   snapshot "users DOWN: workers fail fast (circuit_open) instead of waiting 2 s for server selection"
+  failures users
 
   say "bringing the users peer back on the same port"
   start_peer users standalone 1 "$users_ports"
@@ -162,18 +172,20 @@ if [ $faults = 1 ]; then
   echo '{"cmd":"stepdown"}' >&4
   sleep 3
   snapshot "after the failover: writes retried by mongosup_run, analytics still UP"
+  failures analytics
 fi
 
 say "coordinated graceful shutdown: mongosupctl shutdown --wait"
-kill "$load_pid" 2>/dev/null || true
+kill -INT "$load_pid" 2>/dev/null || true
 "$B/tools/mongosupctl" -c "$conf" ${env:+-e "$env"} shutdown --wait --timeout 30 || true
 wait "$sup_pid" && echo "mongosupd exited 0" || echo "mongosupd exited $?"
 kill -TERM "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 say "the supervisor's final summary"
-grep -E "summary|total|drain|shutdown" "$work/mongosupd.log" | tail -15 || true
-say "the prefork server"
-tail -3 "$work/server.out"
+grep -E "final|shutdown|DRAINING|STOPPED" "$work/mongosupd.log" | tail -15 || true
+say "the prefork server and the load generator"
+tail -2 "$work/server.out"
+tail -1 "$work/load.out"
 
 # Nothing may be left behind.
 left=""
