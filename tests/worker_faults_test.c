@@ -76,6 +76,7 @@ static void test_server_errors(void)
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     bson_error_t berr;
+    CU_ASSERT(op_with_outcome(h, false, &berr)); /* connected: the faults below hit our operations */
     CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":2}", NULL, 0));
     CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
     CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_SERVER);
@@ -95,7 +96,8 @@ static void test_server_errors(void)
     wfix_stop(&f);
 }
 
-/* Server selection fails before any command: counted through checkin. */
+/* Server selection fails before any command: a new client connects at
+ * checkout, so the checkout fails with the driver's error, counted once. */
 static void test_server_selection(void)
 {
     wfix_t f;
@@ -106,18 +108,21 @@ static void test_server_selection(void)
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    bson_error_t berr;
-    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
-    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_SERVER_SELECTION);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_DRIVER);
+    CU_ASSERT_EQUAL(error.driver_domain, MONGOC_ERROR_SERVER_SELECTION);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER_SELECTION), 1);
     msup_totals_t t;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(msup_totals_failures(&t), 1);
+    CU_ASSERT_EQUAL(t.checkouts, 0);
+    CU_ASSERT_EQUAL(t.ops[MSUP_OP_COMMAND], 0); /* the handshake ping is ours, not an operation */
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
 }
 
-/* The peer has no saslStart: authentication fails during the handshake. */
+/* The peer has no saslStart: authentication fails during the handshake
+ * of the new client, at checkout. */
 static void test_auth(void)
 {
     wfix_t f;
@@ -130,10 +135,11 @@ static void test_auth(void)
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    bson_error_t berr;
-    CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
-    CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_CLIENT);
-    CU_ASSERT_EQUAL(berr.code, MONGOC_ERROR_CLIENT_AUTHENTICATE);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_DRIVER);
+    CU_ASSERT_EQUAL(error.driver_domain, MONGOC_ERROR_CLIENT);
+    CU_ASSERT_EQUAL(error.driver_code, MONGOC_ERROR_CLIENT_AUTHENTICATE);
+    CU_ASSERT_PTR_NULL(strstr(error.message, "s3cret"));
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_AUTH), 1);
     /* The last error in the segment never carries the password. */
     msup_segment_t seg;
@@ -173,13 +179,23 @@ static void test_circuit_breaker(void)
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
 
     play_supervisor(&seg, true);
-    uint64_t t0 = msup_mono_ns();
-    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
-    uint64_t took_us = (msup_mono_ns() - t0) / 1000;
-    CU_ASSERT_PTR_NULL(client);
-    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    CU_ASSERT(took_us < (msup_test_under_valgrind() ? 20000u : 1000u));
-    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 1);
+    /* Ten refusals, each timed: the slowest must be far below the 1 ms
+     * bound natively.  Under valgrind the first run of a code path pays
+     * for its translation, so the bound there only tells "did not wait
+     * for server selection" (2 s in this fixture). */
+    uint64_t slowest_us = 0;
+    mongoc_client_t *client = NULL;
+    for (int i = 0; i < 10; i++) {
+        uint64_t t0 = msup_mono_ns();
+        client = mongosup_checkout(h, "main", &error);
+        uint64_t took_us = (msup_mono_ns() - t0) / 1000;
+        if (took_us > slowest_us)
+            slowest_us = took_us;
+        CU_ASSERT_PTR_NULL(client);
+        CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    }
+    CU_ASSERT(slowest_us < (msup_test_under_valgrind() ? 500000u : 1000u));
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 10);
 
     /* A stale heartbeat: the supervisor may be dead, fail open. */
     play_supervisor(&seg, false);
@@ -197,7 +213,7 @@ static void test_circuit_breaker(void)
     client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(client);
     mongosup_checkin(h, client, NULL);
-    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 1);
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 10); /* unchanged: fail-open checkouts are not refusals */
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
@@ -393,7 +409,7 @@ int main(int argc, char **argv)
     static const msup_test_t tests[] = {
         {"/worker/faults/network-and-timeout", test_network_and_timeout},
         {"/worker/faults/server-and-write-concern", test_server_errors},
-        {"/worker/faults/server-selection-via-checkin", test_server_selection},
+        {"/worker/faults/server-selection-at-connect", test_server_selection},
         {"/worker/faults/auth", test_auth},
         {"/worker/circuit/open-live-heartbeat-fail-open-stale", test_circuit_breaker},
         {"/worker/circuit/config-off", test_circuit_breaker_config_off},
