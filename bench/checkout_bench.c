@@ -300,6 +300,26 @@ int main(int argc, char **argv)
             "}; }; };\n",
             segment, port);
     fclose(fp);
+    /* The same cluster with a connection budget, in a segment of its own:
+     * large enough never to block, so that what is measured is the cost of
+     * the budget's bookkeeping, not of waiting. */
+    char bconf[128], budget_segment[64];
+    snprintf(bconf, sizeof bconf, "/tmp/checkout-bench-b-%d.conf", (int)getpid());
+    snprintf(budget_segment, sizeof budget_segment, "/msup-bench-b-%d", (int)getpid());
+    fp = fopen(bconf, "w");
+    if (fp == NULL) {
+        perror("checkout_bench: config");
+        return 1;
+    }
+    fprintf(fp,
+            "segment = { name = \"%s\"; max_workers = 4; max_clusters = 1; };\n"
+            "default_environment = \"bench\";\n"
+            "environments = { bench = { clusters = { bench = {\n"
+            "  mongo_uri = \"mongodb://127.0.0.1:%d/\"; max_pool_size = 4; server_selection_timeout_ms = 3000;\n"
+            "  max_connections = 1000; max_connecting = 100; };\n"
+            "}; }; };\n",
+            budget_segment, port);
+    fclose(fp);
 
     mongoc_init();
     mongosup_error_t error;
@@ -310,6 +330,16 @@ int main(int argc, char **argv)
     }
     mongosup_t *h = mongosup_attach(cfg, &error);
     if (h == NULL) {
+        fprintf(stderr, "checkout_bench: %s\n", error.message);
+        return 1;
+    }
+    mongosup_config_t *bcfg = mongosup_config_load(bconf, NULL, &error);
+    if (bcfg == NULL) {
+        fprintf(stderr, "checkout_bench: %s\n", error.message);
+        return 1;
+    }
+    mongosup_t *hb = mongosup_attach(bcfg, &error);
+    if (hb == NULL) {
         fprintf(stderr, "checkout_bench: %s\n", error.message);
         return 1;
     }
@@ -335,13 +365,17 @@ int main(int argc, char **argv)
     raw_ops(pool, ops / 10 + 1, cmd);
     raw_ops(apm_pool, ops / 10 + 1, cmd);
     sup_ops(h, ops / 10 + 1, cmd);
+    sup_ops(hb, ops / 10 + 1, cmd);
     double raw_op = 1e18, apm_op = 1e18, sup_op = 1e18, raw_pair = 1e18, sup_pair = 1e18, record = 1e18;
+    double bud_op = 1e18, bud_pair = 1e18;
     for (int r = 0; r < rounds; r++) {
         raw_op = min2(raw_op, raw_ops(pool, ops, cmd));
         apm_op = min2(apm_op, raw_ops(apm_pool, ops, cmd));
         sup_op = min2(sup_op, sup_ops(h, ops, cmd));
         raw_pair = min2(raw_pair, raw_pairs(pool, pairs));
         sup_pair = min2(sup_pair, sup_pairs(h, pairs));
+        bud_op = min2(bud_op, sup_ops(hb, ops, cmd));
+        bud_pair = min2(bud_pair, sup_pairs(hb, pairs));
         record = min2(record, record_path(pairs));
     }
 
@@ -357,6 +391,13 @@ int main(int argc, char **argv)
     printf("| pop+push vs checkout+checkin, per pair (%ld pairs) | %.1f ns | %.1f ns | %+.1f ns | %.3f |\n", pairs,
            raw_pair, sup_pair, sup_pair - raw_pair, sup_pair / raw_pair);
     printf("| APM record path (classify + record_op), per command | - | %.1f ns | %+.1f ns | - |\n", record, record);
+    printf("\nConnection budget (max_connections 1000, never blocking) against no budget, same run:\n\n");
+    printf("| measure | libmongosup, no budget | libmongosup, with budget | added | ratio |\n");
+    printf("|---|---:|---:|---:|---:|\n");
+    printf("| checkout + ping + checkin, per op | %.0f ns | %.0f ns | %+.0f ns | %.4f (%+.2f%%) |\n", sup_op, bud_op,
+           bud_op - sup_op, bud_op / sup_op, (bud_op / sup_op - 1) * 100);
+    printf("| checkout + checkin, per pair (idle client at hand) | %.1f ns | %.1f ns | %+.1f ns | %.3f |\n", sup_pair,
+           bud_pair, bud_pair - sup_pair, bud_pair / sup_pair);
     double added = sup_pair - raw_pair + record;
     printf("\nDeterministic estimate of what libmongosup adds per operation: pair %+.1f ns + record path %.1f ns = "
            "%.1f ns, %.2f%% of the raw operation (the measured difference above is within the run-to-run noise of a "
@@ -370,7 +411,11 @@ int main(int argc, char **argv)
     mongoc_client_pool_destroy(pool);
     mongoc_client_pool_destroy(apm_pool);
     mongosup_detach(&h, 1000);
+    mongosup_detach(&hb, 1000);
     mongosup_config_destroy(&cfg);
+    mongosup_config_destroy(&bcfg);
+    msup_segment_unlink(budget_segment, NULL);
+    unlink(bconf);
     mongoc_cleanup();
     msup_segment_unlink(segment, NULL);
     unlink(conf);

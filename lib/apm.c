@@ -17,8 +17,19 @@ static uint64_t duration_us(int64_t us)
     return us < 0 ? 0 : (uint64_t)us;
 }
 
+/* Set while this thread runs a command of our own (the handshake ping of a
+ * new client): the application's operation counts stay exact. */
+static _Thread_local bool internal_command;
+
+void msup_apm_internal(bool on)
+{
+    internal_command = on;
+}
+
 static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
 {
+    if (internal_command)
+        return;
     msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_succeeded_get_command_name(event));
     msup_stats_record_op(msup_wcluster_stats(c), cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
@@ -48,6 +59,8 @@ bool msup_apm_counted(const bson_error_t *error)
 
 static void on_failed(const mongoc_apm_command_failed_t *event)
 {
+    if (internal_command)
+        return; /* the checkout that ran it counts its failure */
     msup_wcluster_t *c = mongoc_apm_command_failed_get_context(event);
     msup_stats_t *stats = msup_wcluster_stats(c);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_failed_get_command_name(event));

@@ -277,18 +277,31 @@ void msup_budget_account_close(msup_budget_account_t *acct)
     acct->monitors_paid = false;
 }
 
+/* Whether a wait of this worker should make the others shed: only when it
+ * is below its floor or its share (a worker above it waiting for more
+ * would only churn connections). */
+static bool wait_signals(const msup_budget_account_t *acct, uint64_t now_mono_ns)
+{
+    if (acct->clients < acct->floor)
+        return true;
+    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, now_mono_ns);
+    return share == 0 || worker_tokens(acct) + (int64_t)acct->cost.per_client <= (int64_t)share;
+}
+
 void msup_budget_account_note_wait(msup_budget_account_t *acct, uint64_t now_mono_ns)
 {
     if (acct->seg == NULL)
         return;
-    /* Only a worker below its floor or its share makes the others shed:
-     * a worker above it waiting for more would only churn connections. */
-    bool signal = acct->clients < acct->floor;
-    if (!signal) {
-        uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, now_mono_ns);
-        signal = share == 0 || worker_tokens(acct) + (int64_t)acct->cost.per_client <= (int64_t)share;
-    }
-    msup_budget_note_wait(acct->row, acct->stats, signal, now_mono_ns);
+    msup_budget_note_wait(acct->row, acct->stats, wait_signals(acct, now_mono_ns), now_mono_ns);
+}
+
+void msup_budget_account_renew_wait(msup_budget_account_t *acct, uint64_t now_mono_ns)
+{
+    if (acct->seg == NULL || !wait_signals(acct, now_mono_ns))
+        return;
+    uint64_t last = atomic_load_explicit(&acct->row->budget_wait_mono_ns, memory_order_relaxed);
+    if (now_mono_ns > last + NS_PER_MS)
+        atomic_store_explicit(&acct->row->budget_wait_mono_ns, now_mono_ns, memory_order_relaxed);
 }
 
 bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t idle, uint64_t now_mono_ns)

@@ -141,6 +141,10 @@ void msup_budget_account_close(msup_budget_account_t *acct);
 /* A checkout of this pool's cluster waits because grow was refused. */
 void msup_budget_account_note_wait(msup_budget_account_t *acct, uint64_t now_mono_ns);
 
+/* The same checkout still waits (it retries every few ms): keeps the
+ * contention mark fresh without counting another budget wait. */
+void msup_budget_account_renew_wait(msup_budget_account_t *acct, uint64_t now_mono_ns);
+
 /* At checkin (or upkeep), with `idle` clients idle in this pool: true when
  * one of them should be destroyed now rather than kept: the cluster is
  * above a (lowered) max_connections, or contended while this worker holds

@@ -28,6 +28,7 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     msup_pool_t *p = calloc(1, sizeof *p);
     mongoc_client_t **idle = calloc(c->max_pool_size, sizeof *idle);
     mongoc_client_pool_t *driver = p && idle ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
+    msup_budget_cost_t cost = msup_budget_cost_for_uri(uri);
     mongoc_uri_destroy(uri);
     if (driver == NULL) {
         free(p);
@@ -53,29 +54,41 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     p->idle = idle;
     p->idle_cap = c->max_pool_size;
     p->warm_pending = c->min_pool_size > 0;
+    p->settings_epoch = c->settings_epoch;
+    /* The tokens go to the row (and mapping) of today: a later remap or a
+     * new segment must not move them, so the account keeps its pointers. */
+    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
+    msup_budget_account_init(&p->budget, row >= 0 ? msup_handle_seg(c->handle) : NULL, row, msup_wcluster_stats(c),
+                             cost, c->min_pool_size);
     return p;
 }
 
-/*
- * The one place where a pool may grow by a client.  Issue 7 (cluster-wide
- * connection budget) takes a token here; today every growth is allowed.
- */
+/* The one place where a pool may grow by a client: a budget token first. */
 bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p)
 {
     (void)c;
-    (void)p;
-    return true;
+    return msup_budget_account_grow(&p->budget, msup_mono_ns());
 }
 
-/* Pops a client (reusing the newest idle one, else creating one), counted. */
-mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p)
+bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p)
+{
+    return p->idle_count == 0 && p->created < p->idle_cap && c->in_use < c->max_pool_size;
+}
+
+/* Pops a client (reusing the newest idle one, else creating one), counted.
+ * With an idle client at hand this touches nothing shared. */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
 {
     bool grow = p->idle_count == 0;
+    *fresh = false;
     if (grow && (p->created >= p->idle_cap || !msup_pool_try_grow(c, p)))
         return NULL;
     mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver);
-    if (client == NULL)
+    if (client == NULL) {
+        if (grow)
+            msup_budget_account_ungrow(&p->budget);
         return NULL;
+    }
     if (grow) {
         if (!msup_clientmap_put(&c->handle->clients, client, p)) {
             /* Cannot happen with the map sized for every pool at its max;
@@ -86,6 +99,7 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p)
             return NULL;
         }
         p->created++;
+        *fresh = true;
         msup_stats_count(&msup_wcluster_stats(c)->clients_created, 1);
     } else {
         /* The driver pops its head, our idle[n-1]; anything else would mean
@@ -162,6 +176,7 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
         memmove(&p->idle[0], &p->idle[1], (p->idle_count - 1) * sizeof p->idle[0]);
         p->idle_count--;
         p->created--;
+        msup_budget_account_shrink(&p->budget, 1);
         msup_stats_count(&stats->clients_destroyed, 1);
     }
     set_idle_cap(p->driver, 0);
@@ -186,8 +201,19 @@ void msup_pool_destroy(msup_pool_t *p)
     if (p == NULL)
         return;
     msup_wcluster_t *c = p->cluster;
-    /* The driver may send endSessions here: the APM context (c) is alive. */
+    /* The driver may send endSessions here: the APM context (c) is alive.
+     * It pops a client for that, whose socket may have to reconnect (after
+     * an outage): a handshake like any other, so under max_connecting
+     * (waiting for a slot at most 2 s, then going ahead regardless). */
+    msup_budget_account_t *acct = &p->budget;
+    bool slot = acct->seg != NULL &&
+                msup_budget_begin_connect(acct->row, acct->stats, msup_mono_ns() + 2000 * NS_PER_MS);
     mongoc_client_pool_destroy(p->driver);
+    if (slot)
+        msup_budget_end_connect(acct->row, acct->stats);
+    /* Its sockets are closed: every token goes back.  (A pool abandoned
+     * after fork never gets here: its tokens are the parent's.) */
+    msup_budget_account_close(&p->budget);
     msup_clientmap_remove_pool(&c->handle->clients, p);
     msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, p->created);
     free(p->idle);
@@ -211,22 +237,29 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     if (p->created >= c->min_pool_size)
         return;
     /* Idle clients come out first (LIFO): take until the pool has grown to
-     * min_pool_size; those reused were connected already, pinging is cheap. */
+     * min_pool_size (or the connection budget says no). */
     mongoc_client_t **clients = calloc(c->max_pool_size, sizeof *clients);
-    if (clients == NULL)
+    bool *fresh = calloc(c->max_pool_size, sizeof *fresh);
+    if (clients == NULL || fresh == NULL) {
+        free(clients);
+        free(fresh);
         return;
+    }
     uint32_t got = 0;
     while (p->created < c->min_pool_size && got < c->max_pool_size &&
-           (clients[got] = msup_pool_take(c, p)) != NULL)
+           (clients[got] = msup_pool_take(c, p, &fresh[got])) != NULL)
         got++;
     msup_pool_publish_gauges(c);
     pthread_mutex_unlock(&c->mu);
-    /* Popping does not connect: a ping opens each client's connection. */
-    bson_t ping = BSON_INITIALIZER;
-    BSON_APPEND_INT32(&ping, "ping", 1);
-    for (uint32_t i = 0; i < got; i++)
-        mongoc_client_command_simple(clients[i], "admin", &ping, NULL, NULL, NULL);
-    bson_destroy(&ping);
+    /* Popping does not connect: a handshake (under max_connecting) opens
+     * each new client's connection; a failure leaves it for the first use. */
+    uint64_t deadline = msup_mono_ns() + (uint64_t)c->cfg->server_selection_timeout_ms * NS_PER_MS;
+    msup_apm_internal(true);
+    for (uint32_t i = 0; i < got; i++) {
+        if (fresh[i])
+            msup_budget_handshake(&p->budget, clients[i], deadline, NULL);
+    }
+    msup_apm_internal(false);
     pthread_mutex_lock(&c->mu);
     msup_pool_t *doomed = NULL;
     for (uint32_t i = 0; i < got; i++) {
@@ -245,6 +278,7 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     if (c->waiters > 0)
         pthread_cond_broadcast(&c->freed);
     free(clients);
+    free(fresh);
     if (doomed != NULL) {
         pthread_mutex_unlock(&c->mu);
         msup_pool_destroy(doomed);
@@ -273,7 +307,7 @@ static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
 static uint64_t upkeep_tick_ms(const mongosup_t *h)
 {
     uint64_t tick = 1000;
-    for (size_t i = 0; i < h->cluster_count; i++) {
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
         uint64_t max_idle = h->clusters[i].cfg->max_idle_time_ms;
         if (max_idle > 0 && max_idle / 4 < tick)
             tick = max_idle / 4;
@@ -284,9 +318,9 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
 static void *upkeep_main(void *arg)
 {
     mongosup_t *h = arg;
-    uint64_t tick_ns = upkeep_tick_ms(h) * NS_PER_MS;
     pthread_mutex_lock(&h->upkeep_mu);
     while (!h->upkeep_stop) {
+        uint64_t tick_ns = upkeep_tick_ms(h) * NS_PER_MS; /* a reload may change max_idle_time_ms */
         if (!h->upkeep_kick) {
             uint64_t until = msup_mono_ns() + tick_ns;
             struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
@@ -297,8 +331,9 @@ static void *upkeep_main(void *arg)
             break;
         pthread_mutex_unlock(&h->upkeep_mu);
         uint64_t now = msup_mono_ns();
-        for (size_t i = 0; i < h->cluster_count; i++)
+        for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
             upkeep_cluster(&h->clusters[i], now);
+        msup_handle_check_segment(h, now);
         pthread_mutex_lock(&h->upkeep_mu);
     }
     pthread_mutex_unlock(&h->upkeep_mu);

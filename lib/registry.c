@@ -13,6 +13,7 @@ static void fill_row(msup_segment_t *seg, msup_cluster_row_t *row, const msup_cl
     atomic_store_explicit(&row->max_pool_size, cfg->max_pool_size, memory_order_relaxed);
     atomic_store_explicit(&row->circuit_breaker, cfg->circuit_breaker ? 1u : 0u, memory_order_relaxed);
     row->is_replica_set = cfg->is_replica_set ? 1u : 0u;
+    msup_budget_apply_limits(row, cfg->max_connections, cfg->max_connecting);
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
     atomic_fetch_add_explicit(&seg->hdr->cluster_count, 1, memory_order_release);
 }

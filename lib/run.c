@@ -1,4 +1,5 @@
 /* run.c: mongosup_run, a checkout-callback-checkin loop that retries transient failures with backoff and jitter. */
+#include <stdio.h>
 #include <time.h>
 
 #include "classify.h"
@@ -61,12 +62,21 @@ bool mongosup_run(mongosup_t *h, const char *cluster, mongosup_run_fn fn, void *
         /* Refusals (circuit open, shutting down, pool timeout) are not
          * retried: the caller is better served by failing fast. */
         mongoc_client_t *client = mongosup_checkout(h, cluster, error);
-        if (client == NULL)
-            return false;
         bson_t reply = BSON_INITIALIZER;
         bson_error_t berr = {0};
-        bool ok = fn(client, ctx, &reply, &berr);
-        mongosup_checkin(h, client, ok ? NULL : &berr);
+        bool ok = false;
+        if (client == NULL) {
+            /* A new client that could not connect (its handshake at
+             * checkout): as transient as the same failure in fn. */
+            if (error == NULL || error->code != MONGOSUP_E_DRIVER)
+                return false;
+            berr.domain = error->driver_domain;
+            berr.code = error->driver_code;
+            snprintf(berr.message, sizeof berr.message, "%s", error->message);
+        } else {
+            ok = fn(client, ctx, &reply, &berr);
+            mongosup_checkin(h, client, ok ? NULL : &berr);
+        }
         if (ok) {
             bson_destroy(&reply);
             return true;

@@ -71,9 +71,9 @@ static void abandon(mongosup_t *h)
 
 /* ---- rows ---- */
 
-static void bind_row(mongosup_t *h, msup_wcluster_t *c, int row)
+static void bind_row(mongosup_t *h, msup_segment_t *seg, msup_wcluster_t *c, int row)
 {
-    msup_stats_t *stats = row >= 0 ? msup_slot_stats(&h->seg, h->slot, (uint32_t)row) : c->private_stats;
+    msup_stats_t *stats = row >= 0 ? msup_slot_stats(seg, h->slot, (uint32_t)row) : c->private_stats;
     msup_stats_t *old = msup_wcluster_stats(c);
     if (old != NULL && old != stats) {
         /* Gauges belong to the row we report to now. */
@@ -87,16 +87,157 @@ static void bind_row(mongosup_t *h, msup_wcluster_t *c, int row)
     atomic_store_explicit(&c->stats, stats, memory_order_release);
 }
 
+static bool keep(mongosup_t *h, mongosup_config_t *cfg, msup_segment_t *seg)
+{
+    msup_kept_t *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return false;
+    k->cfg = cfg;
+    k->seg = seg;
+    k->next = h->kept;
+    h->kept = k;
+    return true;
+}
+
+static bool init_cluster(mongosup_t *h, msup_wcluster_t *c, const msup_cluster_cfg_t *cfg, mongosup_error_t *error);
+
+/* Retires a cluster's current pool (with c->mu held): it is destroyed now
+ * when no client is out (returned for the caller to destroy unlocked),
+ * else when its last client comes back. */
+static msup_pool_t *retire_current(msup_wcluster_t *c)
+{
+    msup_pool_t *p = c->pool;
+    c->pool = NULL;
+    if (p == NULL)
+        return NULL;
+    p->retired = true;
+    if (p->out == 0)
+        return p;
+    p->next_retired = c->retired;
+    c->retired = p;
+    return NULL;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void note_reload_failure(mongosup_t *h, const mongosup_error_t *why)
+{
+    h->reload_error = *why;
+    char text[MSUP_ERRMSG_MAX];
+    msup_redact_text(why->message, text, sizeof text);
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
+        msup_last_error_write(&msup_wcluster_stats(&h->clusters[i])->last_error, MSUP_FAIL_OTHER,
+                              MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_CONFIG, text);
+    fprintf(stderr, "mongosup[%d]: configuration reload failed, keeping the old settings: %s\n", (int)h->pid, text);
+}
+
+/*
+ * Reloads the configuration file after the supervisor bumped the
+ * configuration generation (map_mu held).  Clusters whose URI or pool
+ * settings changed get a new pool at their next checkout (the old one is
+ * retired as by a reconnect); other settings (timeouts, retries) apply at
+ * once.  Removed clusters refuse checkouts; added ones become usable.  On
+ * any failure the old settings stay.
+ */
+static void reload_settings(mongosup_t *h)
+{
+    mongosup_error_t why;
+    mongosup_config_t *nc = mongosup_config_load(h->config_path, h->config_env, &why);
+    if (nc == NULL) {
+        note_reload_failure(h, &why);
+        return;
+    }
+    size_t count = msup_handle_cluster_count(h), added = 0, clients = 0;
+    for (size_t i = 0; i < nc->cluster_count; i++) {
+        bool known = false;
+        for (size_t k = 0; k < count && !known; k++)
+            known = strcmp(h->clusters[k].name, nc->clusters[i].name) == 0;
+        added += known ? 0 : 1;
+        clients += 2 * (size_t)(nc->clusters[i].max_pool_size ? nc->clusters[i].max_pool_size : 100);
+    }
+    for (size_t k = 0; k < count; k++)
+        clients += h->clusters[k].max_pool_size; /* pools being retired */
+    if (count + added > h->cluster_cap || clients > h->clients_capacity) {
+        msup_fail(&why, MONGOSUP_E_CONFIG,
+                  "%s: the new configuration needs more clusters or clients than this worker was sized for at "
+                  "attach: restart the worker to use it",
+                  h->config_path);
+        mongosup_config_destroy(&nc);
+        note_reload_failure(h, &why);
+        return;
+    }
+    for (size_t i = 0; i < nc->cluster_count; i++) {
+        const msup_cluster_cfg_t *cc = &nc->clusters[i];
+        msup_wcluster_t *c = NULL;
+        for (size_t k = 0; k < count && c == NULL; k++)
+            c = strcmp(h->clusters[k].name, cc->name) == 0 ? &h->clusters[k] : NULL;
+        if (c == NULL) {
+            size_t n = msup_handle_cluster_count(h);
+            if (!init_cluster(h, &h->clusters[n], cc, &why))
+                continue;
+            atomic_store_explicit(&h->cluster_count, n + 1, memory_order_release);
+            continue;
+        }
+        uint32_t max_pool = cc->max_pool_size > 0 ? cc->max_pool_size : 100;
+        pthread_mutex_lock(&c->mu);
+        const msup_cluster_cfg_t *old = c->cfg;
+        bool rebuild = !same_text(old->uri, cc->uri) || !same_text(old->appname, cc->appname) ||
+                       max_pool != c->max_pool_size || cc->min_pool_size != c->min_pool_size;
+        c->cfg = cc;
+        c->max_pool_size = max_pool;
+        c->min_pool_size = cc->min_pool_size;
+        if (rebuild) {
+            c->settings_epoch++;
+            c->rebuild_due_ns = 0;
+        }
+        atomic_store_explicit(&msup_wcluster_stats(c)->pool_max, (int64_t)max_pool, memory_order_relaxed);
+        atomic_store_explicit(&c->removed, false, memory_order_release);
+        if (c->waiters > 0)
+            pthread_cond_broadcast(&c->freed); /* a larger max lets waiters in */
+        pthread_mutex_unlock(&c->mu);
+    }
+    for (size_t k = 0; k < count; k++) {
+        msup_wcluster_t *c = &h->clusters[k];
+        if (msup_config_find_cluster(nc, c->name) >= 0)
+            continue;
+        pthread_mutex_lock(&c->mu);
+        atomic_store_explicit(&c->removed, true, memory_order_release);
+        msup_pool_t *doomed = retire_current(c);
+        msup_pool_publish_gauges(c);
+        pthread_cond_broadcast(&c->freed); /* waiters fail: unknown cluster */
+        pthread_mutex_unlock(&c->mu);
+        msup_pool_destroy(doomed);
+    }
+    /* Readers may still hold the old copy's pointers: it lives until detach
+     * (out of memory, it is leaked rather than freed). */
+    if (h->own_cfg != NULL)
+        keep(h, h->own_cfg, NULL);
+    h->own_cfg = nc;
+    msup_error_clear(&h->reload_error);
+}
+
+/* Remaps every cluster to its row when the header's configuration
+ * generation moved; reloads the configuration file first when the
+ * generation moved since the settings were loaded. */
 void msup_handle_remap_rows(mongosup_t *h)
 {
     pthread_mutex_lock(&h->map_mu);
-    uint64_t gen = atomic_load_explicit(&h->seg.hdr->config_generation, memory_order_acquire);
+    msup_segment_t *seg = msup_handle_seg(h);
+    uint64_t gen = atomic_load_explicit(&seg->hdr->config_generation, memory_order_acquire);
     if (gen != atomic_load_explicit(&h->config_generation, memory_order_relaxed)) {
-        for (size_t i = 0; i < h->cluster_count; i++) {
+        if (gen != h->settings_generation && h->config_path != NULL)
+            reload_settings(h);
+        h->settings_generation = gen;
+        for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
             msup_wcluster_t *c = &h->clusters[i];
-            int row = msup_registry_map(&h->seg, c->cfg, (uint32_t)i % h->seg.max_clusters);
+            if (atomic_load_explicit(&c->removed, memory_order_acquire))
+                continue; /* keeps its row for clients still out */
+            int row = msup_registry_map(seg, c->cfg, (uint32_t)i % seg->max_clusters);
             pthread_mutex_lock(&c->mu);
-            bind_row(h, c, row);
+            bind_row(h, seg, c, row);
             atomic_store_explicit(&msup_wcluster_stats(c)->config_generation_seen, gen, memory_order_relaxed);
             msup_pool_publish_gauges(c);
             pthread_mutex_unlock(&c->mu);
@@ -108,18 +249,127 @@ void msup_handle_remap_rows(mongosup_t *h)
 
 msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name)
 {
-    for (size_t i = 0; i < h->cluster_count; i++) {
+    size_t n = msup_handle_cluster_count(h);
+    for (size_t i = 0; i < n; i++) {
         if (strcmp(h->clusters[i].name, name) == 0)
-            return &h->clusters[i];
+            return atomic_load_explicit(&h->clusters[i].removed, memory_order_acquire) ? NULL : &h->clusters[i];
     }
     return NULL;
+}
+
+/* ---- a segment recreated under a long-lived worker ---- */
+
+static const mongosup_config_t *current_cfg(const mongosup_t *h)
+{
+    return h->own_cfg != NULL ? h->own_cfg : h->cfg;
+}
+
+static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segment_t *seg, uint32_t *slot,
+                         mongosup_error_t *error)
+{
+    msup_geometry_t geo = {.max_workers = cfg->max_workers,
+                           .max_clusters = cfg->max_clusters,
+                           .mode = cfg->segment_mode,
+                           .group = cfg->segment_group,
+                           .environment = cfg->environment};
+    bool created;
+    if (!msup_segment_open_or_create(cfg->segment_name, &geo, seg, &created, error))
+        return false;
+    const char *slot_name = cfg->cluster_count > 0 && cfg->clusters[0].appname ? cfg->clusters[0].appname : h->appname;
+    int claimed = msup_slot_claim(seg, h->pid, slot_name, error);
+    if (claimed < 0) {
+        msup_segment_close(seg);
+        return false;
+    }
+    *slot = (uint32_t)claimed;
+    return true;
+}
+
+/* Upkeep thread: has the segment been unlinked or recreated? (A stat of
+ * the name: at most once a second, never on the checkout path.) */
+void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns)
+{
+    if (now_mono_ns - h->segment_checked_ns < 1000 * NS_PER_MS)
+        return;
+    h->segment_checked_ns = now_mono_ns;
+    if (msup_segment_replaced(msup_handle_seg(h)))
+        atomic_store_explicit(&h->segment_stale, true, memory_order_release);
+}
+
+/*
+ * The segment we map was unlinked (a graceful stop without keep_segment)
+ * or recreated (a new supervisor): open or create the one the name refers
+ * to now, claim a slot there, rebind every cluster and rebuild every pool
+ * (their budget tokens belong to the old segment's rows).  Counters start
+ * from zero in the new segment.  The old mapping stays until detach (other
+ * threads may hold pointers into it).  Returns true when it moved.
+ */
+static bool reattach_segment(mongosup_t *h)
+{
+    pthread_mutex_lock(&h->map_mu);
+    atomic_store_explicit(&h->segment_stale, false, memory_order_relaxed);
+    msup_segment_t *old = msup_handle_seg(h);
+    if (!msup_segment_replaced(old)) {
+        pthread_mutex_unlock(&h->map_mu);
+        return false;
+    }
+    msup_segment_t *seg = calloc(1, sizeof *seg);
+    mongosup_error_t why;
+    uint32_t slot;
+    if (seg == NULL || !keep(h, NULL, old)) {
+        free(seg);
+        pthread_mutex_unlock(&h->map_mu);
+        return false;
+    }
+    if (!open_segment(h, current_cfg(h), seg, &slot, &why)) {
+        h->kept->seg = NULL; /* still ours */
+        free(seg);
+        pthread_mutex_unlock(&h->map_mu);
+        char text[MSUP_ERRMSG_MAX];
+        msup_redact_text(why.message, text, sizeof text);
+        fprintf(stderr, "mongosup[%d]: the segment was replaced and cannot be re-attached: %s\n", (int)h->pid, text);
+        return false;
+    }
+    msup_slot_release(old, h->slot);
+    atomic_store_explicit(&h->slot, slot, memory_order_relaxed);
+    atomic_store_explicit(&h->slot_ptr, msup_segment_slot(seg, slot), memory_order_relaxed);
+    atomic_store_explicit(&h->draining_acked, false, memory_order_relaxed);
+    atomic_store_explicit(&h->seg, seg, memory_order_release);
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
+        msup_wcluster_t *c = &h->clusters[i];
+        pthread_mutex_lock(&c->mu);
+        c->settings_epoch++; /* new pools, accounted in the new segment's budget */
+        c->rebuild_due_ns = 0;
+        pthread_mutex_unlock(&c->mu);
+    }
+    /* Map the rows again, and read the file again: a new supervisor may
+     * run with a new configuration. */
+    atomic_store_explicit(&h->config_generation, UINT64_MAX, memory_order_relaxed);
+    h->settings_generation = UINT64_MAX;
+    pthread_mutex_unlock(&h->map_mu);
+    msup_handle_remap_rows(h);
+    return true;
+}
+
+/* Phase STOPPED: the supervisor is gone; if its segment was replaced
+ * since, move to the new one.  At most one check a second. */
+static bool stopped_reattach(mongosup_t *h)
+{
+    static _Atomic uint64_t last_check_ns;
+    uint64_t now = msup_mono_ns(), last = atomic_load_explicit(&last_check_ns, memory_order_relaxed);
+    if (now - last < 1000 * NS_PER_MS && last != 0)
+        return false;
+    if (!atomic_compare_exchange_strong_explicit(&last_check_ns, &last, now, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return false;
+    return reattach_segment(h);
 }
 
 /* ---- attach / detach ---- */
 
 static void free_handle(mongosup_t *h)
 {
-    for (size_t i = 0; i < h->cluster_count; i++) {
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
         msup_wcluster_t *c = &h->clusters[i];
         pthread_cond_destroy(&c->freed);
         pthread_mutex_destroy(&c->mu);
@@ -130,21 +380,41 @@ static void free_handle(mongosup_t *h)
     if (h->apm != NULL)
         mongoc_apm_callbacks_destroy(h->apm);
     pthread_mutex_destroy(&h->map_mu);
+    while (h->kept != NULL) {
+        msup_kept_t *k = h->kept;
+        h->kept = k->next;
+        mongosup_config_destroy(&k->cfg);
+        if (k->seg != NULL) {
+            msup_segment_close(k->seg);
+            free(k->seg);
+        }
+        free(k);
+    }
+    mongosup_config_destroy(&h->own_cfg);
+    free(h->config_path);
+    msup_segment_t *seg = msup_handle_seg(h);
+    if (seg != NULL) {
+        if (seg->base != NULL)
+            msup_segment_close(seg);
+        free(seg);
+    }
     free(h);
 }
 
 static bool init_cluster(mongosup_t *h, msup_wcluster_t *c, const msup_cluster_cfg_t *cfg, mongosup_error_t *error)
 {
-    c->cfg = cfg;
+    atomic_init(&c->cfg, cfg);
     c->handle = h;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->max_pool_size = cfg->max_pool_size > 0 ? cfg->max_pool_size : 100;
     c->min_pool_size = cfg->min_pool_size;
+    atomic_init(&c->removed, false);
     atomic_store_explicit(&c->row, -1, memory_order_relaxed);
     c->private_stats = aligned_alloc(MSUP_CACHE_LINE, sizeof(msup_stats_t));
     if (c->private_stats == NULL)
         return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory");
     memset(c->private_stats, 0, sizeof(msup_stats_t));
+    atomic_store_explicit(&c->stats, c->private_stats, memory_order_release);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -172,10 +442,20 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
     h->cfg = cfg;
     pthread_mutex_init(&h->map_mu, NULL);
     snprintf(h->appname, sizeof h->appname, "mongosup-%d", (int)h->pid);
+    /* Reloads read the same file for the same environment (docs/api.md). */
+    if (cfg->path != NULL)
+        h->config_path = strdup(cfg->path);
+    snprintf(h->config_env, sizeof h->config_env, "%s", cfg->environment);
 
-    h->clusters = calloc(cfg->cluster_count ? cfg->cluster_count : 1, sizeof *h->clusters);
+    /* Room for the clusters a reload may add (the segment's capacity). */
+    h->cluster_cap = cfg->max_clusters > cfg->cluster_count ? cfg->max_clusters : cfg->cluster_count;
+    if (h->cluster_cap == 0)
+        h->cluster_cap = 1;
+    h->clusters = calloc(h->cluster_cap, sizeof *h->clusters);
+    msup_segment_t *seg = calloc(1, sizeof *seg);
+    atomic_init(&h->seg, seg);
     size_t max_clients = 0;
-    if (h->clusters == NULL) {
+    if (h->clusters == NULL || seg == NULL) {
         free_handle(h);
         msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory");
         return NULL;
@@ -185,11 +465,14 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
             free_handle(h);
             return NULL;
         }
-        h->cluster_count++;
+        atomic_store_explicit(&h->cluster_count, i + 1, memory_order_release);
         max_clients += 2 * (size_t)h->clusters[i].max_pool_size; /* a pool and the one it replaces */
     }
     h->apm = msup_apm_callbacks_new();
-    if (!msup_clientmap_init(&h->clients, max_clients)) {
+    /* Twice what this configuration needs: a reload may grow the pools
+     * (the map stays below half full; reload_settings checks). */
+    h->clients_capacity = 2 * max_clients + 64;
+    if (!msup_clientmap_init(&h->clients, h->clients_capacity / 2)) {
         free_handle(h);
         msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory");
         return NULL;
@@ -197,33 +480,23 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
 
     /* The first process creates the segment, the supervisor adopts it: a
      * worker started before the supervisor keeps its counters. */
-    msup_geometry_t geo = {.max_workers = cfg->max_workers,
-                           .max_clusters = cfg->max_clusters,
-                           .mode = cfg->segment_mode,
-                           .group = cfg->segment_group,
-                           .environment = cfg->environment};
-    bool created;
-    if (!msup_segment_open_or_create(cfg->segment_name, &geo, &h->seg, &created, error)) {
+    uint32_t slot;
+    if (!open_segment(h, cfg, seg, &slot, error)) {
+        seg->base = NULL;
         free_handle(h);
         return NULL;
     }
-    const char *slot_name = cfg->cluster_count > 0 && cfg->clusters[0].appname ? cfg->clusters[0].appname : h->appname;
-    int slot = msup_slot_claim(&h->seg, h->pid, slot_name, error);
-    if (slot < 0) {
-        msup_segment_close(&h->seg);
-        free_handle(h);
-        return NULL;
-    }
-    h->slot = (uint32_t)slot;
-    h->slot_ptr = msup_segment_slot(&h->seg, h->slot);
+    h->slot = slot;
+    h->slot_ptr = msup_segment_slot(seg, slot);
 
-    /* Map every cluster to its row (registering missing rows). */
+    /* Map every cluster to its row (registering missing rows); the
+     * settings are the application's until the generation moves. */
+    h->settings_generation = atomic_load_explicit(&seg->hdr->config_generation, memory_order_acquire);
     atomic_store_explicit(&h->config_generation, UINT64_MAX, memory_order_relaxed);
     msup_handle_remap_rows(h);
 
     if (!msup_upkeep_start(h, error)) {
-        msup_slot_release(&h->seg, h->slot);
-        msup_segment_close(&h->seg);
+        msup_slot_release(seg, h->slot);
         free_handle(h);
         return NULL;
     }
@@ -260,7 +533,8 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
         return true;
     }
     atomic_store_explicit(&h->closing, true, memory_order_release);
-    for (size_t i = 0; i < h->cluster_count; i++) {
+    size_t count = msup_handle_cluster_count(h);
+    for (size_t i = 0; i < count; i++) {
         /* Wake checkouts waiting for a client: they fail (shutting down). */
         pthread_mutex_lock(&h->clusters[i].mu);
         pthread_cond_broadcast(&h->clusters[i].freed);
@@ -268,24 +542,29 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
     }
     uint64_t deadline = msup_mono_ns() + (uint64_t)drain_timeout_ms * NS_PER_MS;
     bool all_back = true;
-    for (size_t i = 0; i < h->cluster_count; i++)
+    for (size_t i = 0; i < count; i++)
         all_back = wait_all_back(&h->clusters[i], deadline) && all_back;
     msup_upkeep_stop(h);
+    /* No reload or re-attach can run any more: checkouts are refused. */
+    pthread_mutex_lock(&h->map_mu);
+    pthread_mutex_unlock(&h->map_mu);
+    count = msup_handle_cluster_count(h);
+    msup_segment_t *seg = msup_handle_seg(h);
 
     if (!all_back) {
         /* Clients are still out: their pools cannot be destroyed, and late
          * APM events must not write into a slot the reaper may reuse. */
-        for (size_t i = 0; i < h->cluster_count; i++) {
+        for (size_t i = 0; i < count; i++) {
             msup_wcluster_t *c = &h->clusters[i];
             pthread_mutex_lock(&c->mu);
-            bind_row(h, c, -1);
+            bind_row(h, seg, c, -1);
             pthread_mutex_unlock(&c->mu);
         }
-        msup_slot_release(&h->seg, h->slot);
+        msup_slot_release(seg, h->slot);
         abandon(h);
         return false;
     }
-    for (size_t i = 0; i < h->cluster_count; i++) {
+    for (size_t i = 0; i < count; i++) {
         msup_wcluster_t *c = &h->clusters[i];
         msup_pool_t *p = c->pool, *r = c->retired;
         c->pool = NULL;
@@ -298,8 +577,7 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
         }
         msup_pool_publish_gauges(c);
     }
-    msup_slot_release(&h->seg, h->slot);
-    msup_segment_close(&h->seg);
+    msup_slot_release(seg, h->slot);
     free_handle(h);
     return true;
 }
@@ -308,7 +586,7 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
 
 static bool segment_draining(mongosup_t *h)
 {
-    if (atomic_load_explicit(&h->seg.hdr->phase, memory_order_acquire) < MSUP_PHASE_DRAINING)
+    if (atomic_load_explicit(&msup_handle_seg(h)->hdr->phase, memory_order_acquire) < MSUP_PHASE_DRAINING)
         return false;
     if (!atomic_load_explicit(&h->draining_acked, memory_order_relaxed)) {
         atomic_store_explicit(&h->slot_ptr->draining_ack, 1, memory_order_release);
@@ -362,7 +640,10 @@ static msup_pool_t *current_pool(msup_wcluster_t *c, uint64_t generation, msup_p
     }
     uint64_t now = msup_mono_ns();
     if (c->rebuild_due_ns == 0) {
-        c->rebuild_due_ns = now + msup_reconnect_delay_ns(c->handle->slot, c->cfg->reconnect_window_ms);
+        /* New settings or a new segment: at once (the handshakes stay under
+         * max_connecting); a reconnect: after this worker's delay. */
+        bool settings = p->settings_epoch != c->settings_epoch;
+        c->rebuild_due_ns = now + (settings ? 0 : msup_reconnect_delay_ns(c->handle->slot, c->cfg->reconnect_window_ms));
         if (c->rebuild_due_ns == 0)
             c->rebuild_due_ns = 1;
     }
@@ -400,6 +681,92 @@ static mongoc_client_t *refuse_shutting_down(msup_wcluster_t *c, mongosup_error_
     return NULL;
 }
 
+static mongoc_client_t *refuse_unknown(const char *cluster, mongosup_error_t *error)
+{
+    msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
+    return NULL;
+}
+
+/* Unlinks a retired pool whose last client came back (c->mu held). */
+static void unlink_retired(msup_wcluster_t *c, msup_pool_t *p)
+{
+    msup_pool_t **link = &c->retired;
+    while (*link != NULL && *link != p)
+        link = &(*link)->next_retired;
+    if (*link != NULL)
+        *link = p->next_retired;
+}
+
+/* A client goes back to its pool: idle again, or destroyed at once when
+ * the connection budget asks this worker to shed; its pool is destroyed
+ * when it was retired and this was its last client out. */
+static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+{
+    pthread_mutex_lock(&c->mu);
+    bool doomed = msup_pool_give(c, p, client);
+    if (doomed)
+        unlink_retired(c, p);
+    /* A lowered budget, or a worker below its share waiting: destroy an
+     * idle client rather than keep it (never one in use).  The clients
+     * test comes first: at its floor a pool never reads the clock. */
+    else if (!p->retired && p->budget.clients > p->budget.floor &&
+             msup_budget_account_should_shed(&p->budget, p->idle_count, msup_mono_ns()))
+        msup_pool_trim(c, p, 1);
+    msup_pool_publish_gauges(c);
+    if (c->waiters > 0) {
+        if (atomic_load_explicit(&h->closing, memory_order_relaxed))
+            pthread_cond_broadcast(&c->freed);
+        else
+            pthread_cond_signal(&c->freed);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (doomed)
+        msup_pool_destroy(p);
+}
+
+/* A fresh client connects (under max_connecting) before it is handed out;
+ * mutex released.  Its ping is ours: APM does not count it as the
+ * application's operation, the failure path below counts what failed. */
+static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client,
+                                  uint64_t deadline, mongosup_error_t *error)
+{
+    bson_error_t berr;
+    msup_apm_internal(true);
+    bool ok = msup_budget_handshake(&p->budget, client, deadline, &berr);
+    msup_apm_internal(false);
+    /* A command error from the server means the connection is up: the
+     * handshake's work is done; the application's operation will see what
+     * the server has to say. */
+    if (ok || berr.domain == MONGOC_ERROR_SERVER)
+        return client;
+    give_back(h, c, p, client);
+    msup_stats_t *s = msup_wcluster_stats(c);
+    char message[MSUP_ERRMSG_MAX];
+    msup_redact_text(berr.message, message, sizeof message);
+    /* No handshake slot in time (budget.c).  MONGOSUP_ERROR_MONGOSUP is 1,
+     * like MONGOC_ERROR_CLIENT: the code tells them apart (an auth failure
+     * is CLIENT / 11). */
+    if (berr.domain == MONGOSUP_ERROR_MONGOSUP && berr.code == MONGOSUP_E_POOL_TIMEOUT &&
+        strstr(berr.message, "handshake slot") != NULL) {
+        msup_stats_count(&s->checkout_timeouts, 1);
+        msup_last_error_write(&s->last_error, MSUP_FAIL_TIMEOUT, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
+                              message);
+        msup_fail(error, MONGOSUP_E_POOL_TIMEOUT, "cluster %s: %s", c->name, message);
+        return NULL;
+    }
+    msup_stats_record_failure(s, msup_classify_error(&berr), berr.domain, berr.code, message);
+    bson_error_t shown = berr;
+    snprintf(shown.message, sizeof shown.message, "%s", message);
+    char what[160];
+    snprintf(what, sizeof what, "cluster %s: a new client cannot connect", c->name);
+    msup_fail_driver(error, &shown, what);
+    return NULL;
+}
+
+/* How long a checkout blocked on the budget sleeps before it tries again:
+ * tokens freed by other processes do not signal c->freed. */
+#define BUDGET_RETRY_NS (10 * NS_PER_MS)
+
 mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_error_t *error)
 {
     if (h == NULL || cluster == NULL) {
@@ -411,24 +778,30 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
                   "this handle was inherited across fork(): call mongosup_attach in the child");
         return NULL;
     }
-    msup_wcluster_t *c = msup_find_wcluster(h, cluster);
-    if (c == NULL) {
-        msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
-        return NULL;
-    }
-    msup_header_t *hdr = h->seg.hdr;
-    if (atomic_load_explicit(&hdr->config_generation, memory_order_relaxed) !=
+    if (atomic_load_explicit(&h->segment_stale, memory_order_relaxed))
+        reattach_segment(h);
+    msup_segment_t *seg = msup_handle_seg(h);
+    if (atomic_load_explicit(&seg->hdr->config_generation, memory_order_relaxed) !=
         atomic_load_explicit(&h->config_generation, memory_order_relaxed))
-        msup_handle_remap_rows(h);
-    if (segment_draining(h) || atomic_load_explicit(&h->closing, memory_order_acquire))
+        msup_handle_remap_rows(h); /* and reloads the settings: see docs/api.md */
+    msup_wcluster_t *c = msup_find_wcluster(h, cluster);
+    if (c == NULL)
+        return refuse_unknown(cluster, error);
+    if (segment_draining(h)) {
+        if (atomic_load_explicit(&seg->hdr->phase, memory_order_acquire) != MSUP_PHASE_STOPPED ||
+            !stopped_reattach(h) || segment_draining(h))
+            return refuse_shutting_down(c, error);
+        seg = msup_handle_seg(h);
+    }
+    if (atomic_load_explicit(&h->closing, memory_order_acquire))
         return refuse_shutting_down(c, error);
 
     uint64_t generation = 0;
     int row = atomic_load_explicit(&c->row, memory_order_relaxed);
     if (row >= 0) {
-        msup_cluster_row_t *r = msup_segment_row(&h->seg, (uint32_t)row);
+        msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
         if (atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
-            atomic_load_explicit(&r->circuit_breaker, memory_order_relaxed) != 0 && msup_supervisor_alive(&h->seg)) {
+            atomic_load_explicit(&r->circuit_breaker, memory_order_relaxed) != 0 && msup_supervisor_alive(seg)) {
             count_failure(c, MSUP_FAIL_CIRCUIT_OPEN, MONGOSUP_E_CIRCUIT_OPEN, "circuit open: cluster is DOWN");
             msup_fail(error, MONGOSUP_E_CIRCUIT_OPEN, "cluster %s is DOWN (circuit open): checkout refused",
                       c->name);
@@ -440,14 +813,18 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
     msup_pool_t *doomed = NULL;
     mongoc_client_t *client = NULL;
     pthread_mutex_lock(&c->mu);
+    if (atomic_load_explicit(&c->removed, memory_order_relaxed)) {
+        pthread_mutex_unlock(&c->mu);
+        return refuse_unknown(cluster, error);
+    }
     msup_pool_t *p = c->pool;
     if (p != NULL && p->generation != generation && row >= 0) {
         /* Another thread may have rebuilt for a newer generation since our
          * unlocked read: never rebuild backwards. */
-        generation = atomic_load_explicit(&msup_segment_row(&h->seg, (uint32_t)row)->reconnect_generation,
+        generation = atomic_load_explicit(&msup_segment_row(seg, (uint32_t)row)->reconnect_generation,
                                           memory_order_acquire);
     }
-    if (p == NULL || p->generation != generation) {
+    if (p == NULL || p->generation != generation || p->settings_epoch != c->settings_epoch) {
         p = current_pool(c, generation, &doomed, error);
         if (p == NULL) {
             pthread_mutex_unlock(&c->mu);
@@ -455,53 +832,88 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         }
     }
     msup_stats_t *s = msup_wcluster_stats(c);
+    uint32_t wq_ms = c->cfg->wait_queue_timeout_ms;
     uint64_t wait_start = 0, deadline = 0;
+    bool fresh = false, budget_waited = false;
+    msup_pool_t *from = NULL;
     for (;;) {
-        if (c->in_use < c->max_pool_size && (client = msup_pool_take(c, c->pool)) != NULL)
+        from = c->pool;
+        if (from != NULL && c->in_use < c->max_pool_size && (client = msup_pool_take(c, from, &fresh)) != NULL)
             break;
         if (atomic_load_explicit(&h->closing, memory_order_acquire) || segment_draining(h)) {
             pthread_mutex_unlock(&c->mu);
             msup_pool_destroy(doomed);
             return refuse_shutting_down(c, error);
         }
+        if (from == NULL || atomic_load_explicit(&c->removed, memory_order_relaxed)) {
+            pthread_mutex_unlock(&c->mu); /* removed by a reload while we waited */
+            msup_pool_destroy(doomed);
+            return refuse_unknown(cluster, error);
+        }
+        uint64_t now = msup_mono_ns();
         if (wait_start == 0) {
-            wait_start = msup_mono_ns();
-            deadline = wait_start + (uint64_t)c->cfg->wait_queue_timeout_ms * NS_PER_MS;
+            wait_start = now;
+            deadline = wait_start + (uint64_t)wq_ms * NS_PER_MS;
             msup_stats_count(&s->checkout_waits, 1);
             if (c->in_use >= c->max_pool_size)
                 msup_stats_count(&s->max_reached, 1);
         }
-        int rc;
+        uint64_t wake = wq_ms == 0 ? UINT64_MAX : deadline; /* 0: no bound, as in the driver */
+        if (msup_pool_budget_refused(c, from)) {
+            /* Refused by the cluster-wide budget, not by our own pool. */
+            if (!budget_waited)
+                msup_budget_account_note_wait(&from->budget, now);
+            else
+                msup_budget_account_renew_wait(&from->budget, now);
+            budget_waited = true;
+            if (now + BUDGET_RETRY_NS < wake)
+                wake = now + BUDGET_RETRY_NS;
+        }
         c->waiters++;
-        if (c->cfg->wait_queue_timeout_ms == 0) { /* 0: no bound, as in the driver */
-            rc = pthread_cond_wait(&c->freed, &c->mu);
+        if (wake == UINT64_MAX) {
+            pthread_cond_wait(&c->freed, &c->mu);
         } else {
-            struct timespec ts = {(time_t)(deadline / 1000000000ull), (long)(deadline % 1000000000ull)};
-            rc = pthread_cond_timedwait(&c->freed, &c->mu, &ts);
+            struct timespec ts = {(time_t)(wake / 1000000000ull), (long)(wake % 1000000000ull)};
+            pthread_cond_timedwait(&c->freed, &c->mu, &ts);
         }
         c->waiters--;
-        if (rc == ETIMEDOUT && !(c->in_use < c->max_pool_size && (client = msup_pool_take(c, c->pool)) != NULL))
+        if (wq_ms != 0 && msup_mono_ns() >= deadline) {
+            from = c->pool;
+            if (from != NULL && c->in_use < c->max_pool_size)
+                client = msup_pool_take(c, from, &fresh);
             break;
-        if (client != NULL)
-            break;
+        }
     }
+    uint64_t done = wait_start != 0 || fresh ? msup_mono_ns() : 0;
     if (wait_start != 0)
-        msup_stats_count(&s->checkout_wait_us, (msup_mono_ns() - wait_start) / 1000);
-    if (client != NULL) {
-        msup_stats_count(&s->checkouts, 1);
-        msup_apm_forget();
-    }
-    else
+        msup_stats_count(&s->checkout_wait_us, (done - wait_start) / 1000);
+    if (client == NULL)
         msup_stats_count(&s->checkout_timeouts, 1);
     msup_pool_publish_gauges(c);
+    uint32_t max_pool = c->max_pool_size;
     pthread_mutex_unlock(&c->mu);
     msup_pool_destroy(doomed);
     if (client == NULL) {
         msup_last_error_write(&s->last_error, MSUP_FAIL_TIMEOUT, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
-                              "no client within wait_queue_timeout_ms");
-        msup_fail(error, MONGOSUP_E_POOL_TIMEOUT, "cluster %s: no client within %u ms (max_pool_size %u in use)",
-                  c->name, c->cfg->wait_queue_timeout_ms, c->max_pool_size);
+                              budget_waited ? "no connection-budget token within wait_queue_timeout_ms"
+                                            : "no client within wait_queue_timeout_ms");
+        if (budget_waited)
+            msup_fail(error, MONGOSUP_E_POOL_TIMEOUT,
+                      "cluster %s: no client within %u ms (the cluster's connection budget, max_connections, is spent)",
+                      c->name, wq_ms);
+        else
+            msup_fail(error, MONGOSUP_E_POOL_TIMEOUT, "cluster %s: no client within %u ms (max_pool_size %u in use)",
+                      c->name, wq_ms, max_pool);
+        return NULL;
     }
+    if (fresh) {
+        uint64_t hs_deadline = wq_ms != 0 ? (wait_start != 0 ? deadline : done + (uint64_t)wq_ms * NS_PER_MS)
+                                          : done + (uint64_t)c->cfg->server_selection_timeout_ms * NS_PER_MS;
+        if (handshake(h, c, from, client, hs_deadline, error) == NULL)
+            return NULL;
+    }
+    msup_stats_count(&s->checkouts, 1);
+    msup_apm_forget();
     return client;
 }
 
@@ -520,25 +932,7 @@ void mongosup_checkin(mongosup_t *h, mongoc_client_t *client, const bson_error_t
         msup_stats_record_failure(msup_wcluster_stats(c), msup_classify_error(outcome), outcome->domain,
                                   outcome->code, message);
     }
-    pthread_mutex_lock(&c->mu);
-    bool doomed = msup_pool_give(c, p, client);
-    if (doomed) {
-        msup_pool_t **link = &c->retired;
-        while (*link != NULL && *link != p)
-            link = &(*link)->next_retired;
-        if (*link != NULL)
-            *link = p->next_retired;
-    }
-    msup_pool_publish_gauges(c);
-    if (c->waiters > 0) {
-        if (atomic_load_explicit(&h->closing, memory_order_relaxed))
-            pthread_cond_broadcast(&c->freed);
-        else
-            pthread_cond_signal(&c->freed);
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (doomed)
-        msup_pool_destroy(p);
+    give_back(h, c, p, client);
 }
 
 const char *mongosup_client_database(mongosup_t *h, const mongoc_client_t *client)

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "clientmap.h"
 #include "config.h"
 #include "mongosup.h"
@@ -27,6 +28,8 @@ typedef struct msup_pool {
     mongoc_client_pool_t *driver;
     msup_wcluster_t *cluster;
     uint64_t generation;          /* row reconnect_generation it was built for */
+    uint64_t settings_epoch;      /* the cluster's settings_epoch it was built with */
+    msup_budget_account_t budget; /* its share of the cluster-wide connection budget */
     mongoc_client_t **idle;       /* idle[0] = oldest (driver tail), idle[n-1] = newest (head) */
     uint32_t idle_count;
     uint32_t idle_cap;            /* max_pool_size */
@@ -40,11 +43,14 @@ typedef struct msup_pool {
 
 /* A configured cluster as a worker sees it. */
 struct msup_wcluster {
-    const msup_cluster_cfg_t *cfg;
+    /* Replaced by a configuration reload (worker.c); the configurations it
+     * points into live until detach, so a reader may use a stale one. */
+    _Atomic(const msup_cluster_cfg_t *) cfg;
     struct mongosup *handle;
     char name[MSUP_NAME_MAX];
-    uint32_t max_pool_size;
+    uint32_t max_pool_size;                    /* changed by a reload under mu */
     uint32_t min_pool_size;
+    _Atomic bool removed;                      /* gone from the reloaded configuration */
 
     _Atomic int row;                           /* segment row, -1 when none could be mapped */
     _Atomic(msup_stats_t *) stats;             /* our slot's stats for that row (or private_stats) */
@@ -57,25 +63,44 @@ struct msup_wcluster {
     msup_pool_t *pool;                         /* current pool, NULL until the first checkout */
     msup_pool_t *retired;                      /* older pools with clients still out */
     uint64_t rebuild_due_ns;                   /* 0: no rebuild pending (CLOCK_MONOTONIC) */
+    uint64_t settings_epoch;                   /* bumped when a reload or a new segment needs a new pool */
     uint64_t trim_window_start_ns;
 };
+
+/* A configuration or segment mapping replaced while the handle lives:
+ * kept until detach, because other threads may still hold pointers into it. */
+typedef struct msup_kept {
+    mongosup_config_t *cfg;
+    msup_segment_t *seg;
+    struct msup_kept *next;
+} msup_kept_t;
 
 struct mongosup {
     uint64_t fork_epoch;          /* msup_fork_epoch() at attach: tells an inherited handle */
     pid_t pid;
-    const mongosup_config_t *cfg;
-    msup_segment_t seg;
-    uint32_t slot;
-    msup_slot_t *slot_ptr;
+    const mongosup_config_t *cfg; /* the application's (attach); never freed by us */
+    mongosup_config_t *own_cfg;   /* the last reloaded copy, NULL before the first reload */
+    char *config_path;            /* where cfg was loaded from, for reloads (NULL: none) */
+    char config_env[MSUP_NAME_MAX];
+    _Atomic(msup_segment_t *) seg; /* replaced when the segment is recreated (worker.c) */
+    _Atomic uint32_t slot;
+    _Atomic(msup_slot_t *) slot_ptr;
     _Atomic uint64_t config_generation; /* of the row map */
+    uint64_t settings_generation;       /* header generation the settings were loaded for */
+    _Atomic bool segment_stale;         /* upkeep saw the segment replaced: re-attach */
+    uint64_t segment_checked_ns;        /* last msup_segment_replaced check (upkeep) */
+    mongosup_error_t reload_error;      /* last reload failure (code 0: none) */
+    msup_kept_t *kept;                  /* replaced configurations and mappings */
     _Atomic bool closing;               /* detach has begun */
     _Atomic bool draining_acked;
     char appname[129];
 
-    size_t cluster_count;
+    _Atomic size_t cluster_count; /* grows when a reload adds a cluster (release after init) */
+    size_t cluster_cap;           /* clusters[] never moves: APM contexts point into it */
     msup_wcluster_t *clusters;
     msup_clientmap_t clients;     /* client -> pool, for checkin */
-    pthread_mutex_t map_mu;       /* row remapping */
+    size_t clients_capacity;      /* clients the map was sized for */
+    pthread_mutex_t map_mu;       /* row remapping, reloads, segment re-attach */
 
     /* Maintenance thread: warm-up and idle trim. */
     pthread_t upkeep;
@@ -94,11 +119,15 @@ uint64_t msup_fork_epoch(void);
 bool msup_handle_inherited(const mongosup_t *h);
 msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name);
 void msup_handle_remap_rows(mongosup_t *h);
+void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns); /* upkeep: at most once a second */
 
 /* pool.c: every function here but pool_destroy runs with c->mu held. */
 msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);
 bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p);
-mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p);
+/* *fresh: the client was just created (not connected yet: handshake it). */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh);
+/* True when the last take was refused by the connection budget alone. */
+bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p);
 bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client);
 void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count);
 void msup_pool_publish_gauges(msup_wcluster_t *c);
@@ -114,9 +143,20 @@ void msup_upkeep_kick(mongosup_t *h);
 mongoc_apm_callbacks_t *msup_apm_callbacks_new(void);
 void msup_apm_forget(void);                       /* at checkout: a new operation begins */
 bool msup_apm_counted(const bson_error_t *error); /* a failed event on this thread counted it */
+void msup_apm_internal(bool on); /* our own commands (handshake pings) on this thread: not counted */
 
 /* registry.c: cluster rows in the segment. */
 int msup_registry_map(msup_segment_t *seg, const msup_cluster_cfg_t *cfg, uint32_t preferred_row);
+
+static inline msup_segment_t *msup_handle_seg(const mongosup_t *h)
+{
+    return atomic_load_explicit(&h->seg, memory_order_acquire);
+}
+
+static inline size_t msup_handle_cluster_count(const mongosup_t *h)
+{
+    return atomic_load_explicit(&h->cluster_count, memory_order_acquire);
+}
 
 static inline msup_stats_t *msup_wcluster_stats(msup_wcluster_t *c)
 {

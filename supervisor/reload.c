@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "budget.h"
 #include "error.h"
 #include "health.h"
 #include "log.h"
@@ -111,8 +112,7 @@ static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cf
     row->is_replica_set = cc->is_replica_set;
     atomic_store_explicit(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&row->max_pool_size, cc->max_pool_size, memory_order_relaxed);
-    atomic_store_explicit(&row->max_connections, cc->max_connections, memory_order_relaxed);
-    atomic_store_explicit(&row->max_connecting, cc->max_connecting, memory_order_relaxed);
+    msup_budget_apply_limits(row, cc->max_connections, cc->max_connecting);
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
 }
 

@@ -28,6 +28,8 @@ command, hello included; "times" null or missing means until "clear"):
   {"cmd":"no_primary"}
   {"cmd":"member_down","member":1} / {"cmd":"member_up","member":1}
   {"cmd":"stats"}   -> {"cmd":{name:count},"conn":{"current","max","total"},
+                        "handshakes":{"current","max","total"} (first
+                        hello/isMaster of a connection, while answered),
                         "members":[{"port","up","state","cmd","conn"}],...}
   {"cmd":"reset_stats"}
   {"cmd":"data","db":"test","coll":"c","docs":true}
@@ -442,10 +444,24 @@ class PeerServer(MockupDB):
 
     def _server_loop(self, client, client_addr):
         try:
+            first = True
             while not self._stopped:
                 request = mock_server_receive_request(client, self)
-                if not PEER.handle(self.member, client, request):
-                    break
+                # The connection handshake: the first hello/isMaster of a
+                # connection, counted while it is answered (delays included).
+                hs = first and isinstance(request, CommandBase) and \
+                    (request.command_name or '').lower() in HANDSHAKE
+                first = False
+                if hs:
+                    with LOCK:
+                        PEER.handshake_began()
+                try:
+                    if not PEER.handle(self.member, client, request):
+                        break
+                finally:
+                    if hs:
+                        with LOCK:
+                            PEER.handshake_ended()
         except (OSError, ValueError, NotImplementedError, AssertionError,
                 bson.errors.BSONError, KeyError, IndexError):
             pass
@@ -563,6 +579,9 @@ class Peer(object):
         self.conn_max = 0
         self.conn_total = 0
         self.started = time.time()
+        self.hs_current = 0       # connection handshakes being answered
+        self.hs_max = 0
+        self.hs_total = 0
 
     # -- connections / stats (LOCK held)
     def conn_opened(self, i):
@@ -573,6 +592,14 @@ class Peer(object):
         self.conn_current += 1
         self.conn_total += 1
         self.conn_max = max(self.conn_max, self.conn_current)
+
+    def handshake_began(self):
+        self.hs_current += 1
+        self.hs_total += 1
+        self.hs_max = max(self.hs_max, self.hs_current)
+
+    def handshake_ended(self):
+        self.hs_current -= 1
 
     def conn_closed(self, i):
         m = self.members[i]
@@ -1146,6 +1173,8 @@ class Peer(object):
                 self.cmd = {}
                 self.conn_total = 0
                 self.conn_max = self.conn_current
+                self.hs_max = self.hs_current
+                self.hs_total = 0
                 for m in self.members:
                     m.cmd = {}
                     m.conn_total = 0
@@ -1182,6 +1211,8 @@ class Peer(object):
                 'cmd': dict(self.cmd),
                 'conn': {'current': self.conn_current,
                          'max': self.conn_max, 'total': self.conn_total},
+                'handshakes': {'current': self.hs_current,
+                               'max': self.hs_max, 'total': self.hs_total},
                 'primary': self.primary,
                 'members': [{
                     'port': m.port, 'up': m.up, 'state': self.state(m.index),

@@ -104,6 +104,8 @@ bool test_peer_restart (test_peer_t *peer);
 /*
  * One number from {"cmd":"stats"}, by dotted path:
  *   "cmd.insert", "conn.current", "conn.max", "conn.total", "cursors",
+ *   "handshakes.current", "handshakes.max", "handshakes.total" (first hellos
+ *   being answered: connections in their handshake),
  *   "members.1.cmd.find", "members.0.conn.current", "members.2.up", ...
  * Missing counters are 0 (a command never received); returns -1 when the
  * peer does not answer.

@@ -1,0 +1,441 @@
+/* worker_budget_test.c: the cluster-wide connection budget wired into the worker pools, end to end against the test peer. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "budget.h"
+#include "slots.h"
+#include "stats.h"
+#include "testmain.h"
+#include "worker_fixture.h"
+
+/* Shared by the test and its forked workers (MAP_SHARED, before fork). */
+typedef struct ctl {
+    _Atomic int phase;      /* RUN, PAUSE, STOP */
+    _Atomic int paused;     /* workers idle with every client back */
+    _Atomic long ok;
+    _Atomic long failed;
+    _Atomic long worker_ok[32]; /* per looping worker */
+    char last_error[512];
+} ctl_t;
+
+enum { RUN = 0, PAUSE = 1, STOP = 2 };
+
+static ctl_t *ctl_new(void)
+{
+    ctl_t *ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CU_ASSERT_FATAL(ctl != MAP_FAILED);
+    memset(ctl, 0, sizeof *ctl);
+    return ctl;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* One checkout + ping + checkin; counted in ctl. */
+static bool one_op(mongosup_t *h, ctl_t *ctl)
+{
+    mongosup_error_t error;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    if (client == NULL) {
+        atomic_fetch_add(&ctl->failed, 1);
+        snprintf(ctl->last_error, sizeof ctl->last_error, "%s", error.message);
+        return false;
+    }
+    bson_error_t berr;
+    bool ok = wfix_ping(client, &berr);
+    mongosup_checkin(h, client, ok ? NULL : &berr);
+    atomic_fetch_add(ok ? &ctl->ok : &ctl->failed, 1);
+    if (!ok)
+        snprintf(ctl->last_error, sizeof ctl->last_error, "%s", berr.message);
+    return ok;
+}
+
+typedef struct thread_arg {
+    mongosup_t *h;
+    ctl_t *ctl;
+    int ops;
+} thread_arg_t;
+
+static void *fixed_ops_thread(void *arg)
+{
+    thread_arg_t *t = arg;
+    for (int i = 0; i < t->ops; i++)
+        one_op(t->h, t->ctl);
+    return NULL;
+}
+
+/* A worker process: `threads` threads of `ops` operations each. */
+static void fixed_worker(const mongosup_config_t *cfg, ctl_t *ctl, int threads, int ops)
+{
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(cfg, &error);
+    if (h == NULL)
+        _exit(2);
+    pthread_t th[16];
+    thread_arg_t arg = {.h = h, .ctl = ctl, .ops = ops};
+    for (int i = 0; i < threads; i++)
+        pthread_create(&th[i], NULL, fixed_ops_thread, &arg);
+    for (int i = 0; i < threads; i++)
+        pthread_join(th[i], NULL);
+    _exit(mongosup_detach(&h, 10000) ? 0 : 3);
+}
+
+/* A worker process that works until STOP and goes idle (every client
+ * back) while PAUSE. */
+static void looping_worker(const mongosup_config_t *cfg, ctl_t *ctl, int index)
+{
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(cfg, &error);
+    if (h == NULL)
+        _exit(2);
+    bool paused = false;
+    for (;;) {
+        int phase = atomic_load(&ctl->phase);
+        if (phase == STOP)
+            break;
+        if (phase == PAUSE) {
+            if (!paused)
+                atomic_fetch_add(&ctl->paused, 1);
+            paused = true;
+            nap_ms(5);
+            continue;
+        }
+        if (paused)
+            atomic_fetch_sub(&ctl->paused, 1);
+        paused = false;
+        if (one_op(h, ctl))
+            atomic_fetch_add(&ctl->worker_ok[index], 1);
+        nap_ms(10);
+    }
+    _exit(mongosup_detach(&h, 10000) ? 0 : 3);
+}
+
+/* Waits for a child at most timeout_ms; kills it past that. */
+static int wait_child(pid_t pid, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 10) {
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        nap_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return -1;
+}
+
+static msup_cluster_row_t *main_row(msup_segment_t *seg)
+{
+    int row = msup_segment_find_cluster(seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    return msup_segment_row(seg, (uint32_t)row);
+}
+
+/* ---- 8 workers x 16 threads share a budget of 20 ---- */
+
+static void test_cap_across_workers(void)
+{
+    bool vg = msup_test_under_valgrind();
+    int workers = vg ? 2 : 8, threads = vg ? 3 : 16, ops = vg ? 3 : 15;
+    unsigned budget = vg ? 4 : 20;
+    char keys[160];
+    snprintf(keys, sizeof keys, "max_pool_size = 10; max_connections = %u; wait_queue_timeout_ms = 60000;", budget);
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "bcap", keys, NULL));
+    /* Slow pings keep clients busy, so the pools want to grow. */
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":5,\"command\":\"ping\"}", NULL, 0));
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    ctl_t *ctl = ctl_new();
+    pid_t pids[8];
+    for (int w = 0; w < workers; w++) {
+        pids[w] = fork();
+        CU_ASSERT_FATAL(pids[w] >= 0);
+        if (pids[w] == 0)
+            fixed_worker(f.cfg, ctl, threads, ops);
+    }
+    for (int w = 0; w < workers; w++)
+        CU_ASSERT_EQUAL(wait_child(pids[w], vg ? 600000 : 120000), 0);
+    long expected = (long)workers * threads * ops;
+    CU_ASSERT_EQUAL(atomic_load(&ctl->ok), expected);
+    CU_ASSERT_EQUAL(atomic_load(&ctl->failed), 0);
+    if (atomic_load(&ctl->failed) != 0)
+        fprintf(stderr, "last failure: %s\n", ctl->last_error);
+    long conn_max = wfix_peer_stat(&f, "conn.max");
+    CU_ASSERT(conn_max > 0);
+    CU_ASSERT(conn_max <= (long)budget);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT(t.budget_waits > 0);
+    CU_ASSERT_EQUAL(t.checkouts, (uint64_t)expected);
+    /* Every worker detached: every token came back. */
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    CU_ASSERT_EQUAL(atomic_load(&main_row(&seg)->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&main_row(&seg)->budget_connecting), 0);
+    printf("\n    peer conn.max %ld (budget %u), budget waits %llu ", conn_max, budget,
+           (unsigned long long)t.budget_waits);
+    msup_segment_close(&seg);
+    munmap(ctl, sizeof *ctl);
+    wfix_stop(&f);
+}
+
+/* ---- a SIGKILLed worker's tokens come back when it is reaped ---- */
+
+static void test_killed_worker_tokens(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "bkill", "max_pool_size = 4; max_connections = 50;", NULL));
+    int fds[2];
+    CU_ASSERT_FATAL(pipe(fds) == 0);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        mongosup_error_t error;
+        mongosup_t *h = mongosup_attach(f.cfg, &error);
+        mongoc_client_t *held[3];
+        for (int i = 0; h != NULL && i < 3; i++) {
+            held[i] = mongosup_checkout(h, "main", &error);
+            if (held[i] == NULL || !wfix_ping(held[i], NULL))
+                _exit(2);
+        }
+        char ready = h != NULL ? 'r' : 'x';
+        if (write(fds[1], &ready, 1) != 1)
+            _exit(3);
+        for (;;)
+            pause(); /* holding three clients and their tokens */
+    }
+    close(fds[1]);
+    char ready = 0;
+    CU_ASSERT_EQUAL_FATAL(read(fds[0], &ready, 1), 1);
+    CU_ASSERT_EQUAL(ready, 'r');
+    close(fds[0]);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    /* docs/budget.md: a standalone with polling monitors costs 1 token for
+     * the pool and 1 per client. */
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 4);
+    CU_ASSERT_EQUAL(wfix_peer_stat(&f, "conn.current"), 4);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 4); /* still held until reaped */
+    CU_ASSERT(msup_slots_reap_all(&seg) >= 1);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_connecting), 0);
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0); /* exactly once */
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    msup_segment_close(&seg);
+    wfix_stop(&f);
+}
+
+/* ---- reconnect storm: the cluster goes down, comes back, generation bump ---- */
+
+static bool all_acked(msup_segment_t *seg, uint32_t row, uint64_t generation, int workers)
+{
+    int acked = 0;
+    for (uint32_t i = 0; i < seg->max_workers; i++) {
+        if (atomic_load(&msup_segment_slot(seg, i)->state) != MSUP_SLOT_ACTIVE)
+            continue;
+        if (atomic_load(&msup_slot_stats(seg, i, row)->reconnect_ack) == generation)
+            acked++;
+    }
+    return acked == workers;
+}
+
+static void test_reconnect_storm(void)
+{
+    bool vg = msup_test_under_valgrind();
+    int workers = vg ? 4 : 32;
+    unsigned max_connections = (unsigned)workers * 3, max_connecting = vg ? 2 : 3;
+    char keys[256];
+    snprintf(keys, sizeof keys,
+             "max_pool_size = 2; max_connections = %u; max_connecting = %u; reconnect_window_ms = 0; "
+             "wait_queue_timeout_ms = 60000; server_selection_timeout_ms = 5000;",
+             max_connections, max_connecting);
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "bstorm", keys, NULL));
+    ctl_t *ctl = ctl_new();
+    pid_t pids[32];
+    for (int w = 0; w < workers; w++) {
+        pids[w] = fork();
+        CU_ASSERT_FATAL(pids[w] >= 0);
+        if (pids[w] == 0)
+            looping_worker(f.cfg, ctl, w);
+    }
+    for (int i = 0; i < 6000 && atomic_load(&ctl->ok) < 3L * workers; i++)
+        nap_ms(10);
+    CU_ASSERT(atomic_load(&ctl->ok) >= 3L * workers);
+    CU_ASSERT(wfix_peer_stat(&f, "conn.max") <= (long)max_connections);
+
+    /* Every client back; the cluster goes DOWN and comes back. */
+    atomic_store(&ctl->phase, PAUSE);
+    for (int i = 0; i < 3000 && atomic_load(&ctl->paused) < workers; i++)
+        nap_ms(10);
+    CU_ASSERT_FATAL(atomic_load(&ctl->paused) == workers);
+    test_peer_kill(f.peer, SIGKILL);
+    CU_ASSERT_FATAL(test_peer_restart(f.peer));
+    /* The old pools' monitors reconnect by themselves (outside
+     * max_connecting, docs/budget.md "Limits"): let them, then measure. */
+    for (int i = 0; i < 1000 && wfix_peer_stat(&f, "conn.current") < workers; i++)
+        nap_ms(10);
+    nap_ms(300);
+    /* Slow handshakes pile up if anything lets too many through. */
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":100,\"command\":\"hello\"}", NULL, 0));
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+
+    /* The test plays the supervisor: live heartbeat, generation bump. */
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    uint32_t row_index = (uint32_t)(row - seg.rows);
+    atomic_store(&seg.hdr->supervisor_start_time, msup_proc_start_time(getpid()));
+    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&seg.hdr->supervisor_pid, (int32_t)getpid());
+    uint64_t generation = atomic_fetch_add(&row->reconnect_generation, 1) + 1;
+    atomic_store(&row->reconnect_at_ns, msup_now_ns());
+    long before[32];
+    for (int w = 0; w < workers; w++)
+        before[w] = atomic_load(&ctl->worker_ok[w]);
+    atomic_store(&ctl->phase, RUN);
+    /* Done when every worker rebuilt and did two operations since (the
+     * old pools' endSessions may hold a worker for a while). */
+    bool done = false;
+    for (int i = 0; i < 9000 && !done; i++) {
+        atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns());
+        done = all_acked(&seg, row_index, generation, workers);
+        for (int w = 0; w < workers && done; w++)
+            done = atomic_load(&ctl->worker_ok[w]) >= before[w] + 2;
+        nap_ms(10);
+    }
+    CU_ASSERT(done);
+    long hs_max = wfix_peer_stat(&f, "handshakes.max"), hs_total = wfix_peer_stat(&f, "handshakes.total");
+    long conn_max = wfix_peer_stat(&f, "conn.max");
+    printf("\n    storm: %d workers, %ld handshakes, at most %ld at once (max_connecting %u), conn.max %ld (budget %u) ",
+           workers, hs_total, hs_max, max_connecting, conn_max, max_connections);
+    CU_ASSERT(hs_total >= workers); /* every worker connected anew */
+    CU_ASSERT(hs_max >= 1);
+    CU_ASSERT(hs_max <= (long)max_connecting);
+    CU_ASSERT(conn_max <= (long)max_connections);
+
+    atomic_store(&ctl->phase, STOP);
+    for (int w = 0; w < workers; w++)
+        CU_ASSERT_EQUAL(wait_child(pids[w], 60000), 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_connecting), 0);
+    atomic_store(&seg.hdr->supervisor_pid, 0);
+    msup_segment_close(&seg);
+    munmap(ctl, sizeof *ctl);
+    wfix_stop(&f);
+}
+
+/* ---- a budget lowered by reload: trimmed as clients come back ---- */
+
+typedef struct holder {
+    mongosup_t *h;
+    pthread_barrier_t *held, *lowered;
+    bool ok;
+} holder_t;
+
+static void *hold_thread(void *arg)
+{
+    holder_t *t = arg;
+    mongosup_error_t error;
+    mongoc_client_t *client = mongosup_checkout(t->h, "main", &error);
+    t->ok = client != NULL && wfix_ping(client, NULL);
+    pthread_barrier_wait(t->held);
+    pthread_barrier_wait(t->lowered);
+    /* In flight after the budget went down: never closed under us. */
+    t->ok = t->ok && wfix_ping(client, NULL) && wfix_ping(client, NULL);
+    if (client != NULL)
+        mongosup_checkin(t->h, client, NULL);
+    return NULL;
+}
+
+static bool peer_conns_at_most(void *arg)
+{
+    wfix_t *f = arg;
+    long n = wfix_peer_stat(f, "conn.current");
+    return n >= 0 && n <= 4;
+}
+
+static void test_lowered_budget(void)
+{
+    enum { THREADS = 8 };
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "blower", "max_pool_size = 8; max_connections = 40; wait_queue_timeout_ms = 30000;",
+                               NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+
+    pthread_barrier_t held, lowered;
+    pthread_barrier_init(&held, NULL, THREADS + 1);
+    pthread_barrier_init(&lowered, NULL, THREADS + 1);
+    holder_t t[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        t[i] = (holder_t){.h = h, .held = &held, .lowered = &lowered};
+        pthread_create(&th[i], NULL, hold_thread, &t[i]);
+    }
+    pthread_barrier_wait(&held);
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), THREADS + 1); /* 8 clients + the monitor */
+    msup_budget_apply_limits(row, 4, 0); /* the test plays a reload */
+    pthread_barrier_wait(&lowered);
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT(t[i].ok);
+    }
+    pthread_barrier_destroy(&held);
+    pthread_barrier_destroy(&lowered);
+    CU_ASSERT(atomic_load(&row->budget_in_use) <= 4);
+    CU_ASSERT(wfix_wait_for(peer_conns_at_most, &f, 3000));
+    msup_totals_t tot;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &tot));
+    CU_ASSERT(tot.clients_destroyed >= THREADS - 3);
+    CU_ASSERT_EQUAL(tot.checkout_timeouts, 0);
+
+    /* From now on the pool never grows past the lower budget. */
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":5,\"command\":\"ping\"}", NULL, 0));
+    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    ctl_t *ctl = ctl_new();
+    thread_arg_t arg = {.h = h, .ctl = ctl, .ops = msup_test_under_valgrind() ? 3 : 20};
+    for (int i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, fixed_ops_thread, &arg);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    CU_ASSERT_EQUAL(atomic_load(&ctl->ok), (long)THREADS * arg.ops);
+    CU_ASSERT_EQUAL(atomic_load(&ctl->failed), 0);
+    CU_ASSERT(wfix_peer_stat(&f, "conn.max") <= 4);
+    CU_ASSERT(atomic_load(&row->budget_in_use) <= 4);
+    CU_ASSERT(mongosup_detach(&h, 5000));
+    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    munmap(ctl, sizeof *ctl);
+    msup_segment_close(&seg);
+    wfix_stop(&f);
+}
+
+int main(int argc, char **argv)
+{
+    static const msup_test_t tests[] = {
+        {"/worker/budget/cap-across-workers", test_cap_across_workers},
+        {"/worker/budget/killed-worker-tokens-reaped", test_killed_worker_tokens},
+        {"/worker/budget/reconnect-storm", test_reconnect_storm},
+        {"/worker/budget/lowered-by-reload", test_lowered_budget},
+        {NULL, NULL},
+    };
+    return msup_test_main("worker_budget", tests, argc, argv);
+}
