@@ -179,23 +179,28 @@ static void test_circuit_breaker(void)
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
 
     play_supervisor(&seg, true);
-    /* Ten refusals, each timed: the slowest must be far below the 1 ms
-     * bound natively.  Under valgrind the first run of a code path pays
-     * for its translation, so the bound there only tells "did not wait
-     * for server selection" (2 s in this fixture). */
-    uint64_t slowest_us = 0;
+    /* Eleven refusals, each timed; the median must be far below 1 ms
+     * (the median: one preemption on a loaded CI machine is not what is
+     * measured).  Under valgrind only "did not wait for server selection"
+     * (2 s in this fixture) is meaningful. */
+    uint64_t took[11];
     mongoc_client_t *client = NULL;
-    for (int i = 0; i < 10; i++) {
+    for (int i = 0; i < 11; i++) {
         uint64_t t0 = msup_mono_ns();
         client = mongosup_checkout(h, "main", &error);
-        uint64_t took_us = (msup_mono_ns() - t0) / 1000;
-        if (took_us > slowest_us)
-            slowest_us = took_us;
+        took[i] = (msup_mono_ns() - t0) / 1000;
         CU_ASSERT_PTR_NULL(client);
         CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     }
-    CU_ASSERT(slowest_us < (msup_test_under_valgrind() ? 500000u : 1000u));
-    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 10);
+    for (int i = 1; i < 11; i++) /* insertion sort: eleven values */
+        for (int k = i; k > 0 && took[k - 1] > took[k]; k--) {
+            uint64_t t = took[k];
+            took[k] = took[k - 1];
+            took[k - 1] = t;
+        }
+    printf("(median refusal %llu us) ", (unsigned long long)took[5]);
+    CU_ASSERT(took[5] < (msup_test_under_valgrind() ? 1000000u : 1000u));
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 11);
 
     /* A stale heartbeat: the supervisor may be dead, fail open. */
     play_supervisor(&seg, false);
@@ -213,7 +218,7 @@ static void test_circuit_breaker(void)
     client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(client);
     mongosup_checkin(h, client, NULL);
-    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 10); /* unchanged: fail-open checkouts are not refusals */
+    CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 11); /* unchanged: fail-open checkouts are not refusals */
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
