@@ -134,7 +134,7 @@ environments = {
 EOF
 else
   faults=0
-  segment=$("$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} --check-config | sed -n 's/^segment *[:=]* *\(\/[^ ]*\).*/\1/p' | head -1)
+  segment=$("$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} --check-config | sed -n 's/^ *name = "\(\/[^"]*\)";.*/\1/p' | head -1)
 fi
 
 say "mongosupd: checking the configuration"
