@@ -319,6 +319,19 @@ bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t
     return share != 0 && worker_tokens(acct) - (int64_t)acct->cost.per_client >= (int64_t)share;
 }
 
+bool msup_budget_account_pressed(const msup_budget_account_t *acct, uint64_t now_mono_ns, bool *limited)
+{
+    *limited = false;
+    if (acct->seg == NULL)
+        return false;
+    uint32_t max = atomic_load_explicit(&acct->row->max_connections, memory_order_acquire);
+    *limited = max != 0;
+    if (max == 0)
+        return false; /* no cap: no share, nothing to shed */
+    return atomic_load_explicit(&acct->row->budget_in_use, memory_order_relaxed) > (int64_t)max ||
+           msup_budget_contended(acct->row, now_mono_ns);
+}
+
 void msup_budget_account_settle_monitors(msup_budget_account_t *acct, mongoc_client_t *client)
 {
     if (acct->seg == NULL || atomic_load_explicit(&acct->monitors_settled, memory_order_acquire))

@@ -151,6 +151,12 @@ void msup_budget_account_renew_wait(msup_budget_account_t *acct, uint64_t now_mo
  * more than its fair share.  Never below the floor of clients. */
 bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t idle, uint64_t now_mono_ns);
 
+/* Upkeep: true while shedding may be due (the cluster is above a lowered
+ * max_connections, or contended).  Checkins ask should_shed only while the
+ * upkeep saw this, so a checkin never reads the budget line otherwise.
+ * *limited: the cluster has a max_connections at all. */
+bool msup_budget_account_pressed(const msup_budget_account_t *acct, uint64_t now_mono_ns, bool *limited);
+
 /* After the pool's first handshake: the servers' hello replies tell whether
  * the monitors stream (2 sockets per server) or poll (1); the surplus
  * reserved by msup_budget_cost_for_uri goes back.  Idempotent. */

@@ -28,6 +28,20 @@ bool msup_clientmap_put(msup_clientmap_t *map, const void *client, struct msup_p
 {
     uintptr_t key = (uintptr_t)client;
     size_t i = msup_clientmap_hash(map, key);
+    msup_clientmap_entry_t *free_entry = NULL;
+    /* A live entry with the same key (a stale one, whatever the reason)
+     * is updated in place: two entries for one client would make the
+     * lookup and a later remove disagree on which one counts. */
+    for (size_t n = 0; n <= map->mask; n++, i = (i + 1) & map->mask) {
+        uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_acquire);
+        if (k == key) {
+            atomic_store_explicit(&map->entries[i].pool, pool, memory_order_release);
+            return true;
+        }
+        if (k == KEY_EMPTY)
+            break;
+    }
+    i = msup_clientmap_hash(map, key);
     for (size_t n = 0; n <= map->mask; n++, i = (i + 1) & map->mask) {
         uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_relaxed);
         if (k != KEY_EMPTY && k != KEY_TOMBSTONE)
@@ -37,11 +51,14 @@ bool msup_clientmap_put(msup_clientmap_t *map, const void *client, struct msup_p
         if (!atomic_compare_exchange_strong_explicit(&map->entries[i].key, &k, KEY_BUSY, memory_order_acquire,
                                                      memory_order_relaxed))
             continue;
-        atomic_store_explicit(&map->entries[i].pool, pool, memory_order_relaxed);
-        atomic_store_explicit(&map->entries[i].key, key, memory_order_release);
-        return true;
+        free_entry = &map->entries[i];
+        break;
     }
-    return false;
+    if (free_entry == NULL)
+        return false;
+    atomic_store_explicit(&free_entry->pool, pool, memory_order_relaxed);
+    atomic_store_explicit(&free_entry->key, key, memory_order_release);
+    return true;
 }
 
 void msup_clientmap_remove(msup_clientmap_t *map, const void *client)
@@ -62,9 +79,13 @@ void msup_clientmap_remove(msup_clientmap_t *map, const void *client)
 void msup_clientmap_remove_pool(msup_clientmap_t *map, const struct msup_pool *pool)
 {
     for (size_t i = 0; i <= map->mask; i++) {
-        uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_relaxed);
+        /* Acquire: an entry another cluster just published must show its
+         * own pool here, not the stale pool of the tombstone it reused;
+         * the exchange leaves an entry that changed meanwhile alone. */
+        uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_acquire);
         if (k != KEY_EMPTY && k != KEY_TOMBSTONE && k != KEY_BUSY &&
             atomic_load_explicit(&map->entries[i].pool, memory_order_relaxed) == pool)
-            atomic_store_explicit(&map->entries[i].key, KEY_TOMBSTONE, memory_order_release);
+            atomic_compare_exchange_strong_explicit(&map->entries[i].key, &k, KEY_TOMBSTONE, memory_order_release,
+                                                    memory_order_relaxed);
     }
 }

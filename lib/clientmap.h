@@ -51,7 +51,7 @@ static inline struct msup_pool *msup_clientmap_get(const msup_clientmap_t *map, 
     for (size_t n = 0; n <= map->mask; n++, i = (i + 1) & map->mask) {
         uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_acquire);
         if (k == key)
-            return atomic_load_explicit(&map->entries[i].pool, memory_order_relaxed);
+            return atomic_load_explicit(&map->entries[i].pool, memory_order_acquire);
         if (k == 0)
             return NULL;
     }

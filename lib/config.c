@@ -19,6 +19,7 @@
 #include "listen.h"
 #include "error.h"
 #include "redact.h"
+#include "strbuf.h"
 
 #define CFG_E MONGOSUP_E_CONFIG
 #define MSG_MAX 496          /* sizeof mongosup_error_t.message */
@@ -467,71 +468,14 @@ static bool valid_name(const char *name)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Growing strings for the final URI                                          */
+/* The final URI (built with lib/strbuf.h)                                    */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} dstr_t;
-
-static void ds_addn(dstr_t *d, const char *s, size_t n)
+static void uri_add_option(msup_strbuf_t *d, const char *name, const char *value)
 {
-    if (d->oom)
-        return;
-    if (d->len + n + 1 > d->cap) {
-        size_t cap = d->cap > 0 ? d->cap : 256;
-        while (d->len + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(d->p, cap);
-        if (p == NULL) {
-            d->oom = true;
-            return;
-        }
-        d->p = p;
-        d->cap = cap;
-    }
-    memcpy(d->p + d->len, s, n);
-    d->len += n;
-    d->p[d->len] = '\0';
-}
-
-static void ds_add(dstr_t *d, const char *s)
-{
-    ds_addn(d, s, strlen(s));
-}
-
-/* Percent-encodes all but the unreserved characters and those in keep. */
-static void ds_add_encoded(dstr_t *d, const char *s, const char *keep)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || strchr("-._~", ch) != NULL || (keep != NULL && strchr(keep, ch) != NULL)) {
-            ds_addn(d, (const char *)s, 1);
-        } else {
-            char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            ds_addn(d, enc, 3);
-        }
-    }
-}
-
-static void ds_add_option(dstr_t *d, const char *name, const char *value)
-{
-    ds_add(d, d->p[d->len - 1] == '?' ? "" : "&");
-    ds_add(d, name);
-    ds_add(d, "=");
-    ds_add_encoded(d, value, "/:");
-}
-
-/* Frees a string that may hold a password. */
-static void ds_wipe(dstr_t *d)
-{
-    if (d->p != NULL)
-        explicit_bzero(d->p, d->cap);
-    free(d->p);
-    d->p = NULL;
-    d->len = d->cap = 0;
+    msup_strbuf_puts(d, msup_strbuf_last(d) == '?' ? "" : "&");
+    msup_strbuf_puts(d, name);
+    msup_strbuf_puts(d, "=");
+    msup_strbuf_put_encoded(d, value, "/:");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -685,7 +629,7 @@ static bool option_owned(const char *name, size_t n, const char *const *owned, s
 /* Appends the URI options of the key table from the resolved values (all of
  * them, or for the display only those set in the file to a value other than
  * the built-in default), then the TLS key password. */
-static void append_options(dstr_t *d, const msup_cluster_cfg_t *c, const config_setting_t *const *set,
+static void append_options(msup_strbuf_t *d, const msup_cluster_cfg_t *c, const config_setting_t *const *set,
                            bool only_explicit, bool tls_password)
 {
     for (size_t i = 0; i < N_CLUSTER_KEYS; i++) {
@@ -699,19 +643,19 @@ static void append_options(dstr_t *d, const msup_cluster_cfg_t *c, const config_
             continue;
         if (k->type == KT_U32) {
             snprintf(num, sizeof num, "%u", *(const uint32_t *)(const void *)field);
-            ds_add_option(d, k->uri_option, num);
+            uri_add_option(d, k->uri_option, num);
         } else if (k->type == KT_BOOL) {
             /* mongoc 1.23 turns TLS on when any tls* option is present, even
              * "false": leave a false TLS option out. */
             if (!*(const bool *)(const void *)field && strncmp(k->uri_option, "tls", 3) == 0)
                 continue;
-            ds_add_option(d, k->uri_option, *(const bool *)(const void *)field ? "true" : "false");
+            uri_add_option(d, k->uri_option, *(const bool *)(const void *)field ? "true" : "false");
         } else if (*(char *const *)(const void *)field != NULL) {
-            ds_add_option(d, k->uri_option, *(char *const *)(const void *)field);
+            uri_add_option(d, k->uri_option, *(char *const *)(const void *)field);
         }
     }
     if (tls_password)
-        ds_add_option(d, "tlsCertificateKeyFilePassword", c->tls_certificate_key_file_password);
+        uri_add_option(d, "tlsCertificateKeyFilePassword", c->tls_certificate_key_file_password);
 }
 
 static bool fail_uri(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *cs,
@@ -884,25 +828,25 @@ static bool resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_clu
 
     /* 5. The final string, built from the parts (mongoc_uri_get_string would
      * return the original). */
-    dstr_t d = {0};
-    ds_addn(&d, p.scheme, (size_t)(strstr(raw, "://") + 3 - raw));
+    msup_strbuf_t d = MSUP_STRBUF_GROWING;
+    msup_strbuf_putn(&d, p.scheme, (size_t)(strstr(raw, "://") + 3 - raw));
     if (p.userinfo != NULL) {
         if (have_pw) {
             const char *colon = memchr(p.userinfo, ':', p.userinfo_len);
-            ds_addn(&d, p.userinfo, colon != NULL ? (size_t)(colon - p.userinfo) : p.userinfo_len);
-            ds_add(&d, ":");
-            ds_add_encoded(&d, password, NULL);
+            msup_strbuf_putn(&d, p.userinfo, colon != NULL ? (size_t)(colon - p.userinfo) : p.userinfo_len);
+            msup_strbuf_puts(&d, ":");
+            msup_strbuf_put_encoded(&d, password, NULL);
         } else {
-            ds_addn(&d, p.userinfo, p.userinfo_len);
+            msup_strbuf_putn(&d, p.userinfo, p.userinfo_len);
         }
-        ds_add(&d, "@");
+        msup_strbuf_puts(&d, "@");
     }
     explicit_bzero(password, sizeof password);
-    ds_addn(&d, p.hosts, p.hosts_len);
-    ds_add(&d, "/");
+    msup_strbuf_putn(&d, p.hosts, p.hosts_len);
+    msup_strbuf_puts(&d, "/");
     if (p.db != NULL)
-        ds_addn(&d, p.db, p.db_len);
-    ds_add(&d, "?");
+        msup_strbuf_putn(&d, p.db, p.db_len);
+    msup_strbuf_puts(&d, "?");
     if (p.opts != NULL) {
         const char *o = p.opts;
         while (*o != '\0') {
@@ -911,22 +855,22 @@ static bool resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_clu
             const char *eq = memchr(o, '=', n);
             size_t kn = eq != NULL ? (size_t)(eq - o) : n;
             if (n > 0 && !option_owned(o, kn, owned, nowned)) {
-                if (d.p[d.len - 1] != '?')
-                    ds_add(&d, "&");
-                ds_addn(&d, o, n);
+                if (msup_strbuf_last(&d) != '?')
+                    msup_strbuf_puts(&d, "&");
+                msup_strbuf_putn(&d, o, n);
             }
             o = amp != NULL ? amp + 1 : o + n;
         }
     }
     /* The display shows the URI as given plus the options the file changes
      * from the built-in defaults (it has only MSUP_URI_DISPLAY_MAX bytes). */
-    dstr_t disp = {0};
-    ds_addn(&disp, d.p, d.len);
+    msup_strbuf_t disp = MSUP_STRBUF_GROWING;
+    msup_strbuf_putn(&disp, d.p, d.len);
     append_options(&d, c, set, false, have_tls_pw);
     append_options(&disp, c, set, true, have_tls_pw);
     if (d.oom || disp.oom) {
-        ds_wipe(&d);
-        ds_wipe(&disp);
+        msup_strbuf_wipe(&d);
+        msup_strbuf_wipe(&disp);
         return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory");
     }
 
@@ -935,15 +879,15 @@ static bool resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_clu
     if (final == NULL) {
         bool r = fail_uri(ctx, error, cs, "URI with the configured options is invalid:", d.p, c->uri_source,
                           berr.message);
-        ds_wipe(&d);
-        ds_wipe(&disp);
+        msup_strbuf_wipe(&d);
+        msup_strbuf_wipe(&disp);
         return r;
     }
     c->is_replica_set = mongoc_uri_get_replica_set(final) != NULL;
     mongoc_uri_destroy(final);
     c->uri = d.p;
     mongosup_uri_redact(disp.p, c->uri_display, sizeof c->uri_display, NULL);
-    ds_wipe(&disp);
+    msup_strbuf_wipe(&disp);
     return true;
 }
 

@@ -12,6 +12,8 @@
 #include "worker.h"
 
 #define NS_PER_MS 1000000ull
+/* How often the upkeep looks at a capped cluster's budget line. */
+#define UPKEEP_BUDGET_TICK_MS 50
 
 /* Builds a pool for the cluster; no network I/O (the first pop starts the
  * monitors).  Error API, appname and APM callbacks go in before that pop. */
@@ -170,9 +172,11 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
         mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver); /* the newest: idle[n-1] */
         if (client == NULL)
             break;
-        mongoc_client_t *oldest = p->idle[0];
+        /* Out of the map before the driver frees it: another cluster may
+         * create a client at the same address the moment it is freed, and
+         * removing afterwards would remove that one. */
+        msup_clientmap_remove(&c->handle->clients, p->idle[0]);
         mongoc_client_pool_push(p->driver, client); /* queue > cap: the driver destroys the oldest */
-        msup_clientmap_remove(&c->handle->clients, oldest);
         memmove(&p->idle[0], &p->idle[1], (p->idle_count - 1) * sizeof p->idle[0]);
         p->idle_count--;
         p->created--;
@@ -206,6 +210,10 @@ void msup_pool_destroy(msup_pool_t *p)
      * an outage): a handshake like any other, so under max_connecting
      * (waiting for a slot at most 2 s, then going ahead regardless). */
     msup_budget_account_t *acct = &p->budget;
+    /* Every client is idle (nobody can check one in): out of the map before
+     * the driver frees them, or a client created meanwhile at a freed
+     * address would find this pool's entry. */
+    msup_clientmap_remove_pool(&c->handle->clients, p);
     bool slot = acct->seg != NULL &&
                 msup_budget_begin_connect(acct->row, acct->stats, msup_mono_ns() + 2000 * NS_PER_MS);
     mongoc_client_pool_destroy(p->driver);
@@ -214,7 +222,6 @@ void msup_pool_destroy(msup_pool_t *p)
     /* Its sockets are closed: every token goes back.  (A pool abandoned
      * after fork never gets here: its tokens are the parent's.) */
     msup_budget_account_close(&p->budget);
-    msup_clientmap_remove_pool(&c->handle->clients, p);
     msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, p->created);
     free(p->idle);
     free(p);
@@ -286,6 +293,29 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     }
 }
 
+/* Budget pressure (a lowered max_connections, or a worker below its share
+ * waiting) is noticed here, off the hot path: idle clients beyond what the
+ * budget allows go now, and checkins shed too until the pressure ends. */
+static void shed_if_pressed(msup_wcluster_t *c, msup_pool_t *p, uint64_t now)
+{
+    bool limited = false;
+    c->shed_watch = p != NULL && !p->retired && msup_budget_account_pressed(&p->budget, now, &limited);
+    c->budget_limited = limited;
+    if (!c->shed_watch)
+        return;
+    bool shed = false;
+    while (p->idle_count > 0 && p->budget.clients > p->budget.floor &&
+           msup_budget_account_should_shed(&p->budget, p->idle_count, now)) {
+        uint32_t before = p->idle_count;
+        msup_pool_trim(c, p, 1);
+        if (p->idle_count == before)
+            break;
+        shed = true;
+    }
+    if (shed)
+        msup_pool_publish_gauges(c);
+}
+
 static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
 {
     pthread_mutex_lock(&c->mu);
@@ -301,6 +331,7 @@ static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
         p->idle_low = p->idle_count;
         msup_pool_publish_gauges(c);
     }
+    shed_if_pressed(c, p, now);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -311,6 +342,9 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
         uint64_t max_idle = h->clusters[i].cfg->max_idle_time_ms;
         if (max_idle > 0 && max_idle / 4 < tick)
             tick = max_idle / 4;
+        /* Budget pressure is noticed here, not at checkin: promptly. */
+        if (h->clusters[i].budget_limited && UPKEEP_BUDGET_TICK_MS < tick)
+            tick = UPKEEP_BUDGET_TICK_MS;
     }
     return tick < 5 ? 5 : tick;
 }

@@ -7,58 +7,10 @@
 #include "error.h"
 #include "mongosup.h"
 #include "redact.h"
-
-/* A bounded output buffer: appends what fits, remembers that it truncated. */
-typedef struct {
-    char *p;
-    size_t cap; /* bytes, NUL included */
-    size_t len;
-    bool truncated;
-} obuf_t;
-
-static void ob_init(obuf_t *ob, char *p, size_t cap)
-{
-    ob->p = p;
-    ob->cap = cap;
-    ob->len = 0;
-    ob->truncated = false;
-    p[0] = '\0';
-}
-
-static void ob_putn(obuf_t *ob, const char *s, size_t n)
-{
-    size_t room = ob->cap - 1 - ob->len;
-    if (n > room) {
-        n = room;
-        ob->truncated = true;
-    }
-    memcpy(ob->p + ob->len, s, n);
-    ob->len += n;
-    ob->p[ob->len] = '\0';
-}
-
-static void ob_puts(obuf_t *ob, const char *s)
-{
-    ob_putn(ob, s, strlen(s));
-}
-
-/* Percent-encodes everything but the unreserved characters (and those in keep). */
-static void ob_put_encoded(obuf_t *ob, const char *s, const char *keep)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s != '\0'; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || strchr("-._~", ch) != NULL || (keep != NULL && strchr(keep, ch) != NULL)) {
-            ob_putn(ob, (const char *)s, 1);
-        } else {
-            char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            ob_putn(ob, enc, 3);
-        }
-    }
-}
+#include "strbuf.h"
 
 /* Ends a truncated display string with "..." so nobody mistakes it for the whole. */
-static void ob_finish(obuf_t *ob)
+static void ob_finish(msup_strbuf_t *ob)
 {
     if (!ob->truncated || ob->cap < 4)
         return;
@@ -80,7 +32,7 @@ static bool option_is_secret(const char *name, size_t n)
 }
 
 /* Copies an option string "a=1&b=2" (n bytes) with secret values masked. */
-static void ob_put_options(obuf_t *ob, const char *opts, size_t n)
+static void ob_put_options(msup_strbuf_t *ob, const char *opts, size_t n)
 {
     const char *end = opts + n;
     const char *p = opts;
@@ -89,13 +41,13 @@ static void ob_put_options(obuf_t *ob, const char *opts, size_t n)
         const char *stop = amp != NULL ? amp : end;
         const char *eq = memchr(p, '=', (size_t)(stop - p));
         if (eq != NULL && option_is_secret(p, (size_t)(eq - p))) {
-            ob_putn(ob, p, (size_t)(eq - p) + 1);
-            ob_puts(ob, "***");
+            msup_strbuf_putn(ob, p, (size_t)(eq - p) + 1);
+            msup_strbuf_puts(ob, "***");
         } else {
-            ob_putn(ob, p, (size_t)(stop - p));
+            msup_strbuf_putn(ob, p, (size_t)(stop - p));
         }
         if (amp != NULL)
-            ob_puts(ob, "&");
+            msup_strbuf_puts(ob, "&");
         p = amp != NULL ? amp + 1 : end;
     }
 }
@@ -115,43 +67,43 @@ static const char *uri_options_text(const char *uri)
     return q != NULL ? q + 1 : NULL;
 }
 
-static void redact_parsed(const mongoc_uri_t *u, const char *uri, obuf_t *ob)
+static void redact_parsed(const mongoc_uri_t *u, const char *uri, msup_strbuf_t *ob)
 {
     const char *srv = mongoc_uri_get_srv_hostname(u);
-    ob_puts(ob, srv != NULL ? "mongodb+srv://" : "mongodb://");
+    msup_strbuf_puts(ob, srv != NULL ? "mongodb+srv://" : "mongodb://");
     const char *user = mongoc_uri_get_username(u);
     if (user != NULL) {
-        ob_put_encoded(ob, user, NULL);
+        msup_strbuf_put_encoded(ob, user, NULL);
         if (mongoc_uri_get_password(u) != NULL)
-            ob_puts(ob, ":***");
-        ob_puts(ob, "@");
+            msup_strbuf_puts(ob, ":***");
+        msup_strbuf_puts(ob, "@");
     }
     if (srv != NULL) {
-        ob_puts(ob, srv);
+        msup_strbuf_puts(ob, srv);
     } else {
         bool first = true;
         for (const mongoc_host_list_t *h = mongoc_uri_get_hosts(u); h != NULL; h = h->next) {
             if (!first)
-                ob_puts(ob, ",");
+                msup_strbuf_puts(ob, ",");
             first = false;
-            ob_put_encoded(ob, h->host_and_port, "[]:");
+            msup_strbuf_put_encoded(ob, h->host_and_port, "[]:");
         }
     }
     const char *db = mongoc_uri_get_database(u);
     const char *opts = uri_options_text(uri);
     if (db != NULL || (opts != NULL && *opts != '\0'))
-        ob_puts(ob, "/");
+        msup_strbuf_puts(ob, "/");
     if (db != NULL)
-        ob_put_encoded(ob, db, NULL);
+        msup_strbuf_put_encoded(ob, db, NULL);
     if (opts != NULL && *opts != '\0') {
-        ob_puts(ob, "?");
+        msup_strbuf_puts(ob, "?");
         ob_put_options(ob, opts, strlen(opts));
     }
 }
 
 /* For a string mongoc rejects: hide everything between "://" and the last
  * '@' (over-masking is the safe side), and the secret options after it. */
-static void redact_unparsed(const char *uri, obuf_t *ob, size_t cap)
+static void redact_unparsed(const char *uri, msup_strbuf_t *ob, size_t cap)
 {
     const char *scheme_end = strstr(uri, "://");
     if (scheme_end == NULL) {
@@ -162,16 +114,16 @@ static void redact_unparsed(const char *uri, obuf_t *ob, size_t cap)
     }
     const char *rest = scheme_end + 3;
     const char *at = strrchr(rest, '@');
-    ob_putn(ob, uri, (size_t)(rest - uri));
+    msup_strbuf_putn(ob, uri, (size_t)(rest - uri));
     if (at != NULL) {
-        ob_puts(ob, "***@");
+        msup_strbuf_puts(ob, "***@");
         rest = at + 1;
     }
     const char *q = strchr(rest, '?');
     if (q == NULL) {
-        ob_puts(ob, rest);
+        msup_strbuf_puts(ob, rest);
     } else {
-        ob_putn(ob, rest, (size_t)(q - rest) + 1);
+        msup_strbuf_putn(ob, rest, (size_t)(q - rest) + 1);
         ob_put_options(ob, q + 1, strlen(q + 1));
     }
 }
@@ -184,8 +136,8 @@ bool mongosup_uri_redact(const char *uri, char *out, size_t out_len, mongosup_er
     if (uri == NULL)
         return msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_uri_redact: uri is NULL");
 
-    obuf_t ob;
-    ob_init(&ob, out, out_len);
+    msup_strbuf_t ob;
+    msup_strbuf_init_fixed(&ob, out, out_len);
     bson_error_t berr;
     mongoc_uri_t *u = mongoc_uri_new_with_error(uri, &berr);
     /* mongoc splits "user:pa@ss@host" at the first '@' and would show the
@@ -220,15 +172,15 @@ void msup_redact_text(const char *in, char *out, size_t n)
 {
     if (out == NULL || n == 0)
         return;
-    obuf_t ob;
-    ob_init(&ob, out, n);
+    msup_strbuf_t ob;
+    msup_strbuf_init_fixed(&ob, out, n);
     if (in == NULL)
         return;
 
     const char *p = in;
     while (*p != '\0') {
         if (is_text_delim((unsigned char)*p)) {
-            ob_putn(&ob, p, 1);
+            msup_strbuf_putn(&ob, p, 1);
             p++;
             continue;
         }
@@ -255,8 +207,8 @@ void msup_redact_text(const char *in, char *out, size_t n)
         const char *colon = cred_end != NULL ? memchr(start, ':', (size_t)(cred_end - start)) : NULL;
         const char *tail = w;
         if (colon != NULL) {
-            ob_putn(&ob, w, (size_t)(colon - w));
-            ob_puts(&ob, ":***");
+            msup_strbuf_putn(&ob, w, (size_t)(colon - w));
+            msup_strbuf_puts(&ob, ":***");
             tail = cred_end;
         }
 
@@ -264,16 +216,16 @@ void msup_redact_text(const char *in, char *out, size_t n)
         while (tail < p) {
             const char *eq = memchr(tail, '=', (size_t)(p - tail));
             if (eq == NULL) {
-                ob_putn(&ob, tail, (size_t)(p - tail));
+                msup_strbuf_putn(&ob, tail, (size_t)(p - tail));
                 break;
             }
             const char *k = eq;
             while (k > tail && (isalnum((unsigned char)k[-1]) || k[-1] == '_'))
                 k--;
-            ob_putn(&ob, tail, (size_t)(eq - tail) + 1);
+            msup_strbuf_putn(&ob, tail, (size_t)(eq - tail) + 1);
             tail = eq + 1;
             if (option_is_secret(k, (size_t)(eq - k))) {
-                ob_puts(&ob, "***");
+                msup_strbuf_puts(&ob, "***");
                 const char *amp = memchr(tail, '&', (size_t)(p - tail));
                 tail = amp != NULL ? amp : p;
             }

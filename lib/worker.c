@@ -125,9 +125,10 @@ static bool same_text(const char *a, const char *b)
 
 static void note_reload_failure(mongosup_t *h, const mongosup_error_t *why)
 {
-    h->reload_error = *why;
     char text[MSUP_ERRMSG_MAX];
     msup_redact_text(why->message, text, sizeof text);
+    h->reload_error = *why;
+    msup_redact_text(why->message, h->reload_error.message, sizeof h->reload_error.message);
     for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
         msup_last_error_write(&msup_wcluster_stats(&h->clusters[i])->last_error, MSUP_FAIL_OTHER,
                               MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_CONFIG, text);
@@ -707,9 +708,10 @@ static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_
     if (doomed)
         unlink_retired(c, p);
     /* A lowered budget, or a worker below its share waiting: destroy an
-     * idle client rather than keep it (never one in use).  The clients
-     * test comes first: at its floor a pool never reads the clock. */
-    else if (!p->retired && p->budget.clients > p->budget.floor &&
+     * idle client rather than keep it (never one in use).  Only while the
+     * upkeep saw budget pressure (shed_watch): otherwise a checkin reads
+     * neither the clock nor the shared budget line. */
+    else if (c->shed_watch && !p->retired && p->budget.clients > p->budget.floor &&
              msup_budget_account_should_shed(&p->budget, p->idle_count, msup_mono_ns()))
         msup_pool_trim(c, p, 1);
     msup_pool_publish_gauges(c);
@@ -953,5 +955,6 @@ const char *mongosup_cluster_database(mongosup_t *h, const char *cluster)
 
 int mongosup_worker_slot(const mongosup_t *h)
 {
-    return h != NULL ? (int)h->slot : -1;
+    /* An inherited handle's slot is the parent's. */
+    return h != NULL && !msup_handle_inherited(h) ? (int)atomic_load_explicit(&h->slot, memory_order_relaxed) : -1;
 }

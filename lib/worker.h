@@ -65,6 +65,11 @@ struct msup_wcluster {
     uint64_t rebuild_due_ns;                   /* 0: no rebuild pending (CLOCK_MONOTONIC) */
     uint64_t settings_epoch;                   /* bumped when a reload or a new segment needs a new pool */
     uint64_t trim_window_start_ns;
+    /* Set by the upkeep while the budget may ask for shedding: only then
+     * does a checkin read the cluster's budget line (the hot path touches
+     * nothing shared otherwise). */
+    bool shed_watch;
+    bool budget_limited;                       /* upkeep thread only: a max_connections is set */
 };
 
 /* A configuration or segment mapping replaced while the handle lives:

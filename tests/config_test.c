@@ -16,6 +16,7 @@
  * autoconf config.h in the build directory first. */
 #include "../lib/config.h"
 #include "../lib/redact.h"
+#include "../lib/strbuf.h"
 
 static char tmpdir[64];
 static char conf_path[PATH_MAX];
@@ -1162,6 +1163,37 @@ static void remove_fixtures(void)
         fprintf(stderr, "config_test: cannot remove %s: %s\n", tmpdir, strerror(errno));
 }
 
+/* The string builder both the loader and the redaction use. */
+static void test_strbuf(void)
+{
+    msup_strbuf_t g = MSUP_STRBUF_GROWING;
+    CU_ASSERT_EQUAL(msup_strbuf_last(&g), '\0');
+    msup_strbuf_puts(&g, "mongodb://u:");
+    msup_strbuf_put_encoded(&g, "p@ss/w rd~", NULL);
+    msup_strbuf_puts(&g, "@h/?");
+    CU_ASSERT_STRING_EQUAL(g.p, "mongodb://u:p%40ss%2Fw%20rd~@h/?");
+    CU_ASSERT_EQUAL(msup_strbuf_last(&g), '?');
+    msup_strbuf_put_encoded(&g, "/a:b", "/:");
+    CU_ASSERT_STRING_EQUAL(g.p + g.len - 4, "/a:b");
+    for (int i = 0; i < 100; i++) /* grows past its first allocation */
+        msup_strbuf_puts(&g, "0123456789");
+    CU_ASSERT_EQUAL(g.len, strlen(g.p));
+    CU_ASSERT_FALSE(g.oom);
+    msup_strbuf_wipe(&g);
+    CU_ASSERT_PTR_NULL(g.p);
+
+    char buf[8];
+    msup_strbuf_t f;
+    msup_strbuf_init_fixed(&f, buf, sizeof buf);
+    msup_strbuf_puts(&f, "abc");
+    CU_ASSERT_FALSE(f.truncated);
+    msup_strbuf_put_encoded(&f, "d e", NULL); /* "d%20e" does not fit whole */
+    CU_ASSERT_TRUE(f.truncated);
+    CU_ASSERT_STRING_EQUAL(buf, "abcd%20");
+    msup_strbuf_wipe(&f); /* the caller's buffer stays */
+    CU_ASSERT_STRING_EQUAL(buf, "abcd%20");
+}
+
 int main(void)
 {
     static const struct {
@@ -1169,6 +1201,7 @@ int main(void)
         CU_TestFunc fn;
     } tests[] = {
         {"/config/good/minimal", test_good_minimal},
+        {"/config/strbuf/growing-and-fixed", test_strbuf},
         {"/config/good/example-file", test_good_example_file},
         {"/config/layers/precedence", test_layers_precedence},
         {"/config/env/precedence", test_env_precedence},

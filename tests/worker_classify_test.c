@@ -1,4 +1,5 @@
 /* worker_classify_test.c: unit tests of error and command classification, the transient predicate, the client map, the reconnect stagger. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,76 @@ static void test_clientmap(void)
     msup_clientmap_free(&map);
 }
 
+/* A client destroyed and a new one created at the same address: whatever
+ * stale entry is left, the map must give the new pool and forget it once. */
+static void test_clientmap_address_reused(void)
+{
+    msup_clientmap_t map;
+    CU_ASSERT_FATAL(msup_clientmap_init(&map, 4));
+    struct msup_pool *pa = (struct msup_pool *)(uintptr_t)0x1000, *pb = (struct msup_pool *)(uintptr_t)0x2000;
+    char client;
+    CU_ASSERT(msup_clientmap_put(&map, &client, pa));
+    CU_ASSERT(msup_clientmap_put(&map, &client, pb)); /* the same address, another pool */
+    CU_ASSERT_PTR_EQUAL(msup_clientmap_get(&map, &client), pb);
+    msup_clientmap_remove_pool(&map, pa); /* the old pool goes: the new client stays */
+    CU_ASSERT_PTR_EQUAL(msup_clientmap_get(&map, &client), pb);
+    msup_clientmap_remove(&map, &client);
+    CU_ASSERT_PTR_NULL(msup_clientmap_get(&map, &client));
+    msup_clientmap_free(&map);
+}
+
+/* Clusters insert and remove at the same time (each under its own mutex):
+ * every lookup of a live client finds its own pool. */
+typedef struct map_thread {
+    msup_clientmap_t *map;
+    char *clients; /* 32 each */
+    struct msup_pool *pool;
+    int bad;
+} map_thread_t;
+
+static void *map_churn(void *arg)
+{
+    map_thread_t *t = arg;
+    int rounds = msup_test_under_valgrind() ? 200 : 5000;
+    for (int r = 0; r < rounds; r++) {
+        for (int i = 0; i < 32; i++)
+            if (!msup_clientmap_put(t->map, &t->clients[i], t->pool))
+                t->bad++;
+        for (int i = 0; i < 32; i++)
+            if (msup_clientmap_get(t->map, &t->clients[i]) != t->pool)
+                t->bad++;
+        if (r % 2 == 0) {
+            for (int i = 0; i < 32; i++)
+                msup_clientmap_remove(t->map, &t->clients[i]);
+        } else {
+            msup_clientmap_remove_pool(t->map, t->pool);
+        }
+        for (int i = 0; i < 32; i++)
+            if (msup_clientmap_get(t->map, &t->clients[i]) != NULL)
+                t->bad++;
+    }
+    return NULL;
+}
+
+static void test_clientmap_threads(void)
+{
+    enum { THREADS = 8 };
+    msup_clientmap_t map;
+    CU_ASSERT_FATAL(msup_clientmap_init(&map, THREADS * 32));
+    static char clients[THREADS][32];
+    map_thread_t t[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        t[i] = (map_thread_t){.map = &map, .clients = clients[i], .pool = (struct msup_pool *)(uintptr_t)(0x1000 * (i + 1))};
+        pthread_create(&th[i], NULL, map_churn, &t[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(t[i].bad, 0);
+    }
+    msup_clientmap_free(&map);
+}
+
 static void test_reconnect_delay(void)
 {
     CU_ASSERT_EQUAL(msup_reconnect_delay_ns(0, 2000), 0);
@@ -134,6 +205,8 @@ int main(int argc, char **argv)
         {"/worker/classify/commands", test_command_classes},
         {"/worker/classify/transient", test_transient},
         {"/worker/clientmap/put-get-remove", test_clientmap},
+        {"/worker/clientmap/address-reused", test_clientmap_address_reused},
+        {"/worker/clientmap/8-threads", test_clientmap_threads},
         {"/worker/reconnect/delay-spread", test_reconnect_delay},
         {NULL, NULL},
     };

@@ -12,6 +12,7 @@
 #include "slots.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 typedef struct counts {
@@ -269,11 +270,91 @@ static void test_fork_safety(void)
     wfix_stop(&f);
 }
 
+/* ---- fork while another thread holds the library's mutexes ---- */
+
+typedef struct holder {
+    mongosup_t *h;
+    pthread_barrier_t *locked, *forked;
+} holder_t;
+
+static void *hold_mutexes(void *arg)
+{
+    holder_t *x = arg;
+    msup_wcluster_t *c = &x->h->clusters[0];
+    pthread_mutex_lock(&x->h->map_mu);
+    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&x->h->upkeep_mu);
+    pthread_barrier_wait(x->locked);
+    pthread_barrier_wait(x->forked);
+    pthread_mutex_unlock(&x->h->upkeep_mu);
+    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&x->h->map_mu);
+    return NULL;
+}
+
+/* The child inherits those mutexes locked by a thread it does not have:
+ * nothing it calls may take them (the inherited handle is refused or
+ * abandoned without locking), and a new handle works. */
+static void test_fork_with_mutexes_held(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "forklock", "max_pool_size = 4;", NULL));
+    mongosup_error_t error;
+    mongosup_t *master = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(master);
+    mongoc_client_t *client = mongosup_checkout(master, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+
+    pthread_barrier_t locked, forked;
+    pthread_barrier_init(&locked, NULL, 2);
+    pthread_barrier_init(&forked, NULL, 2);
+    holder_t x = {.h = master, .locked = &locked, .forked = &forked};
+    pthread_t th;
+    pthread_create(&th, NULL, hold_mutexes, &x);
+    pthread_barrier_wait(&locked);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int rc = 0;
+        mongosup_error_t e;
+        mongosup_t *inherited = master;
+        if (mongosup_checkout(inherited, "main", &e) != NULL || e.code != MONGOSUP_E_FORKED)
+            rc = 10;
+        if (mongosup_run(inherited, "main", NULL, NULL, &e) || e.code != MONGOSUP_E_INVALID_ARG)
+            rc = 11;
+        mongosup_checkin(inherited, client, NULL);
+        if (mongosup_draining(inherited) || mongosup_worker_slot(inherited) != -1)
+            rc = 12;
+        if (!mongosup_detach(&inherited, 100))
+            rc = 13;
+        mongosup_t *mine = mongosup_attach(f.cfg, &e);
+        if (mine == NULL)
+            _exit(14);
+        mongoc_client_t *cl = mongosup_checkout(mine, "main", &e);
+        if (cl == NULL || !wfix_ping(cl, NULL))
+            rc = 15;
+        if (cl != NULL)
+            mongosup_checkin(mine, cl, NULL);
+        if (!mongosup_detach(&mine, 2000))
+            rc = 16;
+        _exit(rc);
+    }
+    pthread_barrier_wait(&forked);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&locked);
+    pthread_barrier_destroy(&forked);
+    CU_ASSERT_FATAL(pid > 0);
+    CU_ASSERT_EQUAL(wait_child(pid, msup_test_under_valgrind() ? 120000 : 20000), 0);
+    mongosup_checkin(master, client, NULL);
+    CU_ASSERT(mongosup_detach(&master, 2000));
+    wfix_stop(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/worker/prefork/totals-match-workers", test_prefork_totals},
         {"/worker/prefork/fork-safety", test_fork_safety},
+        {"/worker/prefork/fork-with-mutexes-held", test_fork_with_mutexes_held},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_prefork", tests, argc, argv);
