@@ -1,5 +1,6 @@
 /* health.c: one checker thread per cluster: ping (+ hello on replica sets), RTT, hysteresis, watchdog. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,21 @@ static struct timespec mono_deadline(uint64_t mono_ns)
     return (struct timespec){.tv_sec = (time_t)(mono_ns / 1000000000u), .tv_nsec = (long)(mono_ns % 1000000000u)};
 }
 
+static atomic_uint checkers_running;
+
+unsigned msup_checkers_running(void)
+{
+    return atomic_load(&checkers_running);
+}
+
+static void checker_free(msup_checker_t *ck)
+{
+    pthread_cond_destroy(&ck->cv);
+    pthread_mutex_destroy(&ck->mu);
+    free(ck->uri);
+    free(ck);
+}
+
 static void *checker_main(void *arg)
 {
     msup_checker_t *ck = arg;
@@ -228,6 +244,7 @@ static void *checker_main(void *arg)
         ck->in_progress = true;
         ck->abandoned = false;
         ck->check_started_mono_ns = now;
+        ck->check_timeout_ms = params.timeout_ms;
         pthread_mutex_unlock(&ck->mu);
 
         check_result_t r;
@@ -239,6 +256,14 @@ static void *checker_main(void *arg)
 
         pthread_mutex_lock(&ck->mu);
         ck->in_progress = false;
+        uint64_t took_ms = (msup_mono_ns() - ck->check_started_mono_ns) / 1000000u;
+        if (ck->stop) {
+            /* Stopped during the check (reload, shutdown): the row may
+             * already be REMOVED or belong to a new checker. */
+            msup_log(LOG_INFO, "cluster %s: a check of a stopped checker returned after %llu ms; result dropped",
+                     ck->name, (unsigned long long)took_ms);
+            break;
+        }
         if (ck->abandoned) {
             /* The watchdog already counted this check as failed: drop the
              * client whatever the late answer says. */
@@ -249,7 +274,7 @@ static void *checker_main(void *arg)
                 client = NULL;
             }
             msup_log(LOG_INFO, "cluster %s: a check abandoned by the watchdog returned after %llu ms", ck->name,
-                     (unsigned long long)((msup_mono_ns() - ck->check_started_mono_ns) / 1000000u));
+                     (unsigned long long)took_ms);
         } else {
             apply_locked(ck, &r);
         }
@@ -258,6 +283,13 @@ static void *checker_main(void *arg)
     pthread_mutex_unlock(&ck->mu);
     if (client != NULL)
         mongoc_client_destroy(client);
+    pthread_mutex_lock(&ck->mu);
+    ck->exited = true;
+    bool self_free = ck->detached;
+    pthread_mutex_unlock(&ck->mu);
+    if (self_free)
+        checker_free(ck);
+    atomic_fetch_sub(&checkers_running, 1);
     return NULL;
 }
 
@@ -282,8 +314,10 @@ msup_checker_t *msup_checker_start(msup_segment_t *seg, uint32_t row, const msup
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&ck->cv, &ca);
     pthread_condattr_destroy(&ca);
+    atomic_fetch_add(&checkers_running, 1);
     int rc = pthread_create(&ck->thread, NULL, checker_main, ck);
     if (rc != 0) {
+        atomic_fetch_sub(&checkers_running, 1);
         errno = rc;
         msup_fail_errno(error, MONGOSUP_E_SYSTEM, "cluster %s: cannot start its checker thread", cc->name);
         pthread_cond_destroy(&ck->cv);
@@ -307,7 +341,7 @@ void msup_checker_update(msup_checker_t *ck, const msup_check_params_t *p)
     pthread_mutex_unlock(&ck->mu);
 }
 
-void msup_checker_stop(msup_checker_t **ckp)
+void msup_checker_stop(msup_checker_t **ckp, uint32_t wait_ms)
 {
     msup_checker_t *ck = *ckp;
     if (ck == NULL)
@@ -315,10 +349,15 @@ void msup_checker_stop(msup_checker_t **ckp)
     *ckp = NULL;
     pthread_mutex_lock(&ck->mu);
     ck->stop = true;
-    uint32_t wait_ms = ck->params.timeout_ms + MSUP_WATCHDOG_MARGIN_MS + 1000u;
+    bool busy = ck->in_progress;
+    uint64_t started = ck->check_started_mono_ns;
     pthread_cond_signal(&ck->cv);
     pthread_mutex_unlock(&ck->mu);
-    if (ck->thread_started) {
+    if (!ck->thread_started) {
+        checker_free(ck);
+        return;
+    }
+    if (busy && wait_ms > 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += wait_ms / 1000u;
@@ -327,22 +366,33 @@ void msup_checker_stop(msup_checker_t **ckp)
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;
         }
-        if (pthread_timedjoin_np(ck->thread, NULL, &ts) != 0) {
-            msup_log(LOG_WARNING, "cluster %s: checker thread is stuck in a call; leaving it behind", ck->name);
-            pthread_detach(ck->thread);
+        if (pthread_timedjoin_np(ck->thread, NULL, &ts) == 0) {
+            checker_free(ck);
             return;
         }
     }
-    pthread_cond_destroy(&ck->cv);
-    pthread_mutex_destroy(&ck->mu);
-    free(ck->uri);
-    free(ck);
+    /* An idle thread leaves at once (it only waits on cv); a busy one is
+     * left to finish its call on its own. */
+    pthread_mutex_lock(&ck->mu);
+    if (!ck->in_progress || ck->exited) {
+        pthread_mutex_unlock(&ck->mu);
+        pthread_join(ck->thread, NULL);
+        checker_free(ck);
+        return;
+    }
+    /* Logged before the unlock: from then on the thread may free ck. */
+    msup_log(wait_ms > 0 ? LOG_WARNING : LOG_INFO,
+             "cluster %s: checker stopped during a check running for %llu ms; left to finish on its own", ck->name,
+             (unsigned long long)((msup_mono_ns() - started) / 1000000u));
+    ck->detached = true;
+    pthread_detach(ck->thread);
+    pthread_mutex_unlock(&ck->mu);
 }
 
 void msup_checker_watchdog(msup_checker_t *ck, uint64_t now)
 {
     pthread_mutex_lock(&ck->mu);
-    uint64_t limit_ns = (uint64_t)(ck->params.timeout_ms + MSUP_WATCHDOG_MARGIN_MS) * 1000000u;
+    uint64_t limit_ns = (uint64_t)(ck->check_timeout_ms + MSUP_WATCHDOG_MARGIN_MS) * 1000000u;
     bool fire = false;
     if (ck->in_progress && !ck->abandoned && now > ck->check_started_mono_ns &&
         now - ck->check_started_mono_ns > limit_ns) {

@@ -17,9 +17,16 @@ msup_checker_t *msup_checker_start(msup_segment_t *seg, uint32_t row, const msup
 /* New timing parameters, taken at the next check. */
 void msup_checker_update(msup_checker_t *ck, const msup_check_params_t *p);
 
-/* Stops and frees a checker.  A thread stuck in an unbounded call (DNS) is
- * detached and its memory left to the exit: it may still touch it. */
-void msup_checker_stop(msup_checker_t **ck);
+/* Stops a checker and clears *ck.  An idle thread is joined and freed at
+ * once.  A thread in the middle of a check is waited for up to wait_ms
+ * (0: not at all, so that a reload never blocks the main loop); past that
+ * it is detached: its result is dropped (the row may already belong to a
+ * new checker) and it frees itself when its call returns. */
+void msup_checker_stop(msup_checker_t **ck, uint32_t wait_ms);
+
+/* Checker threads still running, detached ones included: mongoc_cleanup()
+ * must wait until none is left inside the driver. */
+unsigned msup_checkers_running(void);
 
 /* Main loop: fails checks that run past timeout + margin, once per
  * interval while the checker stays stuck. */

@@ -42,6 +42,11 @@ int msup_log_level(void)
     return atomic_load(&log_max_level);
 }
 
+bool msup_log_to_syslog(void)
+{
+    return atomic_load(&log_syslog);
+}
+
 void msup_log_close(void)
 {
     if (atomic_exchange(&log_syslog, false))

@@ -10,6 +10,7 @@
 void msup_log_open(bool use_syslog, int max_level);
 void msup_log_set_level(int max_level);
 int msup_log_level(void);
+bool msup_log_to_syslog(void);
 void msup_log_close(void);
 
 /* One event, one line.  Callers pass only redacted text (URIs come from

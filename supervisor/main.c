@@ -1,6 +1,4 @@
 /* main.c: mongosupd's command line, start-up (segment, single instance), signals and main loop. */
-#include "build-config.h" /* autoconf: PACKAGE_VERSION */
-
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -16,7 +14,9 @@
 #include "error.h"
 #include "health.h"
 #include "log.h"
+#include "mongosup.h"
 #include "pidfile.h"
+#include "redact.h"
 #include "reaper.h"
 #include "reconnect.h"
 #include "reload.h"
@@ -79,9 +79,15 @@ static int parse_args(int argc, char **argv, options_t *o)
         case 'p': o->pidfile = optarg; break;
         case 'v': o->verbose = true; break;
         case 'h': usage(stdout); return 0;
-        case 'V': printf(PROG " " PACKAGE_VERSION "\n"); return 0;
+        case 'V': printf(PROG " %s\n", mongosup_version()); return 0;
         case ':': return usage_error("missing argument for option", argv[optind - 1]);
         default:
+            if (strncmp(argv[optind - 1], "--", 2) == 0) {
+                /* getopt_long sets optopt to the option's value when it
+                 * was given an argument it does not take. */
+                return usage_error(optopt != 0 ? "option takes no argument" : "unknown or ambiguous option",
+                                   argv[optind - 1]);
+            }
             if (optopt != 0) {
                 char opt[3] = {'-', (char)optopt, '\0'};
                 return usage_error("unknown option", opt);
@@ -93,8 +99,12 @@ static int parse_args(int argc, char **argv, options_t *o)
         return usage_error("unexpected argument", argv[optind]);
     if (o->config == NULL)
         return usage_error("a configuration file is required: -c FILE", NULL);
-    if (o->config[0] == '\0' || (o->pidfile != NULL && o->pidfile[0] == '\0') || (o->env != NULL && o->env[0] == '\0'))
-        return usage_error("empty argument", NULL);
+    if (o->config[0] == '\0')
+        return usage_error("empty argument for option", "-c");
+    if (o->pidfile != NULL && o->pidfile[0] == '\0')
+        return usage_error("empty argument for option", "-p");
+    if (o->env != NULL && o->env[0] == '\0')
+        return usage_error("empty argument for option", "-e");
     return -1;
 }
 
@@ -105,10 +115,34 @@ static void heartbeat(msup_sup_t *sup)
     atomic_store_explicit(&h->heartbeat_mono_ns, msup_mono_ns(), memory_order_release);
 }
 
+/* Once a second: is the segment still the one we run, and still sane?  A
+ * corrupted header is reported (once) but not acted on: every table we
+ * touch was located at open time, and workers stay served.  A removed or
+ * replaced segment ends the main loop (see run()). */
+static void check_segment(msup_sup_t *sup, uint64_t now)
+{
+    if (now < sup->next_integrity_mono_ns)
+        return;
+    sup->next_integrity_mono_ns = now + 1000000000u;
+    mongosup_error_t err;
+    bool valid = msup_layout_validate(sup->seg.base, sup->seg.size, &err);
+    if (!valid && !sup->segment_invalid)
+        msup_log(LOG_ERR, "segment %s: %s; still supervising with the geometry read at start (stop the workers "
+                          "and mongosupd and remove the segment to recreate it)", sup->seg.name, err.message);
+    else if (valid && sup->segment_invalid)
+        msup_log(LOG_NOTICE, "segment %s: its layout is valid again", sup->seg.name);
+    sup->segment_invalid = !valid;
+    if (!sup->segment_gone && msup_segment_replaced(&sup->seg)) {
+        sup->segment_gone = true;
+        msup_log(LOG_ERR, "segment %s was removed or replaced under mongosupd", sup->seg.name);
+    }
+}
+
 void msup_sup_tick(msup_sup_t *sup, bool reap_now)
 {
     const msup_supervisor_cfg_t *sc = &sup->cfg->supervisor;
     uint64_t now = msup_mono_ns();
+    check_segment(sup, now);
     if (now >= sup->next_heartbeat_mono_ns) {
         heartbeat(sup);
         uint32_t every = sc->heartbeat_interval_ms && sc->heartbeat_interval_ms < 1000 ? sc->heartbeat_interval_ms : 1000;
@@ -166,6 +200,13 @@ static int run(msup_sup_t *sup)
     uint64_t seen = sup->shutdown_requests_seen;
     while (reason == NULL) {
         msup_sup_tick(sup, false);
+        if (sup->segment_gone) {
+            /* Workers that attach now find (or create) the new object; a
+             * service manager restarts us (Restart=on-failure) onto it.
+             * No drain: the workers we could reach are not those. */
+            msup_log(LOG_ERR, "exiting with status 1 so that mongosupd starts again on the current segment");
+            return 1;
+        }
         uint64_t req = atomic_load_explicit(&sup->seg.hdr->shutdown_requests, memory_order_acquire);
         if (req != seen) {
             reason = "shutdown requested in the segment (mongosupctl shutdown)";
@@ -182,6 +223,18 @@ static int run(msup_sup_t *sup)
     return msup_shutdown_run(sup, reason);
 }
 
+/* A failure before the main loop: one plain line on stderr (as for a bad
+ * command line or file), and the same in syslog when that is the log. */
+static int startup_failure(const char *message)
+{
+    char clean[sizeof ((mongosup_error_t *)0)->message];
+    msup_redact_text(message, clean, sizeof clean);
+    if (msup_log_to_syslog())
+        msup_log(LOG_ERR, "%s", clean);
+    fprintf(stderr, PROG ": %s\n", clean);
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     options_t o = {0};
@@ -189,12 +242,26 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
+    /* Signals are taken synchronously by the main loop (sigtimedwait): block
+     * them first, before any thread exists so that every thread inherits the
+     * mask, and so that a SIGHUP or SIGTERM during start-up waits for the
+     * loop instead of killing us (SIGHUP's default action) with the pidfile
+     * and the segment half set up. */
+    msup_sup_t sup = {.config_path = o.config, .environment = o.env, .verbose = o.verbose};
+    sigemptyset(&sup.signals);
+    sigaddset(&sup.signals, SIGHUP);
+    sigaddset(&sup.signals, SIGTERM);
+    sigaddset(&sup.signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sup.signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Parsing a URI makes the driver print its own complaint on stderr,
+     * in its own format; the loader's error already says it, in one line. */
+    mongoc_log_set_handler(NULL, NULL);
     mongosup_error_t err;
     mongosup_config_t *cfg = mongosup_config_load(o.config, o.env, &err);
-    if (cfg == NULL) {
-        fprintf(stderr, PROG ": %s\n", err.message);
-        return 1;
-    }
+    if (cfg == NULL)
+        return startup_failure(err.message);
     if (o.check_config) {
         msup_config_dump(cfg, stdout);
         mongosup_config_destroy(&cfg);
@@ -207,21 +274,11 @@ int main(int argc, char **argv)
     msup_pidfile_t pidfile = {.fd = -1};
     const char *pidpath = o.pidfile ? o.pidfile : sc->pidfile;
     if (pidpath != NULL && pidpath[0] != '\0' && !msup_pidfile_acquire(&pidfile, pidpath, &err)) {
-        msup_log(LOG_ERR, "%s", err.message);
-        fprintf(stderr, PROG ": %s\n", err.message);
+        rc = startup_failure(err.message);
         mongosup_config_destroy(&cfg);
-        return 1;
+        msup_log_close();
+        return rc;
     }
-
-    /* Signals are taken synchronously by the main loop (sigtimedwait): block
-     * them before any thread exists so that every thread inherits the mask. */
-    msup_sup_t sup = {.config_path = o.config, .environment = o.env, .verbose = o.verbose};
-    sigemptyset(&sup.signals);
-    sigaddset(&sup.signals, SIGHUP);
-    sigaddset(&sup.signals, SIGTERM);
-    sigaddset(&sup.signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sup.signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     mongoc_init();
     msup_log_route_driver();
@@ -233,11 +290,11 @@ int main(int argc, char **argv)
                            .environment = cfg->environment};
     rc = 1;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, &sup.seg, &sup.segment_created, &err)) {
-        msup_log(LOG_ERR, "%s", err.message);
+        startup_failure(err.message);
         goto out;
     }
     if (!claim_segment(&sup, &err)) {
-        msup_log(LOG_ERR, "%s", err.message);
+        startup_failure(err.message);
         msup_segment_close(&sup.seg);
         goto out;
     }
@@ -255,8 +312,9 @@ int main(int argc, char **argv)
     cfg = NULL; /* owned by sup now */
     atomic_store_explicit(&sup.seg.hdr->drain_deadline_mono_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&sup.seg.hdr->phase, MSUP_PHASE_RUNNING, memory_order_release);
-    msup_log(LOG_NOTICE, "mongosupd " PACKAGE_VERSION " running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters",
-             sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
+    msup_log(LOG_NOTICE,
+             "mongosupd %s running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters",
+             mongosup_version(), sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
              sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count);
     msup_reaper_run(&sup); /* what died while no supervisor ran */
 
@@ -276,13 +334,16 @@ int main(int argc, char **argv)
         msup_metrics_stop();
 #endif
     for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
-        msup_checker_stop(&sup.checkers[i]);
+        msup_checker_stop(&sup.checkers[i], 0); /* shutdown stopped them: a no-op */
     msup_segment_close(&sup.seg);
 out:
     mongosup_config_destroy(&sup.cfg);
     mongosup_config_destroy(&cfg);
     msup_pidfile_release(&pidfile);
-    mongoc_cleanup();
+    /* A checker thread still inside the driver (a lookup that never ends)
+     * must not see it torn down: the exit takes it instead. */
+    if (msup_checkers_running() == 0)
+        mongoc_cleanup();
     msup_log_close();
     return rc;
 }

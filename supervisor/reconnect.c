@@ -36,8 +36,8 @@ static void bump(msup_sup_t *sup, uint32_t row_idx, const char *cause, uint64_t 
     uint64_t gen = atomic_fetch_add_explicit(&row->reconnect_generation, 1, memory_order_release) + 1;
     sup->reconnect[row_idx].last_bump_mono_ns = now_mono;
     sup->reconnect[row_idx].pending_cause = NULL;
-    msup_log(LOG_NOTICE, "cluster %s: reconnect generation %llu (cause: %s)", row->name, (unsigned long long)gen,
-             cause);
+    msup_log(LOG_NOTICE, "cluster %.*s: reconnect generation %llu (cause: %s)", (int)sizeof row->name, row->name,
+             (unsigned long long)gen, cause);
 }
 
 void msup_reconnect_tick(msup_sup_t *sup, uint64_t now)

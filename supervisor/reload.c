@@ -6,6 +6,7 @@
 #include "error.h"
 #include "health.h"
 #include "log.h"
+#include "redact.h"
 #include "reconnect.h"
 #include "reload.h"
 
@@ -102,9 +103,15 @@ static bool geometry_fits(const msup_sup_t *sup, const mongosup_config_t *cfg, m
 static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cfg_t *cc, bool fresh)
 {
     msup_cluster_row_t *row = msup_segment_row(seg, idx);
+    uint32_t state = atomic_load_explicit(&row->row_state, memory_order_acquire);
     if (fresh) {
         memset(row->name, 0, sizeof row->name);
         snprintf(row->name, sizeof row->name, "%s", cc->name);
+    }
+    if (fresh || state == MSUP_ROW_REMOVED) {
+        /* A cluster added back may point elsewhere now: the health it had
+         * when it was removed says nothing (a stale DOWN would keep its
+         * circuit open until the new checks decide). */
         atomic_store_explicit(&row->health, MSUP_HEALTH_UNKNOWN, memory_order_relaxed);
         atomic_store_explicit(&row->health_since_ns, msup_now_ns(), memory_order_relaxed);
     }
@@ -141,9 +148,10 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
         msup_cluster_row_t *row = msup_segment_row(seg, i);
         if (keep[i] || atomic_load_explicit(&row->row_state, memory_order_acquire) != MSUP_ROW_ACTIVE)
             continue;
-        msup_checker_stop(&sup->checkers[i]);
+        msup_checker_stop(&sup->checkers[i], 0);
         atomic_store_explicit(&row->row_state, MSUP_ROW_REMOVED, memory_order_release);
-        msup_log(LOG_NOTICE, "cluster %s removed (row %u kept with its counters)", row->name, i);
+        msup_log(LOG_NOTICE, "cluster %.*s removed (row %u kept with its counters)",
+                 (int)sizeof row->name, row->name, i);
         removed++;
     }
 
@@ -162,7 +170,7 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
             changed++;
             if (!same_str(prev->uri, cc->uri)) {
                 /* A new URI is a new deployment: fresh health, fresh checker. */
-                msup_checker_stop(&sup->checkers[idx]);
+                msup_checker_stop(&sup->checkers[idx], 0);
                 atomic_store_explicit(&row->health, MSUP_HEALTH_UNKNOWN, memory_order_release);
                 atomic_store_explicit(&row->health_since_ns, msup_now_ns(), memory_order_relaxed);
                 publish_row(seg, idx, cc, false);
@@ -215,7 +223,9 @@ void msup_reload(msup_sup_t *sup)
     msup_log(LOG_NOTICE, "SIGHUP: reloading %s", sup->config_path);
     mongosup_config_t *cfg = mongosup_config_load(sup->config_path, sup->environment, &err);
     if (cfg == NULL) {
-        msup_log(LOG_ERR, "reload rejected, the running configuration stays: %s", err.message);
+        char clean[sizeof err.message];
+        msup_redact_text(err.message, clean, sizeof clean);
+        msup_log(LOG_ERR, "reload rejected, the running configuration stays: %s", clean);
         return;
     }
     if (!msup_config_apply(sup, cfg))

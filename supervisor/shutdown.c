@@ -1,6 +1,7 @@
 /* shutdown.c: drain with a deadline, escalate to stragglers, fold everything, summarise, unlink. */
 #include <signal.h>
 #include <string.h>
+#include <time.h>
 
 #include "health.h"
 #include "log.h"
@@ -59,7 +60,7 @@ static bool wait_slots(msup_sup_t *sup, uint64_t deadline_mono_ns)
     }
 }
 
-static void final_summary(msup_sup_t *sup)
+static void final_summary(msup_sup_t *sup, unsigned left_attached)
 {
     msup_snapshot_t snap;
     mongosup_error_t err;
@@ -71,19 +72,42 @@ static void final_summary(msup_sup_t *sup)
         const msup_cluster_snap_t *cs = &snap.clusters[c];
         const msup_totals_t *t = &cs->totals;
         msup_log(LOG_NOTICE,
-                 "final: cluster %s: %llu ops (%llu read, %llu write, %llu command), %llu failures, %llu checkouts, "
+                 "final: cluster %.*s: %llu ops (%llu read, %llu write, %llu command), %llu failures, %llu checkouts, "
                  "%llu checkout timeouts, %llu pool rebuilds, %llu checks passed, %llu failed, %llu transitions, "
                  "last health %s",
-                 cs->name, (unsigned long long)msup_totals_ops(t), (unsigned long long)t->ops[MSUP_OP_READ],
+                 (int)sizeof cs->name, cs->name, (unsigned long long)msup_totals_ops(t),
+                 (unsigned long long)t->ops[MSUP_OP_READ],
                  (unsigned long long)t->ops[MSUP_OP_WRITE], (unsigned long long)t->ops[MSUP_OP_COMMAND],
                  (unsigned long long)msup_totals_failures(t), (unsigned long long)t->checkouts,
                  (unsigned long long)t->checkout_timeouts, (unsigned long long)t->reconnects,
                  (unsigned long long)cs->checks_passed, (unsigned long long)cs->checks_failed,
                  (unsigned long long)cs->transitions, msup_health_name(cs->health));
     }
-    msup_log(LOG_NOTICE, "final: %llu worker slots reaped in all (%llu by this supervisor)",
-             (unsigned long long)snap.slots_reaped, (unsigned long long)sup->slots_reaped);
+    msup_log(LOG_NOTICE, "final: %llu worker slots reaped in all (%llu by this supervisor), %u workers left attached",
+             (unsigned long long)snap.slots_reaped, (unsigned long long)sup->slots_reaped, left_attached);
     msup_snapshot_free(&snap);
+}
+
+/* Stops every checker without waiting on any one of them, then waits for
+ * the busy ones together (each is bounded by its check timeout, plus the
+ * watchdog margin for a call the driver does not bound), heartbeat going. */
+static void stop_checkers(msup_sup_t *sup)
+{
+    uint32_t longest_ms = 0;
+    for (size_t c = 0; c < sup->cfg->cluster_count; c++)
+        if (sup->cfg->clusters[c].check_timeout_ms > longest_ms)
+            longest_ms = sup->cfg->clusters[c].check_timeout_ms;
+    for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
+        msup_checker_stop(&sup->checkers[i], 0);
+    uint64_t deadline = msup_mono_ns() + (uint64_t)(longest_ms + MSUP_WATCHDOG_MARGIN_MS) * 1000000u;
+    while (msup_checkers_running() > 0 && msup_mono_ns() < deadline) {
+        msup_sup_tick(sup, false);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (msup_checkers_running() > 0)
+        msup_log(LOG_WARNING, "%u checker threads still stuck in a call (name resolution?); not waiting for them",
+                 msup_checkers_running());
 }
 
 int msup_shutdown_run(msup_sup_t *sup, const char *reason)
@@ -107,8 +131,7 @@ int msup_shutdown_run(msup_sup_t *sup, const char *reason)
 
     /* Phase STOPPING: no more health checks; escalate to stragglers. */
     atomic_store_explicit(&hdr->phase, MSUP_PHASE_STOPPING, memory_order_release);
-    for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
-        msup_checker_stop(&sup->checkers[i]);
+    stop_checkers(sup);
     live = msup_reaper_live_slots(&sup->seg, NULL);
     msup_escalate_t esc = msup_escalate_parse(sc->escalate);
     if (live > 0) {
@@ -129,9 +152,17 @@ int msup_shutdown_run(msup_sup_t *sup, const char *reason)
                      sc->escalate ? sc->escalate : "term-kill");
     }
     msup_sup_tick(sup, true);
-    final_summary(sup);
+    live = msup_reaper_live_slots(&sup->seg, NULL);
+    final_summary(sup, live);
     atomic_store_explicit(&hdr->phase, MSUP_PHASE_STOPPED, memory_order_release);
-    if (!sc->keep_segment) {
+    if (live > 0 && !sc->keep_segment) {
+        /* Unlinking would hide those workers from the next supervisor: it
+         * adopts this segment instead, and reaps them when they go. */
+        msup_log(LOG_WARNING, "segment %s kept: %u workers still attached", sup->seg.name, live);
+    } else if (!sc->keep_segment && msup_segment_replaced(&sup->seg)) {
+        /* Unlinking by name would remove somebody else's segment. */
+        msup_log(LOG_WARNING, "segment %s not removed: the name now refers to another segment", sup->seg.name);
+    } else if (!sc->keep_segment) {
         mongosup_error_t err;
         if (msup_segment_unlink(sup->seg.name, &err))
             msup_log(LOG_NOTICE, "segment %s removed", sup->seg.name);

@@ -38,10 +38,13 @@ typedef struct msup_checker {
     msup_hstate_t hs;
     bool in_progress;
     uint64_t check_started_mono_ns;
+    uint32_t check_timeout_ms;    /* of the running check: a reload may change params meanwhile */
     bool abandoned;               /* the watchdog failed the running check */
     uint64_t watchdog_next_mono_ns;
     uint64_t watchdog_fired;
     bool came_up;                 /* DOWN -> UP/DEGRADED: reconnect.c bumps the generation */
+    bool detached;                /* stopped mid-check: the thread frees the checker when it returns */
+    bool exited;                  /* the thread has left its loop */
 } msup_checker_t;
 
 /* Per-cluster reconnect bookkeeping (main thread only). */
@@ -66,6 +69,9 @@ typedef struct msup_sup {
     uint64_t next_heartbeat_mono_ns;
     uint64_t next_reap_mono_ns;
     uint64_t slots_reaped;
+    uint64_t next_integrity_mono_ns;
+    bool segment_invalid;         /* the last look found the layout corrupted */
+    bool segment_gone;            /* the name now refers to another object, or none */
     sigset_t signals;             /* blocked everywhere; the main loop waits on them */
 } msup_sup_t;
 

@@ -1,12 +1,21 @@
 /* supervisor_daemon_test.c: mongosupd as a real process against the test peer: health, reaper, reload, shutdown. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -139,8 +148,88 @@ static void write_config(const char *path, const char *segment, const char *supe
                segment, supervisor_extra ? supervisor_extra : "", clusters);
 }
 
-/* Starts mongosupd with stdout+stderr into logpath.  args: NULL-terminated. */
-static pid_t spawn(const char *logpath, const char *const *args)
+/* What the daemon sees in a private mount namespace (root only): syslog(3)
+ * talks to /dev/log, and the resolver reads /etc/resolv.conf, both fixed
+ * paths; a namespace points them at the test's own socket and file without
+ * touching the machine's. */
+typedef struct isolation {
+    const char *dev_log;     /* /dev/log becomes a symlink to this socket path */
+    const char *resolv_conf; /* bind-mounted over /etc/resolv.conf */
+} isolation_t;
+
+static bool bind_file(const char *from, const char *to)
+{
+    int fd = open(to, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return mount(from, to, "none", MS_BIND, NULL) == 0;
+}
+
+/* In the child, before exec: false when the namespace cannot be made. */
+static bool isolate(const isolation_t *iso)
+{
+    if (unshare(CLONE_NEWNS) != 0 || mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0)
+        return false;
+    if (iso->resolv_conf != NULL && mount(iso->resolv_conf, "/etc/resolv.conf", "none", MS_BIND, NULL) != 0)
+        return false;
+    if (iso->dev_log != NULL) {
+        /* A small /dev: the devices mongosupd uses, the real /dev/shm (the
+         * segment), and log -> the test's socket. */
+        char dev[640], path[700];
+        snprintf(dev, sizeof dev, "%s/nsdev", tmpdir);
+        mkdir(dev, 0755);
+        if (mount("tmpfs", dev, "tmpfs", 0, "mode=755") != 0)
+            return false;
+        static const char *const nodes[] = {"null", "zero", "random", "urandom"};
+        for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
+            char from[64];
+            snprintf(from, sizeof from, "/dev/%s", nodes[i]);
+            snprintf(path, sizeof path, "%s/%s", dev, nodes[i]);
+            if (!bind_file(from, path))
+                return false;
+        }
+        snprintf(path, sizeof path, "%s/shm", dev);
+        if (mkdir(path, 01777) != 0 || mount("/dev/shm", path, "none", MS_BIND | MS_REC, NULL) != 0)
+            return false;
+        snprintf(path, sizeof path, "%s/fd", dev);
+        if (symlink("/proc/self/fd", path) != 0)
+            return false;
+        snprintf(path, sizeof path, "%s/log", dev);
+        if (symlink(iso->dev_log, path) != 0 || mount(dev, "/dev", "none", MS_MOVE, NULL) != 0)
+            return false;
+    }
+    return true;
+}
+
+#define ISOLATION_FAILED 126
+
+/* Whether isolate() works here (root, namespaces allowed).  As root it
+ * must (CI runs as root), unless MONGOSUP_TEST_NO_NAMESPACES=1 says this
+ * machine forbids them: a test that silently skipped would prove nothing. */
+static bool isolation_available(void)
+{
+    static int known = -1;
+    const char *no = getenv("MONGOSUP_TEST_NO_NAMESPACES");
+    if (no != NULL && strcmp(no, "1") == 0)
+        return false;
+    if (known < 0) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(unshare(CLONE_NEWNS) == 0 && mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) == 0 ? 0 : 1);
+        int st = 0;
+        known = pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+        if (!known && geteuid() == 0)
+            fprintf(stderr, "\n    a mount namespace cannot be made as root: set MONGOSUP_TEST_NO_NAMESPACES=1 "
+                            "to skip what needs one ");
+        CU_ASSERT_TRUE(known || geteuid() != 0);
+    }
+    return known == 1;
+}
+
+/* Starts mongosupd with stdout+stderr into logpath (in a namespace when iso
+ * is not NULL).  args: NULL-terminated. */
+static pid_t spawn_isolated(const char *logpath, const char *const *args, const isolation_t *iso)
 {
     pid_t pid = fork();
     if (pid == 0) {
@@ -149,6 +238,8 @@ static pid_t spawn(const char *logpath, const char *const *args)
             dup2(fd, 1);
             dup2(fd, 2);
         }
+        if (iso != NULL && !isolate(iso))
+            _exit(ISOLATION_FAILED);
         const char *argv[32];
         int n = 0;
         if (daemon_under_valgrind()) {
@@ -167,6 +258,11 @@ static pid_t spawn(const char *logpath, const char *const *args)
         _exit(127);
     }
     return pid;
+}
+
+static pid_t spawn(const char *logpath, const char *const *args)
+{
+    return spawn_isolated(logpath, args, NULL);
 }
 
 static pid_t start_daemon(const char *conf, const char *logpath)
@@ -302,7 +398,9 @@ static void on_term(int sig)
  *            writes "ok fail circuit maxfail_us" at the end.
  *  insert:   inserts (each one slow: the peer delays them) until draining;
  *            writes the number of acknowledged inserts.
- *  stubborn: attaches, ignores SIGTERM and draining, never detaches. */
+ *  stubborn: attaches, ignores SIGTERM and draining, never detaches;
+ *  usr1:     attaches and ignores draining; SIGUSR1 (the supervisor's
+ *            shutdown_signal) makes it detach, write "SIGUSR1" and exit. */
 static int worker_main(int argc, char **argv)
 {
     if (argc < 6)
@@ -315,6 +413,8 @@ static int worker_main(int argc, char **argv)
         fprintf(stderr, "worker: %s\n", err.message);
         return 3;
     }
+    if (strcmp(mode, "usr1") == 0)
+        signal(SIGUSR1, on_term); /* before the slot shows: the test signals once it sees it */
     mongosup_t *h = mongosup_attach(cfg, &err);
     if (h == NULL) {
         fprintf(stderr, "worker: %s\n", err.message);
@@ -324,6 +424,19 @@ static int worker_main(int argc, char **argv)
         signal(SIGTERM, SIG_IGN);
         for (;;)
             pause();
+    }
+    if (strcmp(mode, "usr1") == 0) {
+        while (!worker_stop)
+            sleep_ms(10);
+        mongosup_detach(&h, 5000);
+        FILE *f = fopen(result, "w");
+        if (f != NULL) {
+            fputs("SIGUSR1\n", f);
+            fclose(f);
+        }
+        mongosup_config_destroy(&cfg);
+        mongoc_cleanup();
+        return 0;
     }
     signal(SIGTERM, on_term);
     unsigned long ok = 0, fail = 0, circuit = 0, max_fail_us = 0;
@@ -420,21 +533,26 @@ static void read_ping_result(const char *path, unsigned long *ok, unsigned long 
 /* ------------------------------------------------------------------ */
 /* Command line and configuration errors                                */
 
-static void expect_one_line_error(const char *const *args, const char *needle)
+/* One line on stderr, "mongosupd: ..." with needle, and the exit status
+ * mongosupd(8) documents: 2 for a bad command line, 1 for the rest. */
+static void expect_one_line_error(const char *const *args, int want_rc, const char *needle)
 {
     const char *log = path_in_tmp("cli.log");
     int rc = run_daemon(log, args);
     char *text = slurp(log);
-    CU_ASSERT_NOT_EQUAL(rc, 0);
-    CU_ASSERT_NOT_EQUAL(rc, -1);
+    if (rc != want_rc || count_lines(log) != 1 || strstr(text, needle) == NULL)
+        fprintf(stderr, "\n    %s%s: exit %d (want %d), want one line with '%s': %s", args[0] ? args[0] : "",
+                args[0] && args[1] ? " ..." : "", rc, want_rc, needle, text);
+    CU_ASSERT_EQUAL(rc, want_rc);
     CU_ASSERT_EQUAL(count_lines(log), 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "mongosupd: "));
-    if (needle != NULL && strstr(text, needle) == NULL)
-        fprintf(stderr, "\n    expected '%s' in: %s", needle, text);
-    CU_ASSERT_TRUE(needle == NULL || strstr(text, needle) != NULL);
+    CU_ASSERT_EQUAL(strncmp(text, "mongosupd: ", 11), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, needle));
     CU_ASSERT_PTR_NULL(strstr(text, "Segmentation"));
     free(text);
 }
+
+#define USAGE 2
+#define FAILURE 1
 
 static void test_cli_errors(void)
 {
@@ -446,27 +564,63 @@ static void test_cli_errors(void)
                        "environments = { e = { clusters = { a = { mongo_uri = \"mongodb://h/\"; }; }; }; };\n");
     const char *syntax = path_in_tmp("syntax.conf");
     write_file(syntax, "segment = { name = \"/x\" \n this is not libconfig\n");
+    const char *badpw = path_in_tmp("badpw.conf");
+    write_config(badpw, msup_test_segment_name("cli"), NULL,
+                 "a = { mongo_uri = \"mongodb://alice:s3cretPW@127.0.0.1:notaport/\"; };");
 
+    /* Usage errors: 2. */
     const char *none[] = {NULL};
-    expect_one_line_error(none, "-c FILE");
+    expect_one_line_error(none, USAGE, "-c FILE");
     const char *unknown[] = {"-c", good, "-x", NULL};
-    expect_one_line_error(unknown, "unknown option");
+    expect_one_line_error(unknown, USAGE, "unknown option '-x'");
     const char *unknown_long[] = {"--frobnicate", NULL};
-    expect_one_line_error(unknown_long, "unknown option");
+    expect_one_line_error(unknown_long, USAGE, "unknown or ambiguous option '--frobnicate'");
+    const char *ambiguous[] = {"--c", good, NULL}; /* --config or --check-config */
+    expect_one_line_error(ambiguous, USAGE, "'--c'");
+    const char *with_arg[] = {"--help=yes", NULL};
+    expect_one_line_error(with_arg, USAGE, "option takes no argument '--help=yes'");
     const char *missing[] = {"-c", NULL};
-    expect_one_line_error(missing, "-c");
+    expect_one_line_error(missing, USAGE, "missing argument for option '-c'");
+    const char *missing_long[] = {"-c", good, "--pidfile", NULL};
+    expect_one_line_error(missing_long, USAGE, "missing argument for option '--pidfile'");
     const char *extra[] = {"-c", good, "stray", NULL};
-    expect_one_line_error(extra, "unexpected argument");
+    expect_one_line_error(extra, USAGE, "unexpected argument 'stray'");
     const char *empty[] = {"-c", "", NULL};
-    expect_one_line_error(empty, "empty");
+    expect_one_line_error(empty, USAGE, "empty argument for option '-c'");
+    const char *empty_env[] = {"-c", good, "-e", "", NULL};
+    expect_one_line_error(empty_env, USAGE, "empty argument for option '-e'");
+    const char *empty_pid[] = {"-c", good, "--pidfile", "", NULL};
+    expect_one_line_error(empty_pid, USAGE, "empty argument for option '-p'");
+
+    /* Everything else: 1. */
     const char *nofile[] = {"-c", path_in_tmp("does-not-exist.conf"), NULL};
-    expect_one_line_error(nofile, "does-not-exist.conf");
+    expect_one_line_error(nofile, FAILURE, "does-not-exist.conf");
     const char *bad_value[] = {"-c", broken, NULL};
-    expect_one_line_error(bad_value, "broken.conf:2");
+    expect_one_line_error(bad_value, FAILURE, "broken.conf:2");
     const char *bad_syntax[] = {"-c", syntax, "--check-config", NULL};
-    expect_one_line_error(bad_syntax, "syntax.conf:");
+    expect_one_line_error(bad_syntax, FAILURE, "syntax.conf:");
     const char *bad_env[] = {"-c", good, "-e", "nowhere", NULL};
-    expect_one_line_error(bad_env, "nowhere");
+    expect_one_line_error(bad_env, FAILURE, "nowhere");
+    const char *bad_uri[] = {"-c", badpw, NULL};
+    expect_one_line_error(bad_uri, FAILURE, "badpw.conf:");
+    CU_ASSERT_FALSE(file_contains(path_in_tmp("cli.log"), "s3cretPW"));
+    /* Start-up failures after the configuration: one line too (the log
+     * line and the plain one used to both reach stderr). */
+    const char *no_dir[] = {"-c", good, "--pidfile", path_in_tmp("no/such/dir/x.pid"), NULL};
+    expect_one_line_error(no_dir, FAILURE, "cannot open pidfile");
+
+    /* -h and -V: 0, on stdout. */
+    const char *version[] = {"-V", NULL};
+    const char *log = path_in_tmp("cli.log");
+    CU_ASSERT_EQUAL(run_daemon(log, version), 0);
+    char expect[64];
+    snprintf(expect, sizeof expect, "mongosupd %s\n", mongosup_version());
+    char *text = slurp(log);
+    CU_ASSERT_STRING_EQUAL(text, expect);
+    free(text);
+    const char *help[] = {"--help", NULL};
+    CU_ASSERT_EQUAL(run_daemon(log, help), 0);
+    CU_ASSERT_TRUE(file_contains(log, "usage: mongosupd -c FILE"));
 }
 
 static void test_check_config(void)
@@ -930,6 +1084,21 @@ static void test_reload(void)
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->row_state), MSUP_ROW_REMOVED);
     CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 2);
 
+    /* Added back, now somewhere that refuses: its old row again, and not
+     * the UP it had when it was removed (that would keep workers' circuit
+     * closed on a dead cluster until the new checks decide). */
+    snprintf(clusters, sizeof clusters,
+             "extra = { mongo_uri = \"%s\"; }; main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };",
+             test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    kill(sup, SIGHUP);
+    t0 = now_ms();
+    while (atomic_load(&seg.hdr->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
+        sleep_ms(1);
+    CU_ASSERT_EQUAL(msup_segment_find_cluster(&seg, "main"), 0);
+    CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(3000)) >= 0);
+
     kill(sup, SIGTERM);
     CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
     msup_segment_close(&seg);
@@ -1079,6 +1248,441 @@ static void test_shutdown_second_signal(void)
     msup_segment_close(&seg);
 }
 
+/* shutdown_signal: every registered worker gets it on drain.  The worker
+ * ignores the draining phase, so only the signal can make it leave. */
+static void test_shutdown_signal(void)
+{
+    const char *seg_name = msup_test_segment_name("usr1");
+    const char *conf = path_in_tmp("usr1.conf");
+    write_config(conf, seg_name, "drain_timeout_ms = 5000; shutdown_signal = \"USR1\";",
+                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("usr1.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    const char *results[2] = {path_in_tmp("usr1.w0"), path_in_tmp("usr1.w1")};
+    pid_t workers[2];
+    for (int i = 0; i < 2; i++) {
+        workers[i] = start_worker("usr1", conf, "main", results[i]);
+        CU_ASSERT_FATAL(wait_slot_of_pid(&seg, workers[i], slack(3000)) >= 0);
+    }
+    uint64_t t0 = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    shutdown_signal USR1: 2 workers left, supervisor exit %d in %ld ms (drain_timeout 5000) ",
+            rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took < 2500); /* the workers left: no wait for the deadline */
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(3000)), 0);
+        char *text = slurp(results[i]);
+        CU_ASSERT_STRING_EQUAL(text, "SIGUSR1\n");
+        free(text);
+        char expect[96];
+        snprintf(expect, sizeof expect, "sent SIGUSR1 to worker pid %d", (int)workers[i]);
+        CU_ASSERT_TRUE(file_contains(log, expect));
+    }
+    CU_ASSERT_TRUE(file_contains(log, "sent SIGUSR1 to 2 workers"));
+    CU_ASSERT_TRUE(file_contains(log, "0 workers left attached"));
+    CU_ASSERT_FALSE(file_contains(log, "sent SIGKILL"));
+    msup_segment_close(&seg);
+}
+
+/* escalate = "kill": SIGKILL at the deadline, no SIGTERM, no grace. */
+static void test_shutdown_escalate_kill(void)
+{
+    const char *seg_name = msup_test_segment_name("esckill");
+    const char *conf = path_in_tmp("esckill.conf");
+    write_config(conf, seg_name, "drain_timeout_ms = 400; escalate = \"kill\"; escalate_grace_ms = 20000;",
+                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("esckill.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("esckill.w"));
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
+    uint64_t t0 = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    escalate kill: supervisor exit %d in %ld ms (drain 400, grace 20000 unused) ", rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took >= 400 && took < (long)slack(2000));
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    CU_ASSERT_TRUE(file_contains(log, "sent SIGKILL"));
+    CU_ASSERT_FALSE(file_contains(log, "sent SIGTERM"));
+    CU_ASSERT_TRUE(file_contains(log, "0 workers left attached"));
+    msup_segment_close(&seg);
+}
+
+/* escalate = "none": the worker is left alone, mongosupd still exits 0 with
+ * a final summary that says so, and keeps the segment: the next
+ * supervisor adopts it and reaps the worker once it is gone. */
+static void test_shutdown_escalate_none(void)
+{
+    const char *seg_name = msup_test_segment_name("escnone");
+    const char *conf = path_in_tmp("escnone.conf");
+    write_config(conf, seg_name, "drain_timeout_ms = 400; escalate = \"none\";",
+                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("escnone.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("escnone.w"));
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
+    uint64_t t0 = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    escalate none: supervisor exit %d in %ld ms, worker left running ", rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took >= 400 && took < (long)slack(2000));
+    CU_ASSERT_EQUAL(waitpid(stubborn, NULL, WNOHANG), 0); /* still running */
+    CU_ASSERT_TRUE(file_contains(log, "leaving 1 workers attached (escalate = none)"));
+    CU_ASSERT_TRUE(file_contains(log, "1 workers left attached"));
+    CU_ASSERT_TRUE(file_contains(log, "kept: 1 workers still attached"));
+    CU_ASSERT_FALSE(file_contains(log, "sent SIG"));
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", seg_name);
+    CU_ASSERT_EQUAL(access(path, F_OK), 0);
+
+    /* The worker goes; the next supervisor adopts the segment and reaps it. */
+    kill(stubborn, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    const char *log2 = path_in_tmp("escnone2.log");
+    unlink(log2);
+    sup = start_daemon(conf, log2);
+    CU_ASSERT_TRUE(wait_log(log2, "process died without detaching"));
+    CU_ASSERT_TRUE(file_contains(log2, "adopted segment"));
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    CU_ASSERT_TRUE(file_contains(log2, "0 workers left attached"));
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* nobody left: removed */
+    msup_segment_close(&seg);
+}
+
+/* Reads the daemon's syslog datagrams as they come: a unix datagram queue
+ * holds few messages (net.unix.max_dgram_qlen), and syslog(3) blocks on a
+ * full one as it would on a stalled syslogd. */
+typedef struct syslog_reader {
+    int sock;
+    atomic_bool stop;
+    FILE *out;
+    int count;
+} syslog_reader_t;
+
+static void *syslog_reader_main(void *arg)
+{
+    syslog_reader_t *r = arg;
+    char msg[2048];
+    for (;;) {
+        ssize_t n = recv(r->sock, msg, sizeof msg - 1, 0);
+        if (n > 0) {
+            msg[n] = '\0';
+            fprintf(r->out, "%s\n", msg);
+            r->count++;
+        } else if (atomic_load(&r->stop)) {
+            return NULL;
+        } else {
+            sleep_ms(5);
+        }
+    }
+}
+
+/* log = "syslog": nothing on stderr; with a private /dev/log (a mount
+ * namespace, root only) the messages themselves are read and checked. */
+static void test_log_syslog(void)
+{
+    const char *seg_name = msup_test_segment_name("syslog");
+    const char *conf = path_in_tmp("syslog.conf");
+    write_config(conf, seg_name, "log = \"syslog\";",
+                 "main = { mongo_uri = \"mongodb://alice:s3cretPW@127.0.0.1:1/\"; };");
+    const char *log = path_in_tmp("syslog.stderr");
+    unlink(log);
+    bool isolated = isolation_available();
+    const char *sock_path = path_in_tmp("syslog.sock");
+    int sock = -1;
+    if (isolated) {
+        unlink(sock_path);
+        sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+        CU_ASSERT_FATAL(sock >= 0 && bind(sock, (struct sockaddr *)&sa, sizeof sa) == 0);
+    } else {
+        fprintf(stderr, "\n    (no mount namespace here: syslog content not checked, stderr only) ");
+    }
+    char *all = NULL;
+    size_t all_len = 0;
+    syslog_reader_t reader = {.sock = sock, .out = open_memstream(&all, &all_len)};
+    pthread_t reader_thread;
+    if (sock >= 0)
+        CU_ASSERT_FATAL(pthread_create(&reader_thread, NULL, syslog_reader_main, &reader) == 0);
+    isolation_t iso = {.dev_log = sock_path};
+    const char *args[] = {"-c", conf, NULL};
+    pid_t sup = spawn_isolated(log, args, isolated ? &iso : NULL);
+    msup_segment_t seg;
+    bool running = open_segment(seg_name, &seg, slack(3000));
+    CU_ASSERT_TRUE(running);
+    if (running) {
+        CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(3000)) >= 0);
+        msup_segment_close(&seg);
+    }
+    kill(sup, SIGHUP); /* a reload keeps the syslog target */
+    sleep_ms(300);
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(5000));
+    if (rc != 0)
+        fprintf(stderr, "\n    mongosupd with log = syslog: exit %d ", rc);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_EQUAL(count_lines(log), 0);
+    if (sock >= 0) {
+        atomic_store(&reader.stop, true);
+        pthread_join(reader_thread, NULL);
+        close(sock);
+        unlink(sock_path);
+    }
+    fclose(reader.out);
+    if (sock < 0) {
+        free(all);
+        return;
+    }
+    int count = reader.count;
+    char ident[64];
+    snprintf(ident, sizeof ident, "mongosupd[%d]: ", (int)sup);
+    fprintf(stderr, "\n    %d syslog messages ", count);
+    CU_ASSERT_TRUE(count >= 4);
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, ident));
+    /* facility daemon (3): notice = <29>, warning = <28> */
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "<29>"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "<28>"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "running: environment test"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "UNKNOWN -> DOWN"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "SIGHUP: reloading"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "STOPPED after"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(all, "alice")); /* the redacted URI is there... */
+    CU_ASSERT_PTR_NULL(strstr(all, "s3cretPW"));  /* ...its password is not */
+    free(all);
+}
+
+/* A round trip above degraded_rtt_ms: UP -> DEGRADED, and back UP once the
+ * delay is gone. */
+static void test_health_degraded_rtt(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("rtt");
+    const char *conf = path_in_tmp("rtt.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; degraded_rtt_ms = 100; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("rtt.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    msup_cluster_row_t *row = row_named(&seg, "main");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) < 100000u);
+
+    /* 180 ms pings: over degraded_rtt_ms, under check_timeout_ms (300). */
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":180,\"command\":\"ping\"}", NULL, 0));
+    long degraded_ms = wait_health(&seg, "main", MSUP_HEALTH_DEGRADED, slack(3000));
+    unsigned bound = INTER + (FALL - 1) * FASTINTER + FALL * 180 + MARGIN;
+    fprintf(stderr, "\n    ping delayed 180 ms -> DEGRADED in %ld ms (bound %u) ", degraded_ms, bound);
+    CU_ASSERT_TRUE(degraded_ms >= 0 && (unsigned)degraded_ms <= slack(bound));
+    CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) >= 150000u);
+    CU_ASSERT_PTR_NOT_NULL(strstr(row->last_check_error.message, "above degraded_rtt_ms 100"));
+    CU_ASSERT_TRUE(wait_log(log, "UP -> DEGRADED after 3 degraded checks"));
+
+    CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
+    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000));
+    fprintf(stderr, "delay cleared -> UP in %ld ms ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0 && (unsigned)up_ms <= slack(FASTINTER + RISE * (FASTINTER + 180) + MARGIN));
+    CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) < 100000u);
+    CU_ASSERT_TRUE(wait_log(log, "DEGRADED -> UP"));
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
+/* The watchdog, against a check the driver cannot bound: name resolution
+ * against a resolver that never answers (a UDP socket on 127.0.0.77:53 that
+ * the test holds, named by a private /etc/resolv.conf).  Then a reload that
+ * replaces that cluster while its check hangs, and a shutdown with a check
+ * hanging. */
+#define RESOLVER_TIMEOUT_S 4
+static void test_health_watchdog(void)
+{
+    if (!isolation_available()) {
+        fprintf(stderr, "\n    SKIPPED: needs a mount namespace (root) to point the resolver at a silent server ");
+        return;
+    }
+    int dns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+    inet_pton(AF_INET, "127.0.0.77", &sa.sin_addr);
+    if (dns < 0 || bind(dns, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        fprintf(stderr, "\n    SKIPPED: cannot bind 127.0.0.77:53 (%s) ", strerror(errno));
+        if (dns >= 0)
+            close(dns);
+        return;
+    }
+    const char *resolv = path_in_tmp("resolv.conf");
+    write_file(resolv, "nameserver 127.0.0.77\noptions timeout:%d attempts:1\n", RESOLVER_TIMEOUT_S);
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("watchdog");
+    const char *conf = path_in_tmp("watchdog.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters,
+             "main = { mongo_uri = \"%s\"; }; lookup = { mongo_uri = \"mongodb://db.hang.invalid:27017/\"; };",
+             test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("watchdog.log");
+    unlink(log);
+    isolation_t iso = {.resolv_conf = resolv};
+    const char *args[] = {"-c", conf, NULL};
+    uint64_t t0 = now_ms();
+    pid_t sup = spawn_isolated(log, args, &iso);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    /* First check at start, stuck in the lookup: failed at timeout + margin,
+     * then once per fast interval while it stays stuck. */
+    long down_ms = wait_health(&seg, "lookup", MSUP_HEALTH_DOWN, slack(RESOLVER_TIMEOUT_S * 1000));
+    down_ms = down_ms < 0 ? -1 : (long)(now_ms() - t0);
+    unsigned bound = TIMEOUT + 500 + (FALL - 1) * FASTINTER + MARGIN;
+    fprintf(stderr, "\n    lookup hung -> DOWN by the watchdog %ld ms after start (bound %u; resolver: %d s) ", down_ms,
+            bound, RESOLVER_TIMEOUT_S);
+    CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= slack(bound) + 500);
+    CU_ASSERT_TRUE(down_ms < RESOLVER_TIMEOUT_S * 1000);
+    msup_cluster_row_t *row = row_named(&seg, "lookup");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_TRUE(atomic_load(&row->checks_failed) >= FALL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(row->last_check_error.message, "watchdog"));
+    CU_ASSERT_TRUE(wait_log(log, "UNKNOWN -> DOWN after 3 failed checks: check still running after"));
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+
+    /* Reload while the check hangs: "lookup" now points at the peer.  The
+     * main loop does not wait for the stuck thread (heartbeat keeps going),
+     * the new checker brings the row UP, and the old check's late return
+     * is dropped. */
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; lookup = { mongo_uri = \"%s\"; };",
+             test_peer_uri(peer), test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    uint64_t t_hup = now_ms();
+    kill(sup, SIGHUP);
+    uint64_t max_gap = 0, last_hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+    while (atomic_load(&row->health) != MSUP_HEALTH_UP && now_ms() - t_hup < slack(3000)) {
+        uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+        if (hb != last_hb) {
+            if (hb - last_hb > max_gap)
+                max_gap = hb - last_hb;
+            last_hb = hb;
+        }
+        sleep_ms(5);
+    }
+    long up_ms = (long)(now_ms() - t_hup);
+    fprintf(stderr, "reload during the hung check -> UP in %ld ms, longest heartbeat gap %llu ms ", up_ms,
+            (unsigned long long)(max_gap / 1000000u));
+    CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(up_ms <= (long)slack(FASTINTER * RISE + MARGIN));
+    CU_ASSERT_TRUE(max_gap / 1000000u <= slack(300));
+    uint64_t failed = atomic_load(&row->checks_failed);
+    CU_ASSERT_TRUE(wait_log(log, "checker stopped during a check running for"));
+    /* The old lookup ends at the resolver's timeout: its result is dropped. */
+    uint64_t t_wait = now_ms();
+    while (!file_contains(log, "a check of a stopped checker returned after") &&
+           now_ms() - t_wait < slack(RESOLVER_TIMEOUT_S * 1000 + 2000))
+        sleep_ms(20);
+    CU_ASSERT_TRUE(file_contains(log, "a check of a stopped checker returned after"));
+    sleep_ms(100);
+    CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(atomic_load(&row->checks_failed), failed);
+
+    /* A shutdown while a lookup hangs: bounded, exit 0. */
+    snprintf(clusters, sizeof clusters,
+             "main = { mongo_uri = \"%s\"; }; lookup = { mongo_uri = \"%s\"; }; "
+             "again = { mongo_uri = \"mongodb://db2.hang.invalid:27017/\"; };",
+             test_peer_uri(peer), test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    kill(sup, SIGHUP);
+    uint64_t t_add = now_ms();
+    while (row_named(&seg, "again") == NULL && now_ms() - t_add < slack(2000))
+        sleep_ms(10);
+    sleep_ms(200); /* its first check is in the lookup */
+    uint64_t t_term = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t_term);
+    fprintf(stderr, "shutdown with a hung lookup: exit %d in %ld ms ", rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took <= (long)slack(TIMEOUT + 500 + 700));
+    CU_ASSERT_TRUE(file_contains(log, "still stuck in a call"));
+    CU_ASSERT_TRUE(file_contains(log, "STOPPED after"));
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+    close(dns);
+}
+
+/* The segment corrupted, then removed, under a running supervisor. */
+static void test_segment_under_it(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    const char *seg_name = msup_test_segment_name("corrupt");
+    const char *conf = path_in_tmp("corrupt.conf");
+    char clusters[512];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("corrupt.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    msup_segment_t rw;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+
+    /* A wrong magic and a cluster name without its terminator. */
+    uint64_t magic = atomic_load(&rw.hdr->magic);
+    atomic_store(&rw.hdr->magic, 0x0badc0ffee0ddf00ull);
+    msup_cluster_row_t *row = msup_segment_row(&rw, 0);
+    char name_saved[sizeof row->name];
+    memcpy(name_saved, row->name, sizeof name_saved);
+    memset(row->name, 'X', sizeof row->name);
+    CU_ASSERT_TRUE(wait_log(log, "segment is foreign: bad magic"));
+    uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+    sleep_ms(300);
+    CU_ASSERT_TRUE(atomic_load(&seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
+    CU_ASSERT_EQUAL(waitpid(sup, NULL, WNOHANG), 0);
+    memcpy(row->name, name_saved, sizeof name_saved);
+    atomic_store(&rw.hdr->magic, magic);
+    CU_ASSERT_TRUE(wait_log(log, "layout is valid again"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->health), MSUP_HEALTH_UP);
+    msup_segment_close(&rw);
+
+    /* Removed under it: it stops (status 1, for a restart onto the new
+     * segment) and never unlinks a segment by that name. */
+    uint64_t t0 = now_ms();
+    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err));
+    int rc = wait_exit(sup, slack(3000));
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    segment removed under mongosupd: exit %d after %ld ms ", rc, took);
+    CU_ASSERT_EQUAL(rc, 1);
+    CU_ASSERT_TRUE(took <= (long)slack(1500));
+    CU_ASSERT_TRUE(file_contains(log, "was removed or replaced under mongosupd"));
+    CU_ASSERT_FALSE(file_contains(log, "Segmentation"));
+    msup_segment_close(&seg);
+    test_peer_stop(&peer);
+}
+
 static const msup_test_t tests[] = {
     {"/supervisor/cli/errors", test_cli_errors},
     {"/supervisor/cli/check-config", test_check_config},
@@ -1086,12 +1690,19 @@ static const msup_test_t tests[] = {
     {"/supervisor/health/down-up-reconnect", test_health_down_up_reconnect},
     {"/supervisor/health/hung-peer", test_health_hung_peer},
     {"/supervisor/health/replica-set", test_health_replica_set},
+    {"/supervisor/health/degraded-rtt", test_health_degraded_rtt},
+    {"/supervisor/health/watchdog", test_health_watchdog},
     {"/supervisor/reconnect/worker-network-failures", test_reconnect_on_worker_failures},
     {"/supervisor/reaper/killed-worker-and-restart", test_reap_killed_worker_and_restart},
     {"/supervisor/reload", test_reload},
     {"/supervisor/shutdown/graceful", test_graceful_shutdown},
     {"/supervisor/shutdown/escalate", test_shutdown_escalates},
     {"/supervisor/shutdown/second-signal", test_shutdown_second_signal},
+    {"/supervisor/shutdown/signal-workers", test_shutdown_signal},
+    {"/supervisor/shutdown/escalate-kill", test_shutdown_escalate_kill},
+    {"/supervisor/shutdown/escalate-none", test_shutdown_escalate_none},
+    {"/supervisor/log/syslog", test_log_syslog},
+    {"/supervisor/segment/corrupted-and-removed", test_segment_under_it},
     {NULL, NULL},
 };
 
