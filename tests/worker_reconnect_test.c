@@ -108,7 +108,9 @@ static void test_staggered_reconnect(void)
     atomic_store(&seg.rows[row].reconnect_at_ns, bumped_ns);
     atomic_store(&seg.rows[row].reconnect_generation, 1);
 
-    uint64_t slack_ms = vg ? 3000 : 500; /* scheduling on a loaded machine */
+    /* Scheduling slack: natively for a loaded 2-core machine; under valgrind
+     * the workers run under valgrind too and can lag by seconds. */
+    uint64_t slack_ms = vg ? 10000 : 500;
     bool all_acked = false;
     for (uint64_t waited = 0; waited < WINDOW_MS + slack_ms + 1000 && !all_acked; waited += 10) {
         all_acked = true;
