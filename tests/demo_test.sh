@@ -24,4 +24,43 @@ expect "final: cluster users" "the final summary names each cluster"
 expect "no process and no segment left behind" "nothing is left behind"
 if [ "$took" -ge 60 ]; then echo "FAIL: the demo took $took s (it must stay under a minute)"; fail=1; fi
 [ $fail -eq 0 ] || { cat "$out"; exit 1; }
-echo "demo: 7 passed, 0 failed ($took s)"
+
+# The same demo pointed at "real" clusters (here: two peers that the demo
+# does not own, so it must not fault them): no faults, a clean exit, and
+# the peers are still serving afterwards.
+work=$(mktemp -d)
+cleanup() { exec 7>&- 8>&- 2>/dev/null; rm -rf "$work" "$out"; }
+trap cleanup EXIT
+mkfifo "$work/u.ctl" "$work/a.ctl"
+/usr/bin/python3 "$src/tests/peer/mongopeer.py" --mode standalone < "$work/u.ctl" > "$work/u.out" 2>/dev/null &
+/usr/bin/python3 "$src/tests/peer/mongopeer.py" --mode rs < "$work/a.ctl" > "$work/a.out" 2>/dev/null &
+exec 7> "$work/u.ctl" 8> "$work/a.ctl"
+for _ in $(seq 100); do grep -q READY "$work/u.out" && grep -q READY "$work/a.out" && break; sleep 0.05; done
+uport=$(sed -n 's/^READY .*"ports": *\[\([0-9]*\).*/\1/p' "$work/u.out")
+ahosts=$(sed -n 's/^READY .*"ports": *\[\([0-9, ]*\)\].*/\1/p' "$work/a.out" | tr -d ' ' | sed 's/\([0-9][0-9]*\)/127.0.0.1:\1/g')
+cat > "$work/real.conf" <<CONF
+segment = { name = "/mongosup-demo-real-$$"; max_workers = 8; };
+default_environment = "production";
+defaults = { check_interval_ms = 500; check_fastinter_ms = 250; check_timeout_ms = 400; rise = 1; };
+environments = {
+  staging = { clusters = { users = { mongo_uri = "mongodb://staging.invalid/"; }; analytics = { mongo_uri = "mongodb://staging.invalid/"; }; }; };
+  production = { clusters = {
+    users = { mongo_uri = "mongodb://127.0.0.1:$uport/?directConnection=true"; database_name = "app"; };
+    analytics = { mongo_uri = "mongodb://$ahosts/?replicaSet=rs0"; database_name = "metrics"; };
+  }; };
+};
+CONF
+if ! MONGOSUP_DEMO_NO_BUILD=1 MONGOSUP_BUILDDIR="$build" timeout 90 "$src/scripts/demo.sh" -c "$work/real.conf" -e production > "$out" 2>&1; then
+  cat "$out"; echo "FAIL: the demo against a given configuration exited non-zero"; exit 1
+fi
+expect "steady state" "against a given configuration: the demo reaches the steady state"
+if grep -q "fault 1" "$out"; then echo "FAIL: the demo injected faults into clusters it does not own"; fail=1; else echo "ok: no faults against a given configuration"; fi
+expect "mongosupd exited 0" "against a given configuration: the supervisor drains and exits 0"
+expect "no process and no segment left behind" "against a given configuration: nothing is left behind"
+if echo '{"cmd":"ping"}' >&7 && sleep 0.3 && grep -q '"ok": *true' "$work/u.out"; then
+  echo "ok: the given clusters still serve"
+else
+  echo "FAIL: the demo stopped a cluster it does not own"; fail=1
+fi
+[ $fail -eq 0 ] || { cat "$out"; exit 1; }
+echo "demo: 12 passed, 0 failed ($took s for the local demo)"
