@@ -126,7 +126,9 @@ defaults = {
 environments = {
   demo = {
     clusters = {
-      users = { mongo_uri = "mongodb://127.0.0.1:$users_ports/?directConnection=true"; database_name = "app"; };
+      # users: a host-wide budget of 32 sockets, at most 4 handshakes at once.
+      users = { mongo_uri = "mongodb://127.0.0.1:$users_ports/?directConnection=true"; database_name = "app";
+                max_connections = 32; max_connecting = 4; };
       analytics = { mongo_uri = "mongodb://$hosts/?replicaSet=rs0"; database_name = "metrics"; };
     };
   };
