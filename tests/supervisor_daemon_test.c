@@ -459,7 +459,9 @@ static int worker_main(int argc, char **argv)
         bson_error_t berr;
         bool done;
         if (strcmp(mode, "insert") == 0) {
-            mongoc_collection_t *coll = mongoc_client_get_collection(c, "test", "ops");
+            /* The cluster's database_name (a run's own on a real deployment), else "test". */
+            const char *db = mongosup_client_database(h, c);
+            mongoc_collection_t *coll = mongoc_client_get_collection(c, db && *db ? db : "test", "ops");
             bson_t *doc = BCON_NEW("pid", BCON_INT32((int32_t)getpid()), "n", BCON_INT32(n));
             done = mongoc_collection_insert_one(coll, doc, NULL, NULL, &berr);
             bson_destroy(doc);
@@ -1683,6 +1685,322 @@ static void test_segment_under_it(void)
     test_peer_stop(&peer);
 }
 
+/* ------------------------------------------------------------------ */
+/* The same scenarios against $MONGOSUP_TEST_URI (a real deployment)     */
+/* Only what needs no fault and no counter of the peer; each run uses a  */
+/* database of its own ("mongosup_test_<pid>") and drops it at the end.  */
+
+static const char *real_database(void)
+{
+    static char name[64];
+    snprintf(name, sizeof name, "mongosup_test_%d", (int)getpid());
+    return name;
+}
+
+/* "name = { mongo_uri = ...; database_name = ...; };" on the real deployment. */
+static void real_cluster(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s = { mongo_uri = \"%s\"; database_name = \"%s\"; };", name, test_peer_real_uri(),
+             real_database());
+}
+
+/* Documents in the run's ops collection (-1 on error). */
+static long real_count_ops(void)
+{
+    mongoc_client_t *client = mongoc_client_new(test_peer_real_uri());
+    if (client == NULL)
+        return -1;
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, real_database(), "ops");
+    bson_t filter = BSON_INITIALIZER;
+    long n = (long)mongoc_collection_count_documents(coll, &filter, NULL, NULL, NULL, NULL);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+    return n;
+}
+
+static void real_drop_database(void)
+{
+    mongoc_client_t *client = mongoc_client_new(test_peer_real_uri());
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    mongoc_database_t *db = mongoc_client_get_database(client, real_database());
+    bson_error_t error;
+    bool dropped = mongoc_database_drop(db, &error);
+    if (!dropped)
+        fprintf(stderr, "could not drop database %s: %s\n", real_database(), error.message);
+    CU_ASSERT_TRUE(dropped);
+    mongoc_database_destroy(db);
+    mongoc_client_destroy(client);
+}
+
+static bool real_wanted(const char *name)
+{
+    if (test_peer_real_deployment())
+        return true;
+    printf("\n  SKIP %s: MONGOSUP_TEST_URI is not set ", name);
+    fflush(stdout);
+    return false;
+}
+
+static void skip_needs_peer(const char *name)
+{
+    printf("\n  SKIP %s: needs the test peer (MONGOSUP_TEST_URI is a real deployment) ", name);
+    fflush(stdout);
+}
+
+/* UP detection, a worker at work, a manual reconnect it follows. */
+static void test_real_health_up(void)
+{
+    if (!real_wanted("/real/supervisor/health/up-and-manual-reconnect"))
+        return;
+    skip_needs_peer("/real/supervisor/health/up-and-manual-reconnect: killing and restarting the server (DOWN, DOWN -> UP)");
+    const char *seg_name = msup_test_segment_name("rup");
+    const char *conf = path_in_tmp("rup.conf");
+    char clusters[1024];
+    real_cluster(clusters, sizeof clusters, "main");
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("rup.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    fprintf(stderr, "\n    real deployment UP in %ld ms ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0);
+    msup_cluster_row_t *row = row_named(&seg, "main");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row);
+    CU_ASSERT_TRUE(atomic_load(&row->checks_passed) >= RISE);
+    const char *result = path_in_tmp("rup.worker");
+    pid_t worker = start_worker("ping", conf, "main", result);
+    int slot = wait_slot_of_pid(&seg, worker, slack(3000));
+    CU_ASSERT_FATAL(slot >= 0);
+    sleep_ms(200);
+
+    /* A manual request (what mongosupctl reconnect writes) bumps the
+     * generation; the worker rebuilds its pool within the window. */
+    uint64_t gen0 = atomic_load(&row->reconnect_generation);
+    msup_segment_t rw;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, "main"))->reconnect_requests, 1);
+    msup_segment_close(&rw);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t0 < slack(2000))
+        sleep_ms(10);
+    uint64_t gen1 = atomic_load(&row->reconnect_generation);
+    CU_ASSERT_EQUAL(gen1, gen0 + 1);
+    msup_stats_t *st = msup_slot_stats(&seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(&seg, "main"));
+    while (atomic_load(&st->reconnect_ack) < gen1 && now_ms() - t0 < slack(500 + 2000))
+        sleep_ms(10);
+    CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
+    CU_ASSERT_TRUE(wait_log(log, "cause: manual request"));
+
+    kill(worker, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(worker, slack(5000)), 0);
+    unsigned long ok, fail, circuit, max_fail_us;
+    read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
+    CU_ASSERT_TRUE(ok > 0);
+    CU_ASSERT_EQUAL(fail, 0);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    CU_ASSERT_FALSE(file_contains(log, "UP -> DOWN"));
+    msup_segment_close(&seg);
+    real_drop_database();
+}
+
+/* A SIGKILLed worker is reaped with its counts kept; the supervisor is
+ * SIGKILLed, the survivor keeps working, a new one adopts the segment. */
+static void test_real_reap_and_restart(void)
+{
+    if (!real_wanted("/real/supervisor/reaper/killed-worker-and-restart"))
+        return;
+    skip_needs_peer("/real/supervisor/reaper/killed-worker-and-restart: catching the victim inside a slow operation");
+    const char *seg_name = msup_test_segment_name("rreap");
+    const char *conf = path_in_tmp("rreap.conf");
+    char clusters[1024];
+    real_cluster(clusters, sizeof clusters, "main");
+    write_config(conf, seg_name, NULL, clusters);
+    const char *log = path_in_tmp("rreap.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+
+    const char *r1 = path_in_tmp("rreap.w1"), *r2 = path_in_tmp("rreap.w2");
+    pid_t victim = start_worker("ping", conf, "main", r1);
+    pid_t survivor = start_worker("ping", conf, "main", r2);
+    int vslot = wait_slot_of_pid(&seg, victim, slack(3000));
+    CU_ASSERT_FATAL(vslot >= 0);
+    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, survivor, slack(3000)) >= 0);
+    sleep_ms(500);
+    uint64_t victim_ops = atomic_load(&msup_slot_stats(&seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
+    CU_ASSERT_TRUE(victim_ops > 0);
+    kill(victim, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(victim, 2000), 128 + SIGKILL);
+    uint64_t t0 = now_ms();
+    msup_slot_t *vs = msup_segment_slot(&seg, (uint32_t)vslot);
+    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000))
+        sleep_ms(5);
+    long reap_ms = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
+    CU_ASSERT_TRUE(slot_of_pid(&seg, victim) < 0);
+    CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
+    msup_stats_t *retired = msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row);
+    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops);
+    CU_ASSERT_TRUE(wait_log(log, "process died without detaching"));
+
+    kill(sup, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(sup, 2000), 128 + SIGKILL);
+    uint64_t ops_at_crash = total_ops(&seg, row, MSUP_OP_COMMAND);
+    uint64_t restarts = atomic_load(&seg.hdr->supervisor_restarts);
+    sleep_ms(1000);
+    uint64_t ops_alone = total_ops(&seg, row, MSUP_OP_COMMAND);
+    CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
+    sup = start_daemon(conf, log);
+    uint64_t t1 = now_ms();
+    while (atomic_load(&seg.hdr->supervisor_pid) != sup && now_ms() - t1 < slack(3000))
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), sup);
+    sleep_ms(300);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_restarts), restarts + 1);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_RUNNING);
+    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= ops_alone);
+    CU_ASSERT_TRUE(wait_log(log, "adopted segment"));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+
+    kill(survivor, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(survivor, slack(5000)), 0);
+    unsigned long ok, fail, circuit, max_fail_us;
+    read_ping_result(r2, &ok, &fail, &circuit, &max_fail_us);
+    CU_ASSERT_TRUE(ok > 0);
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    real_drop_database();
+}
+
+/* SIGHUP adds a cluster (checked, UP) and removes one (row REMOVED). */
+static void test_real_reload(void)
+{
+    if (!real_wanted("/real/supervisor/reload"))
+        return;
+    const char *seg_name = msup_test_segment_name("rreload");
+    const char *conf = path_in_tmp("rreload.conf");
+    char main_block[1024], extra_block[1024], clusters[2048];
+    real_cluster(main_block, sizeof main_block, "main");
+    real_cluster(extra_block, sizeof extra_block, "extra");
+    write_config(conf, seg_name, NULL, main_block);
+    const char *log = path_in_tmp("rreload.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
+    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+
+    snprintf(clusters, sizeof clusters, "%s %s", main_block, extra_block);
+    write_config(conf, seg_name, NULL, clusters);
+    kill(sup, SIGHUP);
+    long up_ms = wait_health(&seg, "extra", MSUP_HEALTH_UP, slack(5000));
+    fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
+    CU_ASSERT_TRUE(up_ms >= 0);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row_named(&seg, "extra"));
+    CU_ASSERT_TRUE(atomic_load(&row_named(&seg, "extra")->checks_passed) > 0);
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+
+    write_config(conf, seg_name, NULL, extra_block);
+    kill(sup, SIGHUP);
+    uint64_t t0 = now_ms();
+    while (row_named(&seg, "main") != NULL && now_ms() - t0 < slack(2000))
+        sleep_ms(10);
+    CU_ASSERT_PTR_NULL(row_named(&seg, "main"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->row_state), MSUP_ROW_REMOVED);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 2);
+
+    kill(sup, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    msup_segment_close(&seg);
+    real_drop_database();
+}
+
+/* SIGTERM while 8 workers insert: every worker drains and exits, and what
+ * they counted as acknowledged is what the deployment stored. */
+static void test_real_graceful_shutdown(void)
+{
+    if (!real_wanted("/real/supervisor/shutdown/graceful"))
+        return;
+    skip_needs_peer("/real/supervisor/shutdown/graceful: inserts slowed to 300 ms each (the drain bound)");
+    const char *seg_name = msup_test_segment_name("rdrain");
+    const char *conf = path_in_tmp("rdrain.conf");
+    char clusters[1024];
+    real_cluster(clusters, sizeof clusters, "main");
+    write_config(conf, seg_name, "keep_segment = true;", clusters);
+    const char *log = path_in_tmp("rdrain.log");
+    unlink(log);
+    pid_t sup = start_daemon(conf, log);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
+
+    pid_t workers[N_WORKERS];
+    char results[N_WORKERS][64];
+    for (int i = 0; i < N_WORKERS; i++) {
+        snprintf(results[i], sizeof results[i], "rdrain.w%d", i);
+        workers[i] = start_worker("insert", conf, "main", path_in_tmp(results[i]));
+    }
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    uint64_t t0 = now_ms();
+    while (real_count_ops() < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
+        sleep_ms(50);
+
+    uint64_t t_term = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, slack(OP_MS + 1000 + 500));
+    long took = (long)(now_ms() - t_term);
+    fprintf(stderr, "\n    graceful shutdown of %d busy workers: exit %d in %ld ms ", N_WORKERS, rc, took);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took <= (long)slack(OP_MS + 1000));
+    long acked = 0;
+    for (int i = 0; i < N_WORKERS; i++) {
+        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
+        char *text = slurp(path_in_tmp(results[i]));
+        CU_ASSERT_NOT_EQUAL(text[0], '\0');
+        acked += atol(text);
+        free(text);
+    }
+    long stored = real_count_ops();
+    fprintf(stderr, "stored %ld, workers counted %ld ", stored, acked);
+    CU_ASSERT_EQUAL(stored, acked);
+    CU_ASSERT_TRUE(acked >= 2 * N_WORKERS);
+    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(total_ops(&seg, row, MSUP_OP_WRITE), (uint64_t)acked);
+    CU_ASSERT_TRUE(wait_log(log, "final: cluster main"));
+    for (uint32_t i = 0; i < seg.max_workers; i++)
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
+    msup_segment_close(&seg);
+    mongosup_error_t err;
+    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err)); /* keep_segment = true */
+    real_drop_database();
+}
+
+static void test_real_peer_only(void)
+{
+    static const char *const peer_only[] = {
+        "/real/supervisor/health/hung-peer", "/real/supervisor/health/replica-set",
+        "/real/supervisor/health/degraded-rtt", "/real/supervisor/health/watchdog",
+        "/real/supervisor/reconnect/worker-network-failures", "/real/supervisor/shutdown/escalate",
+        "/real/supervisor/segment/corrupted-and-removed", NULL,
+    };
+    if (!real_wanted("/real/supervisor/needs-peer"))
+        return;
+    for (int i = 0; peer_only[i] != NULL; i++)
+        skip_needs_peer(peer_only[i]);
+    CU_PASS("peer-only tests listed");
+}
+
 static const msup_test_t tests[] = {
     {"/supervisor/cli/errors", test_cli_errors},
     {"/supervisor/cli/check-config", test_check_config},
@@ -1703,6 +2021,12 @@ static const msup_test_t tests[] = {
     {"/supervisor/shutdown/escalate-none", test_shutdown_escalate_none},
     {"/supervisor/log/syslog", test_log_syslog},
     {"/supervisor/segment/corrupted-and-removed", test_segment_under_it},
+    /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
+    {"/real/supervisor/health/up-and-manual-reconnect", test_real_health_up},
+    {"/real/supervisor/reaper/killed-worker-and-restart", test_real_reap_and_restart},
+    {"/real/supervisor/reload", test_real_reload},
+    {"/real/supervisor/shutdown/graceful", test_real_graceful_shutdown},
+    {"/real/supervisor/needs-peer", test_real_peer_only},
     {NULL, NULL},
 };
 

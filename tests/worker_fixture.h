@@ -1,4 +1,4 @@
-/* worker_fixture.h: shared set-up of the worker tests: a test peer, a config file written at run time, a segment. */
+/* worker_fixture.h: shared set-up of the worker tests: a test peer or a real deployment, a config file written at run time, a segment. */
 #ifndef MONGOSUP_TESTS_WORKER_FIXTURE_H
 #define MONGOSUP_TESTS_WORKER_FIXTURE_H
 
@@ -12,7 +12,9 @@
 #include "snapshot.h"
 
 typedef struct wfix {
-    test_peer_t *peer;
+    test_peer_t *peer;      /* NULL when the test runs against $MONGOSUP_TEST_URI */
+    bool real;
+    char database[64];      /* "wtest" on the peer, "mongosup_test_<pid>" on a real deployment */
     char conf_path[128];
     char segment[64];
     mongosup_config_t *cfg;
@@ -22,8 +24,29 @@ typedef struct wfix {
  * points at it; `keys` are extra cluster settings ("max_pool_size = 4;").
  * uri_options are appended to the peer's URI (may be NULL). */
 bool wfix_start(wfix_t *f, const char *tag, const char *keys, const char *uri_options);
-/* The same with a second peer-less cluster "spare" (a port nobody listens on). */
+/* The same against a real deployment ($MONGOSUP_TEST_URI) when `real`:
+ * no peer, a database of its own that wfix_stop drops. */
+bool wfix_start_on(wfix_t *f, const char *tag, const char *keys, const char *uri_options, bool real);
+/* Stops the peer, or drops the test's database on a real deployment. */
 void wfix_stop(wfix_t *f);
+
+/* URI of the deployment under test (peer or real) with URI options
+ * appended (may be NULL); free() it. */
+char *wfix_uri_with(const wfix_t *f, const char *options);
+
+/* A /real/... test calls this first: true when $MONGOSUP_TEST_URI is set;
+ * otherwise it prints "SKIP <name>: MONGOSUP_TEST_URI is not set". */
+bool wfix_real_wanted(const char *name);
+/* Prints "SKIP <name>: needs the test peer (MONGOSUP_TEST_URI is a real deployment)". */
+void wfix_skip_needs_peer(const char *name);
+/* The /real/.../needs-peer entry of a suite: one SKIP line per test of
+ * `names` (NULL-terminated) that runs against the peer only. */
+void wfix_real_peer_only(const char *suite_entry, const char *const *names);
+
+/* Connections the server counts now: the peer's conn.current, or
+ * serverStatus.connections.current of a real deployment's primary through
+ * `probe` (a client the caller keeps connected); -1 when not available. */
+long wfix_server_connections(const wfix_t *f, mongoc_client_t *probe);
 
 /* Writes and loads a configuration for an arbitrary URI. */
 mongosup_config_t *wfix_load(wfix_t *f, const char *uri, const char *keys);
@@ -40,6 +63,7 @@ bool wfix_ping(mongoc_client_t *client, bson_error_t *error);
 /* Waits up to ms for pred(arg) to hold, polling every 5 ms. */
 bool wfix_wait_for(bool (*pred)(void *), void *arg, int ms);
 
+/* A counter of the peer; -1 on a real deployment. */
 long wfix_peer_stat(const wfix_t *f, const char *key);
 
 #endif

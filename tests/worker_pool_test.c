@@ -1,4 +1,4 @@
-/* worker_pool_test.c: checkout/checkin against the test peer: counts, limits, waits, timeouts, warm-up, idle trim, detach. */
+/* worker_pool_test.c: checkout/checkin against the test peer (and a real deployment): counts, limits, waits, timeouts, warm-up, idle trim, detach. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,18 +23,18 @@ static void sleep_ms(int ms)
 }
 
 /* A checkout gives a working client; the stats of our slot say so. */
-static void test_basic(void)
+static void basic(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "basic", "max_pool_size = 4;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "basic", "max_pool_size = 4;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
 
     mongoc_client_t *client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
-    CU_ASSERT_STRING_EQUAL(mongosup_client_database(h, client), "wtest");
-    CU_ASSERT_STRING_EQUAL(mongosup_cluster_database(h, "main"), "wtest");
+    CU_ASSERT_STRING_EQUAL(mongosup_client_database(h, client), f.database);
+    CU_ASSERT_STRING_EQUAL(mongosup_cluster_database(h, "main"), f.database);
     bson_error_t berr;
     CU_ASSERT(wfix_ping(client, &berr));
     mongosup_checkin(h, client, NULL);
@@ -92,10 +92,10 @@ static void *limit_thread(void *arg)
     return NULL;
 }
 
-static void test_max_pool_size_holds(void)
+static void max_pool_size_holds(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "limit", "max_pool_size = 3; wait_queue_timeout_ms = 20000;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "limit", "max_pool_size = 3; wait_queue_timeout_ms = 20000;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -120,16 +120,19 @@ static void test_max_pool_size_holds(void)
     CU_ASSERT_EQUAL(t.pool_created, 3);
     CU_ASSERT_EQUAL(t.pool_in_use, 0);
     /* The peer saw at most 3 application connections (+ monitoring). */
-    CU_ASSERT(wfix_peer_stat(&f, "conn.max") <= 3 + 2);
+    if (real)
+        wfix_skip_needs_peer("/real/worker/pool/max-pool-size-16-threads: the server's connection high-water mark");
+    else
+        CU_ASSERT(wfix_peer_stat(&f, "conn.max") <= 3 + 2);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
 }
 
 /* A checkout that finds the pool at its max fails after wait_queue_timeout_ms. */
-static void test_wait_queue_timeout(void)
+static void wait_queue_timeout(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "timeout", "max_pool_size = 1; wait_queue_timeout_ms = 200;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "timeout", "max_pool_size = 1; wait_queue_timeout_ms = 200;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -324,10 +327,10 @@ static void test_detach_in_flight(void)
 
 /* Checkouts refused once detach began, and a client out past the deadline
  * makes detach report false rather than destroy a pool under it. */
-static void test_detach_deadline(void)
+static void detach_deadline(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "deadline", "max_pool_size = 2;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "deadline", "max_pool_size = 2;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -343,6 +346,58 @@ static void test_detach_deadline(void)
     wfix_stop(&f);
 }
 
+static void test_basic(void)
+{
+    basic(false);
+}
+
+static void test_real_basic(void)
+{
+    if (wfix_real_wanted("/real/worker/pool/basic"))
+        basic(true);
+}
+
+static void test_max_pool_size_holds(void)
+{
+    max_pool_size_holds(false);
+}
+
+static void test_real_max_pool_size_holds(void)
+{
+    if (wfix_real_wanted("/real/worker/pool/max-pool-size-16-threads"))
+        max_pool_size_holds(true);
+}
+
+static void test_wait_queue_timeout(void)
+{
+    wait_queue_timeout(false);
+}
+
+static void test_real_wait_queue_timeout(void)
+{
+    if (wfix_real_wanted("/real/worker/pool/wait-queue-timeout"))
+        wait_queue_timeout(true);
+}
+
+static void test_detach_deadline(void)
+{
+    detach_deadline(false);
+}
+
+static void test_real_detach_deadline(void)
+{
+    if (wfix_real_wanted("/real/worker/pool/detach-deadline"))
+        detach_deadline(true);
+}
+
+static void test_real_peer_only(void)
+{
+    static const char *const peer_only[] = {
+        "/real/worker/pool/warm-up", "/real/worker/pool/idle-trim", "/real/worker/pool/detach-in-flight", NULL,
+    };
+    wfix_real_peer_only("/real/worker/pool/needs-peer", peer_only);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -353,6 +408,12 @@ int main(int argc, char **argv)
         {"/worker/pool/idle-trim", test_idle_trim},
         {"/worker/pool/detach-in-flight", test_detach_in_flight},
         {"/worker/pool/detach-deadline", test_detach_deadline},
+        /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
+        {"/real/worker/pool/basic", test_real_basic},
+        {"/real/worker/pool/max-pool-size-16-threads", test_real_max_pool_size_holds},
+        {"/real/worker/pool/wait-queue-timeout", test_real_wait_queue_timeout},
+        {"/real/worker/pool/detach-deadline", test_real_detach_deadline},
+        {"/real/worker/pool/needs-peer", test_real_peer_only},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_pool", tests, argc, argv);

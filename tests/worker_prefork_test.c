@@ -133,10 +133,11 @@ static int wait_child(pid_t pid, int timeout_ms)
     return -1;
 }
 
-static void test_prefork_totals(void)
+/* Runs against the peer, or against $MONGOSUP_TEST_URI when `real`. */
+static void prefork_totals(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "prefork", "max_pool_size = 4;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "prefork", "max_pool_size = 4;", NULL, real));
     bool vg = msup_test_under_valgrind();
     int workers = vg ? 2 : 8, ops = vg ? 40 : 1000;
     pid_t pids[8];
@@ -168,13 +169,17 @@ static void test_prefork_totals(void)
                     (uint64_t)(workers * ops));
 
     /* The driver ends the implicit sessions when a pool is destroyed: one
-     * more command per worker that the workers did not issue themselves. */
-    long end_sessions = wfix_peer_stat(&f, "cmd.endSessions");
-    CU_ASSERT(end_sessions >= 0 && end_sessions <= workers);
+     * more command per worker that the workers did not issue themselves.
+     * The peer counts them; a real deployment does not tell, so there the
+     * extra commands are bounded instead. */
     msup_totals_t t;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(t.ops[MSUP_OP_READ], expect.ops[MSUP_OP_READ]);
     CU_ASSERT_EQUAL(t.ops[MSUP_OP_WRITE], expect.ops[MSUP_OP_WRITE]);
+    long end_sessions = real ? (long)(t.ops[MSUP_OP_COMMAND] - expect.ops[MSUP_OP_COMMAND])
+                             : wfix_peer_stat(&f, "cmd.endSessions");
+    CU_ASSERT(t.ops[MSUP_OP_COMMAND] >= expect.ops[MSUP_OP_COMMAND]);
+    CU_ASSERT(end_sessions >= 0 && end_sessions <= workers);
     CU_ASSERT_EQUAL(t.ops[MSUP_OP_COMMAND], expect.ops[MSUP_OP_COMMAND] + (uint64_t)end_sessions);
     CU_ASSERT_EQUAL(t.hist_count, msup_totals_ops(&t));
     uint64_t buckets = 0;
@@ -184,10 +189,14 @@ static void test_prefork_totals(void)
     CU_ASSERT_EQUAL(t.checkouts, (uint64_t)(workers * ops));
     CU_ASSERT_EQUAL(msup_totals_failures(&t), 0);
     CU_ASSERT_EQUAL(t.pool_in_use, 0);
-    /* The peer agrees on the writes. */
-    CU_ASSERT_EQUAL((uint64_t)(wfix_peer_stat(&f, "cmd.insert") + wfix_peer_stat(&f, "cmd.update") +
-                               wfix_peer_stat(&f, "cmd.delete")),
-                    expect.ops[MSUP_OP_WRITE]);
+    /* The peer agrees on the writes (a real deployment's counters are
+     * shared with everyone else's traffic). */
+    if (real)
+        wfix_skip_needs_peer("/real/worker/prefork/totals-match-workers: the server's write counters");
+    else
+        CU_ASSERT_EQUAL((uint64_t)(wfix_peer_stat(&f, "cmd.insert") + wfix_peer_stat(&f, "cmd.update") +
+                                   wfix_peer_stat(&f, "cmd.delete")),
+                        expect.ops[MSUP_OP_WRITE]);
 
     /* Eight workers registered the missing row at once: one row only. */
     msup_segment_t seg;
@@ -211,12 +220,23 @@ static void test_prefork_totals(void)
     wfix_stop(&f);
 }
 
+static void test_prefork_totals(void)
+{
+    prefork_totals(false);
+}
+
+static void test_real_prefork_totals(void)
+{
+    if (wfix_real_wanted("/real/worker/prefork/totals-match-workers"))
+        prefork_totals(true);
+}
+
 /* A master that made a pool before forking: children are told to attach,
  * abandon the inherited handle without hanging, and work; the parent too. */
-static void test_fork_safety(void)
+static void fork_safety(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "forksafe", "max_pool_size = 4;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "forksafe", "max_pool_size = 4;", NULL, real));
     mongosup_error_t error;
     mongosup_t *master = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(master);
@@ -270,6 +290,17 @@ static void test_fork_safety(void)
     wfix_stop(&f);
 }
 
+static void test_fork_safety(void)
+{
+    fork_safety(false);
+}
+
+static void test_real_fork_safety(void)
+{
+    if (wfix_real_wanted("/real/worker/prefork/fork-safety"))
+        fork_safety(true);
+}
+
 /* ---- fork while another thread holds the library's mutexes ---- */
 
 typedef struct holder {
@@ -295,10 +326,10 @@ static void *hold_mutexes(void *arg)
 /* The child inherits those mutexes locked by a thread it does not have:
  * nothing it calls may take them (the inherited handle is refused or
  * abandoned without locking), and a new handle works. */
-static void test_fork_with_mutexes_held(void)
+static void fork_with_mutexes_held(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "forklock", "max_pool_size = 4;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "forklock", "max_pool_size = 4;", NULL, real));
     mongosup_error_t error;
     mongosup_t *master = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(master);
@@ -349,12 +380,27 @@ static void test_fork_with_mutexes_held(void)
     wfix_stop(&f);
 }
 
+static void test_fork_with_mutexes_held(void)
+{
+    fork_with_mutexes_held(false);
+}
+
+static void test_real_fork_with_mutexes_held(void)
+{
+    if (wfix_real_wanted("/real/worker/prefork/fork-with-mutexes-held"))
+        fork_with_mutexes_held(true);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/worker/prefork/totals-match-workers", test_prefork_totals},
         {"/worker/prefork/fork-safety", test_fork_safety},
         {"/worker/prefork/fork-with-mutexes-held", test_fork_with_mutexes_held},
+        /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
+        {"/real/worker/prefork/totals-match-workers", test_real_prefork_totals},
+        {"/real/worker/prefork/fork-safety", test_real_fork_safety},
+        {"/real/worker/prefork/fork-with-mutexes-held", test_real_fork_with_mutexes_held},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_prefork", tests, argc, argv);

@@ -58,12 +58,12 @@ static int worker_main(const mongosup_config_t *cfg, shared_flags_t *flags, int 
     return rc;
 }
 
-static void test_staggered_reconnect(void)
+static void staggered_reconnect(bool real)
 {
     wfix_t f;
     char keys[128];
     snprintf(keys, sizeof keys, "max_pool_size = 4; reconnect_window_ms = %d;", WINDOW_MS);
-    CU_ASSERT_FATAL(wfix_start(&f, "reconnect", keys, NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "reconnect", keys, NULL, real));
     bool vg = msup_test_under_valgrind();
     int workers = vg ? 2 : 8;
     shared_flags_t *flags = mmap(NULL, sizeof *flags, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -149,10 +149,10 @@ static void test_staggered_reconnect(void)
 
 /* Within one process: the rebuilt pool serves, the retired one is destroyed
  * when its last client comes back, and the peer sees its connections go. */
-static void test_retire_after_last_checkin(void)
+static void retire_after_last_checkin(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "retire", "max_pool_size = 4; reconnect_window_ms = 0;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "retire", "max_pool_size = 4; reconnect_window_ms = 0;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -182,11 +182,36 @@ static void test_retire_after_last_checkin(void)
     wfix_stop(&f);
 }
 
+static void test_staggered_reconnect(void)
+{
+    staggered_reconnect(false);
+}
+
+static void test_real_staggered_reconnect(void)
+{
+    if (wfix_real_wanted("/real/worker/reconnect/staggered-8-workers"))
+        staggered_reconnect(true);
+}
+
+static void test_retire_after_last_checkin(void)
+{
+    retire_after_last_checkin(false);
+}
+
+static void test_real_retire_after_last_checkin(void)
+{
+    if (wfix_real_wanted("/real/worker/reconnect/retire-after-last-checkin"))
+        retire_after_last_checkin(true);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/worker/reconnect/staggered-8-workers", test_staggered_reconnect},
         {"/worker/reconnect/retire-after-last-checkin", test_retire_after_last_checkin},
+        /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
+        {"/real/worker/reconnect/staggered-8-workers", test_real_staggered_reconnect},
+        {"/real/worker/reconnect/retire-after-last-checkin", test_real_retire_after_last_checkin},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_reconnect", tests, argc, argv);

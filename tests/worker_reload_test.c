@@ -25,13 +25,16 @@ static bool write_conf(const wfix_t *f, const char *clusters)
     return fclose(fp) == 0;
 }
 
+/* A cluster on the deployment under test (the peer or $MONGOSUP_TEST_URI). */
 static char *cluster_block(const wfix_t *f, const char *name, const char *keys)
 {
-    char *block = malloc(512);
-    snprintf(block, 512,
-             "  %s = { mongo_uri = \"mongodb://127.0.0.1:%d/\"; database_name = \"wtest\"; "
+    char *uri = wfix_uri_with(f, NULL);
+    char *block = malloc(1024);
+    snprintf(block, 1024,
+             "  %s = { mongo_uri = \"%s\"; database_name = \"%s\"; "
              "heartbeat_frequency_ms = 500; server_selection_timeout_ms = 2000; %s };\n",
-             name, test_peer_port(f->peer, 0), keys);
+             name, uri, f->database, keys);
+    free(uri);
     return block;
 }
 
@@ -49,10 +52,10 @@ static uint64_t ms_since(uint64_t start)
     return (msup_mono_ns() - start) / 1000000;
 }
 
-static void test_pool_size_and_timeout(void)
+static void pool_size_and_timeout(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "rlsize", "", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "rlsize", "", NULL, real));
     char *one = cluster_block(&f, "main", "max_pool_size = 2; wait_queue_timeout_ms = 200;");
     CU_ASSERT_FATAL(write_conf(&f, one));
     free(one);
@@ -98,10 +101,10 @@ static void test_pool_size_and_timeout(void)
     wfix_stop(&f);
 }
 
-static void test_remove_and_add(void)
+static void remove_and_add(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "rladd", "", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "rladd", "", NULL, real));
     char *main_block = cluster_block(&f, "main", "max_pool_size = 2;");
     char *extra_block = cluster_block(&f, "extra", "max_pool_size = 2;");
     CU_ASSERT_FATAL(write_conf(&f, main_block));
@@ -114,14 +117,14 @@ static void test_remove_and_add(void)
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_UNKNOWN_CLUSTER);
 
     /* Added. */
-    char both[1024];
+    char both[2048];
     snprintf(both, sizeof both, "%s%s", main_block, extra_block);
     CU_ASSERT_FATAL(write_conf(&f, both));
     bump_generation(&f);
     mongoc_client_t *e = mongosup_checkout(h, "extra", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
     CU_ASSERT(wfix_ping(e, NULL));
-    CU_ASSERT_STRING_EQUAL(mongosup_client_database(h, e), "wtest");
+    CU_ASSERT_STRING_EQUAL(mongosup_client_database(h, e), f.database);
     mongosup_checkin(h, e, NULL);
     msup_totals_t t;
     CU_ASSERT_FATAL(wfix_totals(&f, "extra", &t));
@@ -154,10 +157,10 @@ static void test_remove_and_add(void)
     wfix_stop(&f);
 }
 
-static void test_bad_file_keeps_settings(void)
+static void bad_file_keeps_settings(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "rlbad", "max_pool_size = 2;", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "rlbad", "max_pool_size = 2;", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -221,10 +224,10 @@ static bool slot_in_current_segment(void *arg)
     return found;
 }
 
-static void test_segment_recreated_after_stop(void)
+static void segment_recreated_after_stop(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "rlseg", "", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "rlseg", "", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -264,10 +267,10 @@ static bool checkout_lands_in_new_segment(void *arg)
     return c != NULL && wfix_totals(b->f, "main", &t) && t.checkouts >= 1;
 }
 
-static void test_segment_replaced_while_running(void)
+static void segment_replaced_while_running(bool real)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "rlrepl", "", NULL));
+    CU_ASSERT_FATAL(wfix_start_on(&f, "rlrepl", "", NULL, real));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -283,6 +286,61 @@ static void test_segment_replaced_while_running(void)
     wfix_stop(&f);
 }
 
+static void test_pool_size_and_timeout(void)
+{
+    pool_size_and_timeout(false);
+}
+
+static void test_real_pool_size_and_timeout(void)
+{
+    if (wfix_real_wanted("/real/worker/reload/pool-size-and-timeout"))
+        pool_size_and_timeout(true);
+}
+
+static void test_remove_and_add(void)
+{
+    remove_and_add(false);
+}
+
+static void test_real_remove_and_add(void)
+{
+    if (wfix_real_wanted("/real/worker/reload/remove-and-add-clusters"))
+        remove_and_add(true);
+}
+
+static void test_bad_file_keeps_settings(void)
+{
+    bad_file_keeps_settings(false);
+}
+
+static void test_real_bad_file_keeps_settings(void)
+{
+    if (wfix_real_wanted("/real/worker/reload/bad-file-keeps-settings"))
+        bad_file_keeps_settings(true);
+}
+
+static void test_segment_recreated_after_stop(void)
+{
+    segment_recreated_after_stop(false);
+}
+
+static void test_real_segment_recreated_after_stop(void)
+{
+    if (wfix_real_wanted("/real/worker/segment/recreated-after-stop"))
+        segment_recreated_after_stop(true);
+}
+
+static void test_segment_replaced_while_running(void)
+{
+    segment_replaced_while_running(false);
+}
+
+static void test_real_segment_replaced_while_running(void)
+{
+    if (wfix_real_wanted("/real/worker/segment/replaced-while-running"))
+        segment_replaced_while_running(true);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -291,6 +349,12 @@ int main(int argc, char **argv)
         {"/worker/reload/bad-file-keeps-settings", test_bad_file_keeps_settings},
         {"/worker/segment/recreated-after-stop", test_segment_recreated_after_stop},
         {"/worker/segment/replaced-while-running", test_segment_replaced_while_running},
+        /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
+        {"/real/worker/reload/pool-size-and-timeout", test_real_pool_size_and_timeout},
+        {"/real/worker/reload/remove-and-add-clusters", test_real_remove_and_add},
+        {"/real/worker/reload/bad-file-keeps-settings", test_real_bad_file_keeps_settings},
+        {"/real/worker/segment/recreated-after-stop", test_real_segment_recreated_after_stop},
+        {"/real/worker/segment/replaced-while-running", test_real_segment_replaced_while_running},
         {NULL, NULL},
     };
     return msup_test_main("worker_reload", tests, argc, argv);
