@@ -248,6 +248,7 @@ static pid_t spawn_isolated(const char *logpath, const char *const *args, const 
             argv[n++] = "--leak-check=full";
             argv[n++] = "--errors-for-leak-kinds=definite,indirect";
             argv[n++] = "-q";
+            argv[n++] = "--fair-sched=yes"; /* as make check-valgrind: no thread starves */
             argv[n++] = "--suppressions=" VALGRIND_SUPP;
         }
         argv[n++] = daemon_path();
