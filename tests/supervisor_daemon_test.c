@@ -534,6 +534,241 @@ static void read_ping_result(const char *path, unsigned long *ok, unsigned long 
 }
 
 /* ------------------------------------------------------------------ */
+/* Scenario set-up and tear-down shared by the daemon tests              */
+
+/* A running mongosupd with its configuration, log and mapped segment. */
+typedef struct scenario {
+    char seg_name[64];
+    char conf[600];
+    char log[600];
+    pid_t sup;
+    msup_segment_t seg;
+} scenario_t;
+
+/* Writes TAG.conf for segment TAG, starts mongosupd logging to TAG.log and maps its segment. */
+static void scenario_start(scenario_t *s, const char *tag, const char *supervisor_extra, const char *clusters)
+{
+    char name[64];
+    snprintf(s->seg_name, sizeof s->seg_name, "%s", msup_test_segment_name(tag));
+    snprintf(name, sizeof name, "%s.conf", tag);
+    snprintf(s->conf, sizeof s->conf, "%s", path_in_tmp(name));
+    write_config(s->conf, s->seg_name, supervisor_extra, clusters);
+    snprintf(name, sizeof name, "%s.log", tag);
+    snprintf(s->log, sizeof s->log, "%s", path_in_tmp(name));
+    unlink(s->log);
+    s->sup = start_daemon(s->conf, s->log);
+    CU_ASSERT_FATAL(open_segment(s->seg_name, &s->seg, slack(3000)));
+}
+
+/* Sends SIGTERM and asserts pid exits 0 within timeout_ms. */
+static void terminate_ok(pid_t pid, unsigned timeout_ms)
+{
+    kill(pid, SIGTERM);
+    CU_ASSERT_EQUAL(wait_exit(pid, timeout_ms), 0);
+}
+
+/* Stops mongosupd cleanly (exit 0) and unmaps the segment. */
+static void scenario_stop(scenario_t *s)
+{
+    terminate_ok(s->sup, slack(5000));
+    msup_segment_close(&s->seg);
+}
+
+/* SIGKILLs pid and asserts it died of it. */
+static void kill_hard(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    CU_ASSERT_EQUAL(wait_exit(pid, 2000), 128 + SIGKILL);
+}
+
+/* Sends SIGTERM to mongosupd; its exit status, the time it took in *took_ms. */
+static int term_and_time(pid_t sup, unsigned timeout_ms, long *took_ms)
+{
+    uint64_t t0 = now_ms();
+    kill(sup, SIGTERM);
+    int rc = wait_exit(sup, timeout_ms);
+    *took_ms = (long)(now_ms() - t0);
+    return rc;
+}
+
+/* A standalone test peer (the test stops if none starts). */
+static test_peer_t *start_standalone_peer(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    return peer;
+}
+
+/* "main = { mongo_uri = <the peer>; };" into buf. */
+static void main_cluster_on(char *buf, size_t len, const test_peer_t *peer)
+{
+    snprintf(buf, len, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
+}
+
+/* A scenario whose one cluster "main" is the peer, waited UP. */
+static void scenario_start_on_peer(scenario_t *s, const char *tag, const char *supervisor_extra, test_peer_t *peer)
+{
+    char clusters[512];
+    main_cluster_on(clusters, sizeof clusters, peer);
+    scenario_start(s, tag, supervisor_extra, clusters);
+}
+
+/* Asserts the cluster comes UP within timeout_ms. */
+static void expect_up(const scenario_t *s, const char *cluster, unsigned timeout_ms)
+{
+    CU_ASSERT_TRUE(wait_health(&s->seg, cluster, MSUP_HEALTH_UP, timeout_ms) >= 0);
+}
+
+/* Starts a worker of this binary and waits for its slot (the test stops without one); the slot index. */
+static int start_attached_worker(const scenario_t *s, const char *mode, const char *cluster, const char *result,
+                                 pid_t *pid)
+{
+    *pid = start_worker(mode, s->conf, cluster, result);
+    int slot = wait_slot_of_pid(&s->seg, *pid, slack(3000));
+    CU_ASSERT_FATAL(slot >= 0);
+    return slot;
+}
+
+/* The "stubborn" worker of a scenario (result file TAG.w): never leaves unless killed. */
+static pid_t start_stubborn_worker(const scenario_t *s, const char *tag)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s.w", tag);
+    pid_t pid;
+    start_attached_worker(s, "stubborn", "main", path_in_tmp(name), &pid);
+    return pid;
+}
+
+/* A scenario whose cluster refuses connections, with one stubborn worker attached. */
+static pid_t scenario_start_stubborn(scenario_t *s, const char *tag, const char *supervisor_extra)
+{
+    scenario_start(s, tag, supervisor_extra, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    return start_stubborn_worker(s, tag);
+}
+
+/* Whether the segment file is still in /dev/shm. */
+static bool segment_file_exists(const char *seg_name)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", seg_name);
+    return access(path, F_OK) == 0;
+}
+
+/* Stops a ping worker (exit 0) and asserts it completed some pings; fail count in *fail. */
+static void stop_ping_worker(pid_t worker, const char *result, unsigned long *fail)
+{
+    terminate_ok(worker, slack(5000));
+    unsigned long ok, circuit, max_fail_us;
+    read_ping_result(result, &ok, fail, &circuit, &max_fail_us);
+    CU_ASSERT_TRUE(ok > 0);
+}
+
+/* What mongosupctl reconnect does: bumps the cluster's request counter in the segment. */
+static void request_reconnect(const char *seg_name, const char *cluster)
+{
+    msup_segment_t rw;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, cluster))->reconnect_requests, 1);
+    msup_segment_close(&rw);
+}
+
+/* Waits until the row's reconnect generation is no longer `from` (or timeout_ms since `since`). */
+static uint64_t wait_generation_past(const msup_cluster_row_t *row, uint64_t from, uint64_t since, unsigned timeout_ms,
+                                     unsigned poll_ms)
+{
+    while (atomic_load(&row->reconnect_generation) == from && now_ms() - since < timeout_ms)
+        sleep_ms(poll_ms);
+    return atomic_load(&row->reconnect_generation);
+}
+
+/* Waits (up to timeout_ms from `since`) for the worker in slot to ack generation gen of "main"; its stats there. */
+static msup_stats_t *wait_reconnect_ack(const msup_segment_t *seg, int slot, uint64_t gen, uint64_t since,
+                                        unsigned timeout_ms)
+{
+    msup_stats_t *st = msup_slot_stats(seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(seg, "main"));
+    while (atomic_load(&st->reconnect_ack) < gen && now_ms() - since < timeout_ms)
+        sleep_ms(10);
+    return st;
+}
+
+/* Rewrites the scenario's configuration with these clusters and sends SIGHUP. */
+static void reload_with(const scenario_t *s, const char *clusters)
+{
+    write_config(s->conf, s->seg_name, NULL, clusters);
+    kill(s->sup, SIGHUP);
+}
+
+/* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`. */
+static void expect_main_removed(const scenario_t *s, uint64_t gen)
+{
+    uint64_t t0 = now_ms();
+    while (row_named(&s->seg, "main") != NULL && now_ms() - t0 < slack(2000))
+        sleep_ms(10);
+    CU_ASSERT_PTR_NULL(row_named(&s->seg, "main"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s->seg, 0)->row_state), MSUP_ROW_REMOVED);
+    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->config_generation), gen);
+}
+
+/* Starts a victim and a survivor ping worker (results r1, r2) and waits for both slots; the victim's slot. */
+static int start_victim_and_survivor(const scenario_t *s, const char *r1, const char *r2, pid_t *victim,
+                                     pid_t *survivor)
+{
+    *victim = start_worker("ping", s->conf, "main", r1);
+    *survivor = start_worker("ping", s->conf, "main", r2);
+    int vslot = wait_slot_of_pid(&s->seg, *victim, slack(3000));
+    CU_ASSERT_FATAL(vslot >= 0);
+    CU_ASSERT_FATAL(wait_slot_of_pid(&s->seg, *survivor, slack(3000)) >= 0);
+    return vslot;
+}
+
+/* SIGKILLs the victim, asserts it is reaped in time with its counts retired (*monotonic: totals never fell). */
+static void kill_and_expect_reaped(const scenario_t *s, pid_t victim, int vslot, uint32_t row, uint64_t victim_ops,
+                                   uint64_t before, bool *monotonic)
+{
+    kill_hard(victim);
+    uint64_t t0 = now_ms();
+    uint64_t last = before;
+    msup_slot_t *vs = msup_segment_slot(&s->seg, (uint32_t)vslot);
+    /* Reaped = FREE again (REAPING is the fold in progress). */
+    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000)) {
+        if (monotonic != NULL) {
+            uint64_t v = total_ops(&s->seg, row, MSUP_OP_COMMAND);
+            *monotonic = *monotonic && v >= last;
+            last = v;
+        }
+        sleep_ms(5);
+    }
+    long reap_ms = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
+    CU_ASSERT_TRUE(slot_of_pid(&s->seg, victim) < 0);
+    CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
+    msup_stats_t *retired = msup_retired_stats(&s->seg, atomic_load(&s->seg.retired->active) & 1u, row);
+    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops);
+    CU_ASSERT_TRUE(wait_log(s->log, "process died without detaching"));
+}
+
+/* SIGKILLs mongosupd, asserts workers go on alone and that a new mongosupd adopts the segment intact. */
+static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
+{
+    kill_hard(s->sup);
+    uint64_t ops_at_crash = total_ops(&s->seg, row, MSUP_OP_COMMAND);
+    uint64_t restarts = atomic_load(&s->seg.hdr->supervisor_restarts);
+    sleep_ms(1000);
+    uint64_t ops_alone = total_ops(&s->seg, row, MSUP_OP_COMMAND);
+    CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
+    s->sup = start_daemon(s->conf, s->log);
+    uint64_t t1 = now_ms();
+    while (atomic_load(&s->seg.hdr->supervisor_pid) != s->sup && now_ms() - t1 < slack(3000))
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_pid), s->sup);
+    sleep_ms(300);
+    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_restarts), restarts + 1);
+    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_RUNNING);
+    CU_ASSERT_TRUE(total_ops(&s->seg, row, MSUP_OP_COMMAND) >= ops_alone);
+}
+
+/* ------------------------------------------------------------------ */
 /* Command line and configuration errors                                */
 
 /* One line on stderr, "mongosupd: ..." with needle, and the exit status
@@ -638,9 +873,7 @@ static void test_check_config(void)
     CU_ASSERT_TRUE(wait_log(log, "check_interval_ms = 400"));
     CU_ASSERT_FALSE(file_contains(log, "s3cretPW"));
     /* --check-config never touches the segment */
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm%s", msup_test_segment_name("check"));
-    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+    CU_ASSERT_FALSE(segment_file_exists(msup_test_segment_name("check")));
 }
 
 /* ------------------------------------------------------------------ */
@@ -680,8 +913,7 @@ static void test_single_instance(void)
     CU_ASSERT_TRUE(wait_log(log2, expect));
     CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
 
-    kill(first, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(first, slack(5000)), 0);
+    terminate_ok(first, slack(5000));
     CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0); /* removed on exit */
     msup_segment_close(&seg);
 }
@@ -701,111 +933,74 @@ static void test_single_instance(void)
 
 static void test_health_down_up_reconnect(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("downup");
-    const char *conf = path_in_tmp("downup.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("downup.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    msup_cluster_row_t *row = row_named(&seg, "main");
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "downup", NULL, peer);
+    expect_up(&s, "main", slack(3000));
+    msup_cluster_row_t *row = row_named(&s.seg, "main");
     CU_ASSERT_PTR_NOT_NULL_FATAL(row);
-    const char *result = path_in_tmp("downup.worker");
-    pid_t worker = start_worker("ping", conf, "main", result);
-    int slot = wait_slot_of_pid(&seg, worker, slack(3000));
-    CU_ASSERT_FATAL(slot >= 0);
+    pid_t worker;
+    int slot = start_attached_worker(&s, "ping", "main", path_in_tmp("downup.worker"), &worker);
     sleep_ms(200);
 
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
-    uint64_t t_kill = now_ms();
     test_peer_kill(peer, SIGKILL);
-    long down_ms = wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(INTER + FALL * (FASTINTER + TIMEOUT) + MARGIN));
+    long down_ms = wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(INTER + FALL * (FASTINTER + TIMEOUT) + MARGIN));
     unsigned bound = INTER + (FALL - 1) * FASTINTER + TIMEOUT + MARGIN;
     fprintf(stderr, "\n    peer killed -> DOWN in %ld ms (bound %u ms) ", down_ms, bound);
     CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= slack(bound));
-    (void)t_kill;
 
     /* Restarted on the same port: UP within a down interval + (rise-1) fast ones. */
     CU_ASSERT_FATAL(test_peer_restart(peer));
-    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    long up_ms = wait_health(&s.seg, "main", MSUP_HEALTH_UP, slack(5000));
     unsigned up_bound = DOWNINTER + (RISE - 1) * FASTINTER + TIMEOUT + MARGIN;
     fprintf(stderr, "peer back -> UP in %ld ms (bound %u) ", up_ms, up_bound);
     CU_ASSERT_TRUE(up_ms >= 0 && (unsigned)up_ms <= slack(up_bound));
 
     /* DOWN -> UP bumps the generation; the worker rebuilds within the window. */
     uint64_t t_up = now_ms();
-    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t_up < slack(1000))
-        sleep_ms(5);
-    uint64_t gen1 = atomic_load(&row->reconnect_generation);
+    uint64_t gen1 = wait_generation_past(row, gen0, t_up, slack(1000), 5);
     CU_ASSERT_TRUE(gen1 > gen0);
-    msup_stats_t *st = msup_slot_stats(&seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(&seg, "main"));
-    while (atomic_load(&st->reconnect_ack) < gen1 && now_ms() - t_up < slack(500 + 1500))
-        sleep_ms(10);
+    msup_stats_t *st = wait_reconnect_ack(&s.seg, slot, gen1, t_up, slack(500 + 1500));
     fprintf(stderr, "worker acked generation %llu in %llu ms ", (unsigned long long)gen1,
             (unsigned long long)(now_ms() - t_up));
     CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
-    CU_ASSERT_TRUE(wait_log(log, "cause: cluster came back up"));
+    CU_ASSERT_TRUE(wait_log(s.log, "cause: cluster came back up"));
 
     /* A manual request (what mongosupctl reconnect writes) bumps it too. */
-    msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
-    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, "main"))->reconnect_requests, 1);
-    uint64_t t0 = now_ms();
-    while (atomic_load(&row->reconnect_generation) == gen1 && now_ms() - t0 < slack(2000))
-        sleep_ms(10);
-    CU_ASSERT_EQUAL(atomic_load(&row->reconnect_generation), gen1 + 1);
+    request_reconnect(s.seg_name, "main");
+    CU_ASSERT_EQUAL(wait_generation_past(row, gen1, now_ms(), slack(2000), 10), gen1 + 1);
     CU_ASSERT_EQUAL(atomic_load(&row->reconnect_requests_seen), atomic_load(&row->reconnect_requests));
-    msup_segment_close(&rw);
     sleep_ms(100);
-    CU_ASSERT_TRUE(wait_log(log, "cause: manual request"));
+    CU_ASSERT_TRUE(wait_log(s.log, "cause: manual request"));
 
-    kill(worker, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(worker, slack(5000)), 0);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    CU_ASSERT_TRUE(wait_log(log, "UP -> DOWN"));
-    CU_ASSERT_TRUE(wait_log(log, "DOWN -> UP"));
-    msup_segment_close(&seg);
+    terminate_ok(worker, slack(5000));
+    scenario_stop(&s);
+    CU_ASSERT_TRUE(wait_log(s.log, "UP -> DOWN"));
+    CU_ASSERT_TRUE(wait_log(s.log, "DOWN -> UP"));
     test_peer_stop(&peer);
 }
 
 static void test_health_hung_peer(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("hung");
-    const char *conf = path_in_tmp("hung.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("hung.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "hung", NULL, peer);
+    expect_up(&s, "main", slack(3000));
     const char *result = path_in_tmp("hung.worker");
-    pid_t worker = start_worker("ping", conf, "main", result);
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, worker, slack(3000)) >= 0);
+    pid_t worker;
+    start_attached_worker(&s, "ping", "main", result, &worker);
     sleep_ms(200);
 
     test_peer_kill(peer, SIGSTOP);
-    long down_ms = wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(5000));
+    long down_ms = wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(5000));
     unsigned bound = INTER + (FALL - 1) * FASTINTER + FALL * TIMEOUT + MARGIN;
     fprintf(stderr, "\n    peer SIGSTOPped -> DOWN in %ld ms (bound %u ms) ", down_ms, bound);
     CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= slack(bound));
     /* While DOWN, the worker's checkouts fail at once (circuit open); its
      * operation in flight when the peer hung ends at socketTimeoutMS. */
     sleep_ms(2500);
-    kill(worker, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(worker, slack(8000)), 0);
+    terminate_ok(worker, slack(8000));
     unsigned long ok, fail, circuit, max_fail_us;
     read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
     fprintf(stderr, "worker: %lu ok, %lu failed, %lu circuit-open, slowest failed checkout %lu us ", ok, fail,
@@ -814,12 +1009,10 @@ static void test_health_hung_peer(void)
     CU_ASSERT_TRUE(circuit > 10);
     CU_ASSERT_TRUE(max_fail_us < 100000u * (msup_test_under_valgrind() ? 5 : 1));
     test_peer_kill(peer, SIGCONT);
-    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    long up_ms = wait_health(&s.seg, "main", MSUP_HEALTH_UP, slack(5000));
     fprintf(stderr, "SIGCONT -> UP in %ld ms ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -827,29 +1020,23 @@ static void test_health_replica_set(void)
 {
     test_peer_t *peer = test_peer_start("rs", 3, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("rs");
-    const char *conf = path_in_tmp("rs.conf");
     char clusters[512];
     snprintf(clusters, sizeof clusters, "rs = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("rs.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "rs", MSUP_HEALTH_UP, slack(4000)) >= 0);
-    msup_cluster_row_t *row = row_named(&seg, "rs");
+    scenario_t s;
+    scenario_start(&s, "rs", NULL, clusters);
+    expect_up(&s, "rs", slack(4000));
+    msup_cluster_row_t *row = row_named(&s.seg, "rs");
     CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 1);
 
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"no_primary\"}", NULL, 0));
-    long degraded_ms = wait_health(&seg, "rs", MSUP_HEALTH_DEGRADED, slack(4000));
+    long degraded_ms = wait_health(&s.seg, "rs", MSUP_HEALTH_DEGRADED, slack(4000));
     fprintf(stderr, "\n    no primary -> DEGRADED in %ld ms ", degraded_ms);
     CU_ASSERT_TRUE(degraded_ms >= 0);
     CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 0);
-    CU_ASSERT_TRUE(wait_log(log, "no primary"));
+    CU_ASSERT_TRUE(wait_log(s.log, "no primary"));
 
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"primary\",\"member\":1}", NULL, 0));
-    long up_ms = wait_health(&seg, "rs", MSUP_HEALTH_UP, slack(4000));
+    long up_ms = wait_health(&s.seg, "rs", MSUP_HEALTH_UP, slack(4000));
     fprintf(stderr, "election -> UP in %ld ms ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
     CU_ASSERT_EQUAL(atomic_load(&row->has_primary), 1);
@@ -859,9 +1046,7 @@ static void test_health_replica_set(void)
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"stepdown\"}", NULL, 0));
     sleep_ms(600);
     CU_ASSERT_NOT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_DOWN);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -869,29 +1054,21 @@ static void test_health_replica_set(void)
  * broken connections.  The supervisor bumps the generation, rate limited. */
 static void test_reconnect_on_worker_failures(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("netfail");
-    const char *conf = path_in_tmp("netfail.conf");
+    test_peer_t *peer = start_standalone_peer();
     char clusters[512];
     snprintf(clusters, sizeof clusters,
              "main = { mongo_uri = \"%s\"; reconnect_network_errors_per_s = 2; reconnect_min_interval_ms = 1500; };",
              test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("netfail.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    msup_cluster_row_t *row = row_named(&seg, "main");
+    scenario_t s;
+    scenario_start(&s, "netfail", NULL, clusters);
+    expect_up(&s, "main", slack(3000));
+    msup_cluster_row_t *row = row_named(&s.seg, "main");
     /* Each failed find costs the driver a rescan: three workers make a burst. */
     pid_t workers[3];
     for (int i = 0; i < 3; i++) {
         char name[32];
         snprintf(name, sizeof name, "netfail.w%d", i);
-        workers[i] = start_worker("find", conf, "main", path_in_tmp(name));
-        CU_ASSERT_FATAL(wait_slot_of_pid(&seg, workers[i], slack(3000)) >= 0);
+        start_attached_worker(&s, "find", "main", path_in_tmp(name), &workers[i]);
     }
     sleep_ms(1500); /* a quiet second: no bump */
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
@@ -901,13 +1078,12 @@ static void test_reconnect_on_worker_failures(void)
      * (the supervisor's checks) are untouched. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"find\",\"times\":null}", NULL, 0));
     uint64_t t0 = now_ms();
-    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t0 < slack(4000))
-        sleep_ms(10);
+    wait_generation_past(row, gen0, t0, slack(4000), 10);
     long bump_ms = (long)(now_ms() - t0);
     fprintf(stderr, "\n    worker network failures -> generation bump in %ld ms ", bump_ms);
     CU_ASSERT_TRUE(atomic_load(&row->reconnect_generation) > gen0);
     CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
-    CU_ASSERT_TRUE(wait_log(log, "cause: worker network failures"));
+    CU_ASSERT_TRUE(wait_log(s.log, "cause: worker network failures"));
     /* Rate limit: at most one bump per 1500 ms while the failures go on. */
     uint64_t g1 = atomic_load(&row->reconnect_generation);
     uint64_t t1 = now_ms();
@@ -918,13 +1094,9 @@ static void test_reconnect_on_worker_failures(void)
     CU_ASSERT_TRUE(g2 - g1 <= span / 1500 + 1);
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
 
-    for (int i = 0; i < 3; i++) {
-        kill(workers[i], SIGTERM);
-        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
-    }
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    for (int i = 0; i < 3; i++)
+        terminate_ok(workers[i], slack(5000));
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -933,92 +1105,43 @@ static void test_reconnect_on_worker_failures(void)
 
 static void test_reap_killed_worker_and_restart(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("reap");
-    const char *conf = path_in_tmp("reap.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("reap.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "reap", NULL, peer);
+    expect_up(&s, "main", slack(3000));
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
 
     const char *r1 = path_in_tmp("reap.w1"), *r2 = path_in_tmp("reap.w2");
-    pid_t victim = start_worker("ping", conf, "main", r1);
-    pid_t survivor = start_worker("ping", conf, "main", r2);
-    int vslot = wait_slot_of_pid(&seg, victim, slack(3000));
-    CU_ASSERT_FATAL(vslot >= 0);
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, survivor, slack(3000)) >= 0);
+    pid_t victim, survivor;
+    int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
     sleep_ms(500);
     /* Catch the victim in the middle of an operation: pings now take 2 s. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":2000,\"command\":\"ping\"}", NULL, 0));
     sleep_ms(300);
-    uint64_t before = total_ops(&seg, row, MSUP_OP_COMMAND);
-    uint64_t victim_ops = atomic_load(&msup_slot_stats(&seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
+    uint64_t before = total_ops(&s.seg, row, MSUP_OP_COMMAND);
+    uint64_t victim_ops = atomic_load(&msup_slot_stats(&s.seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
     CU_ASSERT_TRUE(victim_ops > 0);
-    kill(victim, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(victim, 2000), 128 + SIGKILL);
-    uint64_t t0 = now_ms();
-    uint64_t last = before;
     bool monotonic = true;
-    msup_slot_t *vs = msup_segment_slot(&seg, (uint32_t)vslot);
-    /* Reaped = FREE again (REAPING is the fold in progress). */
-    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000)) {
-        uint64_t v = total_ops(&seg, row, MSUP_OP_COMMAND);
-        monotonic = monotonic && v >= last;
-        last = v;
-        sleep_ms(5);
-    }
-    long reap_ms = (long)(now_ms() - t0);
-    fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
-    CU_ASSERT_TRUE(slot_of_pid(&seg, victim) < 0);
-    CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
+    kill_and_expect_reaped(&s, victim, vslot, row, victim_ops, before, &monotonic);
     CU_ASSERT_TRUE(monotonic);
-    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= before);
-    msup_stats_t *retired = msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row);
-    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops);
-    CU_ASSERT_TRUE(wait_log(log, "process died without detaching"));
+    CU_ASSERT_TRUE(total_ops(&s.seg, row, MSUP_OP_COMMAND) >= before);
+    msup_stats_t *retired = msup_retired_stats(&s.seg, atomic_load(&s.seg.retired->active) & 1u, row);
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
 
     /* The supervisor dies; the survivor keeps working; a new supervisor
      * adopts the segment with every counter intact.  (First let the
      * survivor's delayed ping end.) */
     sleep_ms(2200);
-    kill(sup, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(sup, 2000), 128 + SIGKILL);
-    uint64_t ops_at_crash = total_ops(&seg, row, MSUP_OP_COMMAND);
-    uint64_t restarts = atomic_load(&seg.hdr->supervisor_restarts);
-    sleep_ms(1000);
-    uint64_t ops_alone = total_ops(&seg, row, MSUP_OP_COMMAND);
-    CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
-    sup = start_daemon(conf, log);
-    uint64_t t1 = now_ms();
-    while (atomic_load(&seg.hdr->supervisor_pid) != sup && now_ms() - t1 < slack(3000))
-        sleep_ms(10);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), sup);
-    sleep_ms(300);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_restarts), restarts + 1);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_RUNNING);
-    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= ops_alone);
+    crash_and_restart_supervisor(&s, row);
     CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops ||
-                   atomic_load(&msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row)
+                   atomic_load(&msup_retired_stats(&s.seg, atomic_load(&s.seg.retired->active) & 1u, row)
                                     ->ops[MSUP_OP_COMMAND]) >= victim_ops);
-    CU_ASSERT_TRUE(wait_log(log, "adopted segment"));
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_log(s.log, "adopted segment"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s.seg, row)->health), MSUP_HEALTH_UP);
 
-    kill(survivor, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(survivor, slack(5000)), 0);
-    unsigned long ok, fail, circuit, max_fail_us;
-    read_ping_result(r2, &ok, &fail, &circuit, &max_fail_us);
-    CU_ASSERT_TRUE(ok > 0);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    unsigned long fail;
+    stop_ping_worker(survivor, r2, &fail);
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -1027,65 +1150,51 @@ static void test_reap_killed_worker_and_restart(void)
 
 static void test_reload(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("reload");
-    const char *conf = path_in_tmp("reload.conf");
+    test_peer_t *peer = start_standalone_peer();
     char clusters[1024];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("reload.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+    main_cluster_on(clusters, sizeof clusters, peer);
+    scenario_t s;
+    scenario_start(&s, "reload", NULL, clusters);
+    expect_up(&s, "main", slack(3000));
+    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
 
     /* Broken file: logged with file:line, nothing changes. */
-    write_file(conf, "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
-                     "environments = { test = { clusters = { main = { mongo_uri = 42; }; }; }; };\n",
-               seg_name);
-    kill(sup, SIGHUP);
+    write_file(s.conf, "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
+                       "environments = { test = { clusters = { main = { mongo_uri = 42; }; }; }; };\n",
+               s.seg_name);
+    kill(s.sup, SIGHUP);
     sleep_ms(slack(500));
-    CU_ASSERT_TRUE(wait_log(log, "reload rejected"));
-    CU_ASSERT_TRUE(wait_log(log, "reload.conf:2"));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen);
-    CU_ASSERT_PTR_NOT_NULL(row_named(&seg, "main"));
-    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_log(s.log, "reload rejected"));
+    CU_ASSERT_TRUE(wait_log(s.log, "reload.conf:2"));
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
+    CU_ASSERT_PTR_NOT_NULL(row_named(&s.seg, "main"));
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
     /* Geometry change: refused with the restart it needs. */
-    write_file(conf, "segment = { name = \"%s\"; max_workers = 32; max_clusters = 4; };\n"
-                     "default_environment = \"test\";\n"
-                     "environments = { test = { clusters = { %s }; }; };\n",
-               seg_name, clusters);
-    kill(sup, SIGHUP);
+    write_file(s.conf, "segment = { name = \"%s\"; max_workers = 32; max_clusters = 4; };\n"
+                       "default_environment = \"test\";\n"
+                       "environments = { test = { clusters = { %s }; }; };\n",
+               s.seg_name, clusters);
+    kill(s.sup, SIGHUP);
     sleep_ms(slack(500));
-    CU_ASSERT_TRUE(wait_log(log, "full restart is needed"));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen);
+    CU_ASSERT_TRUE(wait_log(s.log, "full restart is needed"));
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
 
     /* A cluster added: it appears and is checked. */
     snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; extra = { mongo_uri = \"%s\"; };",
              test_peer_uri(peer), test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    kill(sup, SIGHUP);
-    long up_ms = wait_health(&seg, "extra", MSUP_HEALTH_UP, slack(4000));
+    reload_with(&s, clusters);
+    long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(4000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 1);
-    CU_ASSERT_TRUE(atomic_load(&row_named(&seg, "extra")->checks_passed) > 0);
-    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
     /* And removed again: its row is REMOVED, not reused. */
     snprintf(clusters, sizeof clusters, "extra = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    kill(sup, SIGHUP);
-    uint64_t t0 = now_ms();
-    while (row_named(&seg, "main") != NULL && now_ms() - t0 < slack(2000))
-        sleep_ms(10);
-    CU_ASSERT_PTR_NULL(row_named(&seg, "main"));
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->row_state), MSUP_ROW_REMOVED);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 2);
+    reload_with(&s, clusters);
+    expect_main_removed(&s, gen + 2);
 
     /* Added back, now somewhere that refuses: its old row again, and not
      * the UP it had when it was removed (that would keep workers' circuit
@@ -1093,18 +1202,15 @@ static void test_reload(void)
     snprintf(clusters, sizeof clusters,
              "extra = { mongo_uri = \"%s\"; }; main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };",
              test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    kill(sup, SIGHUP);
-    t0 = now_ms();
-    while (atomic_load(&seg.hdr->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
+    reload_with(&s, clusters);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&s.seg.hdr->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
         sleep_ms(1);
-    CU_ASSERT_EQUAL(msup_segment_find_cluster(&seg, "main"), 0);
-    CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->health), MSUP_HEALTH_UP);
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(3000)) >= 0);
+    CU_ASSERT_EQUAL(msup_segment_find_cluster(&s.seg, "main"), 0);
+    CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(3000)) >= 0);
 
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -1114,47 +1220,18 @@ static void test_reload(void)
 #define N_WORKERS 8
 #define OP_MS 300u
 
-static void test_graceful_shutdown(void)
+/* Starts N_WORKERS "insert" workers, results in TAG.w0 .. TAG.w7. */
+static void start_insert_workers(const scenario_t *s, const char *tag, pid_t *workers, char (*results)[64])
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("drain");
-    const char *conf = path_in_tmp("drain.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, "keep_segment = true;", clusters);
-    const char *log = path_in_tmp("drain.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "{\"cmd\":\"delay\",\"ms\":%u,\"command\":\"insert\"}", OP_MS);
-    CU_ASSERT_TRUE(test_peer_command(peer, cmd, NULL, 0));
-
-    pid_t workers[N_WORKERS];
-    char results[N_WORKERS][64];
     for (int i = 0; i < N_WORKERS; i++) {
-        snprintf(results[i], sizeof results[i], "drain.w%d", i);
-        workers[i] = start_worker("insert", conf, "main", path_in_tmp(results[i]));
+        snprintf(results[i], sizeof results[i], "%s.w%d", tag, i);
+        workers[i] = start_worker("insert", s->conf, "main", path_in_tmp(results[i]));
     }
-    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
-    /* Every worker has acknowledged at least one insert: all are busy. */
-    uint64_t t0 = now_ms();
-    while (test_peer_count(peer, "test", "ops") < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
-        sleep_ms(50);
-    sleep_ms(OP_MS / 2);
+}
 
-    uint64_t t_term = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(OP_MS + 1000 + 500));
-    long took = (long)(now_ms() - t_term);
-    fprintf(stderr, "\n    graceful shutdown of %d busy workers: exit %d in %ld ms (bound %u ms) ", N_WORKERS, rc, took,
-            OP_MS + 1000);
-    CU_ASSERT_EQUAL(rc, 0);
-    CU_ASSERT_TRUE(took <= (long)slack(OP_MS + 1000));
-
+/* Waits for every insert worker to exit 0; the sum of the inserts they counted as acknowledged. */
+static long collect_acked(const pid_t *workers, char (*results)[64])
+{
     long acked = 0;
     for (int i = 0; i < N_WORKERS; i++) {
         CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
@@ -1163,117 +1240,123 @@ static void test_graceful_shutdown(void)
         acked += atol(text);
         free(text);
     }
+    return acked;
+}
+
+/* Asserts a kept segment is STOPPED with `acked` writes and every slot FREE; then unmaps and removes it. */
+static void expect_drained_and_unlink(scenario_t *s, uint32_t row, long acked)
+{
+    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(total_ops(&s->seg, row, MSUP_OP_WRITE), (uint64_t)acked);
+    CU_ASSERT_TRUE(wait_log(s->log, "final: cluster main"));
+    for (uint32_t i = 0; i < s->seg.max_workers; i++)
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&s->seg, i)->state), MSUP_SLOT_FREE);
+    msup_segment_close(&s->seg);
+    mongosup_error_t err;
+    CU_ASSERT_TRUE(msup_segment_unlink(s->seg_name, &err)); /* keep_segment = true */
+}
+
+static void test_graceful_shutdown(void)
+{
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "drain", "keep_segment = true;", peer);
+    expect_up(&s, "main", slack(3000));
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "{\"cmd\":\"delay\",\"ms\":%u,\"command\":\"insert\"}", OP_MS);
+    CU_ASSERT_TRUE(test_peer_command(peer, cmd, NULL, 0));
+
+    pid_t workers[N_WORKERS];
+    char results[N_WORKERS][64];
+    start_insert_workers(&s, "drain", workers, results);
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
+    /* Every worker has acknowledged at least one insert: all are busy. */
+    uint64_t t0 = now_ms();
+    while (test_peer_count(peer, "test", "ops") < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
+        sleep_ms(50);
+    sleep_ms(OP_MS / 2);
+
+    long took;
+    int rc = term_and_time(s.sup, slack(OP_MS + 1000 + 500), &took);
+    fprintf(stderr, "\n    graceful shutdown of %d busy workers: exit %d in %ld ms (bound %u ms) ", N_WORKERS, rc, took,
+            OP_MS + 1000);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT_TRUE(took <= (long)slack(OP_MS + 1000));
+
+    long acked = collect_acked(workers, results);
     long stored = test_peer_count(peer, "test", "ops");
     fprintf(stderr, "peer stored %ld, workers counted %ld ", stored, acked);
     CU_ASSERT_EQUAL(stored, acked);
     CU_ASSERT_TRUE(acked >= 2 * N_WORKERS);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
-    CU_ASSERT_EQUAL(total_ops(&seg, row, MSUP_OP_WRITE), (uint64_t)acked);
-    CU_ASSERT_TRUE(wait_log(log, "final: cluster main"));
-    for (uint32_t i = 0; i < seg.max_workers; i++)
-        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
-    msup_segment_close(&seg);
-    mongosup_error_t err;
-    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err)); /* keep_segment = true */
+    expect_drained_and_unlink(&s, row, acked);
     test_peer_stop(&peer);
 }
 
 static void test_shutdown_escalates(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("escalate");
-    const char *conf = path_in_tmp("escalate.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, "drain_timeout_ms = 500; escalate = \"term-kill\"; escalate_grace_ms = 300;",
-                 clusters);
-    const char *log = path_in_tmp("escalate.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("escalate.w"));
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "escalate", "drain_timeout_ms = 500; escalate = \"term-kill\"; escalate_grace_ms = 300;",
+                           peer);
+    pid_t stubborn = start_stubborn_worker(&s, "escalate");
 
     /* mongosupctl shutdown's way: bump the request counter in the segment. */
     msup_segment_t rw;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
     uint64_t t0 = now_ms();
     atomic_fetch_add(&rw.hdr->shutdown_requests, 1);
     msup_segment_close(&rw);
-    int rc = wait_exit(sup, slack(500 + 300 + 2000));
+    int rc = wait_exit(s.sup, slack(500 + 300 + 2000));
     long took = (long)(now_ms() - t0);
     fprintf(stderr, "\n    stubborn worker: supervisor exit %d in %ld ms ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took >= 500 + 300);
     CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
-    CU_ASSERT_TRUE(wait_log(log, "mongosupctl shutdown"));
-    CU_ASSERT_TRUE(wait_log(log, "sent SIGKILL"));
+    CU_ASSERT_TRUE(wait_log(s.log, "mongosupctl shutdown"));
+    CU_ASSERT_TRUE(wait_log(s.log, "sent SIGKILL"));
     /* The segment was unlinked (keep_segment false). */
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm%s", seg_name);
-    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
-    msup_segment_close(&seg);
+    CU_ASSERT_FALSE(segment_file_exists(s.seg_name));
+    msup_segment_close(&s.seg);
     test_peer_stop(&peer);
 }
 
 /* A second SIGTERM during the drain: no more waiting, stragglers killed. */
 static void test_shutdown_second_signal(void)
 {
-    const char *seg_name = msup_test_segment_name("twice");
-    const char *conf = path_in_tmp("twice.conf");
-    write_config(conf, seg_name, "drain_timeout_ms = 20000; escalate_grace_ms = 20000;",
-                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
-    const char *log = path_in_tmp("twice.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("twice.w"));
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
-    kill(sup, SIGTERM);
+    scenario_t s;
+    pid_t stubborn = scenario_start_stubborn(&s, "twice", "drain_timeout_ms = 20000; escalate_grace_ms = 20000;");
+    kill(s.sup, SIGTERM);
     uint64_t t0 = now_ms();
-    while (atomic_load(&seg.hdr->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
+    while (atomic_load(&s.seg.hdr->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
         sleep_ms(5);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_DRAINING);
-    CU_ASSERT_TRUE(atomic_load(&seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_DRAINING);
+    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
     sleep_ms(300);
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(3000));
+    kill(s.sup, SIGTERM);
+    int rc = wait_exit(s.sup, slack(3000));
     long took = (long)(now_ms() - t0);
     fprintf(stderr, "\n    second SIGTERM: exit %d %ld ms after the first ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took < (long)slack(2500));
     CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
-    CU_ASSERT_TRUE(wait_log(log, "stopping now"));
-    msup_segment_close(&seg);
+    CU_ASSERT_TRUE(wait_log(s.log, "stopping now"));
+    msup_segment_close(&s.seg);
 }
 
 /* shutdown_signal: every registered worker gets it on drain.  The worker
  * ignores the draining phase, so only the signal can make it leave. */
 static void test_shutdown_signal(void)
 {
-    const char *seg_name = msup_test_segment_name("usr1");
-    const char *conf = path_in_tmp("usr1.conf");
-    write_config(conf, seg_name, "drain_timeout_ms = 5000; shutdown_signal = \"USR1\";",
-                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
-    const char *log = path_in_tmp("usr1.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    scenario_t s;
+    scenario_start(&s, "usr1", "drain_timeout_ms = 5000; shutdown_signal = \"USR1\";",
+                   "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
     const char *results[2] = {path_in_tmp("usr1.w0"), path_in_tmp("usr1.w1")};
     pid_t workers[2];
-    for (int i = 0; i < 2; i++) {
-        workers[i] = start_worker("usr1", conf, "main", results[i]);
-        CU_ASSERT_FATAL(wait_slot_of_pid(&seg, workers[i], slack(3000)) >= 0);
-    }
-    uint64_t t0 = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(3000));
-    long took = (long)(now_ms() - t0);
+    for (int i = 0; i < 2; i++)
+        start_attached_worker(&s, "usr1", "main", results[i], &workers[i]);
+    long took;
+    int rc = term_and_time(s.sup, slack(3000), &took);
     fprintf(stderr, "\n    shutdown_signal USR1: 2 workers left, supervisor exit %d in %ld ms (drain_timeout 5000) ",
             rc, took);
     CU_ASSERT_EQUAL(rc, 0);
@@ -1285,40 +1368,30 @@ static void test_shutdown_signal(void)
         free(text);
         char expect[96];
         snprintf(expect, sizeof expect, "sent SIGUSR1 to worker pid %d", (int)workers[i]);
-        CU_ASSERT_TRUE(file_contains(log, expect));
+        CU_ASSERT_TRUE(file_contains(s.log, expect));
     }
-    CU_ASSERT_TRUE(file_contains(log, "sent SIGUSR1 to 2 workers"));
-    CU_ASSERT_TRUE(file_contains(log, "0 workers left attached"));
-    CU_ASSERT_FALSE(file_contains(log, "sent SIGKILL"));
-    msup_segment_close(&seg);
+    CU_ASSERT_TRUE(file_contains(s.log, "sent SIGUSR1 to 2 workers"));
+    CU_ASSERT_TRUE(file_contains(s.log, "0 workers left attached"));
+    CU_ASSERT_FALSE(file_contains(s.log, "sent SIGKILL"));
+    msup_segment_close(&s.seg);
 }
 
 /* escalate = "kill": SIGKILL at the deadline, no SIGTERM, no grace. */
 static void test_shutdown_escalate_kill(void)
 {
-    const char *seg_name = msup_test_segment_name("esckill");
-    const char *conf = path_in_tmp("esckill.conf");
-    write_config(conf, seg_name, "drain_timeout_ms = 400; escalate = \"kill\"; escalate_grace_ms = 20000;",
-                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
-    const char *log = path_in_tmp("esckill.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("esckill.w"));
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
-    uint64_t t0 = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(3000));
-    long took = (long)(now_ms() - t0);
+    scenario_t s;
+    pid_t stubborn =
+        scenario_start_stubborn(&s, "esckill", "drain_timeout_ms = 400; escalate = \"kill\"; escalate_grace_ms = 20000;");
+    long took;
+    int rc = term_and_time(s.sup, slack(3000), &took);
     fprintf(stderr, "\n    escalate kill: supervisor exit %d in %ld ms (drain 400, grace 20000 unused) ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took >= 400 && took < (long)slack(2000));
     CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
-    CU_ASSERT_TRUE(file_contains(log, "sent SIGKILL"));
-    CU_ASSERT_FALSE(file_contains(log, "sent SIGTERM"));
-    CU_ASSERT_TRUE(file_contains(log, "0 workers left attached"));
-    msup_segment_close(&seg);
+    CU_ASSERT_TRUE(file_contains(s.log, "sent SIGKILL"));
+    CU_ASSERT_FALSE(file_contains(s.log, "sent SIGTERM"));
+    CU_ASSERT_TRUE(file_contains(s.log, "0 workers left attached"));
+    msup_segment_close(&s.seg);
 }
 
 /* escalate = "none": the worker is left alone, mongosupd still exits 0 with
@@ -1326,47 +1399,32 @@ static void test_shutdown_escalate_kill(void)
  * supervisor adopts it and reaps the worker once it is gone. */
 static void test_shutdown_escalate_none(void)
 {
-    const char *seg_name = msup_test_segment_name("escnone");
-    const char *conf = path_in_tmp("escnone.conf");
-    write_config(conf, seg_name, "drain_timeout_ms = 400; escalate = \"none\";",
-                 "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
-    const char *log = path_in_tmp("escnone.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    pid_t stubborn = start_worker("stubborn", conf, "main", path_in_tmp("escnone.w"));
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, stubborn, slack(3000)) >= 0);
-    uint64_t t0 = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(3000));
-    long took = (long)(now_ms() - t0);
+    scenario_t s;
+    pid_t stubborn = scenario_start_stubborn(&s, "escnone", "drain_timeout_ms = 400; escalate = \"none\";");
+    long took;
+    int rc = term_and_time(s.sup, slack(3000), &took);
     fprintf(stderr, "\n    escalate none: supervisor exit %d in %ld ms, worker left running ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took >= 400 && took < (long)slack(2000));
     CU_ASSERT_EQUAL(waitpid(stubborn, NULL, WNOHANG), 0); /* still running */
-    CU_ASSERT_TRUE(file_contains(log, "leaving 1 workers attached (escalate = none)"));
-    CU_ASSERT_TRUE(file_contains(log, "1 workers left attached"));
-    CU_ASSERT_TRUE(file_contains(log, "kept: 1 workers still attached"));
-    CU_ASSERT_FALSE(file_contains(log, "sent SIG"));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
-    char path[128];
-    snprintf(path, sizeof path, "/dev/shm%s", seg_name);
-    CU_ASSERT_EQUAL(access(path, F_OK), 0);
+    CU_ASSERT_TRUE(file_contains(s.log, "leaving 1 workers attached (escalate = none)"));
+    CU_ASSERT_TRUE(file_contains(s.log, "1 workers left attached"));
+    CU_ASSERT_TRUE(file_contains(s.log, "kept: 1 workers still attached"));
+    CU_ASSERT_FALSE(file_contains(s.log, "sent SIG"));
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_TRUE(segment_file_exists(s.seg_name));
 
     /* The worker goes; the next supervisor adopts the segment and reaps it. */
-    kill(stubborn, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    kill_hard(stubborn);
     const char *log2 = path_in_tmp("escnone2.log");
     unlink(log2);
-    sup = start_daemon(conf, log2);
+    pid_t sup = start_daemon(s.conf, log2);
     CU_ASSERT_TRUE(wait_log(log2, "process died without detaching"));
     CU_ASSERT_TRUE(file_contains(log2, "adopted segment"));
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
+    terminate_ok(sup, slack(5000));
     CU_ASSERT_TRUE(file_contains(log2, "0 workers left attached"));
-    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* nobody left: removed */
-    msup_segment_close(&seg);
+    CU_ASSERT_FALSE(segment_file_exists(s.seg_name)); /* nobody left: removed */
+    msup_segment_close(&s.seg);
 }
 
 /* Reads the daemon's syslog datagrams as they come: a unix datagram queue
@@ -1476,42 +1534,33 @@ static void test_log_syslog(void)
  * delay is gone. */
 static void test_health_degraded_rtt(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("rtt");
-    const char *conf = path_in_tmp("rtt.conf");
+    test_peer_t *peer = start_standalone_peer();
     char clusters[512];
     snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; degraded_rtt_ms = 100; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("rtt.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
-    msup_cluster_row_t *row = row_named(&seg, "main");
+    scenario_t s;
+    scenario_start(&s, "rtt", NULL, clusters);
+    expect_up(&s, "main", slack(3000));
+    msup_cluster_row_t *row = row_named(&s.seg, "main");
     CU_ASSERT_PTR_NOT_NULL_FATAL(row);
     CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) < 100000u);
 
     /* 180 ms pings: over degraded_rtt_ms, under check_timeout_ms (300). */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":180,\"command\":\"ping\"}", NULL, 0));
-    long degraded_ms = wait_health(&seg, "main", MSUP_HEALTH_DEGRADED, slack(3000));
+    long degraded_ms = wait_health(&s.seg, "main", MSUP_HEALTH_DEGRADED, slack(3000));
     unsigned bound = INTER + (FALL - 1) * FASTINTER + FALL * 180 + MARGIN;
     fprintf(stderr, "\n    ping delayed 180 ms -> DEGRADED in %ld ms (bound %u) ", degraded_ms, bound);
     CU_ASSERT_TRUE(degraded_ms >= 0 && (unsigned)degraded_ms <= slack(bound));
     CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) >= 150000u);
     CU_ASSERT_PTR_NOT_NULL(strstr(row->last_check_error.message, "above degraded_rtt_ms 100"));
-    CU_ASSERT_TRUE(wait_log(log, "UP -> DEGRADED after 3 degraded checks"));
+    CU_ASSERT_TRUE(wait_log(s.log, "UP -> DEGRADED after 3 degraded checks"));
 
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
-    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000));
+    long up_ms = wait_health(&s.seg, "main", MSUP_HEALTH_UP, slack(3000));
     fprintf(stderr, "delay cleared -> UP in %ld ms ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0 && (unsigned)up_ms <= slack(FASTINTER + RISE * (FASTINTER + 180) + MARGIN));
     CU_ASSERT_TRUE(atomic_load(&row->last_rtt_us) < 100000u);
-    CU_ASSERT_TRUE(wait_log(log, "DEGRADED -> UP"));
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    CU_ASSERT_TRUE(wait_log(s.log, "DEGRADED -> UP"));
+    scenario_stop(&s);
     test_peer_stop(&peer);
 }
 
@@ -1538,8 +1587,7 @@ static void test_health_watchdog(void)
     }
     const char *resolv = path_in_tmp("resolv.conf");
     write_file(resolv, "nameserver 127.0.0.77\noptions timeout:%d attempts:1\n", RESOLVER_TIMEOUT_S);
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    test_peer_t *peer = start_standalone_peer();
     const char *seg_name = msup_test_segment_name("watchdog");
     const char *conf = path_in_tmp("watchdog.conf");
     char clusters[512];
@@ -1619,10 +1667,8 @@ static void test_health_watchdog(void)
     while (row_named(&seg, "again") == NULL && now_ms() - t_add < slack(2000))
         sleep_ms(10);
     sleep_ms(200); /* its first check is in the lookup */
-    uint64_t t_term = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(3000));
-    long took = (long)(now_ms() - t_term);
+    long took;
+    int rc = term_and_time(sup, slack(3000), &took);
     fprintf(stderr, "shutdown with a hung lookup: exit %d in %ld ms ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took <= (long)slack(TIMEOUT + 500 + 700));
@@ -1636,22 +1682,13 @@ static void test_health_watchdog(void)
 /* The segment corrupted, then removed, under a running supervisor. */
 static void test_segment_under_it(void)
 {
-    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
-    const char *seg_name = msup_test_segment_name("corrupt");
-    const char *conf = path_in_tmp("corrupt.conf");
-    char clusters[512];
-    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; };", test_peer_uri(peer));
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("corrupt.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "corrupt", NULL, peer);
+    expect_up(&s, "main", slack(3000));
     msup_segment_t rw;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
 
     /* A wrong magic and a cluster name without its terminator. */
     uint64_t magic = atomic_load(&rw.hdr->magic);
@@ -1660,29 +1697,29 @@ static void test_segment_under_it(void)
     char name_saved[sizeof row->name];
     memcpy(name_saved, row->name, sizeof name_saved);
     memset(row->name, 'X', sizeof row->name);
-    CU_ASSERT_TRUE(wait_log(log, "segment is foreign: bad magic"));
-    uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+    CU_ASSERT_TRUE(wait_log(s.log, "segment is foreign: bad magic"));
+    uint64_t hb = atomic_load(&s.seg.hdr->heartbeat_mono_ns);
     sleep_ms(300);
-    CU_ASSERT_TRUE(atomic_load(&seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
-    CU_ASSERT_EQUAL(waitpid(sup, NULL, WNOHANG), 0);
+    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
+    CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
     memcpy(row->name, name_saved, sizeof name_saved);
     atomic_store(&rw.hdr->magic, magic);
-    CU_ASSERT_TRUE(wait_log(log, "layout is valid again"));
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_log(s.log, "layout is valid again"));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
     msup_segment_close(&rw);
 
     /* Removed under it: it stops (status 1, for a restart onto the new
      * segment) and never unlinks a segment by that name. */
     uint64_t t0 = now_ms();
-    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err));
-    int rc = wait_exit(sup, slack(3000));
+    CU_ASSERT_TRUE(msup_segment_unlink(s.seg_name, &err));
+    int rc = wait_exit(s.sup, slack(3000));
     long took = (long)(now_ms() - t0);
     fprintf(stderr, "\n    segment removed under mongosupd: exit %d after %ld ms ", rc, took);
     CU_ASSERT_EQUAL(rc, 1);
     CU_ASSERT_TRUE(took <= (long)slack(1500));
-    CU_ASSERT_TRUE(file_contains(log, "was removed or replaced under mongosupd"));
-    CU_ASSERT_FALSE(file_contains(log, "Segmentation"));
-    msup_segment_close(&seg);
+    CU_ASSERT_TRUE(file_contains(s.log, "was removed or replaced under mongosupd"));
+    CU_ASSERT_FALSE(file_contains(s.log, "Segmentation"));
+    msup_segment_close(&s.seg);
     test_peer_stop(&peer);
 }
 
@@ -1749,63 +1786,49 @@ static void skip_needs_peer(const char *name)
     fflush(stdout);
 }
 
+/* A scenario whose one cluster "main" is the real deployment (the run's own database). */
+static void scenario_start_real(scenario_t *s, const char *tag, const char *supervisor_extra)
+{
+    char clusters[1024];
+    real_cluster(clusters, sizeof clusters, "main");
+    scenario_start(s, tag, supervisor_extra, clusters);
+}
+
 /* UP detection, a worker at work, a manual reconnect it follows. */
 static void test_real_health_up(void)
 {
     if (!real_wanted("/real/supervisor/health/up-and-manual-reconnect"))
         return;
     skip_needs_peer("/real/supervisor/health/up-and-manual-reconnect: killing and restarting the server (DOWN, DOWN -> UP)");
-    const char *seg_name = msup_test_segment_name("rup");
-    const char *conf = path_in_tmp("rup.conf");
-    char clusters[1024];
-    real_cluster(clusters, sizeof clusters, "main");
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("rup.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    long up_ms = wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000));
+    scenario_t s;
+    scenario_start_real(&s, "rup", NULL);
+    long up_ms = wait_health(&s.seg, "main", MSUP_HEALTH_UP, slack(5000));
     fprintf(stderr, "\n    real deployment UP in %ld ms ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    msup_cluster_row_t *row = row_named(&seg, "main");
+    msup_cluster_row_t *row = row_named(&s.seg, "main");
     CU_ASSERT_PTR_NOT_NULL_FATAL(row);
     CU_ASSERT_TRUE(atomic_load(&row->checks_passed) >= RISE);
     const char *result = path_in_tmp("rup.worker");
-    pid_t worker = start_worker("ping", conf, "main", result);
-    int slot = wait_slot_of_pid(&seg, worker, slack(3000));
-    CU_ASSERT_FATAL(slot >= 0);
+    pid_t worker;
+    int slot = start_attached_worker(&s, "ping", "main", result, &worker);
     sleep_ms(200);
 
     /* A manual request (what mongosupctl reconnect writes) bumps the
      * generation; the worker rebuilds its pool within the window. */
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
-    msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
-    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, "main"))->reconnect_requests, 1);
-    msup_segment_close(&rw);
+    request_reconnect(s.seg_name, "main");
     uint64_t t0 = now_ms();
-    while (atomic_load(&row->reconnect_generation) == gen0 && now_ms() - t0 < slack(2000))
-        sleep_ms(10);
-    uint64_t gen1 = atomic_load(&row->reconnect_generation);
+    uint64_t gen1 = wait_generation_past(row, gen0, t0, slack(2000), 10);
     CU_ASSERT_EQUAL(gen1, gen0 + 1);
-    msup_stats_t *st = msup_slot_stats(&seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(&seg, "main"));
-    while (atomic_load(&st->reconnect_ack) < gen1 && now_ms() - t0 < slack(500 + 2000))
-        sleep_ms(10);
+    msup_stats_t *st = wait_reconnect_ack(&s.seg, slot, gen1, t0, slack(500 + 2000));
     CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
-    CU_ASSERT_TRUE(wait_log(log, "cause: manual request"));
+    CU_ASSERT_TRUE(wait_log(s.log, "cause: manual request"));
 
-    kill(worker, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(worker, slack(5000)), 0);
-    unsigned long ok, fail, circuit, max_fail_us;
-    read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
-    CU_ASSERT_TRUE(ok > 0);
+    unsigned long fail;
+    stop_ping_worker(worker, result, &fail);
     CU_ASSERT_EQUAL(fail, 0);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    CU_ASSERT_FALSE(file_contains(log, "UP -> DOWN"));
-    msup_segment_close(&seg);
+    scenario_stop(&s);
+    CU_ASSERT_FALSE(file_contains(s.log, "UP -> DOWN"));
     real_drop_database();
 }
 
@@ -1816,69 +1839,26 @@ static void test_real_reap_and_restart(void)
     if (!real_wanted("/real/supervisor/reaper/killed-worker-and-restart"))
         return;
     skip_needs_peer("/real/supervisor/reaper/killed-worker-and-restart: catching the victim inside a slow operation");
-    const char *seg_name = msup_test_segment_name("rreap");
-    const char *conf = path_in_tmp("rreap.conf");
-    char clusters[1024];
-    real_cluster(clusters, sizeof clusters, "main");
-    write_config(conf, seg_name, NULL, clusters);
-    const char *log = path_in_tmp("rreap.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
-    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    scenario_t s;
+    scenario_start_real(&s, "rreap", NULL);
+    expect_up(&s, "main", slack(5000));
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
 
     const char *r1 = path_in_tmp("rreap.w1"), *r2 = path_in_tmp("rreap.w2");
-    pid_t victim = start_worker("ping", conf, "main", r1);
-    pid_t survivor = start_worker("ping", conf, "main", r2);
-    int vslot = wait_slot_of_pid(&seg, victim, slack(3000));
-    CU_ASSERT_FATAL(vslot >= 0);
-    CU_ASSERT_FATAL(wait_slot_of_pid(&seg, survivor, slack(3000)) >= 0);
+    pid_t victim, survivor;
+    int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
     sleep_ms(500);
-    uint64_t victim_ops = atomic_load(&msup_slot_stats(&seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
+    uint64_t victim_ops = atomic_load(&msup_slot_stats(&s.seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
     CU_ASSERT_TRUE(victim_ops > 0);
-    kill(victim, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(victim, 2000), 128 + SIGKILL);
-    uint64_t t0 = now_ms();
-    msup_slot_t *vs = msup_segment_slot(&seg, (uint32_t)vslot);
-    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000))
-        sleep_ms(5);
-    long reap_ms = (long)(now_ms() - t0);
-    fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
-    CU_ASSERT_TRUE(slot_of_pid(&seg, victim) < 0);
-    CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
-    msup_stats_t *retired = msup_retired_stats(&seg, atomic_load(&seg.retired->active) & 1u, row);
-    CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops);
-    CU_ASSERT_TRUE(wait_log(log, "process died without detaching"));
+    kill_and_expect_reaped(&s, victim, vslot, row, victim_ops, 0, NULL);
 
-    kill(sup, SIGKILL);
-    CU_ASSERT_EQUAL(wait_exit(sup, 2000), 128 + SIGKILL);
-    uint64_t ops_at_crash = total_ops(&seg, row, MSUP_OP_COMMAND);
-    uint64_t restarts = atomic_load(&seg.hdr->supervisor_restarts);
-    sleep_ms(1000);
-    uint64_t ops_alone = total_ops(&seg, row, MSUP_OP_COMMAND);
-    CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
-    sup = start_daemon(conf, log);
-    uint64_t t1 = now_ms();
-    while (atomic_load(&seg.hdr->supervisor_pid) != sup && now_ms() - t1 < slack(3000))
-        sleep_ms(10);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), sup);
-    sleep_ms(300);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_restarts), restarts + 1);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_RUNNING);
-    CU_ASSERT_TRUE(total_ops(&seg, row, MSUP_OP_COMMAND) >= ops_alone);
-    CU_ASSERT_TRUE(wait_log(log, "adopted segment"));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(3000)) >= 0);
+    crash_and_restart_supervisor(&s, row);
+    CU_ASSERT_TRUE(wait_log(s.log, "adopted segment"));
+    expect_up(&s, "main", slack(3000));
 
-    kill(survivor, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(survivor, slack(5000)), 0);
-    unsigned long ok, fail, circuit, max_fail_us;
-    read_ping_result(r2, &ok, &fail, &circuit, &max_fail_us);
-    CU_ASSERT_TRUE(ok > 0);
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    unsigned long fail;
+    stop_ping_worker(survivor, r2, &fail);
+    scenario_stop(&s);
     real_drop_database();
 }
 
@@ -1887,43 +1867,28 @@ static void test_real_reload(void)
 {
     if (!real_wanted("/real/supervisor/reload"))
         return;
-    const char *seg_name = msup_test_segment_name("rreload");
-    const char *conf = path_in_tmp("rreload.conf");
     char main_block[1024], extra_block[1024], clusters[2048];
     real_cluster(main_block, sizeof main_block, "main");
     real_cluster(extra_block, sizeof extra_block, "extra");
-    write_config(conf, seg_name, NULL, main_block);
-    const char *log = path_in_tmp("rreload.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
-    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+    scenario_t s;
+    scenario_start(&s, "rreload", NULL, main_block);
+    expect_up(&s, "main", slack(5000));
+    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
 
     snprintf(clusters, sizeof clusters, "%s %s", main_block, extra_block);
-    write_config(conf, seg_name, NULL, clusters);
-    kill(sup, SIGHUP);
-    long up_ms = wait_health(&seg, "extra", MSUP_HEALTH_UP, slack(5000));
+    reload_with(&s, clusters);
+    long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(5000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 1);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(row_named(&seg, "extra"));
-    CU_ASSERT_TRUE(atomic_load(&row_named(&seg, "extra")->checks_passed) > 0);
-    CU_ASSERT_EQUAL(atomic_load(&row_named(&seg, "main")->health), MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(row_named(&s.seg, "extra"));
+    CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
+    CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
-    write_config(conf, seg_name, NULL, extra_block);
-    kill(sup, SIGHUP);
-    uint64_t t0 = now_ms();
-    while (row_named(&seg, "main") != NULL && now_ms() - t0 < slack(2000))
-        sleep_ms(10);
-    CU_ASSERT_PTR_NULL(row_named(&seg, "main"));
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 0)->row_state), MSUP_ROW_REMOVED);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 2);
+    reload_with(&s, extra_block);
+    expect_main_removed(&s, gen + 2);
 
-    kill(sup, SIGTERM);
-    CU_ASSERT_EQUAL(wait_exit(sup, slack(5000)), 0);
-    msup_segment_close(&seg);
+    scenario_stop(&s);
     real_drop_database();
 }
 
@@ -1934,56 +1899,29 @@ static void test_real_graceful_shutdown(void)
     if (!real_wanted("/real/supervisor/shutdown/graceful"))
         return;
     skip_needs_peer("/real/supervisor/shutdown/graceful: inserts slowed to 300 ms each (the drain bound)");
-    const char *seg_name = msup_test_segment_name("rdrain");
-    const char *conf = path_in_tmp("rdrain.conf");
-    char clusters[1024];
-    real_cluster(clusters, sizeof clusters, "main");
-    write_config(conf, seg_name, "keep_segment = true;", clusters);
-    const char *log = path_in_tmp("rdrain.log");
-    unlink(log);
-    pid_t sup = start_daemon(conf, log);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_TRUE(wait_health(&seg, "main", MSUP_HEALTH_UP, slack(5000)) >= 0);
+    scenario_t s;
+    scenario_start_real(&s, "rdrain", "keep_segment = true;");
+    expect_up(&s, "main", slack(5000));
 
     pid_t workers[N_WORKERS];
     char results[N_WORKERS][64];
-    for (int i = 0; i < N_WORKERS; i++) {
-        snprintf(results[i], sizeof results[i], "rdrain.w%d", i);
-        workers[i] = start_worker("insert", conf, "main", path_in_tmp(results[i]));
-    }
-    uint32_t row = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    start_insert_workers(&s, "rdrain", workers, results);
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
     uint64_t t0 = now_ms();
     while (real_count_ops() < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
         sleep_ms(50);
 
-    uint64_t t_term = now_ms();
-    kill(sup, SIGTERM);
-    int rc = wait_exit(sup, slack(OP_MS + 1000 + 500));
-    long took = (long)(now_ms() - t_term);
+    long took;
+    int rc = term_and_time(s.sup, slack(OP_MS + 1000 + 500), &took);
     fprintf(stderr, "\n    graceful shutdown of %d busy workers: exit %d in %ld ms ", N_WORKERS, rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took <= (long)slack(OP_MS + 1000));
-    long acked = 0;
-    for (int i = 0; i < N_WORKERS; i++) {
-        CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
-        char *text = slurp(path_in_tmp(results[i]));
-        CU_ASSERT_NOT_EQUAL(text[0], '\0');
-        acked += atol(text);
-        free(text);
-    }
+    long acked = collect_acked(workers, results);
     long stored = real_count_ops();
     fprintf(stderr, "stored %ld, workers counted %ld ", stored, acked);
     CU_ASSERT_EQUAL(stored, acked);
     CU_ASSERT_TRUE(acked >= 2 * N_WORKERS);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->phase), MSUP_PHASE_STOPPED);
-    CU_ASSERT_EQUAL(total_ops(&seg, row, MSUP_OP_WRITE), (uint64_t)acked);
-    CU_ASSERT_TRUE(wait_log(log, "final: cluster main"));
-    for (uint32_t i = 0; i < seg.max_workers; i++)
-        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
-    msup_segment_close(&seg);
-    mongosup_error_t err;
-    CU_ASSERT_TRUE(msup_segment_unlink(seg_name, &err)); /* keep_segment = true */
+    expect_drained_and_unlink(&s, row, acked);
     real_drop_database();
 }
 

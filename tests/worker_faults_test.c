@@ -39,23 +39,80 @@ static uint64_t failures(const wfix_t *f, enum msup_fail_class cls)
     return t.failures[cls];
 }
 
+/* Starts the peer fixture (cluster "main" with `keys`) and attaches a worker to it. */
+static mongosup_t *start_attached(wfix_t *f, const char *tag, const char *keys)
+{
+    CU_ASSERT_FATAL(wfix_start(f, tag, keys, NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f->cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    return h;
+}
+
+/* Replaces the fixture's configuration with one for `uri` and attaches a worker to it. */
+static mongosup_t *attach_to_uri(wfix_t *f, const char *uri, const char *keys)
+{
+    mongosup_config_destroy(&f->cfg);
+    f->cfg = wfix_load(f, uri, keys);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->cfg);
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f->cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    return h;
+}
+
+/* Detaches the worker (asserting it succeeds) and stops the fixture. */
+static void detach_and_stop(wfix_t *f, mongosup_t **h)
+{
+    CU_ASSERT(mongosup_detach(h, 1000));
+    wfix_stop(f);
+}
+
+/* Sends one fault command to the peer, asserting the peer took it. */
+static void peer_fault(const wfix_t *f, const char *json)
+{
+    CU_ASSERT(test_peer_command(f->peer, json, NULL, 0));
+}
+
+/* Asserts a checkout from "main" fails with a driver error of `domain` (in *error). */
+static void expect_checkout_driver_error(mongosup_t *h, uint32_t domain, mongosup_error_t *error)
+{
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", error));
+    CU_ASSERT_EQUAL(error->code, MONGOSUP_E_DRIVER);
+    CU_ASSERT_EQUAL(error->driver_domain, domain);
+}
+
+/* Opens the segment writable and finds the row "main" the worker registered (the test stops without one). */
+static int open_main_row(const wfix_t *f, msup_segment_t *seg)
+{
+    CU_ASSERT_FATAL(wfix_segment(f, seg));
+    int row = msup_segment_find_cluster(seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    return row;
+}
+
+/* Asserts a checkout from "main" succeeds (fails open), and checks the client back in. */
+static void expect_checkout_ok(mongosup_t *h)
+{
+    mongosup_error_t error;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    mongosup_checkin(h, client, NULL);
+}
+
 static void test_network_and_timeout(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "netfail", "socket_timeout_ms = 300;", NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongosup_t *h = start_attached(&f, "netfail", "socket_timeout_ms = 300;");
     bson_error_t berr;
     CU_ASSERT(op_with_outcome(h, false, &berr));
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}",
-                                NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}");
     CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
     CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_NETWORK), 1); /* the outcome was not counted twice */
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_TIMEOUT), 0);
 
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":1500,\"command\":\"ping\",\"times\":1}", NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"delay\",\"ms\":1500,\"command\":\"ping\",\"times\":1}");
     CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_TIMEOUT), 1);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_NETWORK), 1);
@@ -64,36 +121,29 @@ static void test_network_and_timeout(void)
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(t.ops[MSUP_OP_COMMAND], 3); /* failed commands are timed too */
     CU_ASSERT_EQUAL(t.hist_count, 3);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 static void test_server_errors(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "srvfail", "", NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongosup_t *h = start_attached(&f, "srvfail", "");
     bson_error_t berr;
     CU_ASSERT(op_with_outcome(h, false, &berr)); /* connected: the faults below hit our operations */
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":2}", NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":2}");
     CU_ASSERT_FALSE(op_with_outcome(h, false, &berr));
     CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_SERVER);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER), 1);
     /* A write-concern error comes in an ok:1 reply (a succeeded event):
      * only the checkin outcome can count it. */
-    CU_ASSERT(test_peer_command(
-        f.peer, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":64,\"write_concern_error\":true}", NULL,
-        0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":64,\"write_concern_error\":true}");
     CU_ASSERT_FALSE(op_with_outcome(h, true, &berr));
     CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_WRITE_CONCERN);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER), 2);
     msup_totals_t t;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(msup_totals_failures(&t), 2);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* Server selection fails before any command: a new client connects at
@@ -102,23 +152,16 @@ static void test_server_selection(void)
 {
     wfix_t f;
     CU_ASSERT_FATAL(wfix_start(&f, "selfail", "", NULL));
-    mongosup_config_destroy(&f.cfg);
-    f.cfg = wfix_load(&f, "mongodb://127.0.0.1:1/", "server_selection_timeout_ms = 300;");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    mongosup_t *h = attach_to_uri(&f, "mongodb://127.0.0.1:1/", "server_selection_timeout_ms = 300;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
-    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_DRIVER);
-    CU_ASSERT_EQUAL(error.driver_domain, MONGOC_ERROR_SERVER_SELECTION);
+    expect_checkout_driver_error(h, MONGOC_ERROR_SERVER_SELECTION, &error);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SERVER_SELECTION), 1);
     msup_totals_t t;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(msup_totals_failures(&t), 1);
     CU_ASSERT_EQUAL(t.checkouts, 0);
     CU_ASSERT_EQUAL(t.ops[MSUP_OP_COMMAND], 0); /* the handshake ping is ours, not an operation */
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* The peer has no saslStart: authentication fails during the handshake
@@ -129,15 +172,9 @@ static void test_auth(void)
     CU_ASSERT_FATAL(wfix_start(&f, "authfail", "", NULL));
     char uri[128];
     snprintf(uri, sizeof uri, "mongodb://bob:s3cret@127.0.0.1:%d/", test_peer_port(f.peer, 0));
-    mongosup_config_destroy(&f.cfg);
-    f.cfg = wfix_load(&f, uri, "server_selection_timeout_ms = 1000;");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    mongosup_t *h = attach_to_uri(&f, uri, "server_selection_timeout_ms = 1000;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
-    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_DRIVER);
-    CU_ASSERT_EQUAL(error.driver_domain, MONGOC_ERROR_CLIENT);
+    expect_checkout_driver_error(h, MONGOC_ERROR_CLIENT, &error);
     CU_ASSERT_EQUAL(error.driver_code, MONGOC_ERROR_CLIENT_AUTHENTICATE);
     CU_ASSERT_PTR_NULL(strstr(error.message, "s3cret"));
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_AUTH), 1);
@@ -151,8 +188,7 @@ static void test_auth(void)
     CU_ASSERT_PTR_NULL(strstr(snap.clusters[0].last_error.message, "s3cret"));
     msup_snapshot_free(&snap);
     msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* ---- circuit breaker: the test plays the supervisor ---- */
@@ -167,14 +203,9 @@ static void play_supervisor(msup_segment_t *seg, bool fresh)
 static void test_circuit_breaker(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "circuit", "", NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongosup_t *h = start_attached(&f, "circuit", "");
     msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    int row = msup_segment_find_cluster(&seg, "main"); /* registered by the worker */
-    CU_ASSERT_FATAL(row >= 0);
+    int row = open_main_row(&f, &seg); /* registered by the worker */
     CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 1);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
 
@@ -184,10 +215,10 @@ static void test_circuit_breaker(void)
      * measured).  Under valgrind only "did not wait for server selection"
      * (2 s in this fixture) is meaningful. */
     uint64_t took[11];
-    mongoc_client_t *client = NULL;
+    mongosup_error_t error;
     for (int i = 0; i < 11; i++) {
         uint64_t t0 = msup_mono_ns();
-        client = mongosup_checkout(h, "main", &error);
+        mongoc_client_t *client = mongosup_checkout(h, "main", &error);
         took[i] = (msup_mono_ns() - t0) / 1000;
         CU_ASSERT_PTR_NULL(client);
         CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
@@ -204,47 +235,32 @@ static void test_circuit_breaker(void)
 
     /* A stale heartbeat: the supervisor may be dead, fail open. */
     play_supervisor(&seg, false);
-    client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL(client);
-    mongosup_checkin(h, client, NULL);
+    expect_checkout_ok(h);
     /* Breaker off for the cluster: fail open too. */
     play_supervisor(&seg, true);
     atomic_store(&seg.rows[row].circuit_breaker, 0);
-    client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL(client);
-    mongosup_checkin(h, client, NULL);
+    expect_checkout_ok(h);
     atomic_store(&seg.rows[row].circuit_breaker, 1);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
-    client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL(client);
-    mongosup_checkin(h, client, NULL);
+    expect_checkout_ok(h);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 11); /* unchanged: fail-open checkouts are not refusals */
     msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* A row registered by the worker carries the configured circuit_breaker. */
 static void test_circuit_breaker_config_off(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "circuitoff", "circuit_breaker = false;", NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongosup_t *h = start_attached(&f, "circuitoff", "circuit_breaker = false;");
     msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    int row = msup_segment_find_cluster(&seg, "main");
-    CU_ASSERT_FATAL(row >= 0);
+    int row = open_main_row(&f, &seg);
     CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 0);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
     play_supervisor(&seg, true);
-    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL(client);
-    mongosup_checkin(h, client, NULL);
+    expect_checkout_ok(h);
     msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* ---- draining ---- */
@@ -252,10 +268,8 @@ static void test_circuit_breaker_config_off(void)
 static void test_draining(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "drain", "", NULL));
+    mongosup_t *h = start_attached(&f, "drain", "");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     mongoc_client_t *held = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
     msup_segment_t seg;
@@ -306,16 +320,12 @@ static uint64_t retries(const wfix_t *f)
 static void test_run_retries_transient(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "runretry", "retry_max_attempts = 4; retry_backoff_ms = 5;", NULL));
+    mongosup_t *h = start_attached(&f, "runretry", "retry_max_attempts = 4; retry_backoff_ms = 5;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     /* A labelled error with a code outside the NotWritablePrimary family:
      * the label alone makes it transient. */
-    CU_ASSERT(test_peer_command(f.peer,
-                                "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":2,\"code\":2,"
-                                "\"labels\":[\"RetryableWriteError\"]}",
-                                NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":2,\"code\":2,"
+                   "\"labels\":[\"RetryableWriteError\"]}");
     run_ctx_t x = {0};
     CU_ASSERT(mongosup_run(h, "main", run_insert, &x, &error));
     CU_ASSERT_EQUAL(x.calls, 3);
@@ -323,20 +333,18 @@ static void test_run_retries_transient(void)
     CU_ASSERT_EQUAL(test_peer_count(f.peer, "wtest", "c"), 1);
 
     /* ShutdownInProgress (91) without a label, then a dropped connection. */
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":91}", NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":91}");
     x.calls = 0;
     CU_ASSERT(mongosup_run(h, "main", run_ping, &x, &error));
     CU_ASSERT_EQUAL(x.calls, 2);
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}",
-                                NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}");
     x.calls = 0;
     CU_ASSERT(mongosup_run(h, "main", run_ping, &x, &error));
     CU_ASSERT_EQUAL(x.calls, 2);
     CU_ASSERT_EQUAL(retries(&f), 4);
 
     /* Attempts are bounded. */
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":10,\"code\":10107}", NULL,
-                                0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":10,\"code\":10107}");
     x.calls = 0;
     CU_ASSERT_FALSE(mongosup_run(h, "main", run_ping, &x, &error));
     CU_ASSERT_EQUAL(x.calls, 4);
@@ -345,18 +353,15 @@ static void test_run_retries_transient(void)
     CU_ASSERT_EQUAL(error.driver_code, 10107);
     CU_ASSERT_EQUAL(retries(&f), 7);
     test_peer_command(f.peer, "{\"cmd\":\"clear\"}", NULL, 0);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 static void test_run_not_transient(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "runnot", "retry_backoff_ms = 5;", NULL));
+    mongosup_t *h = start_attached(&f, "runnot", "retry_backoff_ms = 5;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":2}", NULL, 0));
+    peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":2}");
     run_ctx_t x = {0};
     CU_ASSERT_FALSE(mongosup_run(h, "main", run_insert, &x, &error));
     CU_ASSERT_EQUAL(x.calls, 1);
@@ -364,8 +369,7 @@ static void test_run_not_transient(void)
     CU_ASSERT_EQUAL(error.driver_code, 2);
     CU_ASSERT_EQUAL(retries(&f), 0);
     CU_ASSERT_EQUAL(wfix_peer_stat(&f, "cmd.insert"), 1);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 /* ---- rows: a reload that moves the cluster to another row ---- */
@@ -373,10 +377,8 @@ static void test_run_not_transient(void)
 static void test_remap_on_config_generation(void)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "remap", "max_pool_size = 5;", NULL));
+    mongosup_t *h = start_attached(&f, "remap", "max_pool_size = 5;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     mongoc_client_t *client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
     mongosup_checkin(h, client, NULL);
@@ -405,8 +407,7 @@ static void test_remap_on_config_generation(void)
     mongosup_checkin(h, client, NULL);
     CU_ASSERT_EQUAL(atomic_load(&now->pool_idle), 1);
     msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    detach_and_stop(&f, &h);
 }
 
 int main(int argc, char **argv)
