@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -171,8 +172,14 @@ static void *serve_loop(void *p)
     return NULL;
 }
 
-static int worker_main(const mongosup_config_t *cfg, int listen_fd, int index, int threads, uint32_t drain_ms)
+static int worker_main(const mongosup_config_t *cfg, int listen_fd, int index, int threads, uint32_t drain_ms,
+                       pid_t master)
 {
+    /* A worker must not outlive its master (killed with SIGKILL, say):
+     * Linux sends us SIGTERM when it dies, and we drain like on a stop. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master)
+        return 0; /* the master died before prctl took effect */
     signal(SIGTERM, on_stop);
     signal(SIGQUIT, on_stop);
     signal(SIGINT, SIG_IGN); /* Ctrl-C goes to the master, which passes SIGTERM on */
@@ -270,6 +277,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    pid_t master = getpid();
     /* pids[i]: > 0 running, 0 to be (re)spawned, -1 finished (drained). */
     pid_t pids[MAX_WORKERS] = {0};
     int respawns = 0;
@@ -280,7 +288,7 @@ int main(int argc, char **argv)
             if (pids[i] == 0 && !stop_signal) {
                 pid_t pid = fork();
                 if (pid == 0)
-                    _exit(worker_main(cfg, listen_fd, i, threads, drain_ms));
+                    _exit(worker_main(cfg, listen_fd, i, threads, drain_ms, master));
                 pids[i] = pid;
             }
             running += pids[i] > 0;

@@ -33,6 +33,9 @@ for p in supervisor/mongosupd tools/mongosup-top tools/mongosupctl examples/mong
   [ -x "$B/$p" ] || { echo "demo: $B/$p is missing: build first (drop MONGOSUP_DEMO_NO_BUILD)" >&2; exit 1; }
 done
 
+# Debian's libmongoc keeps per-process counters in /dev/shm/mongoc-<pid>,
+# removed only by mongoc_cleanup: an interrupted demo would leave them.
+export MONGOC_DISABLE_SHM=1
 work=$(mktemp -d /tmp/mongosup-demo.XXXXXX)
 pids=()
 say() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
@@ -50,7 +53,11 @@ print("%s failures by class: %s" % (sys.argv[1], ", ".join("%s %d" % kv for kv i
 cleanup() {
   set +e
   exec 3>&- 4>&- 2>/dev/null
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  # On an early exit: ask first (the server's master passes SIGTERM on to its
+  # workers), then make sure; the workers also die with their master.
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
+  sleep 0.5
+  for p in "${pids[@]}"; do pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
   [ -n "${segment:-}" ] && rm -f "/dev/shm${segment}"
   [ -n "${MONGOSUP_DEMO_KEEP:-}" ] && echo "demo: kept $work" || rm -rf "$work"

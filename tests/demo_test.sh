@@ -62,5 +62,26 @@ if echo '{"cmd":"ping"}' >&7 && sleep 0.3 && grep -q '"ok": *true' "$work/u.out"
 else
   echo "FAIL: the demo stopped a cluster it does not own"; fail=1
 fi
+# An interrupted demo (SIGTERM in the middle) cleans up too: no process of
+# its session and no segment are left.
+MONGOSUP_DEMO_NO_BUILD=1 MONGOSUP_BUILDDIR="$build" setsid "$src/scripts/demo.sh" > /dev/null 2>&1 &
+demo=$!
+sleep 6
+kill -TERM "$demo" 2>/dev/null || true
+wait "$demo" 2>/dev/null || true
+sleep 2
+# Zombies whose parent (the killed script) is gone do not count: init reaps them.
+alive=$(ps -o pid=,stat=,args= -s "$demo" 2>/dev/null | awk '$2 !~ /^Z/' || true)
+if [ -n "$alive" ]; then
+  echo "FAIL: an interrupted demo left processes behind: $(echo "$alive" | tr '\n' ' ')"; fail=1
+  pkill -KILL -s "$demo" || true
+else
+  echo "ok: an interrupted demo leaves no process"
+fi
+if ls /dev/shm/mongosup-demo-"$demo" > /dev/null 2>&1; then
+  echo "FAIL: an interrupted demo left its segment"; fail=1; rm -f /dev/shm/mongosup-demo-"$demo"
+else
+  echo "ok: an interrupted demo leaves no segment"
+fi
 [ $fail -eq 0 ] || { cat "$out"; exit 1; }
-echo "demo: 12 passed, 0 failed ($took s for the local demo)"
+echo "demo: 14 passed, 0 failed ($took s for the local demo)"
