@@ -52,6 +52,7 @@ import functools
 import json
 import os
 import re
+import select
 import socket
 import sys
 import threading
@@ -436,6 +437,7 @@ class PeerServer(MockupDB):
             except OSError:
                 pass
             with LOCK:
+                self._prune_closed()
                 self.socks.add(client)
                 PEER.conn_opened(self.member)
             t = threading.Thread(target=self._server_loop,
@@ -476,6 +478,39 @@ class PeerServer(MockupDB):
                 client.close()
             except OSError:
                 pass
+
+    def _prune_closed(self):
+        """Forgets connections the client has already closed (LOCK held).
+
+        A connection's own thread notices the client's FIN only when it is
+        scheduled, which under load can be after the client has opened its
+        next connection: counting at accept time without this pruning would
+        report one connection more than were ever open at once."""
+        if not self.socks:
+            return
+        poller = select.poll()
+        by_fd = {}
+        for sock in self.socks:
+            try:
+                fd = sock.fileno()
+            except OSError:
+                continue
+            if fd >= 0:
+                by_fd[fd] = sock
+                poller.register(fd, select.POLLIN | select.POLLRDHUP)
+        for fd, events in poller.poll(0):
+            sock = by_fd[fd]
+            closed = bool(events & (select.POLLRDHUP | select.POLLHUP | select.POLLERR))
+            if not closed and events & select.POLLIN:
+                try:
+                    closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b''
+                except (BlockingIOError, InterruptedError):
+                    closed = False
+                except OSError:
+                    closed = True
+            if closed:
+                self.socks.discard(sock)
+                PEER.conn_closed(self.member)
 
     def drop_connections(self):
         with LOCK:
