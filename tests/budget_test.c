@@ -12,6 +12,7 @@
 #include "budget.h"
 #include "peer/peer.h"
 #include "slots.h"
+#include "segment_fixture.h"
 #include "testmain.h"
 
 #define NS_PER_MS 1000000ull
@@ -21,22 +22,14 @@ static msup_cluster_row_t *row;
 
 static void setup(const char *tag, uint32_t workers)
 {
-    msup_geometry_t g = {.max_workers = workers, .max_clusters = 2, .mode = 0600, .group = (gid_t)-1,
-                         .environment = "test"};
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_create(msup_test_segment_name(tag), &g, &seg, &err));
+    static const char *const names[] = {"users", NULL};
+    CU_ASSERT_FATAL(msup_test_segment_setup(tag, workers, 2, names, &seg));
     row = msup_segment_row(&seg, 0);
-    snprintf(row->name, sizeof row->name, "users");
-    atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
-    atomic_store(&seg.hdr->cluster_count, 1);
 }
 
 static void teardown(void)
 {
-    char name[MSUP_NAME_MAX];
-    snprintf(name, sizeof name, "%s", seg.name);
-    msup_segment_close(&seg);
-    shm_unlink(name);
+    msup_test_segment_teardown(&seg);
 }
 
 static msup_stats_t *claim(void)

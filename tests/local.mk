@@ -1,6 +1,6 @@
 # tests/local.mk: the CUnit suites; each module's suite is one binary.
 check_LTLIBRARIES += tests/libtestmain.la
-tests_libtestmain_la_SOURCES = tests/testmain.c tests/testmain.h
+tests_libtestmain_la_SOURCES = tests/testmain.c tests/testmain.h tests/segment_fixture.c tests/segment_fixture.h
 tests_libtestmain_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 
 TEST_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS)

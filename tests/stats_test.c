@@ -12,6 +12,7 @@
 #include "slots.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "segment_fixture.h"
 #include "testmain.h"
 
 static void test_hist_index_bounds(void)
@@ -68,24 +69,13 @@ static msup_segment_t seg;
 
 static void setup_segment(const char *tag, uint32_t workers)
 {
-    msup_geometry_t g = {.max_workers = workers, .max_clusters = 2, .mode = 0600, .group = (gid_t)-1,
-                         .environment = "test"};
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_create(msup_test_segment_name(tag), &g, &seg, &err));
-    for (uint32_t c = 0; c < 2; c++) {
-        msup_cluster_row_t *row = msup_segment_row(&seg, c);
-        snprintf(row->name, sizeof row->name, c == 0 ? "users" : "analytics");
-        atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
-    }
-    atomic_store(&seg.hdr->cluster_count, 2);
+    static const char *const names[] = {"users", "analytics", NULL};
+    CU_ASSERT_FATAL(msup_test_segment_setup(tag, workers, 2, names, &seg));
 }
 
 static void teardown_segment(void)
 {
-    char name[MSUP_NAME_MAX];
-    snprintf(name, sizeof name, "%s", seg.name);
-    msup_segment_close(&seg);
-    shm_unlink(name);
+    msup_test_segment_teardown(&seg);
 }
 
 static void test_record_op(void)

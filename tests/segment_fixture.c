@@ -1,0 +1,34 @@
+/* segment_fixture.c: a fresh, uniquely named segment with published cluster rows, for unit tests. */
+#include <stdio.h>
+#include <sys/mman.h>
+
+#include "segment_fixture.h"
+#include "testmain.h"
+
+bool msup_test_segment_setup(const char *tag, uint32_t workers, uint32_t clusters, const char *const *names,
+                             msup_segment_t *seg)
+{
+    msup_geometry_t g = {.max_workers = workers, .max_clusters = clusters, .mode = 0600, .group = (gid_t)-1,
+                         .environment = "test"};
+    mongosup_error_t err;
+    if (!msup_segment_create(msup_test_segment_name(tag), &g, seg, &err)) {
+        fprintf(stderr, "segment fixture: %s\n", err.message);
+        return false;
+    }
+    uint32_t n = 0;
+    for (; names != NULL && names[n] != NULL && n < clusters; n++) {
+        msup_cluster_row_t *row = msup_segment_row(seg, n);
+        snprintf(row->name, sizeof row->name, "%s", names[n]);
+        atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
+    }
+    atomic_store(&seg->hdr->cluster_count, n);
+    return true;
+}
+
+void msup_test_segment_teardown(msup_segment_t *seg)
+{
+    char name[MSUP_NAME_MAX];
+    snprintf(name, sizeof name, "%s", seg->name);
+    msup_segment_close(seg);
+    shm_unlink(name);
+}
