@@ -11,3 +11,5 @@ EXTRA_DIST += docs/concepts.md docs/troubleshooting.md docs/configuration.md doc
 EXTRA_DIST += docs/api.md
 # The connection budget (lib/budget.c).
 EXTRA_DIST += docs/budget.md
+# The trust model (lib/segment, supervisor/control, tools).
+EXTRA_DIST += docs/security.md
