@@ -1,4 +1,4 @@
-/* config_test.c: CUnit tests of the configuration loader (lib/config.c) and the redaction helpers (lib/redact.c). */
+/* config_test.c: CUnit tests of the configuration loader (lib/config_*.c, lib/secrets.c, lib/uri_build.c) and the redaction helpers (lib/redact.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -1,0 +1,135 @@
+/* config_int.h: what the loader's files share (key tables, locations, messages); not a public API. */
+#ifndef MONGOSUP_CONFIG_INT_H
+#define MONGOSUP_CONFIG_INT_H
+
+#include <libconfig.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "strbuf.h"
+
+#define CFG_E MONGOSUP_E_CONFIG
+#define SECRET_MAX 1024      /* longest password read from a file */
+#define APPNAME_MAX 128      /* mongoc's limit */
+
+/* ---- The key tables (lib/config_schema.c) -------------------------------
+ * One row per setting drives validation, defaults, the URI options and the
+ * dump (docs/configuration.md mirrors them). */
+
+typedef enum { KT_U32, KT_BOOL, KT_STR, KT_ENUM_INT, KT_ENUM_STR } key_type_t;
+
+/* Where a key's value lands: in the resolved struct, or in the cluster's
+ * sources (URI and secret locations, used while resolving, not kept). */
+typedef enum { IN_CFG, IN_SRC } key_where_t;
+
+typedef struct {
+    const char *name;
+    int value;
+} choice_t;
+
+typedef struct {
+    const char *name;
+    key_type_t type;
+    key_where_t where;
+    size_t off;            /* into msup_cluster_cfg_t / msup_supervisor_cfg_t / cluster_src_t */
+    uint32_t min, max;     /* KT_U32: range; KT_STR: max length in bytes */
+    uint32_t def;          /* KT_U32 / KT_BOOL default; KT_ENUM_*: index in choices */
+    const char *uri_option;/* the URI option it becomes, or NULL */
+    const choice_t *choices;
+} key_t_;
+
+/* Source strings of a cluster (pointers into the libconfig tree). */
+typedef struct {
+    const char *mongo_uri;
+    const char *uri_env;
+    const char *password_env;
+    const char *password_file;
+    const char *tls_password_env;
+    const char *tls_password_file;
+} cluster_src_t;
+
+/* Row counts, checked against the tables at compile time. */
+#define MSUP_CFG_N_CLUSTER_KEYS 37
+#define MSUP_CFG_N_SUPERVISOR_KEYS 12
+#define MSUP_CFG_N_SEGMENT_KEYS 5
+
+/* Rows of msup_cfg_segment_keys, which parse_segment reads by position. */
+enum { SEG_NAME, SEG_MODE, SEG_GROUP, SEG_MAX_WORKERS, SEG_MAX_CLUSTERS };
+
+extern const key_t_ msup_cfg_cluster_keys[MSUP_CFG_N_CLUSTER_KEYS];
+extern const key_t_ msup_cfg_supervisor_keys[MSUP_CFG_N_SUPERVISOR_KEYS];
+extern const key_t_ msup_cfg_segment_keys[MSUP_CFG_N_SEGMENT_KEYS];
+extern const char *const msup_cfg_root_names[];  /* NULL-terminated */
+extern const char *const msup_cfg_env_names[];   /* NULL-terminated */
+
+const key_t_ *msup_cfg_find_key(const key_t_ *keys, size_t n, const char *name, size_t *idx);
+/* Index of a cluster key that the code names (a missing one is a bug: abort). */
+size_t msup_cfg_ckey(const char *name);
+bool msup_cfg_name_in(const char *const *names, const char *name);
+const choice_t *msup_cfg_find_choice(const choice_t *c, const char *name);
+/* Environment and cluster names: 1 to MSUP_NAME_MAX - 1 of [A-Za-z0-9_-]. */
+bool msup_cfg_valid_name(const char *name);
+
+/* ---- Locations and messages (lib/config_diag.c) ------------------------- */
+
+typedef struct {
+    const char *path; /* the file given to mongosup_config_load */
+} load_ctx_t;
+
+/* The file a setting came from (an @include'd one, or the main file). */
+const char *msup_cfg_setting_file(const load_ctx_t *ctx, const config_setting_t *s);
+
+/* "FILE:LINE: a.b.c: message"; returns false. */
+bool msup_cfg_fail_at(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *s,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Names of a list (from a key table or a NULL-terminated array). */
+typedef struct {
+    const key_t_ *keys;
+    size_t nkeys;
+    const char *const *names;
+} namelist_t;
+
+/* "unknown WHAT (did you mean X?); valid: a, b, ..." at s; returns false. */
+bool msup_cfg_fail_unknown(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *s,
+                           const namelist_t *nl, const char *what);
+const char *msup_cfg_type_name(int type);
+bool msup_cfg_expect_group(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *s);
+
+/* ---- Layering (lib/config_schema.c) ------------------------------------- */
+
+/* Validates every member of a group against a key table; records in set[]
+ * which setting provides each key (later groups override earlier ones). */
+bool msup_cfg_layer_group(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *group,
+                          const key_t_ *keys, size_t nkeys, const config_setting_t **set);
+
+/* Stores the value of each key (the winning setting, else the default);
+ * false when out of memory. */
+bool msup_cfg_apply_keys(const key_t_ *keys, size_t nkeys, const config_setting_t *const *set,
+                         void *cfg_base, void *src_base);
+
+/* ---- Secrets (lib/secrets.c) -------------------------------------------- */
+
+/* A secret (SECRET_MAX bytes) from the variable env_name (when set and
+ * non-empty), else from the file file_path (a regular file, never
+ * world-readable).  *found is false when neither is configured;
+ * how gets "$VAR" or "file PATH" (never the secret). */
+bool msup_cfg_resolve_secret(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *cs,
+                             const config_setting_t *env_set, const char *env_name,
+                             const config_setting_t *file_set, const char *file_path, char *secret,
+                             bool *found, char *how, size_t how_len);
+
+/* ---- URIs (lib/uri_build.c) --------------------------------------------- */
+
+/* "MONGOSUP_<CLUSTER>_URI": upper-cased, non-alphanumerics as '_'. */
+void msup_cfg_cluster_env_var(const char *cluster, char *out, size_t n);
+
+/* Resolves c->uri (what the driver gets: password included, only the options
+ * that differ from the driver's defaults) and c->uri_display (redacted)
+ * from the sources, the environment and the option keys in set[]. */
+bool msup_cfg_resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_cluster_cfg_t *c,
+                          const config_setting_t *cs, const cluster_src_t *src,
+                          const config_setting_t *const *set);
+
+#endif

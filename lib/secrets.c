@@ -1,0 +1,90 @@
+/* secrets.c: passwords from environment variables and password files (never world-readable), for the URI builder. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config_int.h"
+
+/* Reads a secret file: refuses a world-readable or non-regular file, strips
+ * the trailing newline(s).  secret gets SECRET_MAX bytes. */
+static bool read_secret_file(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *s,
+                             const char *path, char *secret)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        int e = errno;
+        return msup_cfg_fail_at(ctx, error, s, "cannot open %s: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return msup_cfg_fail_at(ctx, error, s, "%s is not a regular file", path);
+    }
+    if ((st.st_mode & S_IROTH) != 0) {
+        close(fd);
+        return msup_cfg_fail_at(ctx, error, s, "%s is readable by everyone (mode %04o): refusing it; chmod o-r it",
+                       path, (unsigned)(st.st_mode & 07777));
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(fd, secret + len, SECRET_MAX - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            return msup_cfg_fail_at(ctx, error, s, "cannot read %s: %s", path, strerror(e));
+        }
+        if (r == 0)
+            break;
+        len += (size_t)r;
+        if (len == SECRET_MAX - 1) {
+            close(fd);
+            return msup_cfg_fail_at(ctx, error, s, "%s is longer than %d bytes", path, SECRET_MAX - 2);
+        }
+    }
+    close(fd);
+    while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+        len--;
+    secret[len] = '\0';
+    if (len == 0)
+        return msup_cfg_fail_at(ctx, error, s, "%s is empty", path);
+    if (memchr(secret, '\0', len) != NULL)
+        return msup_cfg_fail_at(ctx, error, s, "%s contains a NUL byte", path);
+    return true;
+}
+
+/* A secret from the variable named by env_key (when set and non-empty), else
+ * from the file of file_key.  *found is false when neither is configured. */
+bool msup_cfg_resolve_secret(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *cs,
+                           const config_setting_t *env_set, const char *env_name,
+                           const config_setting_t *file_set, const char *file_path, char *secret,
+                           bool *found, char *how, size_t how_len)
+{
+    *found = false;
+    if (env_name != NULL) {
+        const char *v = getenv(env_name);
+        if (v != NULL && *v != '\0') {
+            if (strlen(v) >= SECRET_MAX)
+                return msup_cfg_fail_at(ctx, error, env_set, "$%s is longer than %d bytes", env_name, SECRET_MAX - 1);
+            strcpy(secret, v);
+            snprintf(how, how_len, "$%s", env_name);
+            *found = true;
+            return true;
+        }
+        if (file_path == NULL)
+            return msup_cfg_fail_at(ctx, error, env_set != NULL ? env_set : cs,
+                           "environment variable %s is not set (and no file is configured)", env_name);
+    }
+    if (file_path != NULL) {
+        if (!read_secret_file(ctx, error, file_set != NULL ? file_set : cs, file_path, secret))
+            return false;
+        snprintf(how, how_len, "file %s", file_path);
+        *found = true;
+    }
+    return true;
+}
