@@ -5,6 +5,7 @@
 #include <libconfig.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "config.h"
 #include "strbuf.h"
@@ -119,6 +120,27 @@ bool msup_cfg_resolve_secret(const load_ctx_t *ctx, mongosup_error_t *error, con
                              const config_setting_t *env_set, const char *env_name,
                              const config_setting_t *file_set, const char *file_path, char *secret,
                              bool *found, char *how, size_t how_len);
+
+/* ---- The files the loader reads (lib/config_file.c) --------------------- */
+
+typedef struct {
+    char *data;   /* NUL-terminated; may hold a secret: msup_cfg_file_free wipes it */
+    size_t len;   /* without the NUL */
+    mode_t mode;  /* of the file read */
+} msup_cfg_file_t;
+
+/* Reads a whole regular file of at most max bytes without ever blocking:
+ * FIFOs, directories, devices and sockets are refused before a byte is read.
+ * False with a one-line reason naming the path in why otherwise. */
+bool msup_cfg_read_file(const char *path, size_t max, msup_cfg_file_t *out, char *why, size_t why_len);
+void msup_cfg_file_free(msup_cfg_file_t *f);
+
+/* "a FIFO", "a directory", ... for a st_mode. */
+const char *msup_cfg_file_kind(mode_t mode);
+
+/* Line (1-based) of the first @include directive that libconfig would
+ * honour in text, or 0 when there is none. */
+int msup_cfg_find_include(const char *text);
 
 /* ---- URIs (lib/uri_build.c) --------------------------------------------- */
 

@@ -9,6 +9,11 @@
 #include "config_int.h"
 #include "error.h"
 #include "listen.h"
+#include "shmname.h"
+
+/* Largest configuration file read (a generous bound, so that a huge file
+ * given by mistake fails with a message instead of exhausting memory). */
+#define CONFIG_FILE_MAX (4u << 20)
 
 static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, msup_cluster_cfg_t *c,
                             const config_setting_t *file_defaults, const config_setting_t *env_defaults,
@@ -56,20 +61,25 @@ static bool parse_segment(const load_ctx_t *ctx, mongosup_error_t *error, mongos
     if (!msup_cfg_layer_group(ctx, error, seg, msup_cfg_segment_keys, MSUP_CFG_N_SEGMENT_KEYS, set))
         return false;
 
-    if (set[0] != NULL) {
-        const char *name = config_setting_get_string(set[0]);
-        if (name[0] != '/' || strchr(name + 1, '/') != NULL || name[1] == '\0')
-            return msup_cfg_fail_at(ctx, error, set[0], "\"%s\" must start with '/' and contain no other '/'", name);
+    /* The configured name, else one derived from the environment: both must
+     * pass the one segment-name rule (lib/shmname.c). */
+    mongosup_error_t why;
+    if (set[SEG_NAME] != NULL) {
+        const char *name = config_setting_get_string(set[SEG_NAME]);
+        if (!msup_shm_name_check(name, &why))
+            return msup_cfg_fail_at(ctx, error, set[SEG_NAME], "%s", why.message);
         snprintf(cfg->segment_name, sizeof cfg->segment_name, "%s", name);
-    } else if (snprintf(cfg->segment_name, sizeof cfg->segment_name, "/mongosup.%s", cfg->environment) >=
-               (int)sizeof cfg->segment_name) {
-        return msup_fail(error, CFG_E, "%s: segment.name: the default /mongosup.%s is too long: set a name",
-                         ctx->path, cfg->environment);
+    } else {
+        char name[MSUP_NAME_MAX + 16];
+        snprintf(name, sizeof name, "/mongosup.%s", cfg->environment);
+        if (!msup_shm_name_check(name, &why))
+            return msup_fail(error, CFG_E, "%s: segment.name: the default %s: set a name", ctx->path, why.message);
+        memcpy(cfg->segment_name, name, strlen(name) + 1); /* checked: it fits */
     }
 
     cfg->segment_group = (gid_t)-1;
-    if (set[2] != NULL && config_setting_get_string(set[2])[0] != '\0') {
-        const char *g = config_setting_get_string(set[2]);
+    if (set[SEG_GROUP] != NULL && config_setting_get_string(set[SEG_GROUP])[0] != '\0') {
+        const char *g = config_setting_get_string(set[SEG_GROUP]);
         char *end;
         errno = 0;
         unsigned long gid = strtoul(g, &end, 10);
@@ -80,27 +90,27 @@ static bool parse_segment(const load_ctx_t *ctx, mongosup_error_t *error, mongos
             struct group gr, *res = NULL;
             int rc = getgrnam_r(g, &gr, buf, sizeof buf, &res);
             if (rc != 0 || res == NULL)
-                return msup_cfg_fail_at(ctx, error, set[2], "no such group \"%s\"", g);
+                return msup_cfg_fail_at(ctx, error, set[SEG_GROUP], "no such group \"%s\"", g);
             cfg->segment_group = gr.gr_gid;
         }
     }
 
     cfg->segment_mode = cfg->segment_group != (gid_t)-1 ? 0640 : 0600;
-    if (set[1] != NULL) {
-        const char *m = config_setting_get_string(set[1]);
+    if (set[SEG_MODE] != NULL) {
+        const char *m = config_setting_get_string(set[SEG_MODE]);
         char *end;
         unsigned long mode = strtoul(m, &end, 8);
         if (m[0] == '\0' || *end != '\0' || strspn(m, "01234567") != strlen(m) || mode > 0777)
-            return msup_cfg_fail_at(ctx, error, set[1], "\"%s\" is not an octal mode like \"0600\" or \"0640\"", m);
+            return msup_cfg_fail_at(ctx, error, set[SEG_MODE], "\"%s\" is not an octal mode like \"0600\" or \"0640\"", m);
         if ((mode & 0600) != 0600)
-            return msup_cfg_fail_at(ctx, error, set[1], "%s: the owner needs read and write (0600)", m);
+            return msup_cfg_fail_at(ctx, error, set[SEG_MODE], "%s: the owner needs read and write (0600)", m);
         if ((mode & 0002) != 0)
-            return msup_cfg_fail_at(ctx, error, set[1], "%s: a world-writable segment lets anyone corrupt it", m);
+            return msup_cfg_fail_at(ctx, error, set[SEG_MODE], "%s: a world-writable segment lets anyone corrupt it", m);
         cfg->segment_mode = (mode_t)mode;
     }
-    cfg->max_workers = set[3] != NULL ? (uint32_t)config_setting_get_int64(set[3]) : msup_cfg_segment_keys[3].def;
-    cfg->max_clusters = set[4] != NULL ? (uint32_t)config_setting_get_int64(set[4]) : 0;
-    *max_clusters_set = set[4];
+    cfg->max_workers = set[SEG_MAX_WORKERS] != NULL ? (uint32_t)config_setting_get_int64(set[SEG_MAX_WORKERS]) : msup_cfg_segment_keys[SEG_MAX_WORKERS].def;
+    cfg->max_clusters = set[SEG_MAX_CLUSTERS] != NULL ? (uint32_t)config_setting_get_int64(set[SEG_MAX_CLUSTERS]) : 0;
+    *max_clusters_set = set[SEG_MAX_CLUSTERS];
     return true;
 }
 
@@ -241,7 +251,7 @@ static bool load_root(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_c
     if (n > MSUP_MAX_CLUSTERS)
         return msup_cfg_fail_at(ctx, error, clusters, "%zu clusters: at most %d", n, MSUP_MAX_CLUSTERS);
     if (cfg->max_clusters == 0)
-        cfg->max_clusters = n > msup_cfg_segment_keys[4].def ? (uint32_t)n : msup_cfg_segment_keys[4].def;
+        cfg->max_clusters = n > msup_cfg_segment_keys[SEG_MAX_CLUSTERS].def ? (uint32_t)n : msup_cfg_segment_keys[SEG_MAX_CLUSTERS].def;
     else if (n > cfg->max_clusters)
         return msup_cfg_fail_at(ctx, error, max_clusters_set, "%u is smaller than the %zu clusters of environment %s",
                        cfg->max_clusters, n, chosen);
@@ -271,31 +281,28 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_config_load: path is NULL");
         return NULL;
     }
-    FILE *f = fopen(path, "re");
-    if (f == NULL) {
-        msup_fail_errno(error, CFG_E, "%s: cannot open", path);
+    /* libconfig gets the text, never the path: given a directory its scanner
+     * calls exit(2), given a FIFO fopen(3) blocks (lib/config_file.c). */
+    msup_cfg_file_t file;
+    char why[PATH_MAX + 96];
+    if (!msup_cfg_read_file(path, CONFIG_FILE_MAX, &file, why, sizeof why)) {
+        msup_fail(error, CFG_E, "%s", why);
+        return NULL;
+    }
+    int include_line = msup_cfg_find_include(file.data);
+    if (include_line > 0) {
+        msup_cfg_file_free(&file);
+        msup_fail(error, CFG_E, "%s:%d: @include is not supported: put the settings in this file", path,
+                  include_line);
         return NULL;
     }
     config_t lc;
     config_init(&lc);
-    char *dir = strdup(path);
-    if (dir != NULL) {
-        char *slash = strrchr(dir, '/');
-        if (slash != NULL) {
-            slash[slash == dir ? 1 : 0] = '\0';
-            config_set_include_dir(&lc, dir);
-        }
-    }
-    int ok = config_read(&lc, f);
-    fclose(f);
+    int ok = config_read_string(&lc, file.data);
+    msup_cfg_file_free(&file);
     mongosup_config_t *cfg = NULL;
     if (!ok) {
-        if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-            msup_fail(error, CFG_E, "%s: cannot read: %s", config_error_file(&lc) != NULL ? config_error_file(&lc) : path,
-                      config_error_text(&lc));
-        else
-            msup_fail(error, CFG_E, "%s:%d: %s", config_error_file(&lc) != NULL ? config_error_file(&lc) : path,
-                      config_error_line(&lc), config_error_text(&lc));
+        msup_fail(error, CFG_E, "%s:%d: %s", path, config_error_line(&lc), config_error_text(&lc));
         goto out;
     }
     cfg = calloc(1, sizeof *cfg);
@@ -311,7 +318,6 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         msup_error_clear(error);
 out:
     config_destroy(&lc);
-    free(dir);
     return cfg;
 }
 

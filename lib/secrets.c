@@ -1,53 +1,31 @@
 /* secrets.c: passwords from environment variables and password files (never world-readable), for the URI builder. */
-#include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "config_int.h"
 
-/* Reads a secret file: refuses a world-readable or non-regular file, strips
- * the trailing newline(s).  secret gets SECRET_MAX bytes. */
+/* Reads a secret file (lib/config_file.c: regular files only, never
+ * blocking), refuses a world-readable one, strips the trailing newline(s).
+ * secret gets SECRET_MAX bytes; s is the setting named in messages. */
 static bool read_secret_file(const load_ctx_t *ctx, mongosup_error_t *error, const config_setting_t *s,
                              const char *path, char *secret)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        int e = errno;
-        return msup_cfg_fail_at(ctx, error, s, "cannot open %s: %s", path, strerror(e));
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return msup_cfg_fail_at(ctx, error, s, "%s is not a regular file", path);
-    }
-    if ((st.st_mode & S_IROTH) != 0) {
-        close(fd);
+    msup_cfg_file_t f;
+    char why[PATH_MAX + 96];
+    if (!msup_cfg_read_file(path, SECRET_MAX - 2, &f, why, sizeof why))
+        return msup_cfg_fail_at(ctx, error, s, "%s", why);
+    mode_t mode = f.mode;
+    if ((mode & S_IROTH) != 0) {
+        msup_cfg_file_free(&f);
         return msup_cfg_fail_at(ctx, error, s, "%s is readable by everyone (mode %04o): refusing it; chmod o-r it",
-                       path, (unsigned)(st.st_mode & 07777));
+                                path, (unsigned)(mode & 07777));
     }
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(fd, secret + len, SECRET_MAX - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            return msup_cfg_fail_at(ctx, error, s, "cannot read %s: %s", path, strerror(e));
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len == SECRET_MAX - 1) {
-            close(fd);
-            return msup_cfg_fail_at(ctx, error, s, "%s is longer than %d bytes", path, SECRET_MAX - 2);
-        }
-    }
-    close(fd);
+    size_t len = f.len;
+    memcpy(secret, f.data, len);
+    msup_cfg_file_free(&f);
     while (len > 0 && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
         len--;
     secret[len] = '\0';

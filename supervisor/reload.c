@@ -221,7 +221,10 @@ void msup_reload(msup_sup_t *sup)
 {
     mongosup_error_t err;
     msup_log(LOG_NOTICE, "SIGHUP: reloading %s", sup->config_path);
-    mongosup_config_t *cfg = mongosup_config_load(sup->config_path, sup->environment, &err);
+    /* The environment chosen at start (-e, $MONGOSUP_ENV or the file's
+     * default_environment then) stays: an edited default_environment must
+     * not move a running supervisor to other clusters. */
+    mongosup_config_t *cfg = mongosup_config_load(sup->config_path, mongosup_config_environment(sup->cfg), &err);
     if (cfg == NULL) {
         char clean[sizeof err.message];
         msup_redact_text(err.message, clean, sizeof clean);
