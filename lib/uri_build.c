@@ -79,30 +79,74 @@ static bool option_owned(const char *name, size_t n, const char *const *owned, s
     return false;
 }
 
-/* Appends the URI options of the key table from the resolved values (all of
- * them, or for the display only those set in the file to a value other than
- * the built-in default), then the TLS key password. */
+/*
+ * What mongo-c-driver 1.23 uses when an option is absent from the URI
+ * (mongoc-client.h MONGOC_DEFAULT_*, mongoc-topology-private.h, and
+ * MONGOC-NOTES.md).  The driver looks options up in the URI's option list on
+ * every operation, so each option written costs every operation a little
+ * (docs/benchmarks.md, opcost_bench): only values that differ are written.
+ * Not here, so always written when set: heartbeatFrequencyMS, whose default
+ * depends on the client (10 s pooled, 60 s for the single-threaded clients
+ * of mongosupd's health checks, which get the same URI), appname and the
+ * TLS files.  waitQueueTimeoutMS (absent: wait forever) differs from
+ * mongosup's 5000 unless set to 0.
+ */
+static const struct {
+    const char *option;
+    uint32_t value;
+} driver_defaults[] = {
+    {"maxPoolSize", 100},
+    {"waitQueueTimeoutMS", 0},
+    {"connectTimeoutMS", 10000},
+    {"socketTimeoutMS", 300000},
+    {"serverSelectionTimeoutMS", 30000},
+    {"retryWrites", 1},
+    {"retryReads", 1},
+    {"tlsAllowInvalidHostnames", 0},
+};
+
+static bool is_driver_default(const char *option, uint32_t value)
+{
+    for (size_t i = 0; i < sizeof driver_defaults / sizeof driver_defaults[0]; i++)
+        if (strcmp(driver_defaults[i].option, option) == 0)
+            return driver_defaults[i].value == value;
+    return false;
+}
+
+/* Which options of the key table an appended list holds. */
+typedef enum {
+    FOR_DRIVER,  /* the values that differ from the driver's defaults */
+    FOR_DISPLAY, /* the values set in the file that differ from the built-in defaults */
+} option_choice_t;
+
+/* Appends the URI options of the key table from the resolved values, then
+ * the TLS key password. */
 static void append_options(msup_strbuf_t *d, const msup_cluster_cfg_t *c, const config_setting_t *const *set,
-                           bool only_explicit, bool tls_password)
+                           option_choice_t choice, bool tls_password)
 {
     for (size_t i = 0; i < MSUP_CFG_N_CLUSTER_KEYS; i++) {
         const key_t_ *k = &msup_cfg_cluster_keys[i];
-        if (k->uri_option == NULL || (only_explicit && set[i] == NULL))
+        if (k->uri_option == NULL || (choice == FOR_DISPLAY && set[i] == NULL))
             continue;
         const char *field = (const char *)c + k->off;
-        char num[16];
-        if (only_explicit && ((k->type == KT_U32 && *(const uint32_t *)(const void *)field == k->def) ||
-                              (k->type == KT_BOOL && *(const bool *)(const void *)field == (k->def != 0))))
+        bool scalar = k->type == KT_U32 || k->type == KT_BOOL;
+        uint32_t value = k->type == KT_U32    ? *(const uint32_t *)(const void *)field
+                         : k->type == KT_BOOL ? (uint32_t)*(const bool *)(const void *)field
+                                              : 0;
+        if (scalar && choice == FOR_DISPLAY && value == k->def)
+            continue;
+        if (scalar && choice == FOR_DRIVER && is_driver_default(k->uri_option, value))
             continue;
         if (k->type == KT_U32) {
-            snprintf(num, sizeof num, "%u", *(const uint32_t *)(const void *)field);
+            char num[16];
+            snprintf(num, sizeof num, "%u", value);
             uri_add_option(d, k->uri_option, num);
         } else if (k->type == KT_BOOL) {
             /* mongoc 1.23 turns TLS on when any tls* option is present, even
              * "false": leave a false TLS option out. */
-            if (!*(const bool *)(const void *)field && strncmp(k->uri_option, "tls", 3) == 0)
+            if (value == 0 && strncmp(k->uri_option, "tls", 3) == 0)
                 continue;
-            uri_add_option(d, k->uri_option, *(const bool *)(const void *)field ? "true" : "false");
+            uri_add_option(d, k->uri_option, value != 0 ? "true" : "false");
         } else if (*(char *const *)(const void *)field != NULL) {
             uri_add_option(d, k->uri_option, *(char *const *)(const void *)field);
         }
@@ -319,8 +363,8 @@ bool msup_cfg_resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_c
      * from the built-in defaults (it has only MSUP_URI_DISPLAY_MAX bytes). */
     msup_strbuf_t disp = MSUP_STRBUF_GROWING;
     msup_strbuf_putn(&disp, d.p, d.len);
-    append_options(&d, c, set, false, have_tls_pw);
-    append_options(&disp, c, set, true, have_tls_pw);
+    append_options(&d, c, set, FOR_DRIVER, have_tls_pw);
+    append_options(&disp, c, set, FOR_DISPLAY, have_tls_pw);
     if (d.oom || disp.oom) {
         msup_strbuf_wipe(&d);
         msup_strbuf_wipe(&disp);

@@ -208,13 +208,9 @@ static void test_good_minimal(void)
     CU_ASSERT_EQUAL(c->max_connections, 0);
     CU_ASSERT_EQUAL(c->max_connecting, 0);
     CU_ASSERT_EQUAL(c->source_line, 1);
-    CU_ASSERT(has(c->uri, "mongodb://db1.example.net:27017/app?"));
-    CU_ASSERT(has(c->uri, "maxPoolSize=100"));
-    CU_ASSERT(has(c->uri, "waitQueueTimeoutMS=5000"));
-    CU_ASSERT(has(c->uri, "heartbeatFrequencyMS=10000"));
-    CU_ASSERT(has(c->uri, "retryWrites=true"));
-    CU_ASSERT(lacks(c->uri, "minPoolSize"));
-    CU_ASSERT(lacks(c->uri, "maxIdleTimeMS"));
+    /* Only what differs from the driver's defaults (the checkout bound), and
+     * heartbeatFrequencyMS, whose default depends on the kind of client. */
+    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://db1.example.net:27017/app?waitQueueTimeoutMS=5000&heartbeatFrequencyMS=10000");
     CU_ASSERT(has(c->uri_source, "mongo_uri at"));
     mongosup_config_destroy(&cfg);
     CU_ASSERT_PTR_NULL(cfg);
@@ -443,6 +439,76 @@ static void test_uri_explicit_key_wins(void)
                   "default_environment = \"dev\"; environments = { dev = { clusters = { users = { mongo_uri = \"mongodb://h/?maxPoolSize=7\"; }; }; }; };\n",
                   NULL);
     CU_ASSERT_EQUAL(cfg->clusters[0].max_pool_size, 11);
+    mongosup_config_destroy(&cfg);
+}
+
+/* The value the driver uses for an option: the URI's, else mongoc 1.23's
+ * default (the header's constants where it has them). */
+static int32_t effective_int(const mongoc_uri_t *u, const char *option, int32_t driver_default)
+{
+    return mongoc_uri_has_option(u, option) ? mongoc_uri_get_option_as_int32(u, option, 0) : driver_default;
+}
+
+static bool effective_bool(const mongoc_uri_t *u, const char *option, bool driver_default)
+{
+    return mongoc_uri_has_option(u, option) ? mongoc_uri_get_option_as_bool(u, option, false) : driver_default;
+}
+
+/* The URI used to spell out every option with the resolved value; now it
+ * holds only those that differ from the driver's defaults.  What the driver
+ * ends up using must be the resolved values, as before. */
+static void expect_effective(const msup_cluster_cfg_t *c)
+{
+    bson_error_t be;
+    mongoc_uri_t *u = mongoc_uri_new_with_error(c->uri, &be);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(u);
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_MAXPOOLSIZE, 100), (int32_t)c->max_pool_size);
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_WAITQUEUETIMEOUTMS, 0), (int32_t)c->wait_queue_timeout_ms);
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_CONNECTTIMEOUTMS, MONGOC_DEFAULT_CONNECTTIMEOUTMS),
+                    (int32_t)c->connect_timeout_ms);
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_SOCKETTIMEOUTMS, MONGOC_DEFAULT_SOCKETTIMEOUTMS),
+                    (int32_t)c->socket_timeout_ms);
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 30000),
+                    (int32_t)c->server_selection_timeout_ms);
+    /* Always written: the pooled default (10000) is not the single-threaded one (60000). */
+    CU_ASSERT_TRUE(mongoc_uri_has_option(u, MONGOC_URI_HEARTBEATFREQUENCYMS));
+    CU_ASSERT_EQUAL(effective_int(u, MONGOC_URI_HEARTBEATFREQUENCYMS, 10000), (int32_t)c->heartbeat_frequency_ms);
+    CU_ASSERT_EQUAL(effective_bool(u, MONGOC_URI_RETRYWRITES, true), c->retry_writes);
+    CU_ASSERT_EQUAL(effective_bool(u, MONGOC_URI_RETRYREADS, true), c->retry_reads);
+    CU_ASSERT_EQUAL(effective_bool(u, MONGOC_URI_TLSALLOWINVALIDHOSTNAMES, false), c->tls_allow_invalid_hostnames);
+    mongoc_uri_destroy(u);
+}
+
+static void test_uri_effective_options(void)
+{
+    /* Built-in defaults. */
+    mongosup_config_t *cfg = load_ok(one_uri(""), NULL);
+    expect_effective(&cfg->clusters[0]);
+    mongosup_config_destroy(&cfg);
+
+    /* Every option away from the driver's default: all written. */
+    cfg = load_ok(one_uri("max_pool_size = 7; wait_queue_timeout_ms = 0; connect_timeout_ms = 1234; "
+                          "socket_timeout_ms = 4321; server_selection_timeout_ms = 999; "
+                          "heartbeat_frequency_ms = 600; retry_writes = false; retry_reads = false;"),
+                  NULL);
+    const msup_cluster_cfg_t *c = &cfg->clusters[0];
+    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://db1.example.net:27017/app?maxPoolSize=7&connectTimeoutMS=1234"
+                                   "&socketTimeoutMS=4321&serverSelectionTimeoutMS=999&heartbeatFrequencyMS=600"
+                                   "&retryWrites=false&retryReads=false");
+    expect_effective(c);
+    mongosup_config_destroy(&cfg);
+
+    /* Keys set to the driver's defaults win over other values in the URI
+     * text: the text's options go, the default needs no option. */
+    cfg = load_ok(one("mongo_uri = \"mongodb://h/?connectTimeoutMS=5&maxPoolSize=3&socketTimeoutMS=300000&w=1\"; "
+                      "connect_timeout_ms = 10000; max_pool_size = 100;"),
+                  NULL);
+    c = &cfg->clusters[0];
+    CU_ASSERT_EQUAL(c->connect_timeout_ms, 10000);
+    CU_ASSERT_EQUAL(c->max_pool_size, 100);
+    CU_ASSERT_EQUAL(c->socket_timeout_ms, 300000);
+    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://h/?w=1&waitQueueTimeoutMS=5000&heartbeatFrequencyMS=10000");
+    expect_effective(c);
     mongosup_config_destroy(&cfg);
 }
 
@@ -1235,6 +1301,7 @@ int main(void)
         {"/config/uri/cluster-env", test_uri_cluster_env},
         {"/config/uri/missing", test_uri_missing},
         {"/config/uri/explicit-key-wins", test_uri_explicit_key_wins},
+        {"/config/uri/effective-options", test_uri_effective_options},
         {"/config/uri/option-out-of-range", test_uri_option_out_of_range},
         {"/config/uri/unsupported-options", test_uri_unsupported_options},
         {"/config/uri/invalid-redacted", test_uri_invalid_redacted},
