@@ -105,6 +105,14 @@ bool msup_cfg_read_file(const char *path, size_t max, msup_cfg_file_t *out, char
     return true;
 }
 
+bool msup_cfg_check_not_special(const char *path, char *why, size_t why_len)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return true;
+    return fail_why(why, why_len, "%s is %s, not a regular file", path, msup_cfg_file_kind(st.st_mode));
+}
+
 void msup_cfg_file_free(msup_cfg_file_t *f)
 {
     if (f->data != NULL) {

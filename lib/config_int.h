@@ -135,6 +135,12 @@ typedef struct {
 bool msup_cfg_read_file(const char *path, size_t max, msup_cfg_file_t *out, char *why, size_t why_len);
 void msup_cfg_file_free(msup_cfg_file_t *f);
 
+/* For files that the driver opens later (the TLS CA and key files): false
+ * with a reason when path exists and is not a regular file (a FIFO there
+ * would block the worker's first checkout).  A missing file is left to the
+ * driver: it may be provisioned after the configuration is checked. */
+bool msup_cfg_check_not_special(const char *path, char *why, size_t why_len);
+
 /* "a FIFO", "a directory", ... for a st_mode. */
 const char *msup_cfg_file_kind(mode_t mode);
 

@@ -33,6 +33,15 @@ static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, msup
         return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory");
     if (!msup_cfg_resolve_uri(ctx, error, c, cs, &src, set))
         return false;
+    const struct {
+        const char *key, *path;
+    } driver_files[] = {{"tls_ca_file", c->tls_ca_file}, {"tls_certificate_key_file", c->tls_certificate_key_file}};
+    for (size_t i = 0; i < sizeof driver_files / sizeof driver_files[0]; i++) {
+        char why[PATH_MAX + 96];
+        const config_setting_t *s = set[msup_cfg_ckey(driver_files[i].key)];
+        if (driver_files[i].path != NULL && !msup_cfg_check_not_special(driver_files[i].path, why, sizeof why))
+            return msup_cfg_fail_at(ctx, error, s != NULL ? s : cs, "%s", why);
+    }
 
     /* Cross-field rules, reported at the setting that breaks them. */
     size_t i_min = msup_cfg_ckey("min_pool_size"), i_conn = msup_cfg_ckey("max_connecting");

@@ -288,6 +288,28 @@ static void test_password_symlink(void)
     unlink(conf);
 }
 
+/* The driver opens the TLS files when a worker's pool is made: a FIFO there
+ * would block that worker, so the loader refuses one (a missing file is
+ * left to the driver: it may come later). */
+static void test_tls_files(void)
+{
+    const char *conf = path_in("tls.conf"), *fifo = path_in("ca.fifo");
+    unlink(fifo);
+    CU_ASSERT_FATAL(mkfifo(fifo, 0600) == 0);
+    char extra[PATH_MAX + 64];
+    snprintf(extra, sizeof extra, "tls_ca_file = \"%s\";", fifo);
+    write_conf(conf, NULL, extra);
+    expect_refused(conf, ":5: environments.dev.clusters.users.tls_ca_file: ", "ca.fifo is a FIFO, not a regular file");
+    snprintf(extra, sizeof extra, "tls_certificate_key_file = \"%s\";", tmpdir);
+    write_conf(conf, NULL, extra);
+    expect_refused(conf, "tls_certificate_key_file: ", "is a directory, not a regular file");
+    snprintf(extra, sizeof extra, "tls_ca_file = \"%s/not-yet-there.pem\";", tmpdir);
+    write_conf(conf, NULL, extra);
+    expect_loaded(conf);
+    unlink(fifo);
+    unlink(conf);
+}
+
 /* ------------------------------------------------------------------ */
 /* mongosupd --check-config                                             */
 
@@ -503,6 +525,7 @@ int main(int argc, char **argv)
         {"/config/files/password-fifo", test_password_fifo},
         {"/config/files/password-directory-and-device", test_password_directory_and_device},
         {"/config/files/password-symlink", test_password_symlink},
+        {"/config/files/tls-files", test_tls_files},
         {"/config/files/check-config/files", test_check_config_files},
         {"/config/files/check-config/segment-names", test_check_config_segment_names},
         {"/config/files/reload-keeps-environment", test_reload_keeps_environment},
