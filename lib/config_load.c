@@ -298,6 +298,11 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         msup_fail(error, CFG_E, "%s", why);
         return NULL;
     }
+    if (memchr(file.data, '\0', file.len) != NULL) { /* libconfig would stop reading there */
+        msup_cfg_file_free(&file);
+        msup_fail(error, CFG_E, "%s contains a NUL byte: not a text file", path);
+        return NULL;
+    }
     int include_line = msup_cfg_find_include(file.data);
     if (include_line > 0) {
         msup_cfg_file_free(&file);

@@ -204,6 +204,22 @@ static void test_config_symlink(void)
     unlink(real);
 }
 
+/* A binary file, or one far larger than any configuration: one line each
+ * (libconfig would stop at the NUL and read a truncated file). */
+static void test_config_not_text(void)
+{
+    const char *conf = path_in("nul.conf");
+    write_conf(conf, NULL, NULL);
+    FILE *f = fopen(conf, "a");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fwrite("x = 1;\0garbage", 1, 15, f);
+    fclose(f);
+    expect_refused(conf, "nul.conf contains a NUL byte", NULL);
+    CU_ASSERT_FATAL(truncate(conf, 5 << 20) == 0); /* sparse: 5 MiB of zeros */
+    expect_refused(conf, "nul.conf is longer than 4194304 bytes", NULL);
+    unlink(conf);
+}
+
 /* libconfig 1.5 would open an @include'd path itself (fopen: blocks on a
  * FIFO; a directory makes its scanner exit): refused, with the line. */
 static void test_config_include(void)
@@ -522,6 +538,7 @@ int main(int argc, char **argv)
         {"/config/files/config-device", test_config_device},
         {"/config/files/config-symlink", test_config_symlink},
         {"/config/files/include-refused", test_config_include},
+        {"/config/files/not-text", test_config_not_text},
         {"/config/files/password-fifo", test_password_fifo},
         {"/config/files/password-directory-and-device", test_password_directory_and_device},
         {"/config/files/password-symlink", test_password_symlink},
