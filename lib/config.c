@@ -138,6 +138,7 @@ static const key_t_ supervisor_keys[] = {
     U32(escalate_grace_ms, 0, 600000, 2000),
     {"keep_segment", KT_BOOL, IN_CFG, V_(keep_segment), 0, 1, 0, NULL, NULL},
     {"metrics_listen", KT_STR, IN_CFG, V_(metrics_listen), 0, 255, 0, NULL, NULL},
+    {"control_socket", KT_STR, IN_CFG, V_(control_socket), 0, 107, 0, NULL, NULL}, /* sun_path */
 };
 #define N_SUPERVISOR_KEYS (sizeof supervisor_keys / sizeof supervisor_keys[0])
 
@@ -1012,6 +1013,11 @@ static bool parse_supervisor(const load_ctx_t *ctx, mongosup_error_t *error, mon
         if (!msup_listen_parse(s->metrics_listen, true, host, sizeof host, port, sizeof port, &why))
             return fail_at(ctx, error, set[i], "%s", why.message);
     }
+    if (s->control_socket != NULL && s->control_socket[0] != '/') {
+        size_t i = 0;
+        find_key(supervisor_keys, N_SUPERVISOR_KEYS, "control_socket", &i);
+        return fail_at(ctx, error, set[i], "control_socket '%s' must be an absolute path", s->control_socket);
+    }
     return true;
 }
 
@@ -1229,6 +1235,7 @@ void mongosup_config_destroy(mongosup_config_t **config)
     free(cfg->supervisor.log);
     free(cfg->supervisor.escalate);
     free(cfg->supervisor.metrics_listen);
+    free(cfg->supervisor.control_socket);
     free(cfg->path);
     free(cfg);
     *config = NULL;
