@@ -161,7 +161,7 @@ bool msup_control_open(const char *path, bool creatable_dir, gid_t group, msup_c
     struct sockaddr_un sa;
     fill_addr(&sa, path);
     /* 0600 from the first instant: chmod after bind would leave a window.
-     * No other thread runs yet (the umask is process-wide). */
+     * The umask is process-wide: mongosupd calls this before its threads. */
     mode_t old = umask(0177);
     int rc = bind(ctl->listen_fd, (struct sockaddr *)&sa, sizeof sa);
     int err = errno;

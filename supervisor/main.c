@@ -299,16 +299,6 @@ int main(int argc, char **argv)
         return rc;
     }
 
-    /* Before any thread exists (it sets the umask around bind), and before
-     * the segment: a refused socket leaves nothing else to undo. */
-    if (!msup_control_open(control_path, control_dir_creatable, cfg->segment_group, &sup.control, &err)) {
-        rc = startup_failure(err.message);
-        mongosup_config_destroy(&cfg);
-        msup_pidfile_release(&pidfile);
-        msup_log_close();
-        return rc;
-    }
-
     mongoc_init();
     msup_log_route_driver();
     rc = 1;
@@ -337,9 +327,15 @@ int main(int argc, char **argv)
     uint32_t phase = atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire);
     if (phase == MSUP_PHASE_DRAINING || phase == MSUP_PHASE_STOPPING)
         msup_log(LOG_WARNING, "the previous supervisor died while shutting down; running again");
+    /* The control socket after the claim: a second mongosupd on this
+     * segment is told so by the claim, and a socket nobody answers on is
+     * truly stale.  Before the checker threads (bind runs under a umask). */
+    bool ready = msup_control_open(control_path, control_dir_creatable, cfg->segment_group, &sup.control, &err);
+    if (!ready)
+        startup_failure(err.message);
     /* Rows first (config_generation bumped), then RUNNING: workers that see
      * RUNNING find their clusters. */
-    if (!msup_config_apply(&sup, cfg, &err)) {
+    if (!ready || !msup_config_apply(&sup, cfg, &err)) {
         atomic_store_explicit(&sup.seg.hdr->supervisor_pid, 0, memory_order_release);
         msup_segment_close(&sup.seg);
         goto out;

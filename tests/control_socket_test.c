@@ -768,10 +768,15 @@ static void expect_refused(daemon_t *d, const char *needle)
     if (log == NULL || strstr(log, needle) == NULL || lines != 1)
         fprintf(stderr, "\nwanted one line with '%s', got:\n%s\n", needle, log ? log : "");
     free(log);
-    /* Nothing was created. */
+    /* It let go of the segment: no supervisor recorded, nothing started. */
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FALSE(msup_segment_open_readonly(d->seg, &seg, &err));
+    if (msup_segment_open_readonly(d->seg, &seg, &err)) {
+        CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), 0);
+        CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), 0);
+        msup_segment_close(&seg);
+    }
+    msup_segment_unlink(d->seg, NULL);
 }
 
 static void test_path_not_a_socket(void)
