@@ -224,10 +224,15 @@ msup_ctl_status_t msup_ctl_request(const char *path, const char *request, unsign
     char line[512];
     int n = snprintf(line, sizeof line, "%s\n", request);
     bool timed_out = false;
-    char *text = n > 0 && (size_t)n < sizeof line && send_all(fd, line, (size_t)n, deadline)
-                     ? read_all(fd, deadline, &timed_out)
-                     : NULL;
+    /* A refusal is written at accept and the connection closed: the send
+     * may then fail while the answer waits to be read. */
+    bool sent = n > 0 && (size_t)n < sizeof line && send_all(fd, line, (size_t)n, deadline);
+    char *text = read_all(fd, deadline, &timed_out);
     close(fd);
+    if (text != NULL && !sent && text[0] == '\0') {
+        free(text);
+        text = NULL;
+    }
     if (text == NULL) {
         if (timed_out)
             msup_fail(error, MONGOSUP_E_SYSTEM, "no answer from mongosupd on %s within %u ms", path, timeout_ms);
