@@ -13,7 +13,7 @@
 /* Connections served at once; a new one past the cap replaces the oldest
  * that has not sent its request yet. */
 #define MSUP_CONTROL_MAX_CONNS 16
-/* A request line, newline included. */
+/* The request buffer: a line of at most 255 bytes, its newline included. */
 #define MSUP_CONTROL_LINE_MAX 256
 /* From accept to the last byte of the answer (the command's own run time,
  * a reload for instance, is not counted: it runs between two polls). */

@@ -252,6 +252,13 @@ static void test_reload_bad(void)
     if (out == NULL || strstr(out, want) == NULL)
         fprintf(stderr, "\nbad reload said: %s (want %s)\n", out ? out : "", want);
     free(out);
+    /* With -c, mongosupctl reads the same file to find the socket: the same
+     * reason, and a failure, not "no supervisor". */
+    out = ctl(&d, "reload", &st);
+    CU_ASSERT_EQUAL(st, 1);
+    snprintf(want, sizeof want, "%s:7:", d.conf);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+    free(out);
     /* The running configuration stays, and the supervisor with it. */
     CU_ASSERT_EQUAL(generation(&d), g0);
     char why[512];
@@ -269,6 +276,7 @@ static void test_shutdown(void)
     CU_ASSERT_EQUAL(st, 0);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "shutdown: DRAINING"));
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "the supervisor has stopped"));
+    CU_ASSERT_PTR_NULL(out && strstr(out, "phase RUNNING"));
     free(out);
     CU_ASSERT_EQUAL(wait_exit(d.pid, slack(5000)), 0);
     d.pid = 0;

@@ -162,7 +162,8 @@ static int cmd_shutdown(const char *socket_path, const char *name, bool wait, do
         return rc;
     }
     uint64_t deadline = msup_mono_ns() + (uint64_t)(timeout_s * 1e9);
-    uint32_t last_phase = UINT32_MAX;
+    /* The answer comes just before the phase moves: RUNNING is not news. */
+    uint32_t last_phase = MSUP_PHASE_RUNNING;
     for (;;) {
         if (msup_segment_replaced(&seg)) {
             printf("shutdown: segment %s removed: the supervisor has stopped\n", name);
@@ -320,13 +321,16 @@ int main(int argc, char **argv)
     char socket_path[MSUP_CONTROL_PATH_MAX];
     mongosup_error_t err;
     /* With -s, a request needs no segment (but --wait watches it). */
+    /* A file we cannot read names no socket: for a request that is a
+     * failure to ask (1), not an absent supervisor (3). */
+    int unresolved = on_socket ? CTL_FAILED : CTL_NO_SUPERVISOR;
     if ((!on_socket || socket_flag == NULL || wait) && !msup_target_resolve(&target, name, sizeof name, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
-        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : CTL_NO_SUPERVISOR;
+        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : unresolved;
     }
     if (on_socket && !resolve_socket(&target, socket_flag, name, socket_path, sizeof socket_path, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
-        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : CTL_NO_SUPERVISOR;
+        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : unresolved;
     }
     unsigned answer_ms = (unsigned)(answer_s * 1000);
     if (strcmp(cmd, "status") == 0)
