@@ -251,7 +251,7 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    /* Signals are taken synchronously by the main loop (sigtimedwait): block
+    /* Signals are taken synchronously by the main loop (a signalfd): block
      * them first, before any thread exists so that every thread inherits the
      * mask, and so that a SIGHUP or SIGTERM during start-up waits for the
      * loop instead of killing us (SIGHUP's default action) with the pidfile
