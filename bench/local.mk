@@ -10,6 +10,7 @@ include bench/render.mk
 include bench/checkout.mk
 include bench/budget.mk
 include bench/opcost.mk
+include bench/control.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -10,6 +10,7 @@ CLEANFILES += etc/mongosupd.service
 etc/mongosupd.service: etc/mongosupd.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) etc && sed \
 	  -e 's|@sbindir[@]|$(sbindir)|g' \
+	  -e 's|@bindir[@]|$(bindir)|g' \
 	  -e 's|@sysconfdir[@]|$(sysconfdir)|g' \
 	  -e 's|@docdir[@]|$(docdir)|g' \
 	  $(srcdir)/etc/mongosupd.service.in > $@

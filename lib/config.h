@@ -102,6 +102,7 @@ typedef struct msup_supervisor_cfg {
     uint32_t escalate_grace_ms;       /* SIGTERM -> SIGKILL delay, default 2000 */
     bool keep_segment;                /* default false: unlink at the end */
     char *metrics_listen;             /* NULL: off; "127.0.0.1:9216" */
+    char *control_socket;             /* NULL: the default (supervisor/control_path.h) */
 } msup_supervisor_cfg_t;
 
 struct mongosup_config {

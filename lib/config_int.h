@@ -52,7 +52,7 @@ typedef struct {
 
 /* Row counts, checked against the tables at compile time. */
 #define MSUP_CFG_N_CLUSTER_KEYS 37
-#define MSUP_CFG_N_SUPERVISOR_KEYS 12
+#define MSUP_CFG_N_SUPERVISOR_KEYS 13
 #define MSUP_CFG_N_SEGMENT_KEYS 5
 
 /* Rows of msup_cfg_segment_keys, which parse_segment reads by position. */

@@ -147,6 +147,11 @@ static bool parse_supervisor(const load_ctx_t *ctx, mongosup_error_t *error, mon
         if (!msup_listen_parse(s->metrics_listen, true, host, sizeof host, port, sizeof port, &why))
             return msup_cfg_fail_at(ctx, error, set[i], "%s", why.message);
     }
+    if (s->control_socket != NULL && s->control_socket[0] != '/') {
+        size_t i = 0;
+        msup_cfg_find_key(msup_cfg_supervisor_keys, MSUP_CFG_N_SUPERVISOR_KEYS, "control_socket", &i);
+        return msup_cfg_fail_at(ctx, error, set[i], "control_socket '%s' must be an absolute path", s->control_socket);
+    }
     return true;
 }
 
@@ -362,6 +367,7 @@ void mongosup_config_destroy(mongosup_config_t **config)
     free(cfg->supervisor.log);
     free(cfg->supervisor.escalate);
     free(cfg->supervisor.metrics_listen);
+    free(cfg->supervisor.control_socket);
     free(cfg->path);
     free(cfg);
     *config = NULL;

@@ -85,6 +85,7 @@ const key_t_ msup_cfg_supervisor_keys[MSUP_CFG_N_SUPERVISOR_KEYS] = {
     U32(escalate_grace_ms, 0, 600000, 2000),
     {"keep_segment", KT_BOOL, IN_CFG, V_(keep_segment), 0, 1, 0, NULL, NULL},
     {"metrics_listen", KT_STR, IN_CFG, V_(metrics_listen), 0, 255, 0, NULL, NULL},
+    {"control_socket", KT_STR, IN_CFG, V_(control_socket), 0, 107, 0, NULL, NULL}, /* sun_path */
 };
 _Static_assert(sizeof msup_cfg_supervisor_keys / sizeof msup_cfg_supervisor_keys[0] == MSUP_CFG_N_SUPERVISOR_KEYS, "MSUP_CFG_N_SUPERVISOR_KEYS in config_int.h");
 

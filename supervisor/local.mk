@@ -2,6 +2,8 @@
 sbin_PROGRAMS += supervisor/mongosupd
 supervisor_mongosupd_SOURCES = \
 	supervisor/main.c supervisor/supervisor.h \
+	supervisor/control.c supervisor/control.h \
+	supervisor/control_path.c supervisor/control_path.h \
 	supervisor/log.c supervisor/log.h \
 	supervisor/pidfile.c supervisor/pidfile.h \
 	supervisor/health.c supervisor/health.h \

@@ -1,16 +1,20 @@
-/* main.c: mongosupd's command line, start-up (segment, single instance), signals and main loop. */
+/* main.c: mongosupd's command line, start-up (segment, single instance, control socket), signals and main loop. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <mongoc/mongoc.h>
 
 #include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
+#include "control.h"
+#include "control_path.h"
 #include "error.h"
 #include "health.h"
 #include "log.h"
@@ -41,7 +45,8 @@ static void usage(FILE *out)
             "  -v, --verbose        log at debug level\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
-            "Runs in the foreground. Signals: HUP reloads, TERM/INT drain and stop (twice: stop now).\n");
+            "Runs in the foreground. Signals: HUP reloads, TERM/INT drain and stop (twice: stop now).\n"
+            "mongosupctl reaches it on its control socket (supervisor.control_socket).\n");
 }
 
 /* One clear line and a non-zero exit, as varnishd and haproxy do. */
@@ -163,9 +168,17 @@ void msup_sup_tick(msup_sup_t *sup, bool reap_now)
 
 int msup_sup_wait_signal(msup_sup_t *sup, uint32_t timeout_ms)
 {
-    struct timespec ts = {.tv_sec = timeout_ms / 1000u, .tv_nsec = (long)(timeout_ms % 1000u) * 1000000L};
-    int sig = sigtimedwait(&sup->signals, NULL, &ts);
-    return sig > 0 ? sig : 0;
+    struct pollfd fds[1 + MSUP_CONTROL_POLLFDS];
+    fds[0] = (struct pollfd){.fd = sup->signal_fd, .events = POLLIN};
+    size_t n = msup_control_pollfds(sup->control, fds + 1, &timeout_ms);
+    if (poll(fds, 1 + n, (int)timeout_ms) < 0 && errno != EINTR)
+        msup_log(LOG_ERR, "poll: %s", strerror(errno));
+    /* Deadlines are enforced even when nothing was ready. */
+    msup_control_serve(sup->control, fds + 1, n, sup);
+    struct signalfd_siginfo si;
+    if ((fds[0].revents & POLLIN) && read(sup->signal_fd, &si, sizeof si) == (ssize_t)sizeof si)
+        return (int)si.ssi_signo;
+    return 0;
 }
 
 /* One supervisor per segment, even without a pidfile: a live process with
@@ -197,7 +210,6 @@ static bool claim_segment(msup_sup_t *sup, mongosup_error_t *error)
 static int run(msup_sup_t *sup)
 {
     const char *reason = NULL;
-    uint64_t seen = sup->shutdown_requests_seen;
     while (reason == NULL) {
         msup_sup_tick(sup, false);
         if (sup->segment_gone) {
@@ -207,18 +219,15 @@ static int run(msup_sup_t *sup)
             msup_log(LOG_ERR, "exiting with status 1 so that mongosupd starts again on the current segment");
             return 1;
         }
-        uint64_t req = atomic_load_explicit(&sup->seg.hdr->shutdown_requests, memory_order_acquire);
-        if (req != seen) {
-            reason = "shutdown requested in the segment (mongosupctl shutdown)";
-            break;
-        }
         uint32_t hb = sup->cfg->supervisor.heartbeat_interval_ms;
         switch (msup_sup_wait_signal(sup, hb && hb < 100 ? hb : 100)) {
-        case SIGHUP: msup_reload(sup); break;
+        case SIGHUP: msup_reload(sup, "SIGHUP", NULL); break;
         case SIGTERM: reason = "SIGTERM"; break;
         case SIGINT: reason = "SIGINT"; break;
         default: break;
         }
+        if (reason == NULL)
+            reason = sup->shutdown_request; /* the control socket's `shutdown` */
     }
     return msup_shutdown_run(sup, reason);
 }
@@ -242,12 +251,12 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
 
-    /* Signals are taken synchronously by the main loop (sigtimedwait): block
+    /* Signals are taken synchronously by the main loop (a signalfd): block
      * them first, before any thread exists so that every thread inherits the
      * mask, and so that a SIGHUP or SIGTERM during start-up waits for the
      * loop instead of killing us (SIGHUP's default action) with the pidfile
      * and the segment half set up. */
-    msup_sup_t sup = {.config_path = o.config, .environment = o.env, .verbose = o.verbose};
+    msup_sup_t sup = {.config_path = o.config, .environment = o.env, .verbose = o.verbose, .signal_fd = -1};
     sigemptyset(&sup.signals);
     sigaddset(&sup.signals, SIGHUP);
     sigaddset(&sup.signals, SIGTERM);
@@ -262,8 +271,18 @@ int main(int argc, char **argv)
     mongosup_config_t *cfg = mongosup_config_load(o.config, o.env, &err);
     if (cfg == NULL)
         return startup_failure(err.message);
+    /* The file's pidfile (not --pidfile): mongosupctl -c FILE finds the
+     * same path. */
+    char control_path[MSUP_CONTROL_PATH_MAX];
+    bool control_dir_creatable = false;
+    if (!msup_control_path_resolve(cfg->supervisor.control_socket, cfg->supervisor.pidfile, cfg->segment_name,
+                                   control_path, sizeof control_path, &control_dir_creatable, &err)) {
+        mongosup_config_destroy(&cfg);
+        return startup_failure(err.message);
+    }
     if (o.check_config) {
         msup_config_dump(cfg, stdout);
+        printf("# control socket: %s\n", control_path);
         mongosup_config_destroy(&cfg);
         return fflush(stdout) == 0 ? 0 : 1;
     }
@@ -282,13 +301,20 @@ int main(int argc, char **argv)
 
     mongoc_init();
     msup_log_route_driver();
+    rc = 1;
+    /* The main loop polls the control socket and these signals together. */
+    sup.signal_fd = signalfd(-1, &sup.signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sup.signal_fd < 0) {
+        msup_fail_errno(&err, MONGOSUP_E_SYSTEM, "signalfd");
+        startup_failure(err.message);
+        goto out;
+    }
 
     msup_geometry_t geo = {.max_workers = cfg->max_workers,
                            .max_clusters = cfg->max_clusters,
                            .mode = cfg->segment_mode,
                            .group = cfg->segment_group,
                            .environment = cfg->environment};
-    rc = 1;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, &sup.seg, &sup.segment_created, &err)) {
         startup_failure(err.message);
         goto out;
@@ -298,13 +324,18 @@ int main(int argc, char **argv)
         msup_segment_close(&sup.seg);
         goto out;
     }
-    sup.shutdown_requests_seen = atomic_load_explicit(&sup.seg.hdr->shutdown_requests, memory_order_acquire);
     uint32_t phase = atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire);
     if (phase == MSUP_PHASE_DRAINING || phase == MSUP_PHASE_STOPPING)
         msup_log(LOG_WARNING, "the previous supervisor died while shutting down; running again");
+    /* The control socket after the claim: a second mongosupd on this
+     * segment is told so by the claim, and a socket nobody answers on is
+     * truly stale.  Before the checker threads (bind runs under a umask). */
+    bool ready = msup_control_open(control_path, control_dir_creatable, cfg->segment_group, &sup.control, &err);
+    if (!ready)
+        startup_failure(err.message);
     /* Rows first (config_generation bumped), then RUNNING: workers that see
      * RUNNING find their clusters. */
-    if (!msup_config_apply(&sup, cfg)) {
+    if (!ready || !msup_config_apply(&sup, cfg, &err)) {
         atomic_store_explicit(&sup.seg.hdr->supervisor_pid, 0, memory_order_release);
         msup_segment_close(&sup.seg);
         goto out;
@@ -313,9 +344,10 @@ int main(int argc, char **argv)
     atomic_store_explicit(&sup.seg.hdr->drain_deadline_mono_ns, 0, memory_order_relaxed);
     atomic_store_explicit(&sup.seg.hdr->phase, MSUP_PHASE_RUNNING, memory_order_release);
     msup_log(LOG_NOTICE,
-             "mongosupd %s running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters",
+             "mongosupd %s running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters, "
+             "control socket %s",
              mongosup_version(), sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
-             sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count);
+             sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count, control_path);
     msup_reaper_run(&sup); /* what died while no supervisor ran */
 
 #ifdef MSUP_WITH_METRICS
@@ -329,6 +361,7 @@ int main(int argc, char **argv)
     }
 #endif
     rc = run(&sup);
+    msup_control_close(&sup.control); /* STOPPED: clients find no socket rather than no answer */
 #ifdef MSUP_WITH_METRICS
     if (metrics)
         msup_metrics_stop();
@@ -337,6 +370,9 @@ int main(int argc, char **argv)
         msup_checker_stop(&sup.checkers[i], 0); /* shutdown stopped them: a no-op */
     msup_segment_close(&sup.seg);
 out:
+    msup_control_close(&sup.control);
+    if (sup.signal_fd >= 0)
+        close(sup.signal_fd);
     mongosup_config_destroy(&sup.cfg);
     mongosup_config_destroy(&cfg);
     msup_pidfile_release(&pidfile);

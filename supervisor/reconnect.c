@@ -1,6 +1,8 @@
 /* reconnect.c: generation bumps (DOWN->UP, manual, worker network-failure bursts), rate limited, logged. */
 #include <stdio.h>
 
+#include "error.h"
+
 #include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
 #include "health.h"
 #include "log.h"
@@ -40,6 +42,25 @@ static void bump(msup_sup_t *sup, uint32_t row_idx, const char *cause, uint64_t 
              (unsigned long long)gen, cause);
 }
 
+/* Makes the pending bump of a row unless reconnect_min_interval_ms forbids
+ * it yet (logged when `fresh`: a new cause, not a retry).  True if made. */
+static bool bump_when_allowed(msup_sup_t *sup, uint32_t idx, const msup_cluster_cfg_t *cc, bool fresh,
+                              uint64_t now)
+{
+    msup_reconnect_state_t *rs = &sup->reconnect[idx];
+    if (rs->pending_cause == NULL)
+        return false;
+    uint64_t min_ns = (uint64_t)cc->reconnect_min_interval_ms * 1000000u;
+    if (rs->last_bump_mono_ns != 0 && now - rs->last_bump_mono_ns < min_ns) {
+        if (fresh)
+            msup_log(LOG_INFO, "cluster %s: reconnect (%s) deferred by reconnect_min_interval_ms %u", cc->name,
+                     rs->pending_cause, cc->reconnect_min_interval_ms);
+        return false;
+    }
+    bump(sup, idx, rs->pending_cause, now);
+    return true;
+}
+
 void msup_reconnect_tick(msup_sup_t *sup, uint64_t now)
 {
     for (size_t c = 0; c < sup->cfg->cluster_count; c++) {
@@ -48,19 +69,10 @@ void msup_reconnect_tick(msup_sup_t *sup, uint64_t now)
         if (idx < 0 || sup->checkers[idx] == NULL)
             continue;
         msup_reconnect_state_t *rs = &sup->reconnect[idx];
-        msup_cluster_row_t *row = msup_segment_row(&sup->seg, (uint32_t)idx);
         const char *cause = NULL;
 
         if (msup_checker_take_came_up(sup->checkers[idx]))
             cause = "cluster came back up (DOWN -> UP)";
-
-        uint64_t req = atomic_load_explicit(&row->reconnect_requests, memory_order_acquire);
-        uint64_t seen = atomic_load_explicit(&row->reconnect_requests_seen, memory_order_relaxed);
-        if (req != seen) {
-            atomic_store_explicit(&row->reconnect_requests_seen, req, memory_order_release);
-            if (cause == NULL)
-                cause = "manual request (mongosupctl reconnect)";
-        }
 
         /* Workers failing on the network while our checks pass: their pools
          * hold dead connections the checks do not see. */
@@ -83,15 +95,22 @@ void msup_reconnect_tick(msup_sup_t *sup, uint64_t now)
 
         if (cause != NULL)
             rs->pending_cause = cause;
-        if (rs->pending_cause == NULL)
-            continue;
-        uint64_t min_ns = (uint64_t)cc->reconnect_min_interval_ms * 1000000u;
-        if (rs->last_bump_mono_ns != 0 && now - rs->last_bump_mono_ns < min_ns) {
-            if (cause != NULL)
-                msup_log(LOG_INFO, "cluster %s: reconnect (%s) deferred by reconnect_min_interval_ms %u", cc->name,
-                         cause, cc->reconnect_min_interval_ms);
-            continue;
-        }
-        bump(sup, (uint32_t)idx, rs->pending_cause, now);
+        bump_when_allowed(sup, (uint32_t)idx, cc, cause != NULL, now);
     }
+}
+
+bool msup_reconnect_request(msup_sup_t *sup, const char *cluster, uint64_t *generation, bool *deferred,
+                            mongosup_error_t *error)
+{
+    int c = msup_config_find_cluster(sup->cfg, cluster);
+    int idx = c >= 0 ? msup_segment_find_cluster(&sup->seg, cluster) : -1;
+    if (idx < 0)
+        return msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "no cluster '%s' in the running configuration", cluster);
+    if (sup->checkers[idx] == NULL)
+        return msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%s' has no running checker", cluster);
+    sup->reconnect[idx].pending_cause = "manual request (mongosupctl reconnect)";
+    *deferred = !bump_when_allowed(sup, (uint32_t)idx, &sup->cfg->clusters[c], true, msup_mono_ns());
+    *generation = atomic_load_explicit(&msup_segment_row(&sup->seg, (uint32_t)idx)->reconnect_generation,
+                                       memory_order_acquire);
+    return true;
 }

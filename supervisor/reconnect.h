@@ -4,11 +4,18 @@
 
 #include "supervisor.h"
 
-/* Once per main-loop tick: DOWN -> UP, manual requests (row->reconnect_requests
- * moved past reconnect_requests_seen) and bursts of worker network failures
- * while the checks pass.  Bumps are rate limited by reconnect_min_interval_ms
- * (a deferred bump is kept and made when allowed); each is logged with its cause. */
+/* Once per main-loop tick: DOWN -> UP and bursts of worker network
+ * failures while the checks pass.  Bumps are rate limited by
+ * reconnect_min_interval_ms (a deferred bump is kept and made when
+ * allowed); each is logged with its cause. */
 void msup_reconnect_tick(msup_sup_t *sup, uint64_t now_mono_ns);
+
+/* A manual request (the control socket's `reconnect CLUSTER`): bumps now,
+ * or keeps the bump for the tick when the rate limit defers it
+ * (*deferred).  *generation: the cluster's generation afterwards.  Fails
+ * for a cluster that the running configuration does not supervise. */
+bool msup_reconnect_request(msup_sup_t *sup, const char *cluster, uint64_t *generation, bool *deferred,
+                            mongosup_error_t *error);
 
 /* Sum of the workers' network failures for a cluster: retired + live slots.
  * Only the supervisor folds, so from its own thread the sum is consistent. */

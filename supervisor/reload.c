@@ -1,4 +1,4 @@
-/* reload.c: SIGHUP: load, validate, then apply the new configuration to the segment all at once. */
+/* reload.c: SIGHUP or the control socket: load, validate, then apply the new configuration to the segment all at once. */
 #include <stdio.h>
 #include <string.h>
 
@@ -123,7 +123,7 @@ static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cf
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
 }
 
-bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
+bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t *error)
 {
     msup_segment_t *seg = &sup->seg;
     mongosup_config_t *old = sup->cfg;
@@ -132,11 +132,12 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
     if (cfg->cluster_count > MSUP_MAX_CLUSTERS) {
         msup_log(LOG_ERR, "configuration %s: %zu clusters, at most %d", cfg->path, cfg->cluster_count,
                  MSUP_MAX_CLUSTERS);
-        return false;
+        return msup_fail(error, MONGOSUP_E_CONFIG, "configuration %s: %zu clusters, at most %d", cfg->path,
+                         cfg->cluster_count, MSUP_MAX_CLUSTERS);
     }
     if (!geometry_fits(sup, cfg, &err) || !plan_rows(seg, cfg, rows, &err)) {
         msup_log(LOG_ERR, "configuration %s not applied, the running one stays: %s", cfg->path, err.message);
-        return false;
+        return msup_fail(error, MONGOSUP_E_CONFIG, "configuration %s not applied: %s", cfg->path, err.message);
     }
     unsigned added = 0, removed = 0, changed = 0;
     bool keep[MSUP_MAX_CLUSTERS] = {false};
@@ -206,8 +207,10 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
 
     if (old != NULL) {
         const msup_supervisor_cfg_t *o = &old->supervisor, *n = &cfg->supervisor;
-        if (!same_str(o->pidfile, n->pidfile) || !same_str(o->metrics_listen, n->metrics_listen))
-            msup_log(LOG_WARNING, "pidfile and metrics_listen changes take effect at the next start of mongosupd");
+        if (!same_str(o->pidfile, n->pidfile) || !same_str(o->metrics_listen, n->metrics_listen) ||
+            !same_str(o->control_socket, n->control_socket))
+            msup_log(LOG_WARNING,
+                     "pidfile, metrics_listen and control_socket changes take effect at the next start of mongosupd");
         msup_log_open(n->log != NULL && strcmp(n->log, "syslog") == 0, sup->verbose ? LOG_DEBUG : n->log_level);
         msup_log(LOG_NOTICE, "configuration %s applied: generation %llu, %u added, %u removed, %u changed", cfg->path,
                  (unsigned long long)gen, added, removed, changed);
@@ -217,10 +220,10 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg)
     return true;
 }
 
-void msup_reload(msup_sup_t *sup)
+bool msup_reload(msup_sup_t *sup, const char *cause, mongosup_error_t *error)
 {
     mongosup_error_t err;
-    msup_log(LOG_NOTICE, "SIGHUP: reloading %s", sup->config_path);
+    msup_log(LOG_NOTICE, "%s: reloading %s", cause, sup->config_path);
     /* The environment chosen at start (-e, $MONGOSUP_ENV or the file's
      * default_environment then) stays: an edited default_environment must
      * not move a running supervisor to other clusters. */
@@ -229,8 +232,10 @@ void msup_reload(msup_sup_t *sup)
         char clean[sizeof err.message];
         msup_redact_text(err.message, clean, sizeof clean);
         msup_log(LOG_ERR, "reload rejected, the running configuration stays: %s", clean);
-        return;
+        return msup_fail(error, MONGOSUP_E_CONFIG, "%s", clean);
     }
-    if (!msup_config_apply(sup, cfg))
-        mongosup_config_destroy(&cfg);
+    if (msup_config_apply(sup, cfg, error))
+        return true;
+    mongosup_config_destroy(&cfg);
+    return false;
 }

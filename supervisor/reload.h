@@ -1,4 +1,4 @@
-/* reload.h: applying a configuration to the segment (at start and on SIGHUP). */
+/* reload.h: applying a configuration to the segment (at start, on SIGHUP and on the control socket's reload). */
 #ifndef MONGOSUPD_RELOAD_H
 #define MONGOSUPD_RELOAD_H
 
@@ -10,12 +10,14 @@
  * ACTIVE, checker started), removed (row REMOVED, checker stopped) or
  * changed; then bumps config_generation.  Takes ownership of cfg on
  * success (the old one is destroyed).  On failure (the segment does not
- * fit) logs which restart is needed, changes nothing, returns false and
- * leaves cfg to the caller. */
-bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg);
+ * fit) logs which restart is needed, changes nothing, returns false with
+ * the reason in error and leaves cfg to the caller. */
+bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t *error);
 
-/* SIGHUP: loads the file again; an invalid file is logged (file:line) and
- * the running configuration stays. */
-void msup_reload(msup_sup_t *sup);
+/* Loads the file again and applies it; `cause` ("SIGHUP", the control
+ * socket's peer) goes into the log.  An invalid file is logged (file:line,
+ * redacted), the running configuration stays, and false is returned with
+ * the same one-line reason in error (may be NULL). */
+bool msup_reload(msup_sup_t *sup, const char *cause, mongosup_error_t *error);
 
 #endif

@@ -55,6 +55,8 @@ typedef struct msup_reconnect_state {
     const char *pending_cause;    /* a bump waiting for the rate limit */
 } msup_reconnect_state_t;
 
+struct msup_control; /* control.h */
+
 typedef struct msup_sup {
     mongosup_config_t *cfg;
     const char *config_path;
@@ -65,7 +67,8 @@ typedef struct msup_sup {
     /* Indexed by row: NULL for rows without a running checker. */
     msup_checker_t *checkers[MSUP_MAX_CLUSTERS];
     msup_reconnect_state_t reconnect[MSUP_MAX_CLUSTERS];
-    uint64_t shutdown_requests_seen;
+    struct msup_control *control; /* the control socket, NULL before it is open */
+    const char *shutdown_request; /* set by the control socket's `shutdown`: the main loop's reason */
     uint64_t next_heartbeat_mono_ns;
     uint64_t next_reap_mono_ns;
     uint64_t slots_reaped;
@@ -73,13 +76,16 @@ typedef struct msup_sup {
     bool segment_invalid;         /* the last look found the layout corrupted */
     bool segment_gone;            /* the name now refers to another object, or none */
     sigset_t signals;             /* blocked everywhere; the main loop waits on them */
+    int signal_fd;                /* signalfd of `signals` */
 } msup_sup_t;
 
 /* main.c: one pass of the periodic work (heartbeat, watchdogs, reconnects
  * while RUNNING, reaper when due or when reap_now). */
 void msup_sup_tick(msup_sup_t *sup, bool reap_now);
 
-/* main.c: waits up to timeout_ms for one of sup->signals; 0 when none. */
+/* main.c: waits up to timeout_ms for one of sup->signals, serving the
+ * control socket meanwhile (a request may end the wait early); returns the
+ * signal, or 0 when none came. */
 int msup_sup_wait_signal(msup_sup_t *sup, uint32_t timeout_ms);
 
 #endif

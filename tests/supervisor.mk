@@ -10,8 +10,9 @@ tests_supervisor_health_state_test_LDADD = $(TEST_LIBS)
 # The daemon test starts supervisor/mongosupd ($MONGOSUP_TEST_BUILDDIR, else
 # MONGOSUPD_PATH) and the test peer; it re-executes itself as worker processes.
 # MONGOSUP_VALGRIND_DAEMON=1 runs mongosupd itself under valgrind (bounds widen).
-tests_supervisor_daemon_test_SOURCES = tests/supervisor_daemon_test.c tests/peer/peer.c tests/peer/peer.h
-tests_supervisor_daemon_test_CPPFLAGS = $(AM_CPPFLAGS) $(PEER_CPPFLAGS) \
+tests_supervisor_daemon_test_SOURCES = tests/supervisor_daemon_test.c tests/peer/peer.c tests/peer/peer.h \
+	tools/ctlclient.c tools/ctlclient.h
+tests_supervisor_daemon_test_CPPFLAGS = $(AM_CPPFLAGS) $(PEER_CPPFLAGS) -I$(top_srcdir)/tools \
 	-DMONGOSUPD_PATH=\"$(abs_top_builddir)/supervisor/mongosupd\" \
 	-DVALGRIND_SUPP=\"$(abs_top_srcdir)/tests/valgrind.supp\"
 tests_supervisor_daemon_test_CFLAGS = $(TEST_CFLAGS)

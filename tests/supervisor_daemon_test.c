@@ -24,6 +24,7 @@
 #include <mongoc/mongoc.h>
 
 #include "../lib/config.h" /* not autoconf's config.h */
+#include "ctlclient.h"
 #include "mongosup.h"
 #include "peer/peer.h"
 #include "segment.h"
@@ -131,13 +132,34 @@ static void write_file(const char *path, const char *fmt, ...)
     fclose(f);
 }
 
+/* The control socket write_config gives a segment's supervisor. */
+static const char *control_socket_of(const char *segment)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s.sock", segment + 1);
+    return path_in_tmp(name);
+}
+
+/* A request on the supervisor's control socket, as mongosupctl sends it;
+ * true when the verdict is "ok". */
+static bool control_request(const char *segment, const char *line)
+{
+    msup_ctl_answer_t answer;
+    mongosup_error_t err;
+    msup_ctl_status_t st = msup_ctl_request(control_socket_of(segment), line, slack(5000), &answer, &err);
+    if (st != MSUP_CTL_ANSWER_OK)
+        fprintf(stderr, "\n%s: %s\n", line, st == MSUP_CTL_ANSWER_ERROR ? answer.verdict : err.message);
+    msup_ctl_answer_free(&answer);
+    return st == MSUP_CTL_ANSWER_OK;
+}
+
 /* A configuration: one segment, fast checks, and the given cluster blocks. */
 static void write_config(const char *path, const char *segment, const char *supervisor_extra, const char *clusters)
 {
     write_file(path,
                "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
                "supervisor = { log_level = \"info\"; heartbeat_interval_ms = 100; reap_interval_ms = 200;\n"
-               "               %s };\n"
+               "               control_socket = \"%s\"; %s };\n"
                "default_environment = \"test\";\n"
                "defaults = { check_interval_ms = 400; check_fastinter_ms = 200; check_downinter_ms = 300;\n"
                "             check_timeout_ms = 300; rise = 2; fall = 3; reconnect_window_ms = 500;\n"
@@ -145,7 +167,7 @@ static void write_config(const char *path, const char *segment, const char *supe
                "             server_selection_timeout_ms = 1000; connect_timeout_ms = 1000;\n"
                "             socket_timeout_ms = 1000; heartbeat_frequency_ms = 500; };\n"
                "environments = { test = { clusters = { %s }; }; };\n",
-               segment, supervisor_extra ? supervisor_extra : "", clusters);
+               segment, control_socket_of(segment), supervisor_extra ? supervisor_extra : "", clusters);
 }
 
 /* What the daemon sees in a private mount namespace (root only): syslog(3)
@@ -663,14 +685,12 @@ static void stop_ping_worker(pid_t worker, const char *result, unsigned long *fa
     CU_ASSERT_TRUE(ok > 0);
 }
 
-/* What mongosupctl reconnect does: bumps the cluster's request counter in the segment. */
+/* What mongosupctl reconnect does: asks on the control socket. */
 static void request_reconnect(const char *seg_name, const char *cluster)
 {
-    msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
-    atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, cluster))->reconnect_requests, 1);
-    msup_segment_close(&rw);
+    char line[128];
+    snprintf(line, sizeof line, "reconnect %s", cluster);
+    CU_ASSERT(control_request(seg_name, line));
 }
 
 /* Waits until the row's reconnect generation is no longer `from` (or timeout_ms since `since`). */
@@ -967,10 +987,9 @@ static void test_health_down_up_reconnect(void)
     CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
     CU_ASSERT_TRUE(wait_log(s.log, "cause: cluster came back up"));
 
-    /* A manual request (what mongosupctl reconnect writes) bumps it too. */
+    /* A manual request (mongosupctl reconnect) bumps it too. */
     request_reconnect(s.seg_name, "main");
     CU_ASSERT_EQUAL(wait_generation_past(row, gen1, now_ms(), slack(2000), 10), gen1 + 1);
-    CU_ASSERT_EQUAL(atomic_load(&row->reconnect_requests_seen), atomic_load(&row->reconnect_requests));
     sleep_ms(100);
     CU_ASSERT_TRUE(wait_log(s.log, "cause: manual request"));
 
@@ -1300,13 +1319,9 @@ static void test_shutdown_escalates(void)
                            peer);
     pid_t stubborn = start_stubborn_worker(&s, "escalate");
 
-    /* mongosupctl shutdown's way: bump the request counter in the segment. */
-    msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
+    /* mongosupctl shutdown's way: the control socket. */
     uint64_t t0 = now_ms();
-    atomic_fetch_add(&rw.hdr->shutdown_requests, 1);
-    msup_segment_close(&rw);
+    CU_ASSERT(control_request(s.seg_name, "shutdown"));
     int rc = wait_exit(s.sup, slack(500 + 300 + 2000));
     long took = (long)(now_ms() - t0);
     fprintf(stderr, "\n    stubborn worker: supervisor exit %d in %ld ms ", rc, took);
@@ -1813,7 +1828,7 @@ static void test_real_health_up(void)
     int slot = start_attached_worker(&s, "ping", "main", result, &worker);
     sleep_ms(200);
 
-    /* A manual request (what mongosupctl reconnect writes) bumps the
+    /* A manual request (mongosupctl reconnect) bumps the
      * generation; the worker rebuilds its pool within the window. */
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
     request_reconnect(s.seg_name, "main");

@@ -30,3 +30,12 @@ tests_tools_metrics_test_LDADD = $(MSUP_METRICS_LIBS) $(TOOLS_TEST_LIBS) $(MHD_L
 tests_tools_daemon_test_SOURCES = tests/tools_daemon_test.c $(TOOLS_TEST_SOURCES)
 tests_tools_daemon_test_CFLAGS = $(TOOLS_TEST_CFLAGS)
 tests_tools_daemon_test_LDADD = $(TOOLS_TEST_LIBS)
+
+# The control socket against a real mongosupd (supervisor/control.c, tools/ctlclient.c).
+check_PROGRAMS += tests/control_socket_test
+TESTS += tests/control_socket_test
+EXTRA_tests_control_socket_test_DEPENDENCIES = $(TOOLS_TEST_DEPS) supervisor/mongosupd
+tests_control_socket_test_SOURCES = tests/control_socket_test.c tools/ctlclient.c tools/ctlclient.h \
+	$(TOOLS_TEST_SOURCES)
+tests_control_socket_test_CFLAGS = $(TOOLS_TEST_CFLAGS)
+tests_control_socket_test_LDADD = $(TOOLS_TEST_LIBS)

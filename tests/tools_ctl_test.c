@@ -1,8 +1,10 @@
-/* tools_ctl_test.c: each mongosupctl command changes what it should (seen in the segment or by a signalled child). */
+/* tools_ctl_test.c: mongosupctl's commands against a hand-filled segment and a scripted control socket. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -125,7 +127,8 @@ static void test_usage(void)
 {
     int st;
     static const char *const bad[] = {"", "frobnicate", "reconnect", "reconnect a b", "reload now",
-                                      "shutdown --timeout", "shutdown --timeout x", "status -x"};
+                                      "shutdown --timeout", "shutdown --timeout x", "status -x", "ping x",
+                                      "-s relative reload", "-t x reload", "-t 0 reload"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         free(ctl(bad[i], &st));
         CU_ASSERT_EQUAL(st, 64);
@@ -136,127 +139,154 @@ static void test_usage(void)
     CU_ASSERT_EQUAL(st, 64);
 }
 
-static void test_reconnect(void)
+/* No control socket: the requests fail with exit 3, write nothing into
+ * the segment and signal nothing, whatever process the segment names. */
+static void test_requests_without_socket(void)
 {
     pid_t sup = setup();
-    msup_cluster_row_t *users = msup_segment_row(&seg, 0);
-    int st;
-    char *out = ctl("reconnect users", &st);
-    CU_ASSERT_EQUAL(st, 0);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "reconnect of cluster users requested"));
-    free(out);
-    CU_ASSERT_EQUAL(atomic_load(&users->reconnect_requests), 1);
-    free(ctl("reconnect users", &st));
-    CU_ASSERT_EQUAL(atomic_load(&users->reconnect_requests), 2);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 1)->reconnect_requests), 0);
-    /* Unknown and removed clusters. */
-    out = ctl("reconnect nosuch", &st);
-    CU_ASSERT_EQUAL(st, 1);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no cluster 'nosuch'"));
-    free(out);
-    free(ctl("reconnect legacy", &st));
-    CU_ASSERT_EQUAL(st, 1);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 3)->reconnect_requests), 0);
-    /* No live supervisor: refused, nothing written. */
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
-    free(ctl("reconnect users", &st));
-    CU_ASSERT_EQUAL(st, 3);
-    CU_ASSERT_EQUAL(atomic_load(&users->reconnect_requests), 2);
+    void *before = malloc(seg.size);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before);
+    memcpy(before, seg.base, seg.size);
+    static const char *const cmds[] = {"reconnect users", "reload", "shutdown", "ping"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        int st;
+        char *out = ctl(cmds[i], &st);
+        CU_ASSERT_EQUAL(st, 3);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no control socket at"));
+        free(out);
+    }
+    CU_ASSERT_EQUAL(memcmp(before, seg.base, seg.size), 0); /* not a byte written */
+    free(before);
+    /* The live process the segment names as supervisor got nothing. */
+    CU_ASSERT_EQUAL(end_signal(sup, 300), 0);
     teardown(sup);
 }
 
-static void test_reload(void)
-{
-    pid_t sup = setup();
-    int st;
-    /* A start time that does not match: a reused pid is never signalled. */
-    atomic_store(&seg.hdr->supervisor_start_time, 12345);
-    char *out = ctl("reload", &st);
-    CU_ASSERT_EQUAL(st, 3);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no supervisor runs"));
-    free(out);
-    CU_ASSERT_EQUAL(end_signal(sup, 200), 0);
-    fx_set_supervisor(&seg, sup);
-    out = ctl("reload", &st);
-    CU_ASSERT_EQUAL(st, 0);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "SIGHUP"));
-    free(out);
-    CU_ASSERT_EQUAL(end_signal(sup, 3000), SIGHUP);
-    /* The process is gone now. */
-    free(ctl("reload", &st));
-    CU_ASSERT_EQUAL(st, 3);
-    msup_segment_close(&seg);
-    msup_segment_unlink(seg_name, NULL);
-}
+static char sock_path[108];
 
-static void test_shutdown_signal(void)
+/* A scripted mongosupd: answers each request line with `answers` (the
+ * text after the request's first word is ignored); on "shutdown" plays a
+ * drain in the segment afterwards: DRAINING, then STOPPED (how 0), the
+ * segment removed (1), or nothing more (2). */
+static pid_t spawn_fake_control(const char *answer, int how)
 {
-    pid_t sup = setup();
-    int st;
-    char *out = ctl("shutdown", &st);
-    CU_ASSERT_EQUAL(st, 0);
-    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "SIGTERM"));
-    free(out);
-    CU_ASSERT_EQUAL(end_signal(sup, 3000), SIGTERM);
-    msup_segment_close(&seg);
-    msup_segment_unlink(seg_name, NULL);
-}
-
-static volatile sig_atomic_t got_term;
-static void on_term(int sig)
-{
-    (void)sig;
-    got_term = 1;
-}
-
-/* A forked child plays a supervisor that drains on SIGTERM, then either
- * marks STOPPED or removes the segment (how = 0 / 1), or ignores it (2). */
-static pid_t spawn_fake_supervisor(int how)
-{
+    snprintf(sock_path, sizeof sock_path, "/tmp/msup-ctltest-%d.sock", (int)getpid());
+    unlink(sock_path);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock_path);
+    CU_ASSERT_FATAL(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 8) == 0);
     pid_t pid = fork();
-    if (pid != 0)
+    if (pid != 0) {
+        close(fd);
         return pid;
-    signal(SIGTERM, how == 2 ? SIG_IGN : on_term);
-    for (int i = 0; i < 3000 && !got_term; i++)
-        sleep_ms(10);
-    if (!got_term)
-        _exit(2);
-    sleep_ms(100);
-    atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
-    sleep_ms(200);
-    if (how == 0)
-        atomic_store(&seg.hdr->phase, MSUP_PHASE_STOPPED);
-    else
-        msup_segment_unlink(seg_name, NULL);
-    _exit(0);
+    }
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0)
+            _exit(1);
+        char req[256];
+        ssize_t n = read(c, req, sizeof req - 1);
+        req[n > 0 ? n : 0] = '\0';
+        if (write(c, answer, strlen(answer)) < 0)
+            _exit(1);
+        close(c);
+        if (strncmp(req, "shutdown", 8) != 0 || how < 0)
+            continue;
+        sleep_ms(100);
+        atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+        sleep_ms(200);
+        if (how == 0)
+            atomic_store(&seg.hdr->phase, MSUP_PHASE_STOPPED);
+        else if (how == 1)
+            msup_segment_unlink(seg_name, NULL);
+        if (how != 2)
+            _exit(0);
+    }
+}
+
+static void stop_fake_control(pid_t pid)
+{
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    unlink(sock_path);
+}
+
+static char *ctl_sock(const char *args, int *status)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s -n %s -s %s %s", fx_tool("mongosupctl"), seg_name, sock_path, args);
+    return fx_run(cmd, true, status);
+}
+
+/* What the supervisor answers is what the operator reads, escaped, and
+ * the verdict line decides the exit status. */
+static void test_answers(void)
+{
+    pid_t sup = setup();
+    pid_t fake = spawn_fake_control("cluster users UP\nbad \033[2J name\nok generation 7\n", -1);
+    int st;
+    char *out = ctl_sock("reload", &st);
+    CU_ASSERT_EQUAL(st, 0);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "cluster users UP\n"));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "bad \\x1b[2J name"));
+    CU_ASSERT_PTR_NULL(out && strchr(out, '\033'));
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "reload: generation 7"));
+    free(out);
+    stop_fake_control(fake);
+    fake = spawn_fake_control("error /etc/mongosup.conf:12: syntax error\n", -1);
+    out = ctl_sock("reload", &st);
+    CU_ASSERT_EQUAL(st, 1);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "mongosupctl: reload: /etc/mongosup.conf:12: syntax error"));
+    free(out);
+    out = ctl_sock("reconnect users", &st);
+    CU_ASSERT_EQUAL(st, 1);
+    free(out);
+    stop_fake_control(fake);
+    /* A connection that ends without a verdict is a failure, not a yes. */
+    fake = spawn_fake_control("cluster users UP\n", -1);
+    out = ctl_sock("reload", &st);
+    CU_ASSERT_EQUAL(st, 1);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no verdict"));
+    free(out);
+    stop_fake_control(fake);
+    CU_ASSERT_EQUAL(end_signal(sup, 100), 0);
+    teardown(sup);
 }
 
 static void test_shutdown_wait(void)
 {
-    for (int how = 0; how < 3; how++) {
+    for (int how = 0; how < 4; how++) {
         snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("ctlwait"));
-        CU_ASSERT_FATAL(fx_create(seg_name, 0, getpid(), &seg));
-        pid_t sup = spawn_fake_supervisor(how);
-        sleep_ms(50); /* its start time is readable at once; the handler must be set */
-        fx_set_supervisor(&seg, sup);
+        CU_ASSERT_FATAL(fx_create(seg_name, getpid(), getpid(), &seg));
+        /* how 3: the supervisor refuses; nothing is waited for. */
+        pid_t fake = spawn_fake_control(how == 3 ? "error shutting down (phase DRAINING): nope\n"
+                                                 : "ok DRAINING (drain_timeout_ms 500)\n",
+                                        how);
         int st;
-        char *out = ctl(how == 2 ? "shutdown --wait --timeout 1" : "shutdown --wait --timeout 20", &st);
-        if (how == 2) {
+        char *out = ctl_sock(how == 2 ? "shutdown --wait --timeout 1" : "shutdown --wait --timeout 20", &st);
+        if (how >= 2) {
             CU_ASSERT_EQUAL(st, 1);
-            CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "did not finish within 1 s"));
-            kill(sup, SIGKILL);
+            CU_ASSERT_PTR_NOT_NULL(out && strstr(out, how == 2 ? "did not finish within 1 s" : "nope"));
         } else {
             CU_ASSERT_EQUAL(st, 0);
+            CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "shutdown: DRAINING (drain_timeout_ms 500)"));
             CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "phase DRAINING"));
             CU_ASSERT_PTR_NOT_NULL(out && strstr(out, how == 0 ? "phase STOPPED" : "segment"));
         }
-        if (out && st != (how == 2 ? 1 : 0))
+        if (out && st != (how >= 2 ? 1 : 0))
             fprintf(stderr, "\nshutdown --wait (%d): %s\n", how, out);
         free(out);
-        waitpid(sup, NULL, 0);
+        stop_fake_control(fake);
         msup_segment_close(&seg);
         msup_segment_unlink(seg_name, NULL);
     }
+    /* --wait with only -s: the segment it would watch is unknown. */
+    char cmd[512];
+    int st;
+    snprintf(cmd, sizeof cmd, "env -u MONGOSUP_SEGMENT %s -s /tmp/x.sock shutdown --wait", fx_tool("mongosupctl"));
+    free(fx_run(cmd, true, &st));
+    CU_ASSERT_EQUAL(st, 64);
 }
 
 static void test_workers(void)
@@ -282,9 +312,8 @@ int main(int argc, char **argv)
     static const msup_test_t tests[] = {
         {"/ctl/status/exit-codes", test_status_codes},
         {"/ctl/usage", test_usage},
-        {"/ctl/reconnect", test_reconnect},
-        {"/ctl/reload/sighup-checked-pid", test_reload},
-        {"/ctl/shutdown/sigterm", test_shutdown_signal},
+        {"/ctl/requests/no-socket-no-signal", test_requests_without_socket},
+        {"/ctl/requests/answers", test_answers},
         {"/ctl/shutdown/wait", test_shutdown_wait},
         {"/ctl/workers", test_workers},
         {NULL, NULL},

@@ -1,19 +1,21 @@
-/* ctl.c: mongosupctl, control of a running mongosupd through its segment and signals. */
+/* ctl.c: mongosupctl: status read from the segment, requests (reload, shutdown, reconnect) over mongosupd's control socket. */
 #include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
+#include "control_path.h"
+#include "ctlclient.h"
 #include "export.h"
 #include "target.h"
 
 /* Exit status (documented in mongosupctl(1)). */
 enum {
     CTL_OK = 0,           /* status: every cluster UP */
-    CTL_DEGRADED = 1,     /* status: some cluster DEGRADED; other commands: the request failed */
+    CTL_DEGRADED = 1,     /* status: some cluster DEGRADED; other commands: refused, failed or no answer */
     CTL_DOWN = 2,         /* status: some cluster DOWN or UNKNOWN */
     CTL_NO_SUPERVISOR = 3,/* no segment, or no live supervisor */
     CTL_USAGE = 64,
@@ -25,22 +27,25 @@ static const char *progname = "mongosupctl";
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: mongosupctl [-n /SEGMENT | -c CONFIG [-e ENV]] COMMAND [ARGS]\n"
+            "usage: mongosupctl [-n /SEGMENT | -c CONFIG [-e ENV]] [-s SOCKET] [-t SECONDS] COMMAND [ARGS]\n"
+            "  -s, --socket PATH   mongosupd's control socket (default: from the configuration or the segment)\n"
+            "  -t, --answer-timeout SECONDS  how long to wait for mongosupd's answer (default 30)\n"
             "commands:\n"
             "  status [-q]                      health summary; exit 0 all UP, 1 some DEGRADED,\n"
             "                                   2 some DOWN/UNKNOWN, 3 no supervisor or segment\n"
-            "  reconnect CLUSTER                ask the supervisor to make workers rebuild their pools\n"
-            "  reload                           SIGHUP: reload the configuration\n"
-            "  shutdown [--wait [--timeout N]]  SIGTERM: phased shutdown; --wait until STOPPED (N s, default 60)\n"
             "  workers                          the worker table\n"
+            "  ping                             is mongosupd answering on its control socket?\n"
+            "  reconnect CLUSTER                make the workers rebuild their pools to CLUSTER\n"
+            "  reload                           reload the configuration; exit 1 with the reason if rejected\n"
+            "  shutdown [--wait [--timeout N]]  phased shutdown; --wait until STOPPED (N s, default 60)\n"
+            "The last four talk to the control socket; exit 1 when refused or failed, 3 when nothing listens.\n"
             "Exit status 64: usage error.\n");
 }
 
-static int open_segment(const char *name, bool writable, msup_segment_t *seg)
+static int open_segment(const char *name, msup_segment_t *seg)
 {
     mongosup_error_t err;
-    bool ok = writable ? msup_segment_adopt(name, NULL, seg, &err) : msup_segment_open_readonly(name, seg, &err);
-    if (!ok) {
+    if (!msup_segment_open_readonly(name, seg, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
         return CTL_NO_SUPERVISOR;
     }
@@ -48,7 +53,8 @@ static int open_segment(const char *name, bool writable, msup_segment_t *seg)
 }
 
 /* The supervisor process the segment publishes, if it still runs (the pid
- * alone could have been reused: the start time tells). */
+ * alone could have been reused: the start time tells).  Only displayed:
+ * nothing is ever sent to it. */
 static pid_t live_supervisor(const msup_segment_t *seg)
 {
     pid_t pid = atomic_load_explicit(&seg->hdr->supervisor_pid, memory_order_acquire);
@@ -61,7 +67,7 @@ static pid_t live_supervisor(const msup_segment_t *seg)
 static int cmd_status(const char *name, bool quiet)
 {
     msup_segment_t seg;
-    if (open_segment(name, false, &seg) != CTL_OK)
+    if (open_segment(name, &seg) != CTL_OK)
         return CTL_NO_SUPERVISOR;
     msup_snapshot_t snap;
     mongosup_error_t err;
@@ -102,55 +108,35 @@ static int cmd_status(const char *name, bool quiet)
     return rc;
 }
 
-static int cmd_reconnect(const char *name, const char *cluster)
+/* One request on the control socket; prints the answer.  Returns the
+ * exit status. */
+static int request(const char *socket_path, const char *what, const char *line, unsigned timeout_ms)
 {
-    msup_segment_t seg;
-    if (open_segment(name, true, &seg) != CTL_OK)
-        return CTL_NO_SUPERVISOR;
-    int rc = CTL_OK;
-    int idx = msup_segment_find_cluster(&seg, cluster);
-    if (idx < 0) {
-        fprintf(stderr, "%s: segment %s has no cluster '%s'\n", progname, name, cluster);
+    msup_ctl_answer_t answer;
+    mongosup_error_t err;
+    msup_ctl_status_t st = msup_ctl_request(socket_path, line, timeout_ms, &answer, &err);
+    int rc;
+    switch (st) {
+    case MSUP_CTL_ANSWER_OK:
+        fputs(answer.lines, stdout);
+        printf("%s: %s\n", what, answer.verdict);
+        rc = CTL_OK;
+        break;
+    case MSUP_CTL_ANSWER_ERROR:
+        fputs(answer.lines, stdout);
+        fprintf(stderr, "%s: %s: %s\n", progname, what, answer.verdict);
         rc = CTL_FAILED;
-    } else if (!msup_supervisor_alive(&seg)) {
-        /* Nobody would act on the request now, and a stale one would fire
-         * whenever a supervisor comes back: refuse instead. */
-        fprintf(stderr, "%s: no live supervisor for segment %s: reconnect not requested\n", progname, name);
+        break;
+    case MSUP_CTL_NO_LISTENER:
+        fprintf(stderr, "%s: %s: %s\n", progname, what, err.message);
         rc = CTL_NO_SUPERVISOR;
-    } else {
-        msup_cluster_row_t *row = msup_segment_row(&seg, (uint32_t)idx);
-        uint64_t n = atomic_fetch_add_explicit(&row->reconnect_requests, 1, memory_order_acq_rel) + 1;
-        printf("reconnect of cluster %s requested (request %llu, generation now %llu)\n", cluster,
-               (unsigned long long)n,
-               (unsigned long long)atomic_load_explicit(&row->reconnect_generation, memory_order_acquire));
+        break;
+    default:
+        fprintf(stderr, "%s: %s: %s\n", progname, what, err.message);
+        rc = CTL_FAILED;
+        break;
     }
-    msup_segment_close(&seg);
-    return rc;
-}
-
-static int signal_supervisor(const msup_segment_t *seg, int sig, const char *what)
-{
-    pid_t pid = live_supervisor(seg);
-    if (pid == 0) {
-        fprintf(stderr, "%s: no supervisor runs for segment %s (published pid %d is gone or reused)\n", progname,
-                seg->name, (int)atomic_load_explicit(&seg->hdr->supervisor_pid, memory_order_relaxed));
-        return CTL_NO_SUPERVISOR;
-    }
-    if (kill(pid, sig) != 0) {
-        fprintf(stderr, "%s: cannot signal mongosupd pid %d: %s\n", progname, (int)pid, strerror(errno));
-        return CTL_FAILED;
-    }
-    printf("%s: sent SIG%s to mongosupd pid %d\n", what, sigabbrev_np(sig), (int)pid);
-    return CTL_OK;
-}
-
-static int cmd_reload(const char *name)
-{
-    msup_segment_t seg;
-    if (open_segment(name, false, &seg) != CTL_OK)
-        return CTL_NO_SUPERVISOR;
-    int rc = signal_supervisor(&seg, SIGHUP, "reload");
-    msup_segment_close(&seg);
+    msup_ctl_answer_free(&answer);
     return rc;
 }
 
@@ -160,18 +146,24 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-static int cmd_shutdown(const char *name, bool wait, double timeout_s)
+/* The request first; with --wait, the phases seen in the segment (opened
+ * before the request, so that a wrong name is told before anything is
+ * asked) until STOPPED or the segment is removed. */
+static int cmd_shutdown(const char *socket_path, const char *name, bool wait, double timeout_s, unsigned answer_ms)
 {
+    if (!wait)
+        return request(socket_path, "shutdown", "shutdown", answer_ms);
     msup_segment_t seg;
-    if (open_segment(name, false, &seg) != CTL_OK)
+    if (open_segment(name, &seg) != CTL_OK)
         return CTL_NO_SUPERVISOR;
-    int rc = signal_supervisor(&seg, SIGTERM, "shutdown");
-    if (rc != CTL_OK || !wait) {
+    int rc = request(socket_path, "shutdown", "shutdown", answer_ms);
+    if (rc != CTL_OK) {
         msup_segment_close(&seg);
         return rc;
     }
     uint64_t deadline = msup_mono_ns() + (uint64_t)(timeout_s * 1e9);
-    uint32_t last_phase = UINT32_MAX;
+    /* The answer comes just before the phase moves: RUNNING is not news. */
+    uint32_t last_phase = MSUP_PHASE_RUNNING;
     for (;;) {
         if (msup_segment_replaced(&seg)) {
             printf("shutdown: segment %s removed: the supervisor has stopped\n", name);
@@ -200,7 +192,7 @@ static int cmd_shutdown(const char *name, bool wait, double timeout_s)
 static int cmd_workers(const char *name)
 {
     msup_segment_t seg;
-    if (open_segment(name, false, &seg) != CTL_OK)
+    if (open_segment(name, &seg) != CTL_OK)
         return CTL_NO_SUPERVISOR;
     msup_snapshot_t snap;
     mongosup_error_t err;
@@ -220,21 +212,61 @@ static int cmd_workers(const char *name)
     return rc;
 }
 
+/* The control socket: -s, else the rule of control_path.h applied to the
+ * configuration (-c: its control_socket or pidfile), else to the segment
+ * name alone. */
+static bool resolve_socket(const msup_target_t *target, const char *socket_flag, const char *segment, char *out,
+                           size_t n, mongosup_error_t *error)
+{
+    if (socket_flag != NULL) {
+        snprintf(out, n, "%s", socket_flag);
+        return true;
+    }
+    if (target->config_path == NULL)
+        return msup_control_path_resolve(NULL, NULL, segment, out, n, NULL, error);
+    mongosup_config_t *cfg = mongosup_config_load(target->config_path, target->environment, error);
+    if (cfg == NULL)
+        return false;
+    bool ok = msup_control_path_resolve(cfg->supervisor.control_socket, cfg->supervisor.pidfile, segment, out, n,
+                                        NULL, error);
+    mongosup_config_destroy(&cfg);
+    return ok;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"segment", required_argument, NULL, 'n'}, {"config", required_argument, NULL, 'c'},
-        {"env", required_argument, NULL, 'e'},     {"help", no_argument, NULL, 'h'},
+        {"env", required_argument, NULL, 'e'},     {"socket", required_argument, NULL, 's'},
+        {"answer-timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     msup_target_t target = {NULL, NULL, NULL};
+    const char *socket_flag = NULL;
+    double answer_s = 30;
     int opt;
     /* '+': stop at the command, whose own options follow it. */
-    while ((opt = getopt_long(argc, argv, "+n:c:e:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+n:c:e:s:t:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'n': target.segment = optarg; break;
         case 'c': target.config_path = optarg; break;
         case 'e': target.environment = optarg; break;
+        case 's':
+            if (optarg[0] != '/') {
+                fprintf(stderr, "%s: control socket path '%s' must be absolute\n", progname, optarg);
+                return CTL_USAGE;
+            }
+            socket_flag = optarg;
+            break;
+        case 't': {
+            char *end;
+            answer_s = strtod(optarg, &end);
+            if (*end != '\0' || !(answer_s > 0 && answer_s <= 3600)) {
+                fprintf(stderr, "%s: bad answer timeout '%s' (seconds, 0 < N <= 3600)\n", progname, optarg);
+                return CTL_USAGE;
+            }
+            break;
+        }
         case 'h': usage(stdout); return CTL_OK;
         default: usage(stderr); return CTL_USAGE;
         }
@@ -259,10 +291,10 @@ int main(int argc, char **argv)
                 goto bad_args;
         }
     } else if (strcmp(cmd, "reconnect") == 0) {
-        if (nargs != 1)
+        if (nargs != 1 || strlen(args[0]) >= MSUP_NAME_MAX || strpbrk(args[0], " \t\r\n") != NULL)
             goto bad_args;
         cluster = args[0];
-    } else if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "workers") == 0) {
+    } else if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "workers") == 0 || strcmp(cmd, "ping") == 0) {
         if (nargs != 0)
             goto bad_args;
     } else if (strcmp(cmd, "shutdown") == 0) {
@@ -284,21 +316,35 @@ int main(int argc, char **argv)
         return CTL_USAGE;
     }
 
-    char name[MSUP_NAME_MAX];
+    bool on_socket = strcmp(cmd, "status") != 0 && strcmp(cmd, "workers") != 0;
+    char name[MSUP_NAME_MAX] = "";
+    char socket_path[MSUP_CONTROL_PATH_MAX];
     mongosup_error_t err;
-    if (!msup_target_resolve(&target, name, sizeof name, &err)) {
+    /* With -s, a request needs no segment (but --wait watches it). */
+    /* A file we cannot read names no socket: for a request that is a
+     * failure to ask (1), not an absent supervisor (3). */
+    int unresolved = on_socket ? CTL_FAILED : CTL_NO_SUPERVISOR;
+    if ((!on_socket || socket_flag == NULL || wait) && !msup_target_resolve(&target, name, sizeof name, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
-        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : CTL_NO_SUPERVISOR;
+        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : unresolved;
     }
+    if (on_socket && !resolve_socket(&target, socket_flag, name, socket_path, sizeof socket_path, &err)) {
+        fprintf(stderr, "%s: %s\n", progname, err.message);
+        return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : unresolved;
+    }
+    unsigned answer_ms = (unsigned)(answer_s * 1000);
     if (strcmp(cmd, "status") == 0)
         return cmd_status(name, quiet);
-    if (strcmp(cmd, "reconnect") == 0)
-        return cmd_reconnect(name, cluster);
-    if (strcmp(cmd, "reload") == 0)
-        return cmd_reload(name);
+    if (strcmp(cmd, "workers") == 0)
+        return cmd_workers(name);
     if (strcmp(cmd, "shutdown") == 0)
-        return cmd_shutdown(name, wait, timeout_s);
-    return cmd_workers(name);
+        return cmd_shutdown(socket_path, name, wait, timeout_s, answer_ms);
+    if (strcmp(cmd, "reconnect") == 0) {
+        char line[MSUP_NAME_MAX + 16];
+        snprintf(line, sizeof line, "reconnect %s", cluster);
+        return request(socket_path, "reconnect", line, answer_ms);
+    }
+    return request(socket_path, cmd, cmd, answer_ms);
 
 bad_args:
     fprintf(stderr, "%s: bad arguments for '%s'\n", progname, cmd);

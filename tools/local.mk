@@ -13,7 +13,9 @@ bin_PROGRAMS += tools/mongosup-top tools/mongosupctl
 tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_main.c
 tools_mongosup_top_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(CURSES_CFLAGS)
 tools_mongosup_top_LDADD = tools/libmsup_export.la lib/libmsup_core.la $(CURSES_LIBS)
-tools_mongosupctl_SOURCES = tools/ctl.c
+tools_mongosupctl_SOURCES = tools/ctl.c tools/ctlclient.c tools/ctlclient.h \
+	supervisor/control_path.c supervisor/control_path.h
+tools_mongosupctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/supervisor
 tools_mongosupctl_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 tools_mongosupctl_LDADD = tools/libmsup_export.la lib/libmsup_core.la
 
