@@ -4,7 +4,7 @@ lib_libmsup_core_la_SOURCES = \
 	lib/mongosup.h lib/layout.h lib/error.h lib/error.c \
 	lib/segment.h lib/segment.c lib/shmname.h lib/shmname.c lib/stats.h lib/stats.c lib/slots.h lib/slots.c \
 	lib/snapshot.h lib/snapshot.c \
-	lib/config.h lib/config.c lib/redact.h lib/redact.c lib/strbuf.h lib/strbuf.c lib/listen.h lib/listen.c lib/version.c \
+	lib/config.h lib/config.c lib/redact.h lib/redact.c lib/strbuf.h lib/strbuf.c lib/textsafe.h lib/textsafe.c lib/listen.h lib/listen.c lib/version.c \
 	$(LIB_WORKER_SOURCES)
 lib_libmsup_core_la_CPPFLAGS = $(AM_CPPFLAGS) -DMONGOSUP_BUILDING
 lib_libmsup_core_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS)

@@ -14,6 +14,7 @@
 #include "redact.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "textsafe.h"
 
 void msup_check_params_from_config(const msup_cluster_cfg_t *cc, msup_check_params_t *p)
 {
@@ -60,6 +61,7 @@ static void fail_result(check_result_t *r, const char *what, const bson_error_t 
     r->domain = e->domain;
     r->code = e->code;
     snprintf(r->message, sizeof r->message, "%s: %s", what, clean);
+    msup_text_cut_tail(r->message); /* the record and the log get whole characters */
 }
 
 /* A single-threaded client whose every timeout is the check timeout: a
