@@ -1214,6 +1214,53 @@ static void test_reload(void)
     test_peer_stop(&peer);
 }
 
+/* A reload that changes only settings (here max_pool_size, then the check
+ * interval) keeps the cluster's health: a health endpoint built on
+ * `mongosupctl status -q` must not flap through UNKNOWN.  The row is polled
+ * every millisecond from the SIGHUP until the reload was applied and a few
+ * checks later. */
+static void test_reload_keeps_health(void)
+{
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    scenario_start_on_peer(&s, "rkeep", NULL, peer);
+    expect_up(&s, "main", slack(3000));
+    static const char *const changes[] = {"max_pool_size = 7;", "max_pool_size = 9; check_interval_ms = 500;"};
+    for (int i = 0; i < 2; i++) {
+        uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+        uint64_t transitions = atomic_load(&row_named(&s.seg, "main")->transitions);
+        char clusters[512];
+        snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; %s };", test_peer_uri(peer), changes[i]);
+        reload_with(&s, clusters);
+        uint64_t t0 = now_ms(), applied_at = 0;
+        unsigned polls = 0, not_up = 0;
+        while (now_ms() - t0 < slack(3000) && (applied_at == 0 || now_ms() - applied_at < 1000)) {
+            const msup_cluster_row_t *row = row_named(&s.seg, "main");
+            not_up += row == NULL || atomic_load(&row->health) != MSUP_HEALTH_UP;
+            if (applied_at == 0 && atomic_load(&s.seg.hdr->config_generation) > gen)
+                applied_at = now_ms();
+            polls++;
+            sleep_ms(1);
+        }
+        fprintf(stderr, "\n    reload '%s': %u polls, %u not UP ", changes[i], polls, not_up);
+        CU_ASSERT_TRUE(applied_at != 0);
+        CU_ASSERT_EQUAL(not_up, 0);
+        CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->transitions), transitions);
+        CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->max_pool_size), i == 0 ? 7u : 9u);
+    }
+    CU_ASSERT_TRUE(wait_log(s.log, "cluster main changed: settings updated"));
+    /* Another address is another deployment: its health starts afresh. */
+    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    reload_with(&s, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; max_pool_size = 9; };");
+    uint64_t t0 = now_ms();
+    while (atomic_load(&s.seg.hdr->config_generation) == gen && now_ms() - t0 < slack(2000))
+        sleep_ms(1);
+    CU_ASSERT_NOT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
+    CU_ASSERT_TRUE(wait_log(s.log, "cluster main changed: now mongodb://127.0.0.1:1/"));
+    scenario_stop(&s);
+    test_peer_stop(&peer);
+}
+
 /* ------------------------------------------------------------------ */
 /* Graceful shutdown                                                    */
 
@@ -1952,6 +1999,7 @@ static const msup_test_t tests[] = {
     {"/supervisor/reconnect/worker-network-failures", test_reconnect_on_worker_failures},
     {"/supervisor/reaper/killed-worker-and-restart", test_reap_killed_worker_and_restart},
     {"/supervisor/reload", test_reload},
+    {"/supervisor/reload/keeps-health", test_reload_keeps_health},
     {"/supervisor/shutdown/graceful", test_graceful_shutdown},
     {"/supervisor/shutdown/escalate", test_shutdown_escalates},
     {"/supervisor/shutdown/second-signal", test_shutdown_second_signal},
