@@ -1261,6 +1261,80 @@ static void test_reload_keeps_health(void)
     test_peer_stop(&peer);
 }
 
+/* Occurrences of needle in the text of path. */
+static int count_in_file(const char *path, const char *needle)
+{
+    char *text = slurp(path);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* A worker whose environment lacks the supervisor's MONGOSUP_MAIN_URI uses
+ * the file's URI: it is flagged (uri_mismatch) and warns once; a worker
+ * with the same environment is not.  The flag survives a reload without a
+ * second warning. */
+static void test_worker_uri_mismatch(void)
+{
+    test_peer_t *peer = start_standalone_peer();
+    scenario_t s;
+    setenv("MONGOSUP_MAIN_URI", test_peer_uri(peer), 1); /* the supervisor's environment */
+    scenario_start(&s, "urimis", NULL, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    expect_up(&s, "main", slack(3000));
+    pid_t same, other;
+    int same_slot = start_attached_worker(&s, "ping", "main", path_in_tmp("urimis.same"), &same);
+    unsetenv("MONGOSUP_MAIN_URI");
+    int other_slot = start_attached_worker(&s, "ping", "main", path_in_tmp("urimis.other"), &other);
+    uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
+    const msup_stats_t *st_same = msup_slot_stats(&s.seg, (uint32_t)same_slot, row);
+    const msup_stats_t *st_other = msup_slot_stats(&s.seg, (uint32_t)other_slot, row);
+    uint64_t t0 = now_ms();
+    while (atomic_load(&st_other->uri_mismatch) == 0 && now_ms() - t0 < slack(3000))
+        sleep_ms(10);
+    CU_ASSERT_EQUAL(atomic_load(&st_other->uri_mismatch), 1);
+    CU_ASSERT_EQUAL(atomic_load(&st_same->uri_mismatch), 0);
+
+    /* The monitor's view: one worker of main, and which one. */
+    msup_snapshot_t snap;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_snapshot_take(&s.seg, &snap, &err));
+    CU_ASSERT_EQUAL(snap.cluster_count, 1);
+    CU_ASSERT_EQUAL(snap.clusters[0].workers_uri_mismatch, 1);
+    for (uint32_t i = 0; i < snap.worker_count; i++)
+        CU_ASSERT_EQUAL(snap.workers[i].uri_mismatch, snap.workers[i].pid == other);
+    msup_snapshot_free(&snap);
+
+    /* A reload (same file): both remap; the flag stays, no second warning. */
+    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    kill(s.sup, SIGHUP);
+    t0 = now_ms();
+    while ((atomic_load(&st_other->config_generation_seen) <= gen ||
+            atomic_load(&st_same->config_generation_seen) <= gen) && now_ms() - t0 < slack(3000))
+        sleep_ms(10);
+    CU_ASSERT_TRUE(atomic_load(&st_other->config_generation_seen) > gen);
+    CU_ASSERT_EQUAL(atomic_load(&st_other->uri_mismatch), 1);
+    CU_ASSERT_EQUAL(atomic_load(&st_same->uri_mismatch), 0);
+    char warned[128];
+    snprintf(warned, sizeof warned, "mongosup[%d]: warning: cluster main: this worker connects to mongodb://127.0.0.1:1/",
+             (int)other);
+    CU_ASSERT_EQUAL(count_in_file(path_in_tmp("workers.log"), warned), 1);
+    snprintf(warned, sizeof warned, "mongosup[%d]: warning: cluster main", (int)same);
+    CU_ASSERT_EQUAL(count_in_file(path_in_tmp("workers.log"), warned), 0);
+
+    /* What the flag is about: main is UP, and every ping of that worker failed. */
+    unsigned long fail;
+    stop_ping_worker(same, path_in_tmp("urimis.same"), &fail);
+    terminate_ok(other, slack(5000));
+    unsigned long ok, circuit, max_fail_us;
+    read_ping_result(path_in_tmp("urimis.other"), &ok, &fail, &circuit, &max_fail_us);
+    CU_ASSERT_EQUAL(ok, 0);
+    CU_ASSERT_TRUE(fail > 0);
+    scenario_stop(&s);
+    test_peer_stop(&peer);
+}
+
 /* ------------------------------------------------------------------ */
 /* Graceful shutdown                                                    */
 
@@ -2000,6 +2074,7 @@ static const msup_test_t tests[] = {
     {"/supervisor/reaper/killed-worker-and-restart", test_reap_killed_worker_and_restart},
     {"/supervisor/reload", test_reload},
     {"/supervisor/reload/keeps-health", test_reload_keeps_health},
+    {"/supervisor/worker/uri-mismatch", test_worker_uri_mismatch},
     {"/supervisor/shutdown/graceful", test_graceful_shutdown},
     {"/supervisor/shutdown/escalate", test_shutdown_escalates},
     {"/supervisor/shutdown/second-signal", test_shutdown_second_signal},

@@ -731,6 +731,39 @@ static void test_hostile_text_prometheus(void)
     teardown();
 }
 
+/* A worker flagged uri_mismatch (its URI differs from the supervisor's
+ * row): every output says so. */
+static void test_uri_mismatch_shown(void)
+{
+    setup();
+    atomic_store(&msup_slot_stats(&seg, 1, 0)->uri_mismatch, 1);
+    int st;
+    char *out = top("--once", &st);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "\nuri_mismatch: users 1 worker(s)\n"));
+    free(out);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    out = fx_run(cmd, true, &st);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "uri_mismatch 1 worker(s)"));
+    free(out);
+    out = top("--json", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    json_object *root = json_tokener_parse(out);
+    CU_ASSERT_FATAL(root != NULL);
+    expect_u64(root, "clusters.0.workers_uri_mismatch", 1);
+    expect_u64(root, "clusters.1.workers_uri_mismatch", 0);
+    expect_bool(root, "workers.0.uri_mismatch", false);
+    expect_bool(root, "workers.1.uri_mismatch", true);
+    json_object_put(root);
+    free(out);
+    out = top("--prometheus", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    expect_prom(out, "mongosup_cluster_workers_uri_mismatch{cluster=\"users\"}", "1");
+    expect_prom(out, "mongosup_cluster_workers_uri_mismatch{cluster=\"orders\"}", "0");
+    free(out);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -744,6 +777,7 @@ int main(int argc, char **argv)
         {"/tools/segment/missing", test_missing_segment},
         {"/tools/segment/corrupted", test_corrupted_segment},
         {"/tools/usage-and-target", test_usage_and_target},
+        {"/tools/uri-mismatch-shown", test_uri_mismatch_shown},
         {"/tools/hostile-text/terminal", test_hostile_text_terminal},
         {"/tools/hostile-text/json", test_hostile_text_json},
         {"/tools/hostile-text/prometheus", test_hostile_text_prometheus},

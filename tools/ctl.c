@@ -99,7 +99,10 @@ static int cmd_status(const char *name, bool quiet)
             char rtt[32], shown_name[MSUP_TEXT_ESCAPE_CAP(sizeof c->name)];
             msup_fmt_latency_us(rtt, sizeof rtt, c->last_rtt_us);
             msup_text_escape(shown_name, sizeof shown_name, c->name, sizeof c->name);
-            printf("  %-24s %-8s rtt %s\n", shown_name, msup_health_name(c->health), c->last_check_ns ? rtt : "-");
+            printf("  %-24s %-8s rtt %s", shown_name, msup_health_name(c->health), c->last_check_ns ? rtt : "-");
+            if (c->workers_uri_mismatch > 0) /* the health shown is not theirs (layout.h) */
+                printf("  uri_mismatch %u worker(s)", c->workers_uri_mismatch);
+            putchar('\n');
         }
     }
     msup_snapshot_free(&snap);

@@ -113,6 +113,7 @@ static json_object *cluster_json(const msup_cluster_snap_t *c)
     put_u64(rc, "generation", c->reconnect_generation);
     put_u64(rc, "workers_live", c->workers_live);
     put_u64(rc, "workers_acked", c->workers_acked);
+    put_u64(o, "workers_uri_mismatch", c->workers_uri_mismatch);
     put_u64(rc, "pool_rebuilds", t->reconnects);
 
     json_object *pool = obj_in(o, "pool");
@@ -173,6 +174,7 @@ static json_object *worker_json(const msup_worker_snap_t *w)
     put_u64(o, "failures", w->failures);
     put_u64(o, "checkouts", w->checkouts);
     put_i64(o, "in_use", w->in_use);
+    put_bool(o, "uri_mismatch", w->uri_mismatch);
     return o;
 }
 

@@ -173,6 +173,11 @@ static void health_metrics(const msup_snapshot_t *s, FILE *out)
            "Live workers that acknowledged the current reconnect generation.");
     for (uint32_t i = 0; i < s->cluster_count; i++)
         sample_u64(out, "mongosup_cluster_workers_acked", &s->clusters[i], s->clusters[i].workers_acked);
+    family(out, "mongosup_cluster_workers_uri_mismatch", "gauge",
+           "Live workers whose URI for the cluster differs from the one the supervisor checks.");
+    for (uint32_t i = 0; i < s->cluster_count; i++)
+        sample_u64(out, "mongosup_cluster_workers_uri_mismatch", &s->clusters[i],
+                   s->clusters[i].workers_uri_mismatch);
 }
 
 /* Gauges and counters read from the per-cluster totals. */

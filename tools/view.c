@@ -140,6 +140,23 @@ static void build_header(msup_view_t *view, const msup_snapshot_t *s)
              s->cluster_count, active, s->max_workers, (unsigned long long)s->config_generation,
              (unsigned long long)s->supervisor_restarts, (unsigned long long)s->slots_reaped);
     view->header_lines = 2;
+    /* Workers that connect elsewhere than the supervisor checks: the health
+     * shown is not theirs (layout.h: uri_mismatch). */
+    size_t len = 0;
+    for (uint32_t i = 0; i < s->cluster_count && len + 1 < sizeof view->header[2]; i++) {
+        const msup_cluster_snap_t *c = &s->clusters[i];
+        if (c->workers_uri_mismatch == 0)
+            continue;
+        char name[MSUP_CELL_MAX];
+        msup_text_escape(name, sizeof name, c->name, sizeof c->name);
+        int n = snprintf(view->header[2] + len, sizeof view->header[2] - len, "%s%s %u worker(s)",
+                         len == 0 ? "uri_mismatch: " : ", ", name, c->workers_uri_mismatch);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    if (len > 0) {
+        msup_text_cut_tail(view->header[2]);
+        view->header_lines = 3;
+    }
 }
 
 static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, const msup_cluster_snap_t *p,
