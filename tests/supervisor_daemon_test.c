@@ -1358,6 +1358,52 @@ static void test_worker_uri_mismatch(void)
     test_peer_stop(&peer);
 }
 
+static bool mongoc_shm_exists(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/dev/shm/mongoc-%d", (int)pid);
+    return access(path, F_OK) == 0;
+}
+
+/* libmongoc (Debian's build) creates /dev/shm/mongoc-<pid> for its counters
+ * in a load-time constructor, before main: nothing libmongosup does at
+ * attach can prevent it, so the documented setup is MONGOC_DISABLE_SHM=1 in
+ * the environment the server starts with (docs/operations.md).  A worker
+ * started without it and SIGKILLed leaves its file (shown, then removed
+ * here); one started with it leaves none. */
+static void test_killed_worker_mongoc_shm(void)
+{
+    scenario_t s;
+    pid_t without, with;
+    scenario_start(&s, "mshm", NULL, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    const char *saved = getenv("MONGOC_DISABLE_SHM");
+    char keep[16] = "";
+    if (saved != NULL)
+        snprintf(keep, sizeof keep, "%s", saved);
+    unsetenv("MONGOC_DISABLE_SHM");
+    start_attached_worker(&s, "stubborn", "main", path_in_tmp("mshm.without"), &without);
+    setenv("MONGOC_DISABLE_SHM", "1", 1);
+    start_attached_worker(&s, "stubborn", "main", path_in_tmp("mshm.with"), &with);
+    if (saved != NULL)
+        setenv("MONGOC_DISABLE_SHM", keep, 1);
+    else
+        unsetenv("MONGOC_DISABLE_SHM");
+    bool left_without = mongoc_shm_exists(without);
+    CU_ASSERT_FALSE(mongoc_shm_exists(with));
+    kill_hard(without);
+    kill_hard(with);
+    left_without = left_without && mongoc_shm_exists(without);
+    fprintf(stderr, "\n    SIGKILLed worker without MONGOC_DISABLE_SHM left /dev/shm/mongoc-%d: %s; with it: %s ",
+            (int)without, left_without ? "yes" : "no", mongoc_shm_exists(with) ? "yes" : "no");
+    CU_ASSERT_FALSE(mongoc_shm_exists(with));
+    if (left_without) { /* our own child's file: verified pid, nobody else's */
+        char name[32];
+        snprintf(name, sizeof name, "/mongoc-%d", (int)without);
+        shm_unlink(name);
+    }
+    scenario_stop(&s);
+}
+
 /* ------------------------------------------------------------------ */
 /* Graceful shutdown                                                    */
 
@@ -2098,6 +2144,7 @@ static const msup_test_t tests[] = {
     {"/supervisor/reload", test_reload},
     {"/supervisor/reload/keeps-health", test_reload_keeps_health},
     {"/supervisor/worker/uri-mismatch", test_worker_uri_mismatch},
+    {"/supervisor/worker/killed-leaves-no-mongoc-shm", test_killed_worker_mongoc_shm},
     {"/supervisor/shutdown/graceful", test_graceful_shutdown},
     {"/supervisor/shutdown/escalate", test_shutdown_escalates},
     {"/supervisor/shutdown/second-signal", test_shutdown_second_signal},
