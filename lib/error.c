@@ -12,8 +12,8 @@ static void fill(mongosup_error_t *error, uint32_t domain, uint32_t code, const 
     error->code = code;
     error->driver_domain = 0;
     error->driver_code = 0;
-    vsnprintf(error->message, sizeof error->message, fmt, ap);
-    msup_text_cut_tail(error->message); /* a cut never leaves half a character */
+    /* Valid UTF-8, never half a character at a cut (textsafe.h). */
+    msup_text_vformat(error->message, sizeof error->message, fmt, ap);
 }
 
 bool msup_fail(mongosup_error_t *error, mongosup_error_code_t code, const char *fmt, ...)

@@ -60,8 +60,7 @@ static void fail_result(check_result_t *r, const char *what, const bson_error_t 
     r->fail_class = classify(e);
     r->domain = e->domain;
     r->code = e->code;
-    snprintf(r->message, sizeof r->message, "%s: %s", what, clean);
-    msup_text_cut_tail(r->message); /* the record and the log get whole characters */
+    msup_text_format(r->message, sizeof r->message, "%s: %s", what, clean); /* whole characters only */
 }
 
 /* A single-threaded client whose every timeout is the check timeout: a

@@ -104,10 +104,11 @@ static void make_room(uint64_t now)
     const uint64_t deadline = (uint64_t)MSUP_METRICS_REQUEST_DEADLINE_S * 1000000000u;
     while (waiting_head.next != &waiting_head && now - waiting_head.next->since_ns > deadline)
         evict(waiting_head.next);
-    /* Closed-but-not-yet-released connections still count in open_conns;
-     * evict only as many as the excess, never the connection just opened. */
+    /* Called before the new connection joins the waiters, so it is never
+     * the one ended.  Ended connections count in open_conns until
+     * libmicrohttpd releases them: end only as many as the excess. */
     unsigned excess = open_conns > MSUP_METRICS_SOFT_LIMIT ? open_conns - MSUP_METRICS_SOFT_LIMIT : 0;
-    while (excess-- > 0 && waiting_head.next != &waiting_head && waiting_head.next != waiting_head.prev)
+    while (excess-- > 0 && waiting_head.next != &waiting_head)
         evict(waiting_head.next);
 }
 
