@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "textsafe.h"
 
 static void fill(mongosup_error_t *error, uint32_t domain, uint32_t code, const char *fmt, va_list ap)
 {
@@ -11,7 +12,8 @@ static void fill(mongosup_error_t *error, uint32_t domain, uint32_t code, const 
     error->code = code;
     error->driver_domain = 0;
     error->driver_code = 0;
-    vsnprintf(error->message, sizeof error->message, fmt, ap);
+    /* Valid UTF-8, never half a character at a cut (textsafe.h). */
+    msup_text_vformat(error->message, sizeof error->message, fmt, ap);
 }
 
 bool msup_fail(mongosup_error_t *error, mongosup_error_code_t code, const char *fmt, ...)
@@ -36,6 +38,7 @@ bool msup_fail_errno(mongosup_error_t *error, mongosup_error_code_t code, const 
     va_end(ap);
     size_t len = strlen(error->message);
     snprintf(error->message + len, sizeof error->message - len, ": %s", strerror(saved));
+    msup_text_cut_tail(error->message);
     error->driver_code = (uint32_t)saved;
     errno = saved;
     return false;
@@ -49,8 +52,12 @@ bool msup_fail_driver(mongosup_error_t *error, const bson_error_t *driver, const
     error->code = MONGOSUP_E_DRIVER;
     error->driver_domain = driver->domain;
     error->driver_code = driver->code;
-    snprintf(error->message, sizeof error->message, "%.100s: %.360s (domain %u, code %u)", what,
-             driver->message, driver->domain, driver->code);
+    /* Each part cut on a character boundary, so the suffix always fits. */
+    char w[101], m[361];
+    msup_text_copy(w, sizeof w, what, sizeof w - 1);
+    msup_text_copy(m, sizeof m, driver->message, sizeof driver->message);
+    snprintf(error->message, sizeof error->message, "%s: %s (domain %u, code %u)", w, m, driver->domain,
+             driver->code);
     return false;
 }
 

@@ -172,6 +172,13 @@ typedef struct msup_stats {
      * tokens (budget.c).  It sits in the padding after last_error: the size
      * and every other offset are unchanged. */
     _Atomic int64_t budget_connecting;
+    /* Live flag (zeroed, not folded), in the same padding: 1 while this
+     * worker's redacted URI for the cluster differs from the one the
+     * supervisor's row shows (a MONGOSUP_<CLUSTER>_URI override that the
+     * worker's environment lacks): the row's health then says nothing
+     * about this worker's connections.  Written by the worker (worker.c:
+     * check_uri_matches), shown as uri_mismatch by the monitor. */
+    _Atomic uint32_t uri_mismatch;
 } msup_stats_t;
 
 /* One worker process. */
@@ -294,6 +301,9 @@ _Static_assert(offsetof(msup_cluster_row_t, budget_in_use) % MSUP_CACHE_LINE == 
 _Static_assert(offsetof(msup_stats_t, budget_connecting) > offsetof(msup_stats_t, last_error) &&
                sizeof(msup_stats_t) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
                "budget_connecting lives in last_error's padding (no layout growth)");
+_Static_assert(offsetof(msup_stats_t, uri_mismatch) + sizeof(uint32_t) <= sizeof(msup_stats_t) &&
+               sizeof(msup_stats_t) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
+               "uri_mismatch lives in last_error's padding (no layout growth)");
 _Static_assert(offsetof(msup_cluster_row_t, budget_interested) < offsetof(msup_cluster_row_t, budget_in_use) + MSUP_CACHE_LINE,
                "budget fields stay on the budget line");
 _Static_assert(sizeof(msup_retired_hdr_t) % MSUP_CACHE_LINE == 0, "retired header size");

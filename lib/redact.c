@@ -15,6 +15,8 @@ static void ob_finish(msup_strbuf_t *ob)
     if (!ob->truncated || ob->cap < 4)
         return;
     size_t at = ob->cap - 4 < ob->len ? ob->cap - 4 : ob->len;
+    while (at > 0 && ((unsigned char)ob->p[at] & 0xc0u) == 0x80u)
+        at--; /* never "..." inside a UTF-8 character */
     memcpy(ob->p + at, "...", 4);
     ob->len = at + 3;
 }

@@ -122,6 +122,10 @@ static bool aggregate_once(const msup_segment_t *seg, msup_snapshot_t *snap, con
                 cs->workers_live++;
                 if (atomic_load_explicit(&s->reconnect_ack, memory_order_relaxed) >= cs->reconnect_generation)
                     cs->workers_acked++;
+                if (atomic_load_explicit(&s->uri_mismatch, memory_order_relaxed) != 0) {
+                    cs->workers_uri_mismatch++;
+                    w->uri_mismatch = true;
+                }
             }
             msup_last_error_t e;
             if (msup_last_error_read(&s->last_error, &e) && e.time_ns > cs->last_error.time_ns)

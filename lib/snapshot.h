@@ -19,6 +19,7 @@ typedef struct msup_cluster_snap {
     uint64_t transitions, checks_passed, checks_failed;
     uint64_t reconnect_generation;
     uint32_t workers_live, workers_acked; /* live slots; those that acknowledged the generation */
+    uint32_t workers_uri_mismatch;       /* live slots whose URI differs from the row's (layout.h) */
     uint32_t max_pool_size, max_connections, max_connecting;
     int64_t budget_in_use, budget_connecting;
     msup_last_error_t last_check_error;
@@ -35,6 +36,7 @@ typedef struct msup_worker_snap {
     uint64_t ops, failures, checkouts;
     int64_t in_use;
     char appname[48];
+    bool uri_mismatch;           /* for some cluster (layout.h: msup_stats_t.uri_mismatch) */
 } msup_worker_snap_t;
 
 typedef struct msup_snapshot {

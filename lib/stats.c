@@ -4,6 +4,7 @@
 
 #include "segment.h"
 #include "stats.h"
+#include "textsafe.h"
 
 uint64_t msup_hist_lower(uint32_t i)
 {
@@ -34,10 +35,9 @@ void msup_last_error_write(msup_last_error_t *rec, enum msup_fail_class cls, uin
     rec->code = code;
     rec->fail_class = (uint32_t)cls;
     rec->time_ns = msup_now_ns();
-    size_t n = message ? strnlen(message, MSUP_ERRMSG_MAX - 1) : 0;
-    if (n)
-        memcpy(rec->message, message, n);
-    rec->message[n] = '\0';
+    /* Valid UTF-8, cut on a character boundary (textsafe.h): readers show
+     * and export it as is.  No more than the record's size is read. */
+    msup_text_copy(rec->message, sizeof rec->message, message, sizeof rec->message - 1);
     atomic_store_explicit(&rec->seq, seq + 2, memory_order_release);
 }
 

@@ -11,6 +11,7 @@
 #include "redact.h"
 #include "slots.h"
 #include "stats.h"
+#include "textsafe.h"
 #include "worker.h"
 
 #define NS_PER_MS 1000000ull
@@ -220,6 +221,31 @@ static void reload_settings(mongosup_t *h)
     msup_error_clear(&h->reload_error);
 }
 
+/* A worker whose environment lacks a MONGOSUP_<CLUSTER>_URI override that
+ * the supervisor has resolves the file's URI: the monitor would show the
+ * supervisor's URI as UP while this worker's operations fail.  Compares the
+ * redacted forms (address and options, never secrets), flags the slot
+ * (layout.h: uri_mismatch) and warns once each time it starts to differ.
+ * With c->mu held. */
+static void check_uri_matches(const mongosup_t *h, const msup_segment_t *seg, msup_wcluster_t *c, int row)
+{
+    const msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
+    const msup_cluster_cfg_t *cfg = c->cfg;
+    bool differs = strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
+    uint32_t was = atomic_exchange_explicit(&msup_wcluster_stats(c)->uri_mismatch, differs ? 1u : 0u,
+                                            memory_order_relaxed);
+    if (!differs || was != 0)
+        return;
+    char theirs[MSUP_URI_DISPLAY_MAX + 64], ours[MSUP_URI_DISPLAY_MAX + 64];
+    msup_text_escape(theirs, sizeof theirs, r->uri_display, sizeof r->uri_display);
+    msup_text_escape(ours, sizeof ours, cfg->uri_display, sizeof cfg->uri_display);
+    fprintf(stderr,
+            "mongosup[%d]: warning: cluster %s: this worker connects to %s (from %s) but the supervisor checks %s: "
+            "the health shown for the cluster is not this worker's; give the worker the supervisor's URI "
+            "(e.g. the same MONGOSUP_<CLUSTER>_URI)\n",
+            (int)h->pid, c->name, ours, cfg->uri_source, theirs);
+}
+
 /* Remaps every cluster to its row when the header's configuration
  * generation moved; reloads the configuration file first when the
  * generation moved since the settings were loaded. */
@@ -239,6 +265,8 @@ void msup_handle_remap_rows(mongosup_t *h)
             int row = msup_registry_map(seg, c->cfg, (uint32_t)i % seg->max_clusters);
             pthread_mutex_lock(&c->mu);
             bind_row(h, seg, c, row);
+            if (row >= 0)
+                check_uri_matches(h, seg, c, row);
             atomic_store_explicit(&msup_wcluster_stats(c)->config_generation_seen, gen, memory_order_relaxed);
             msup_pool_publish_gauges(c);
             pthread_mutex_unlock(&c->mu);

@@ -14,6 +14,7 @@
 #include "redact.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "textsafe.h"
 
 void msup_check_params_from_config(const msup_cluster_cfg_t *cc, msup_check_params_t *p)
 {
@@ -59,7 +60,7 @@ static void fail_result(check_result_t *r, const char *what, const bson_error_t 
     r->fail_class = classify(e);
     r->domain = e->domain;
     r->code = e->code;
-    snprintf(r->message, sizeof r->message, "%s: %s", what, clean);
+    msup_text_format(r->message, sizeof r->message, "%s: %s", what, clean); /* whole characters only */
 }
 
 /* A single-threaded client whose every timeout is the check timeout: a
@@ -195,15 +196,15 @@ static void apply_locked(msup_checker_t *ck, const check_result_t *r)
     if (previous == MSUP_HEALTH_DOWN && ck->hs.state != MSUP_HEALTH_DOWN)
         ck->came_up = true;
     int level = ck->hs.state == MSUP_HEALTH_UP ? LOG_NOTICE : LOG_WARNING;
+    const char *what;
+    uint32_t count = msup_hstate_cause(&ck->hs, previous, &what); /* the streak that caused it */
     if (r->outcome == MSUP_CHECK_OK)
-        msup_log(level, "cluster %s: %s -> %s after %u good checks (rtt %llu us)", ck->name,
-                 msup_health_name(previous), msup_health_name(ck->hs.state), ck->hs.reach_streak,
+        msup_log(level, "cluster %s: %s -> %s after %u %s checks (rtt %llu us)", ck->name,
+                 msup_health_name(previous), msup_health_name(ck->hs.state), count, what,
                  (unsigned long long)r->rtt_us);
     else
         msup_log(level, "cluster %s: %s -> %s after %u %s checks: %s", ck->name, msup_health_name(previous),
-                 msup_health_name(ck->hs.state),
-                 r->outcome == MSUP_CHECK_FAILED ? ck->hs.fail_streak : ck->hs.bad_streak,
-                 r->outcome == MSUP_CHECK_FAILED ? "failed" : "degraded", r->message);
+                 msup_health_name(ck->hs.state), count, what, r->message);
 }
 
 static struct timespec mono_deadline(uint64_t mono_ns)

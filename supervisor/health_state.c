@@ -71,6 +71,26 @@ bool msup_hstate_feed(msup_hstate_t *hs, const msup_hysteresis_t *hy, msup_check
     return true;
 }
 
+uint32_t msup_hstate_cause(const msup_hstate_t *hs, uint32_t previous, const char **what)
+{
+    /* The rules of next_state, read backwards. */
+    if (hs->state == MSUP_HEALTH_DOWN) {
+        *what = "failed";
+        return hs->fail_streak;
+    }
+    if (previous == MSUP_HEALTH_UP) { /* UP -> DEGRADED */
+        *what = "degraded or failed";
+        return hs->bad_streak;
+    }
+    if (previous == MSUP_HEALTH_DEGRADED) { /* DEGRADED -> UP */
+        *what = "good";
+        return hs->ok_streak;
+    }
+    /* UNKNOWN or DOWN -> UP or DEGRADED: `rise` checks that reached it. */
+    *what = hs->state == MSUP_HEALTH_UP ? "good" : "reachable";
+    return hs->reach_streak;
+}
+
 bool msup_hstate_in_transition(const msup_hstate_t *hs)
 {
     switch (hs->state) {

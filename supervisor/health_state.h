@@ -47,6 +47,14 @@ void msup_hstate_init(msup_hstate_t *hs, uint32_t state);
 bool msup_hstate_feed(msup_hstate_t *hs, const msup_hysteresis_t *hy, msup_check_outcome_t outcome,
                       uint32_t *previous);
 
+/* After a feed that changed the state from `previous` to hs->state: the
+ * length of the streak that caused the change (what the log should count:
+ * e.g. DEGRADED -> UP is caused by the OK streak, not by every reachable
+ * check since the cluster went DEGRADED), and in *what its kind: "good"
+ * (OK, or reachable when coming up), "reachable" (coming up DEGRADED),
+ * "degraded or failed", or "failed". */
+uint32_t msup_hstate_cause(const msup_hstate_t *hs, uint32_t previous, const char **what);
+
 /* True while streaks are counting toward a change of state. */
 bool msup_hstate_in_transition(const msup_hstate_t *hs);
 

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "redact.h"
+#include "textsafe.h"
 
 static atomic_int log_max_level = LOG_INFO;
 static atomic_bool log_syslog = false;
@@ -72,9 +73,7 @@ static void emit(int level, const char *text)
     if (n < 0)
         return;
     size_t len = (size_t)n;
-    /* One event, one line: a newline inside a message would forge a second. */
-    for (const char *p = text; *p != '\0' && len < sizeof line - 2; p++)
-        line[len++] = (*p == '\n' || *p == '\r') ? ' ' : *p;
+    len += msup_text_copy(line + len, sizeof line - 1 - len, text, strlen(text));
     line[len++] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line, len);
     (void)ignored;
@@ -84,11 +83,15 @@ void msup_log(int level, const char *fmt, ...)
 {
     if (level > atomic_load(&log_max_level))
         return;
-    char text[1024];
+    char raw[1024], text[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* Names and messages come from the configuration, the segment and the
+     * servers: control characters and terminal escapes are shown as \xHH
+     * (one event stays one line: a newline would forge a second). */
+    msup_text_escape(text, sizeof text, raw, sizeof raw);
     emit(level, text);
 }
 

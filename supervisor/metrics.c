@@ -3,9 +3,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "error.h"
 #include "export.h"
@@ -21,6 +23,153 @@ typedef enum MHD_Result msup_mhd_result_t;
 static struct MHD_Daemon *daemon_handle;
 static unsigned bound_port;
 
+/*
+ * Keeping scrapes answering while hundreds of clients sit on the port.
+ *
+ * libmicrohttpd's own timeout is an *idle* timeout: a slowloris client that
+ * sends one header byte a second never reaches it, and once the connection
+ * limit is full every new connection (the scraper's) is refused.  A per-IP
+ * limit does not help on loopback, where the scraper shares 127.0.0.1 with
+ * the attackers.  So the endpoint tracks every connection that is still
+ * waiting for a complete request (from its accept, or from its last
+ * response on a kept-alive connection) and, each time a new connection
+ * arrives:
+ *   - ends every waiting connection older than MSUP_METRICS_REQUEST_DEADLINE_S
+ *     (a real scraper sends its request at once);
+ *   - when more than MSUP_METRICS_SOFT_LIMIT connections are open, ends the
+ *     connection that has waited longest for its request,
+ * so the newest connection always gets a place below libmicrohttpd's hard
+ * limit.  "Ending" is shutdown(2) on the socket, done on the server's own
+ * thread inside its notification callback: the socket is certainly still the
+ * connection's (libmicrohttpd closes it only after MHD_CONNECTION_NOTIFY_CLOSED,
+ * on that same thread), and libmicrohttpd then sees the end of the stream and
+ * releases the connection itself.
+ */
+#define MSUP_METRICS_HARD_LIMIT        256u /* libmicrohttpd refuses beyond */
+#define MSUP_METRICS_SOFT_LIMIT        192u /* evict the longest waiter beyond */
+#define MSUP_METRICS_REQUEST_DEADLINE_S 3u  /* to send a whole request */
+#define MSUP_METRICS_IDLE_TIMEOUT_S    5u   /* libmicrohttpd's idle timeout */
+#define MSUP_METRICS_CONN_MEMORY       (16u * 1024u) /* per connection: a GET's headers */
+
+typedef struct tracked_conn {
+    struct tracked_conn *prev, *next; /* in `waiting` (oldest first) or alone */
+    int fd;
+    bool waiting;             /* no complete request since `since_ns` */
+    uint64_t since_ns;        /* CLOCK_MONOTONIC */
+} tracked_conn_t;
+
+static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
+static tracked_conn_t waiting_head = {&waiting_head, &waiting_head, -1, false, 0};
+static unsigned open_conns;
+static uint64_t evicted_conns;
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void unlink_waiting(tracked_conn_t *c)
+{
+    if (!c->waiting)
+        return;
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = c;
+    c->waiting = false;
+}
+
+static void append_waiting(tracked_conn_t *c, uint64_t now)
+{
+    unlink_waiting(c);
+    c->since_ns = now;
+    c->prev = waiting_head.prev;
+    c->next = &waiting_head;
+    waiting_head.prev->next = c;
+    waiting_head.prev = c;
+    c->waiting = true;
+}
+
+/* Ends a waiting connection (see above); it stays counted until closed. */
+static void evict(tracked_conn_t *c)
+{
+    unlink_waiting(c);
+    shutdown(c->fd, SHUT_RDWR);
+    evicted_conns++;
+}
+
+static void make_room(uint64_t now)
+{
+    const uint64_t deadline = (uint64_t)MSUP_METRICS_REQUEST_DEADLINE_S * 1000000000u;
+    while (waiting_head.next != &waiting_head && now - waiting_head.next->since_ns > deadline)
+        evict(waiting_head.next);
+    /* Called before the new connection joins the waiters, so it is never
+     * the one ended.  Ended connections count in open_conns until
+     * libmicrohttpd releases them: end only as many as the excess. */
+    unsigned excess = open_conns > MSUP_METRICS_SOFT_LIMIT ? open_conns - MSUP_METRICS_SOFT_LIMIT : 0;
+    while (excess-- > 0 && waiting_head.next != &waiting_head)
+        evict(waiting_head.next);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)cls;
+    pthread_mutex_lock(&conns_lock);
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        tracked_conn_t *c = info ? calloc(1, sizeof *c) : NULL;
+        if (c != NULL) {
+            uint64_t now = mono_ns();
+            c->fd = info->connect_fd;
+            c->prev = c->next = c;
+            open_conns++;
+            make_room(now);
+            append_waiting(c, now);
+        }
+        *socket_context = c;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context != NULL) {
+        tracked_conn_t *c = *socket_context;
+        unlink_waiting(c);
+        open_conns--;
+        free(c);
+        *socket_context = NULL;
+    }
+    pthread_mutex_unlock(&conns_lock);
+}
+
+static tracked_conn_t *tracked(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* A response is queued: the connection is no longer a waiter (a request
+ * that trickles a body stays one, and meets the deadline). */
+static void request_answered(struct MHD_Connection *conn)
+{
+    pthread_mutex_lock(&conns_lock);
+    tracked_conn_t *c = tracked(conn);
+    if (c != NULL)
+        unlink_waiting(c);
+    pthread_mutex_unlock(&conns_lock);
+}
+
+/* A response went out: a kept-alive connection waits for its next request. */
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)req_cls;
+    (void)toe;
+    pthread_mutex_lock(&conns_lock);
+    tracked_conn_t *c = tracked(conn);
+    if (c != NULL)
+        append_waiting(c, mono_ns());
+    pthread_mutex_unlock(&conns_lock);
+}
+
 static msup_mhd_result_t reply(struct MHD_Connection *conn, unsigned status, const char *type, char *body,
                                size_t len)
 {
@@ -30,6 +179,7 @@ static msup_mhd_result_t reply(struct MHD_Connection *conn, unsigned status, con
         return MHD_NO;
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    request_answered(conn);
     msup_mhd_result_t ret = MHD_queue_response(conn, status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -107,13 +257,21 @@ bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_
     int gai = getaddrinfo(host, port, &hints, &ai);
     if (gai != 0)
         return msup_fail(err, MONGOSUP_E_CONFIG, "metrics_listen '%s': %s", listen, gai_strerror(gai));
+    /* One server thread with epoll: hundreds of connections cost no scan. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+    if (MHD_is_feature_supported(MHD_FEATURE_EPOLL) == MHD_YES)
+        flags |= MHD_USE_EPOLL;
+    else
+        flags |= MHD_USE_POLL;
     if (ai->ai_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     uint16_t port_num = (uint16_t)atoi(port);
-    daemon_handle = MHD_start_daemon(flags, port_num, NULL, NULL, on_request, (void *)seg, MHD_OPTION_SOCK_ADDR,
-                                     ai->ai_addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)32,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+    daemon_handle = MHD_start_daemon(
+        flags, port_num, NULL, NULL, on_request, (void *)seg, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_CONNECTION_LIMIT, MSUP_METRICS_HARD_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+        MSUP_METRICS_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)MSUP_METRICS_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_END);
     freeaddrinfo(ai);
     if (daemon_handle == NULL)
         return msup_fail(err, MONGOSUP_E_SYSTEM, "metrics_listen '%s': cannot listen (address in use or not local?)",
@@ -129,6 +287,14 @@ void msup_metrics_stop(void)
         MHD_stop_daemon(daemon_handle);
     daemon_handle = NULL;
     bound_port = 0;
+}
+
+msup_metrics_conns_t msup_metrics_conns(void)
+{
+    pthread_mutex_lock(&conns_lock);
+    msup_metrics_conns_t c = {.open = open_conns, .evicted = evicted_conns};
+    pthread_mutex_unlock(&conns_lock);
+    return c;
 }
 
 unsigned msup_metrics_port(void)

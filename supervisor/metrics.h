@@ -3,6 +3,7 @@
 #define MONGOSUPD_METRICS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "segment.h"
 
@@ -18,5 +19,14 @@ void msup_metrics_stop(void);
 
 /* The port actually bound (useful with port 0 in tests), or 0. */
 unsigned msup_metrics_port(void);
+
+/* Connections the endpoint holds now, and those it ended because they did
+ * not send a request in time or the longest waiter had to make room
+ * (counted since the process started). */
+typedef struct msup_metrics_conns {
+    unsigned open;
+    uint64_t evicted;
+} msup_metrics_conns_t;
+msup_metrics_conns_t msup_metrics_conns(void);
 
 #endif

@@ -2,6 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <mongoc/mongoc.h>
+
 #include "budget.h"
 #include "error.h"
 #include "health.h"
@@ -38,6 +40,56 @@ static bool cluster_changed(const msup_cluster_cfg_t *a, const msup_cluster_cfg_
            a->retry_max_attempts != b->retry_max_attempts || a->retry_deadline_ms != b->retry_deadline_ms ||
            a->retry_backoff_ms != b->retry_backoff_ms || a->max_connections != b->max_connections ||
            a->max_connecting != b->max_connecting;
+}
+
+static bool same_uri_str(const mongoc_uri_t *a, const mongoc_uri_t *b, const char *option)
+{
+    return same_str(mongoc_uri_get_option_as_utf8(a, option, NULL), mongoc_uri_get_option_as_utf8(b, option, NULL));
+}
+
+static bool same_uri_bool(const mongoc_uri_t *a, const mongoc_uri_t *b, const char *option)
+{
+    return mongoc_uri_get_option_as_bool(a, option, false) == mongoc_uri_get_option_as_bool(b, option, false);
+}
+
+/* Whether two URIs reach the same deployment as the same principal: hosts
+ * (or SRV name), replica set, credentials, authentication and TLS.  The
+ * rest of a URI (pool size, timeouts, retries, appname, ...) are settings:
+ * the configuration writes them into the URI, so comparing whole strings
+ * reset a cluster's health to UNKNOWN on a reload that only changed
+ * max_pool_size.  The checker's own client overrides every timeout, so it
+ * needs nothing new for such a change. */
+static bool same_deployment(const char *uri_a, const char *uri_b)
+{
+    if (same_str(uri_a, uri_b))
+        return true;
+    mongoc_uri_t *a = uri_a ? mongoc_uri_new_with_error(uri_a, NULL) : NULL;
+    mongoc_uri_t *b = uri_b ? mongoc_uri_new_with_error(uri_b, NULL) : NULL;
+    bool same = a != NULL && b != NULL;
+    const mongoc_host_list_t *ha = same ? mongoc_uri_get_hosts(a) : NULL, *hb = same ? mongoc_uri_get_hosts(b) : NULL;
+    for (; same && (ha != NULL || hb != NULL); ha = ha->next, hb = hb->next)
+        same = ha != NULL && hb != NULL && strcmp(ha->host_and_port, hb->host_and_port) == 0;
+    if (same) {
+        bson_t pa, pb;
+        bool has_a = mongoc_uri_get_mechanism_properties(a, &pa), has_b = mongoc_uri_get_mechanism_properties(b, &pb);
+        same = has_a == has_b && (!has_a || bson_equal(&pa, &pb));
+    }
+    same = same && same_str(mongoc_uri_get_srv_hostname(a), mongoc_uri_get_srv_hostname(b)) &&
+           same_str(mongoc_uri_get_replica_set(a), mongoc_uri_get_replica_set(b)) &&
+           same_str(mongoc_uri_get_username(a), mongoc_uri_get_username(b)) &&
+           same_str(mongoc_uri_get_password(a), mongoc_uri_get_password(b)) &&
+           same_str(mongoc_uri_get_auth_source(a), mongoc_uri_get_auth_source(b)) &&
+           same_str(mongoc_uri_get_auth_mechanism(a), mongoc_uri_get_auth_mechanism(b)) &&
+           mongoc_uri_get_tls(a) == mongoc_uri_get_tls(b) && same_uri_str(a, b, MONGOC_URI_TLSCAFILE) &&
+           same_uri_str(a, b, MONGOC_URI_TLSCERTIFICATEKEYFILE) &&
+           same_uri_str(a, b, MONGOC_URI_TLSCERTIFICATEKEYFILEPASSWORD) &&
+           same_uri_bool(a, b, MONGOC_URI_TLSALLOWINVALIDHOSTNAMES) &&
+           same_uri_bool(a, b, MONGOC_URI_TLSALLOWINVALIDCERTIFICATES) &&
+           same_uri_bool(a, b, MONGOC_URI_TLSINSECURE) && same_uri_bool(a, b, MONGOC_URI_DIRECTCONNECTION) &&
+           same_uri_bool(a, b, MONGOC_URI_LOADBALANCED);
+    mongoc_uri_destroy(a);
+    mongoc_uri_destroy(b);
+    return same;
 }
 
 /* Row of a cluster by name among rows ever used (ACTIVE or REMOVED), or -1:
@@ -169,8 +221,8 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
             if (!cluster_changed(prev, cc))
                 continue;
             changed++;
-            if (!same_str(prev->uri, cc->uri)) {
-                /* A new URI is a new deployment: fresh health, fresh checker. */
+            if (!same_deployment(prev->uri, cc->uri)) {
+                /* Another deployment (or principal): fresh health, fresh checker. */
                 msup_checker_stop(&sup->checkers[idx], 0);
                 atomic_store_explicit(&row->health, MSUP_HEALTH_UNKNOWN, memory_order_release);
                 atomic_store_explicit(&row->health_since_ns, msup_now_ns(), memory_order_relaxed);

@@ -6,8 +6,8 @@ tests_libtestmain_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 TEST_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS)
 TEST_LIBS = tests/libtestmain.la lib/libmsup_core.la $(CUNIT_LIBS) $(MONGOC_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
 
-check_PROGRAMS += tests/segment_test tests/stats_test tests/slots_test
-TESTS += tests/segment_test tests/stats_test tests/slots_test
+check_PROGRAMS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test
+TESTS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test
 tests_segment_test_SOURCES = tests/segment_test.c
 tests_segment_test_CFLAGS = $(TEST_CFLAGS)
 tests_segment_test_LDADD = $(TEST_LIBS)
@@ -17,6 +17,9 @@ tests_stats_test_LDADD = $(TEST_LIBS)
 tests_slots_test_SOURCES = tests/slots_test.c
 tests_slots_test_CFLAGS = $(TEST_CFLAGS)
 tests_slots_test_LDADD = $(TEST_LIBS)
+tests_textsafe_test_SOURCES = tests/textsafe_test.c
+tests_textsafe_test_CFLAGS = $(TEST_CFLAGS)
+tests_textsafe_test_LDADD = $(TEST_LIBS)
 
 include tests/config.mk
 include tests/peer/local.mk

@@ -121,6 +121,32 @@ static void test_last_error_roundtrip(void)
 }
 
 /* Threads write distinct messages; a reader must never see a torn record. */
+/* A message cut to the record's size never ends inside a UTF-8 character,
+ * and invalid bytes are stored as U+FFFD (so every reader gets valid text). */
+static void test_last_error_utf8(void)
+{
+    msup_last_error_t rec, out;
+    memset(&rec, 0, sizeof rec);
+    char msg[200];
+    /* 108 ASCII + a 3-byte character = 111 bytes: fits exactly. */
+    memset(msg, 'a', 108);
+    snprintf(msg + 108, sizeof msg - 108, "\xe2\x82\xac");
+    msup_last_error_write(&rec, MSUP_FAIL_SERVER, 17, 2, msg);
+    CU_ASSERT_TRUE(msup_last_error_read(&rec, &out));
+    CU_ASSERT_EQUAL(strlen(out.message), 111);
+    CU_ASSERT_STRING_EQUAL(out.message, msg);
+    /* 109 ASCII + the character: it would straddle the end, so it goes. */
+    memset(msg, 'b', 109);
+    snprintf(msg + 109, sizeof msg - 109, "\xe2\x82\xac and more");
+    msup_last_error_write(&rec, MSUP_FAIL_SERVER, 17, 2, msg);
+    CU_ASSERT_TRUE(msup_last_error_read(&rec, &out));
+    CU_ASSERT_EQUAL(strlen(out.message), 109);
+    CU_ASSERT_EQUAL(strspn(out.message, "b"), 109);
+    msup_last_error_write(&rec, MSUP_FAIL_SERVER, 17, 2, "bad \xc3( and \x9b");
+    CU_ASSERT_TRUE(msup_last_error_read(&rec, &out));
+    CU_ASSERT_STRING_EQUAL(out.message, "bad \xef\xbf\xbd( and \xef\xbf\xbd");
+}
+
 static msup_last_error_t shared_rec;
 static _Atomic int stop_writers;
 
@@ -266,6 +292,7 @@ int main(int argc, char **argv)
         {"/stats/record/op", test_record_op},
         {"/stats/last-error/roundtrip", test_last_error_roundtrip},
         {"/stats/last-error/no-tearing", test_last_error_no_tearing},
+        {"/stats/last-error/utf8", test_last_error_utf8},
         {"/stats/multiprocess/16x2-exact-totals", test_multiprocess_exact},
         {NULL, NULL},
     };

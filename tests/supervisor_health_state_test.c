@@ -191,6 +191,60 @@ static void test_full_cycle_transitions(void)
     CU_ASSERT_EQUAL(hs.transitions, 5);
 }
 
+/* Feeds outcomes until the state changes; returns what the log would count. */
+static uint32_t cause_of_change(msup_hstate_t *hs, const msup_hysteresis_t *hy, const char *outcomes,
+                                const char **what)
+{
+    for (const char *p = outcomes; *p; p++) {
+        msup_check_outcome_t o = *p == 'o' ? MSUP_CHECK_OK : *p == 'd' ? MSUP_CHECK_DEGRADED : MSUP_CHECK_FAILED;
+        uint32_t previous;
+        if (msup_hstate_feed(hs, hy, o, &previous))
+            return msup_hstate_cause(hs, previous, what);
+    }
+    *what = "no change";
+    return 0;
+}
+
+/* The log counts the streak that caused the transition: "DEGRADED -> UP
+ * after 291 good checks" with rise = 1 counted every reachable check since
+ * the cluster went DEGRADED. */
+static void test_cause_counts(void)
+{
+    const msup_hysteresis_t one = {.rise = 1, .fall = 3, .inter_ms = 2000, .fastinter_ms = 500, .downinter_ms = 1000};
+    const char *what;
+    msup_hstate_t hs = at(MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &one, "ddd", &what), 3);
+    CU_ASSERT_STRING_EQUAL(what, "degraded or failed");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DEGRADED);
+    for (int i = 0; i < 287; i++)
+        CU_ASSERT_FALSE(msup_hstate_feed(&hs, &one, MSUP_CHECK_DEGRADED, NULL));
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &one, "o", &what), 1);
+    CU_ASSERT_STRING_EQUAL(what, "good");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(hs.reach_streak, 291); /* what the old log printed */
+
+    /* UP -> DEGRADED by a mix of degraded and failed checks. */
+    hs = at(MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "odfd", &what), 3);
+    CU_ASSERT_STRING_EQUAL(what, "degraded or failed");
+    /* -> DOWN: the failures only, not the degraded checks before them. */
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "dddfff", &what), 3);
+    CU_ASSERT_STRING_EQUAL(what, "failed");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
+    /* DOWN -> DEGRADED after `rise` reachable checks (the failures before
+     * them are not counted, as bad_streak would). */
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fffod", &what), 2);
+    CU_ASSERT_STRING_EQUAL(what, "reachable");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DEGRADED);
+    hs = at(MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fdo", &what), 2);
+    CU_ASSERT_STRING_EQUAL(what, "good");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
+    hs = at(MSUP_HEALTH_UNKNOWN);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "offf", &what), 3);
+    CU_ASSERT_STRING_EQUAL(what, "failed");
+}
+
 static void test_intervals(void)
 {
     msup_hstate_t hs = at(MSUP_HEALTH_UNKNOWN);
@@ -216,6 +270,7 @@ static void test_intervals(void)
 
 static const msup_test_t tests[] = {
     {"/health_state/init", test_init},
+    {"/health_state/log-counts-the-cause", test_cause_counts},
     {"/health_state/unknown/rise-to-up", test_unknown_rise},
     {"/health_state/unknown/fall-to-down", test_unknown_fall},
     {"/health_state/unknown/rise-to-degraded", test_unknown_degraded},

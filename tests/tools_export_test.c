@@ -580,6 +580,190 @@ static void test_usage_and_target(void)
     teardown();
 }
 
+/* ------------------------------------------------------------------ */
+/* Hostile text: names and messages with terminal escapes, CR, a bare 0x9b,
+ * invalid UTF-8 and a character cut at the record's size (a forged
+ * segment, or one written before textsafe existed).                    */
+
+#define HOSTILE_CLUSTER "ord\x1b[2J\r\x9b"
+#define HOSTILE_CLUSTER_SHOWN "ord\\x1b[2J\\x0d\\x9b"
+#define HOSTILE_APP "web\x1b]0;owned\x07\xff"
+#define HOSTILE_APP_SHOWN "web\\x1b]0;owned\\x07\\xff"
+#define FFFD "\xef\xbf\xbd"
+
+static void hostile_setup(void)
+{
+    setup();
+    msup_cluster_row_t *orders = msup_segment_row(&seg, 1);
+    memset(orders->name, 0, sizeof orders->name);
+    memcpy(orders->name, HOSTILE_CLUSTER, strlen(HOSTILE_CLUSTER));
+    msup_slot_t *slot = msup_segment_slot(&seg, 0);
+    memset(slot->appname, 0, sizeof slot->appname);
+    memcpy(slot->appname, HOSTILE_APP, strlen(HOSTILE_APP));
+    /* Written raw, as a forger (or an older writer) would: readers cope. */
+    msup_cluster_row_t *billing = msup_segment_row(&seg, 2);
+    snprintf(billing->last_check_error.message, sizeof billing->last_check_error.message, "%s",
+             "\xc3( refused \x1b[2J\x9b");
+    /* A server message whose 3-byte character straddles the record's end. */
+    char msg[200];
+    memset(msg, 'm', 109);
+    snprintf(msg + 109, sizeof msg - 109, "\xe2\x82\xac tail");
+    msup_stats_record_failure(msup_slot_stats(&seg, 0, 0), MSUP_FAIL_SERVER, 17, 2, msg);
+}
+
+/* Nothing but printable ASCII and newlines: no escape sequence, no CR, no
+ * C1 or invalid byte reaches the terminal (the fixture is ASCII otherwise). */
+static bool terminal_safe(const char *out)
+{
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+        if (*p != '\n' && (*p < 0x20 || *p >= 0x7f)) {
+            fprintf(stderr, "\nbyte 0x%02x at %zu in: %.300s\n", *p, (size_t)(p - (const unsigned char *)out), out);
+            return false;
+        }
+    return true;
+}
+
+static void test_hostile_text_terminal(void)
+{
+    hostile_setup();
+    int st;
+    char *out = top("--once", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    CU_ASSERT_EQUAL(st, 0);
+    CU_ASSERT(terminal_safe(out));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, HOSTILE_CLUSTER_SHOWN));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, HOSTILE_APP_SHOWN));
+    free(out);
+    static const char *const ctl_cmds[] = {"status", "workers"};
+    static const char *const shown[] = {HOSTILE_CLUSTER_SHOWN, HOSTILE_APP_SHOWN};
+    for (int i = 0; i < 2; i++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "%s -n %s %s", fx_tool("mongosupctl"), seg_name, ctl_cmds[i]);
+        out = fx_run(cmd, true, &st);
+        CU_ASSERT_FATAL(out != NULL);
+        CU_ASSERT(terminal_safe(out));
+        if (strstr(out, shown[i]) == NULL)
+            fprintf(stderr, "\nmongosupctl %s: %s\n", ctl_cmds[i], out);
+        CU_ASSERT_PTR_NOT_NULL(strstr(out, shown[i]));
+        free(out);
+    }
+    teardown();
+}
+
+static void test_hostile_text_json(void)
+{
+    hostile_setup();
+    int st;
+    char *out = top("--json", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    CU_ASSERT_EQUAL(st, 0);
+    /* No raw control character (C0, DEL, C1 as UTF-8): all are \u00HH. */
+    bool raw_control = false;
+    for (const unsigned char *p = (const unsigned char *)out; *p; p++)
+        raw_control |= (*p < 0x20 && *p != '\n') || *p == 0x7f || (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f);
+    CU_ASSERT_FALSE(raw_control);
+    /* A strict parser that validates UTF-8. */
+    json_tokener *tok = json_tokener_new();
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+    json_object *root = json_tokener_parse_ex(tok, out, (int)strlen(out));
+    CU_ASSERT_EQUAL(json_tokener_get_error(tok), json_tokener_success);
+    json_tokener_free(tok);
+    CU_ASSERT_FATAL(root != NULL);
+    /* Control characters keep their code point; invalid bytes are U+FFFD. */
+    expect_str(root, "clusters.1.name", "ord\x1b[2J\r" FFFD);
+    expect_str(root, "workers.0.appname", "web\x1b]0;owned\x07" FFFD);
+    expect_str(root, "clusters.2.checks.last_error.message", FFFD "( refused \x1b[2J" FFFD);
+    char want[120];
+    memset(want, 'm', 109);
+    want[109] = '\0';
+    expect_str(root, "clusters.0.last_error.message", want); /* the cut character is gone */
+    json_object_put(root);
+    /* And Python's parser, which decodes UTF-8 strictly. */
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        char file[128], cmd[1024];
+        snprintf(file, sizeof file, "/tmp/msup-test-%d-hostile.json", (int)getpid());
+        FILE *f = fopen(file, "w");
+        CU_ASSERT_FATAL(f != NULL);
+        fputs(out, f);
+        fclose(f);
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import json,sys; json.loads(open(sys.argv[1],\"rb\").read())' %s",
+                 file);
+        char *py = fx_run(cmd, true, &st);
+        if (st != 0)
+            fprintf(stderr, "\npython3: %s\n", py ? py : "");
+        CU_ASSERT_EQUAL(st, 0);
+        free(py);
+        unlink(file);
+    }
+    free(out);
+    teardown();
+}
+
+static void test_hostile_text_prometheus(void)
+{
+    hostile_setup();
+    int st;
+    char *out = top("--prometheus", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    CU_ASSERT_EQUAL(st, 0);
+    CU_ASSERT(terminal_safe(out));
+    char why[512] = "";
+    bool ok = prom_check(out, why, sizeof why);
+    if (!ok)
+        fprintf(stderr, "\nprom_check: %s\n", why);
+    CU_ASSERT(ok);
+    /* The label reads as --once shows the name (its backslashes escaped). */
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "{cluster=\"ord\\\\x1b[2J\\\\x0d\\\\x9b\"}"));
+    free(out);
+    const char *promtool = find_promtool();
+    if (promtool != NULL) {
+        char file[128], cmd[1024];
+        snprintf(file, sizeof file, "/tmp/msup-test-%d-hostile.prom", (int)getpid());
+        snprintf(cmd, sizeof cmd, "%s -n %s --prometheus > %s && %s check metrics < %s", fx_tool("mongosup-top"),
+                 seg_name, file, promtool, file);
+        char *pt = fx_run(cmd, true, &st);
+        if (st != 0)
+            fprintf(stderr, "\npromtool: %s\n", pt ? pt : "");
+        CU_ASSERT_EQUAL(st, 0);
+        free(pt);
+        unlink(file);
+    }
+    teardown();
+}
+
+/* A worker flagged uri_mismatch (its URI differs from the supervisor's
+ * row): every output says so. */
+static void test_uri_mismatch_shown(void)
+{
+    setup();
+    atomic_store(&msup_slot_stats(&seg, 1, 0)->uri_mismatch, 1);
+    int st;
+    char *out = top("--once", &st);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "\nuri_mismatch: users 1 worker(s)\n"));
+    free(out);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    out = fx_run(cmd, true, &st);
+    CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "uri_mismatch 1 worker(s)"));
+    free(out);
+    out = top("--json", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    json_object *root = json_tokener_parse(out);
+    CU_ASSERT_FATAL(root != NULL);
+    expect_u64(root, "clusters.0.workers_uri_mismatch", 1);
+    expect_u64(root, "clusters.1.workers_uri_mismatch", 0);
+    expect_bool(root, "workers.0.uri_mismatch", false);
+    expect_bool(root, "workers.1.uri_mismatch", true);
+    json_object_put(root);
+    free(out);
+    out = top("--prometheus", &st);
+    CU_ASSERT_FATAL(out != NULL);
+    expect_prom(out, "mongosup_cluster_workers_uri_mismatch{cluster=\"users\"}", "1");
+    expect_prom(out, "mongosup_cluster_workers_uri_mismatch{cluster=\"orders\"}", "0");
+    free(out);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -593,6 +777,10 @@ int main(int argc, char **argv)
         {"/tools/segment/missing", test_missing_segment},
         {"/tools/segment/corrupted", test_corrupted_segment},
         {"/tools/usage-and-target", test_usage_and_target},
+        {"/tools/uri-mismatch-shown", test_uri_mismatch_shown},
+        {"/tools/hostile-text/terminal", test_hostile_text_terminal},
+        {"/tools/hostile-text/json", test_hostile_text_json},
+        {"/tools/hostile-text/prometheus", test_hostile_text_prometheus},
         {NULL, NULL},
     };
     return msup_test_main("tools_export", tests, argc, argv);

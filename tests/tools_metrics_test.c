@@ -1,5 +1,9 @@
 /* tools_metrics_test.c: mongosupd's /metrics endpoint (libmicrohttpd) fetched with curl while a worker records. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,11 +148,70 @@ static void test_listen_strings(void)
     msup_segment_unlink(seg_name, NULL);
 }
 
+static int connect_port(unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* A client that never finishes its request is ended once it is older than
+ * the request deadline (3 s) and another connection arrives, which is
+ * answered; then every connection is released. */
+static void test_request_deadline(void)
+{
+    if (access("/usr/bin/curl", X_OK) != 0) {
+        fprintf(stderr, "\ncurl missing: skipped\n");
+        return;
+    }
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("deadline"));
+    CU_ASSERT_FATAL(fx_create(seg_name, getpid(), getpid(), &seg));
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_metrics_start("127.0.0.1:0", &seg, &err));
+    unsigned port = msup_metrics_port();
+    uint64_t evicted = msup_metrics_conns().evicted;
+    int slow = connect_port(port);
+    CU_ASSERT_FATAL(slow >= 0);
+    static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: a";
+    CU_ASSERT_EQUAL(send(slow, partial, sizeof partial - 1, MSG_NOSIGNAL), (ssize_t)(sizeof partial - 1));
+    for (int i = 0; i < 32; i++) { /* a byte every 100 ms: libmicrohttpd's idle timeout never fires */
+        sleep_ms(100);
+        CU_ASSERT_EQUAL(send(slow, "a", 1, MSG_NOSIGNAL), 1);
+    }
+    CU_ASSERT_EQUAL(msup_metrics_conns().open, 1);
+    CU_ASSERT_EQUAL(msup_metrics_conns().evicted, evicted); /* nothing arrived yet to trigger it */
+    char url[128];
+    snprintf(url, sizeof url, "-o /dev/null -w '%%{http_code}' http://127.0.0.1:%u/metrics", port);
+    int st;
+    char *out = curl(url, &st);
+    CU_ASSERT_PTR_NOT_NULL(out && strcmp(out, "200") == 0);
+    free(out);
+    CU_ASSERT_EQUAL(msup_metrics_conns().evicted, evicted + 1);
+    /* The slow client sees the end of the stream. */
+    struct pollfd p = {.fd = slow, .events = POLLIN};
+    char buf[64];
+    CU_ASSERT_EQUAL(poll(&p, 1, 2000), 1);
+    CU_ASSERT(recv(slow, buf, sizeof buf, 0) <= 0);
+    close(slow);
+    for (int i = 0; i < 100 && msup_metrics_conns().open > 0; i++)
+        sleep_ms(20);
+    CU_ASSERT_EQUAL(msup_metrics_conns().open, 0); /* every connection released */
+    msup_metrics_stop();
+    msup_segment_close(&seg);
+    msup_segment_unlink(seg_name, NULL);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/metrics/scrape-while-recording", test_scrape_while_recording},
         {"/metrics/listen-strings", test_listen_strings},
+        {"/metrics/request-deadline", test_request_deadline},
         {NULL, NULL},
     };
     return msup_test_main("tools_metrics", tests, argc, argv);

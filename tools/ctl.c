@@ -11,6 +11,7 @@
 #include "ctlclient.h"
 #include "export.h"
 #include "target.h"
+#include "textsafe.h"
 
 /* Exit status (documented in mongosupctl(1)). */
 enum {
@@ -90,17 +91,24 @@ static int cmd_status(const char *name, bool quiet)
         }
     }
     if (!quiet) {
+        /* Names from the segment reach a terminal: escaped (textsafe.h). */
+        char seg_shown[MSUP_TEXT_ESCAPE_CAP(sizeof snap.segment_name)];
+        msup_text_escape(seg_shown, sizeof seg_shown, snap.segment_name, sizeof snap.segment_name);
         if (!alive)
-            printf("segment %s: no live supervisor (pid %d, heartbeat %llums old)\n", snap.segment_name,
+            printf("segment %s: no live supervisor (pid %d, heartbeat %llums old)\n", seg_shown,
                    (int)snap.supervisor_pid, (unsigned long long)snap.heartbeat_age_ms);
         else
-            printf("segment %s: supervisor pid %d, phase %s, %u cluster(s), %u worker(s)\n", snap.segment_name,
+            printf("segment %s: supervisor pid %d, phase %s, %u cluster(s), %u worker(s)\n", seg_shown,
                    (int)snap.supervisor_pid, msup_phase_name(snap.phase), snap.cluster_count, snap.worker_count);
         for (uint32_t i = 0; i < snap.cluster_count; i++) {
             const msup_cluster_snap_t *c = &snap.clusters[i];
-            char rtt[32];
+            char rtt[32], shown_name[MSUP_TEXT_ESCAPE_CAP(sizeof c->name)];
             msup_fmt_latency_us(rtt, sizeof rtt, c->last_rtt_us);
-            printf("  %-24s %-8s rtt %s\n", c->name, msup_health_name(c->health), c->last_check_ns ? rtt : "-");
+            msup_text_escape(shown_name, sizeof shown_name, c->name, sizeof c->name);
+            printf("  %-24s %-8s rtt %s", shown_name, msup_health_name(c->health), c->last_check_ns ? rtt : "-");
+            if (c->workers_uri_mismatch > 0) /* the health shown is not theirs (layout.h) */
+                printf("  uri_mismatch %u worker(s)", c->workers_uri_mismatch);
+            putchar('\n');
         }
     }
     msup_snapshot_free(&snap);

@@ -1,9 +1,12 @@
 /* export_json.c: --json, one document per snapshot (schema "mongosup/1"), built with json-c. */
 #include <json-c/json.h>
+#include <json-c/printbuf.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "export.h"
 #include "redact.h"
+#include "textsafe.h"
 
 #define MSUP_JSON_SCHEMA "mongosup/1"
 
@@ -17,9 +20,39 @@ static void put_i64(json_object *o, const char *key, int64_t v)
     json_object_object_add(o, key, json_object_new_int64(v));
 }
 
+/* Every string of the document is written by this serializer: json-c
+ * passes bytes >= 0x80 through unchecked, so a name or a message from the
+ * segment could make the document invalid UTF-8.  msup_text_json makes it
+ * valid UTF-8, with every control character (C0, DEL, C1) as \u00HH. */
+static int safe_string_to_json(json_object *jso, struct printbuf *pb, int level, int flags)
+{
+    (void)level;
+    (void)flags;
+    const char *v = json_object_get_string(jso);
+    size_t n = (size_t)json_object_get_string_len(jso);
+    char *text = malloc(MSUP_TEXT_JSON_CAP(n));
+    if (text == NULL)
+        return -1;
+    size_t len = msup_text_json(text, MSUP_TEXT_JSON_CAP(n), v, n);
+    printbuf_memappend(pb, "\"", 1);
+    printbuf_memappend(pb, text, (int)len);
+    printbuf_memappend(pb, "\"", 1);
+    free(text);
+    return 0;
+}
+
+/* A string of at most `max` bytes (a fixed-size field need not end in NUL). */
+static void put_strn(json_object *o, const char *key, const char *v, size_t max)
+{
+    json_object *s = json_object_new_string_len(v, (int)strnlen(v, max));
+    if (s != NULL)
+        json_object_set_serializer(s, safe_string_to_json, NULL, NULL);
+    json_object_object_add(o, key, s);
+}
+
 static void put_str(json_object *o, const char *key, const char *v)
 {
-    json_object_object_add(o, key, json_object_new_string(v));
+    put_strn(o, key, v, strlen(v));
 }
 
 static void put_bool(json_object *o, const char *key, bool v)
@@ -80,6 +113,7 @@ static json_object *cluster_json(const msup_cluster_snap_t *c)
     put_u64(rc, "generation", c->reconnect_generation);
     put_u64(rc, "workers_live", c->workers_live);
     put_u64(rc, "workers_acked", c->workers_acked);
+    put_u64(o, "workers_uri_mismatch", c->workers_uri_mismatch);
     put_u64(rc, "pool_rebuilds", t->reconnects);
 
     json_object *pool = obj_in(o, "pool");
@@ -133,15 +167,14 @@ static json_object *worker_json(const msup_worker_snap_t *w)
     put_u64(o, "slot", w->slot);
     put_i64(o, "pid", w->pid);
     put_str(o, "state", msup_slot_state_name(w->state));
-    char app[sizeof w->appname + 1];
-    snprintf(app, sizeof app, "%.*s", (int)sizeof w->appname, w->appname);
-    put_str(o, "appname", app);
+    put_strn(o, "appname", w->appname, sizeof w->appname);
     put_u64(o, "attached_ns", w->attached_ns);
     put_u64(o, "exited_ns", w->exited_ns);
     put_u64(o, "ops", w->ops);
     put_u64(o, "failures", w->failures);
     put_u64(o, "checkouts", w->checkouts);
     put_i64(o, "in_use", w->in_use);
+    put_bool(o, "uri_mismatch", w->uri_mismatch);
     return o;
 }
 
@@ -154,8 +187,8 @@ bool msup_export_json(const msup_snapshot_t *s, FILE *out, bool pretty)
     put_u64(root, "taken_ns", s->taken_ns);
 
     json_object *seg = obj_in(root, "segment");
-    put_str(seg, "name", s->segment_name);
-    put_str(seg, "environment", s->environment);
+    put_strn(seg, "name", s->segment_name, sizeof s->segment_name);
+    put_strn(seg, "environment", s->environment, sizeof s->environment);
     put_u64(seg, "max_workers", s->max_workers);
     put_u64(seg, "max_clusters", s->max_clusters);
 

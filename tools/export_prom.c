@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "export.h"
+#include "textsafe.h"
 
 /* Coarse cumulative view of the log-linear latency histogram.  A bucket of
  * the segment's histogram counts toward the first bound that its largest
@@ -11,10 +12,15 @@ const double msup_prom_le_seconds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0
                                        0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30,    60};
 const unsigned msup_prom_le_count = sizeof msup_prom_le_seconds / sizeof msup_prom_le_seconds[0];
 
-/* Label values: backslash, double quote and newline are escaped. */
-static void put_label_value(FILE *out, const char *v)
+/* Label values: first shown as on a terminal (textsafe.h: valid UTF-8,
+ * control characters and invalid bytes as the text \xHH, so a label reads
+ * as --once shows the name), then backslash, double quote and newline
+ * escaped as the exposition format requires. */
+static void put_label_value(FILE *out, const char *raw, size_t max)
 {
-    for (; *v; v++) {
+    char shown[MSUP_TEXT_ESCAPE_CAP(MSUP_NAME_MAX)];
+    msup_text_escape(shown, sizeof shown, raw, max);
+    for (const char *v = shown; *v; v++) {
         if (*v == '\\')
             fputs("\\\\", out);
         else if (*v == '"')
@@ -35,7 +41,7 @@ static void sample_start(FILE *out, const char *name, const msup_cluster_snap_t 
 {
     fputs(name, out);
     fputs("{cluster=\"", out);
-    put_label_value(out, c->name);
+    put_label_value(out, c->name, sizeof c->name);
     fputc('"', out);
 }
 
@@ -167,6 +173,11 @@ static void health_metrics(const msup_snapshot_t *s, FILE *out)
            "Live workers that acknowledged the current reconnect generation.");
     for (uint32_t i = 0; i < s->cluster_count; i++)
         sample_u64(out, "mongosup_cluster_workers_acked", &s->clusters[i], s->clusters[i].workers_acked);
+    family(out, "mongosup_cluster_workers_uri_mismatch", "gauge",
+           "Live workers whose URI for the cluster differs from the one the supervisor checks.");
+    for (uint32_t i = 0; i < s->cluster_count; i++)
+        sample_u64(out, "mongosup_cluster_workers_uri_mismatch", &s->clusters[i],
+                   s->clusters[i].workers_uri_mismatch);
 }
 
 /* Gauges and counters read from the per-cluster totals. */

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "export.h"
+#include "textsafe.h"
 
 const char *const msup_cluster_col_title[MSUP_CCOL__COUNT] = {
     "CLUSTER", "STATE", "SINCE", "RTT", "OPS/S", "ERR/S", "P50", "P99", "POOL",
@@ -117,13 +118,18 @@ static void build_header(msup_view_t *view, const msup_snapshot_t *s)
         snprintf(hb, sizeof hb, "never");
     else
         snprintf(hb, sizeof hb, "%llums ago", (unsigned long long)s->heartbeat_age_ms);
+    /* Names from the segment reach a terminal: escaped (textsafe.h), and
+     * cut so that the line keeps room for the rest. */
+    char seg[100], env[100];
+    msup_text_escape(seg, sizeof seg, s->segment_name, sizeof s->segment_name);
+    msup_text_escape(env, sizeof env, s->environment[0] ? s->environment : "-", sizeof s->environment);
     if (s->supervisor_pid == 0)
         snprintf(view->header[0], sizeof view->header[0], "segment %s  environment %s  supervisor none  phase %s",
-                 s->segment_name, s->environment[0] ? s->environment : "-", msup_phase_name(s->phase));
+                 seg, env, msup_phase_name(s->phase));
     else
         snprintf(view->header[0], sizeof view->header[0],
                  "segment %s  environment %s  supervisor pid %d (%s)  uptime %s  heartbeat %s  phase %s",
-                 s->segment_name, s->environment[0] ? s->environment : "-", (int)s->supervisor_pid,
+                 seg, env, (int)s->supervisor_pid,
                  s->supervisor_alive ? "alive" : "NOT RESPONDING", uptime, hb, msup_phase_name(s->phase));
     uint32_t active = 0;
     for (uint32_t i = 0; i < s->worker_count; i++)
@@ -134,6 +140,23 @@ static void build_header(msup_view_t *view, const msup_snapshot_t *s)
              s->cluster_count, active, s->max_workers, (unsigned long long)s->config_generation,
              (unsigned long long)s->supervisor_restarts, (unsigned long long)s->slots_reaped);
     view->header_lines = 2;
+    /* Workers that connect elsewhere than the supervisor checks: the health
+     * shown is not theirs (layout.h: uri_mismatch). */
+    size_t len = 0;
+    for (uint32_t i = 0; i < s->cluster_count && len + 1 < sizeof view->header[2]; i++) {
+        const msup_cluster_snap_t *c = &s->clusters[i];
+        if (c->workers_uri_mismatch == 0)
+            continue;
+        char name[MSUP_CELL_MAX];
+        msup_text_escape(name, sizeof name, c->name, sizeof c->name);
+        int n = snprintf(view->header[2] + len, sizeof view->header[2] - len, "%s%s %u worker(s)",
+                         len == 0 ? "uri_mismatch: " : ", ", name, c->workers_uri_mismatch);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    if (len > 0) {
+        msup_text_cut_tail(view->header[2]);
+        view->header_lines = 3;
+    }
 }
 
 static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, const msup_cluster_snap_t *p,
@@ -149,7 +172,7 @@ static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, co
 
     memset(key, 0, sizeof row->key);
     row->health = c->health;
-    snprintf(cell[MSUP_CCOL_NAME], MSUP_CELL_MAX, "%s", c->name);
+    msup_text_escape(cell[MSUP_CCOL_NAME], MSUP_CELL_MAX, c->name, sizeof c->name);
     snprintf(cell[MSUP_CCOL_STATE], MSUP_CELL_MAX, "%s", msup_health_name(c->health));
     key[MSUP_CCOL_STATE] = c->health;
     fmt_age(cell[MSUP_CCOL_SINCE], MSUP_CELL_MAX, taken_ns, c->health_since_ns);
@@ -217,7 +240,7 @@ static void build_worker(msup_view_row_t *row, const msup_worker_snap_t *w, cons
     key[MSUP_WCOL_IN_USE] = (double)w->in_use;
     fmt_age(cell[MSUP_WCOL_AGE], MSUP_CELL_MAX, taken_ns, w->attached_ns);
     key[MSUP_WCOL_AGE] = w->attached_ns ? (double)(taken_ns - w->attached_ns) : 0;
-    snprintf(cell[MSUP_WCOL_APPNAME], MSUP_CELL_MAX, "%.*s", (int)sizeof w->appname, w->appname[0] ? w->appname : "-");
+    msup_text_escape(cell[MSUP_WCOL_APPNAME], MSUP_CELL_MAX, w->appname[0] ? w->appname : "-", sizeof w->appname);
 }
 
 bool msup_view_build(msup_view_t *view, const msup_snapshot_t *now, const msup_snapshot_t *prev)
