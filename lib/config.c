@@ -18,6 +18,7 @@
 #include "config.h"
 #include "listen.h"
 #include "error.h"
+#include "failfast.h"
 #include "redact.h"
 #include "strbuf.h"
 
@@ -774,6 +775,9 @@ static bool resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_clu
         }
         owned[nowned++] = k->uri_option;
     }
+    /* Set neither as a key nor in the URI: server selection follows the health checks (failfast.c). */
+    if (set[ckey("server_selection_timeout_ms")] == NULL && !mongoc_uri_has_option(u, "serverselectiontimeoutms"))
+        c->server_selection_timeout_ms = msup_failfast_selection_timeout_ms(c);
     if (c->database_name == NULL && mongoc_uri_get_database(u) != NULL &&
         (c->database_name = strdup(mongoc_uri_get_database(u))) == NULL) {
         mongoc_uri_destroy(u);
