@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "cutoff.h"
 
@@ -93,8 +94,9 @@ int msup_addrset_add_host(msup_addrset_t *set, const char *host, uint16_t port)
     return added;
 }
 
-/* The TCP peer of descriptor fd, if it is a connected TCP socket. */
-static bool tcp_peer_of(int fd, msup_peer_addr_t *peer)
+/* The TCP peer and socket inode of descriptor fd, if it is a connected
+ * TCP socket. */
+static bool tcp_peer_of(int fd, msup_peer_addr_t *peer, uint64_t *ino)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
@@ -104,43 +106,125 @@ static bool tcp_peer_of(int fd, msup_peer_addr_t *peer)
         return false;
     int type = 0;
     socklen_t tlen = sizeof type;
-    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) == 0 && type == SOCK_STREAM;
+    struct stat st;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM || fstat(fd, &st) != 0)
+        return false;
+    *ino = (uint64_t)st.st_ino;
+    return true;
 }
 
-bool msup_cutoff_sockets(const msup_addrset_t *cut, const msup_addrset_t *keep, msup_cutoff_result_t *result)
+/* Calls fn for every descriptor number of this process but the
+ * directory's own; false when /proc/self/fd cannot be read. */
+static bool each_fd(void (*fn)(int fd, void *arg), void *arg)
 {
-    msup_cutoff_result_t r = {0};
-    DIR *dir = cut != NULL && cut->count > 0 ? opendir("/proc/self/fd") : NULL;
-    if (dir == NULL) {
-        if (result != NULL)
-            *result = r;
-        return cut == NULL || cut->count == 0;
-    }
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return false;
     int self = dirfd(dir);
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
         char *end;
         long fd = strtol(de->d_name, &end, 10);
-        if (end == de->d_name || *end != '\0' || fd < 0 || fd == self)
-            continue;
-        r.scanned++;
-        msup_peer_addr_t peer;
-        if (!tcp_peer_of((int)fd, &peer) || !msup_addrset_contains(cut, &peer))
-            continue;
-        if (msup_addrset_contains(keep, &peer)) {
-            r.kept++;
-            continue;
-        }
-        /* Read again right before: the owner may have closed it and the
-         * number may now be another socket (or a file). */
-        msup_peer_addr_t again;
-        if (!tcp_peer_of((int)fd, &again) || !same_peer(&again, &peer))
-            continue;
-        if (shutdown((int)fd, SHUT_RDWR) == 0)
-            r.shut++;
+        if (end != de->d_name && *end == '\0' && fd >= 0 && fd != self)
+            fn((int)fd, arg);
     }
     closedir(dir);
-    if (result != NULL)
-        *result = r;
     return true;
+}
+
+typedef struct snapshot_ctx {
+    msup_inodeset_t *set;
+    size_t cap;
+    bool oom;
+} snapshot_ctx_t;
+
+static void note_socket(int fd, void *arg)
+{
+    snapshot_ctx_t *x = arg;
+    struct stat st;
+    if (x->oom || fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return;
+    if (x->set->count == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 16;
+        uint64_t *grown = realloc(x->set->ino, cap * sizeof *grown);
+        if (grown == NULL) {
+            x->oom = true;
+            return;
+        }
+        x->set->ino = grown;
+        x->cap = cap;
+    }
+    x->set->ino[x->set->count++] = (uint64_t)st.st_ino;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+bool msup_inodeset_snapshot(msup_inodeset_t *out)
+{
+    *out = (msup_inodeset_t){0};
+    snapshot_ctx_t x = {.set = out};
+    if (!each_fd(note_socket, &x) || x.oom) {
+        msup_inodeset_free(out);
+        return false;
+    }
+    if (out->count > 1)
+        qsort(out->ino, out->count, sizeof *out->ino, cmp_u64);
+    return true;
+}
+
+bool msup_inodeset_contains(const msup_inodeset_t *set, uint64_t ino)
+{
+    return set != NULL && set->count > 0 && bsearch(&ino, set->ino, set->count, sizeof ino, cmp_u64) != NULL;
+}
+
+void msup_inodeset_free(msup_inodeset_t *set)
+{
+    free(set->ino);
+    *set = (msup_inodeset_t){0};
+}
+
+typedef struct cut_ctx {
+    const msup_addrset_t *cut, *keep;
+    const msup_inodeset_t *inherited;
+    msup_cutoff_result_t r;
+} cut_ctx_t;
+
+static void cut_one(int fd, void *arg)
+{
+    cut_ctx_t *x = arg;
+    x->r.scanned++;
+    msup_peer_addr_t peer;
+    uint64_t ino;
+    if (!tcp_peer_of(fd, &peer, &ino) || !msup_addrset_contains(x->cut, &peer))
+        return;
+    if (msup_addrset_contains(x->keep, &peer)) {
+        x->r.kept++;
+        return;
+    }
+    if (msup_inodeset_contains(x->inherited, ino)) {
+        x->r.inherited++;
+        return;
+    }
+    /* Checked again right before: the owner may have closed it and the
+     * number may now be another socket (or a file). */
+    msup_peer_addr_t again;
+    uint64_t ino_again;
+    if (!tcp_peer_of(fd, &again, &ino_again) || ino_again != ino || !same_peer(&again, &peer))
+        return;
+    if (shutdown(fd, SHUT_RDWR) == 0)
+        x->r.shut++;
+}
+
+bool msup_cutoff_sockets(const msup_addrset_t *cut, const msup_addrset_t *keep, const msup_inodeset_t *inherited,
+                         msup_cutoff_result_t *result)
+{
+    cut_ctx_t x = {.cut = cut, .keep = keep, .inherited = inherited};
+    bool ok = cut == NULL || cut->count == 0 || each_fd(cut_one, &x);
+    if (result != NULL)
+        *result = x.r;
+    return ok;
 }

@@ -35,22 +35,40 @@ bool msup_addrset_contains(const msup_addrset_t *set, const msup_peer_addr_t *a)
  * on DNS: call it only off the hot path).  Returns the number added. */
 int msup_addrset_add_host(msup_addrset_t *set, const char *host, uint16_t port);
 
+/* Socket inodes: the sockets a process inherited.  shutdown(2) acts on
+ * the socket, which a fork shares between parent and child: a worker must
+ * never shut a socket it inherited (its master's, for one), only those it
+ * opened itself. */
+typedef struct msup_inodeset {
+    size_t count;
+    uint64_t *ino; /* sorted */
+} msup_inodeset_t;
+
+/* Every socket open in this process now (at attach, before any pool
+ * exists).  False when /proc/self/fd cannot be read or memory runs out. */
+bool msup_inodeset_snapshot(msup_inodeset_t *out);
+bool msup_inodeset_contains(const msup_inodeset_t *set, uint64_t ino);
+void msup_inodeset_free(msup_inodeset_t *set);
+
 /* What one cutoff did. */
 typedef struct msup_cutoff_result {
     uint32_t scanned; /* descriptors looked at */
     uint32_t shut;    /* sockets shut down */
     uint32_t kept;    /* sockets to a cut peer kept because `keep` holds the peer too */
+    uint32_t inherited; /* sockets to a cut peer left alone because they were inherited */
 } msup_cutoff_result_t;
 
 /*
  * Scans /proc/self/fd and shuts down (SHUT_RDWR, never close: the
  * descriptor stays the owner's, who sees EOF or EPIPE and closes it) every
  * connected TCP socket of this process whose peer is in `cut` and not in
- * `keep` (may be NULL).  The peer is read again right before shutdown(2):
- * a descriptor closed and reused for something else since the scan is left
+ * `keep` (may be NULL) and not in `inherited` (may be NULL).  The socket
+ * is checked again right before shutdown(2) (same inode, same peer): a
+ * descriptor closed and reused for something else since the scan is left
  * alone.  Touches nothing outside this process.  Returns false when
  * /proc/self/fd cannot be read.
  */
-bool msup_cutoff_sockets(const msup_addrset_t *cut, const msup_addrset_t *keep, msup_cutoff_result_t *result);
+bool msup_cutoff_sockets(const msup_addrset_t *cut, const msup_addrset_t *keep, const msup_inodeset_t *inherited,
+                         msup_cutoff_result_t *result);
 
 #endif

@@ -46,12 +46,17 @@ bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *se
         return false;
     if (health != MSUP_HEALTH_RECOVERING && local != MSUP_LOCAL_PROBING)
         return true;
-    /* Half-open: one trial per spacing, whoever wins the slot. */
+    /* Half-open: one trial per spacing, whoever wins the slot; its
+     * success (APM) proves the server for every checkout. */
     uint64_t now = msup_mono_ns(), due = atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed);
-    return now < due ||
-           !atomic_compare_exchange_strong_explicit(&ff->next_trial_ns, &due,
-                                                    now + MSUP_HALF_OPEN_TRIAL_SPACING_MS * NS_PER_MS,
-                                                    memory_order_relaxed, memory_order_relaxed);
+    if (now < due || !atomic_compare_exchange_strong_explicit(&ff->next_trial_ns, &due,
+                                                              now + MSUP_HALF_OPEN_TRIAL_SPACING_MS * NS_PER_MS,
+                                                              memory_order_relaxed, memory_order_relaxed))
+        return true;
+    uint32_t none = MSUP_LOCAL_NONE;
+    atomic_compare_exchange_strong_explicit(&ff->local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
+                                            memory_order_relaxed);
+    return false;
 }
 
 enum msup_fail_class msup_failfast_reclass(struct msup_wcluster *c, enum msup_fail_class cls)
@@ -154,6 +159,8 @@ static void refresh_addresses(struct msup_wcluster *c)
  * cluster not DOWN shares. */
 static void cut(struct mongosup *h, struct msup_wcluster *c)
 {
+    if (h->cutoff_disabled)
+        return;
     msup_addrset_t keep = {0};
     for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
         struct msup_wcluster *o = &h->clusters[i];
@@ -163,7 +170,7 @@ static void cut(struct mongosup *h, struct msup_wcluster *c)
             msup_addrset_add(&keep, &o->failfast.addrs.addr[k]);
     }
     msup_cutoff_result_t res;
-    if (msup_cutoff_sockets(&c->failfast.addrs, &keep, &res) && res.shut > 0)
+    if (msup_cutoff_sockets(&c->failfast.addrs, &keep, &h->inherited_sockets, &res) && res.shut > 0)
         atomic_fetch_add_explicit(&c->failfast.sockets_shut, res.shut, memory_order_relaxed);
 }
 

@@ -388,6 +388,11 @@ static void *upkeep_main(void *arg)
 
 bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error)
 {
+    /* Before any pool exists: every socket open now was inherited (or is
+     * the application's own from before attach); a DOWN cutoff leaves them
+     * alone.  Without the list, no cutoff at all rather than a wrong one. */
+    if (!msup_inodeset_snapshot(&h->inherited_sockets))
+        h->cutoff_disabled = true;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -401,6 +406,7 @@ bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error)
     int rc = pthread_create(&h->upkeep, NULL, upkeep_main, h);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        msup_inodeset_free(&h->inherited_sockets);
         errno = rc;
         return msup_fail_errno(error, MONGOSUP_E_SYSTEM, "cannot start the pool upkeep thread");
     }
@@ -428,4 +434,5 @@ void msup_upkeep_stop(mongosup_t *h)
     }
     pthread_cond_destroy(&h->upkeep_cv);
     pthread_mutex_destroy(&h->upkeep_mu);
+    msup_inodeset_free(&h->inherited_sockets);
 }

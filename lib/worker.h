@@ -117,6 +117,8 @@ struct mongosup {
     bool upkeep_stop;
     bool upkeep_kick;
     mongoc_apm_callbacks_t *apm;
+    msup_inodeset_t inherited_sockets; /* open at attach: a DOWN cutoff never shuts them (failfast.c) */
+    bool cutoff_disabled;               /* that list could not be taken: no cutoff at all */
 
     struct mongosup *next_abandoned;
 };
