@@ -9,6 +9,7 @@ include bench/supervisor.mk
 include bench/render.mk
 include bench/checkout.mk
 include bench/budget.mk
+include bench/failfast.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 
