@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <mongoc/mongoc.h>
 
+#include "failfast.h"
 #include "mongosup.h"
 #include "peer/peer.h"
 #include "segment.h"
@@ -307,6 +309,107 @@ static bool run_once(const char *fault, figures_t out[2])
     return mapped;
 }
 
+#define IDLE_S 10
+
+static uint64_t cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (uint64_t)ru.ru_utime.tv_sec * 1000000u + (uint64_t)ru.ru_utime.tv_usec +
+           (uint64_t)ru.ru_stime.tv_sec * 1000000u + (uint64_t)ru.ru_stime.tv_usec;
+}
+
+/* An idle worker: one operation, then IDLE_S seconds of nothing; its CPU
+ * time (every thread: the driver's monitors, mongosup's maintenance thread
+ * and its 5 ms look at the rows) in microseconds per second. */
+static int idle_process(int side, const char *conf, const char *plain_uri, int out_fd)
+{
+    mongosup_error_t error;
+    mongosup_config_t *cfg = NULL;
+    mongosup_t *h = NULL;
+    mongoc_client_pool_t *pool = NULL;
+    mongoc_client_t *client;
+    if (side == 0) {
+        cfg = mongosup_config_load(conf, NULL, &error);
+        h = cfg != NULL ? mongosup_attach(cfg, &error) : NULL;
+        client = h != NULL ? mongosup_checkout(h, "main", &error) : NULL;
+    } else {
+        mongoc_init();
+        mongoc_log_set_handler(quiet_log, NULL);
+        mongoc_uri_t *uri = mongoc_uri_new(plain_uri);
+        pool = mongoc_client_pool_new(uri);
+        mongoc_uri_destroy(uri);
+        client = mongoc_client_pool_pop(pool);
+    }
+    if (client == NULL)
+        return 2;
+    bson_error_t berr;
+    run_op(client, false, &berr);
+    if (h != NULL)
+        mongosup_checkin(h, client, NULL);
+    else
+        mongoc_client_pool_push(pool, client);
+    sleep_ms(1000);
+    uint64_t t0 = cpu_us();
+    sleep_ms(IDLE_S * 1000);
+    uint64_t per_s = (cpu_us() - t0) / IDLE_S;
+    if (write(out_fd, &per_s, sizeof per_s) != (ssize_t)sizeof per_s)
+        return 3;
+    if (h != NULL)
+        mongosup_detach(&h, 5000);
+    mongosup_config_destroy(&cfg);
+    if (pool != NULL)
+        mongoc_client_pool_destroy(pool);
+    return 0;
+}
+
+static void idle_cost(void)
+{
+    test_peer_t *peer = test_peer_start("standalone", 1, NULL);
+    if (peer == NULL)
+        return;
+    char conf[64], plain[128];
+    snprintf(conf, sizeof conf, "/tmp/msup-ffidle-%d.conf", (int)getpid());
+    snprintf(plain, sizeof plain, "mongodb://127.0.0.1:%d/?heartbeatFrequencyMS=500", test_peer_port(peer, 0));
+    FILE *fp = fopen(conf, "w");
+    if (fp == NULL)
+        return;
+    fprintf(fp,
+            "segment = { name = \"/msup-ffidle-%d\"; max_workers = 8; max_clusters = 2; };\n"
+            "default_environment = \"bench\";\nenvironments = { bench = { clusters = {\n"
+            "  main = { mongo_uri = \"%s\"; };\n}; }; };\n",
+            (int)getpid(), plain);
+    fclose(fp);
+    uint64_t per_s[2] = {0, 0};
+    int fds[2][2];
+    pid_t pid[2];
+    for (int s = 0; s < 2; s++) {
+        if (pipe(fds[s]) != 0)
+            return;
+        fflush(NULL);
+        pid[s] = fork();
+        if (pid[s] == 0)
+            _exit(idle_process(s, conf, plain, fds[s][1]));
+        close(fds[s][1]);
+    }
+    for (int s = 0; s < 2; s++) {
+        if (read(fds[s][0], &per_s[s], sizeof per_s[s]) != (ssize_t)sizeof per_s[s])
+            per_s[s] = 0;
+        close(fds[s][0]);
+        int st;
+        waitpid(pid[s], &st, 0);
+    }
+    char seg[64];
+    snprintf(seg, sizeof seg, "/msup-ffidle-%d", (int)getpid());
+    msup_segment_unlink(seg, NULL);
+    unlink(conf);
+    test_peer_stop(&peer);
+    printf("\nIdle worker, CPU of the whole process over %d s after one operation (both at once, no supervisor: the "
+           "rows are read all the same): mongosup %llu us/s (its maintenance thread looks at the rows every %u ms), "
+           "plain mongoc pool %llu us/s.\n",
+           IDLE_S, (unsigned long long)per_s[0], MSUP_FAILFAST_TICK_MS, (unsigned long long)per_s[1]);
+}
+
 static void cell(char *buf, size_t n, const long *v, int runs)
 {
     long sorted[REPEATS];
@@ -372,6 +475,7 @@ int main(void)
            "mongosup's retried reads end one server_selection_timeout_ms after the first attempt failed (at the fault "
            "for a dead server, at DOWN for a hung one): 1.23 cannot end a selection early.\n",
            OUTAGE_MS / 1000);
+    idle_cost();
     munmap(sh, sizeof *sh);
     return 0;
 }

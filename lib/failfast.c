@@ -65,7 +65,8 @@ enum msup_fail_class msup_failfast_reclass(struct msup_wcluster *c, enum msup_fa
         return cls;
     msup_failfast_t *ff = &c->failfast;
     /* A trial that failed on the network: back to the row's verdict. */
-    atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
+    if (atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
+        atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
     msup_segment_t *seg;
     msup_cluster_row_t *r = row_of(c, &seg);
     if (r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&

@@ -196,7 +196,7 @@ static void apply_locked(msup_checker_t *ck, const check_result_t *r)
     if ((previous == MSUP_HEALTH_DOWN || previous == MSUP_HEALTH_RECOVERING) &&
         (ck->hs.state == MSUP_HEALTH_UP || ck->hs.state == MSUP_HEALTH_DEGRADED))
         ck->came_up = true;
-    int level = ck->hs.state == MSUP_HEALTH_UP ? LOG_NOTICE : LOG_WARNING;
+    int level = ck->hs.state == MSUP_HEALTH_UP || ck->hs.state == MSUP_HEALTH_RECOVERING ? LOG_NOTICE : LOG_WARNING;
     if (r->outcome == MSUP_CHECK_OK)
         msup_log(level, "cluster %s: %s -> %s after %u good checks (rtt %llu us)", ck->name,
                  msup_health_name(previous), msup_health_name(ck->hs.state), ck->hs.reach_streak,
