@@ -175,10 +175,21 @@ static void cut(struct mongosup *h, struct msup_wcluster *c)
         atomic_fetch_add_explicit(&c->failfast.sockets_shut, res.shut, memory_order_relaxed);
 }
 
-void msup_failfast_tick(struct mongosup *h, uint64_t now)
+/* A DOWN verdict may be near: the last check failed (UP, DEGRADED or
+ * UNKNOWN), or half-open, where one failed check is DOWN. */
+static bool verdict_near(const msup_segment_t *seg, const msup_cluster_row_t *r, uint32_t health)
+{
+    if (health == MSUP_HEALTH_DOWN)
+        return false; /* what comes next is RECOVERING: the gate reads it itself */
+    return (health == MSUP_HEALTH_RECOVERING || atomic_load_explicit(&r->consecutive_fail, memory_order_relaxed) > 0) &&
+           breaker_in_force(seg, r);
+}
+
+uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
 {
     size_t n = msup_handle_cluster_count(h);
     msup_segment_t *seg = msup_handle_seg(h);
+    bool near = false;
     for (size_t i = 0; i < n; i++)
         refresh_addresses(&h->clusters[i]);
     /* Every row's health first: the keep rule reads the others' verdicts. */
@@ -188,8 +199,11 @@ void msup_failfast_tick(struct mongosup *h, uint64_t now)
         msup_failfast_t *ff = &c->failfast;
         int row = atomic_load_explicit(&c->row, memory_order_relaxed);
         uint32_t health = MSUP_HEALTH_UNKNOWN;
-        if (row >= 0 && !atomic_load_explicit(&c->removed, memory_order_relaxed))
-            health = atomic_load_explicit(&msup_segment_row(seg, (uint32_t)row)->health, memory_order_acquire);
+        if (row >= 0 && !atomic_load_explicit(&c->removed, memory_order_relaxed)) {
+            const msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
+            health = atomic_load_explicit(&r->health, memory_order_acquire);
+            near = near || verdict_near(seg, r, health);
+        }
         if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING &&
             atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
             atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
@@ -213,5 +227,7 @@ void msup_failfast_tick(struct mongosup *h, uint64_t now)
                    atomic_load_explicit(&ff->local, memory_order_relaxed) == MSUP_LOCAL_NONE) {
             cut(h, c);
         }
+        near = near || now < ff->follow_until_ns;
     }
+    return near ? MSUP_FAILFAST_TICK_MS : MSUP_FAILFAST_CALM_TICK_MS;
 }

@@ -16,8 +16,15 @@ struct mongosup;
 struct msup_wcluster;
 struct msup_segment;
 
-/* How often the upkeep thread looks at the cluster rows' health. */
+/* How often the upkeep thread looks at the cluster rows' health: every
+ * 5 ms while a DOWN verdict may be near (a cluster's last check failed, or
+ * it is half-open), every 100 ms otherwise.  A DOWN needs `fall` failed
+ * checks, and the first is published before the verdict, so with fall >= 2
+ * the fast look is on before DOWN comes; each wake-up costs tens of
+ * microseconds of CPU on a busy virtual machine, which 200 of them a
+ * second in every worker would make felt. */
 #define MSUP_FAILFAST_TICK_MS 5u
+#define MSUP_FAILFAST_CALM_TICK_MS 100u
 /* After a DOWN verdict, sockets are looked for again this long: an
  * operation that passed the gate just before DOWN may still be connecting. */
 #define MSUP_CUTOFF_FOLLOW_MS 100u
@@ -94,8 +101,9 @@ static inline void msup_failfast_note_success(msup_failfast_t *ff)
 void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *host);
 void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c);
 
-/* Upkeep thread, every MSUP_FAILFAST_TICK_MS: learns the hosts, sees DOWN
- * verdicts and shuts this process's sockets to the DOWN clusters. */
-void msup_failfast_tick(struct mongosup *h, uint64_t now_mono_ns);
+/* Upkeep thread: learns the hosts, sees DOWN verdicts and shuts this
+ * process's sockets to the DOWN clusters.  Returns the delay before the
+ * next look (MSUP_FAILFAST_TICK_MS or MSUP_FAILFAST_CALM_TICK_MS). */
+uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now_mono_ns);
 
 #endif

@@ -349,18 +349,20 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
     return tick < 5 ? 5 : tick;
 }
 
-/* The loop wakes every MSUP_FAILFAST_TICK_MS for a lock-free look at the
- * rows' health (a DOWN verdict must end the operations in flight within
- * milliseconds, failfast.c); warm-up, trim, shedding and the segment check
- * run at their own, slower tick or when kicked. */
+/* The loop wakes for a lock-free look at the rows' health, every 5 ms
+ * while a DOWN verdict may be near (it must end the operations in flight
+ * within milliseconds, failfast.c), every 100 ms otherwise; warm-up, trim,
+ * shedding and the segment check run at their own, slower tick or when
+ * kicked. */
 static void *upkeep_main(void *arg)
 {
     mongosup_t *h = arg;
     uint64_t next_full_ns = msup_mono_ns() + upkeep_tick_ms(h) * NS_PER_MS;
+    uint32_t look_ms = MSUP_FAILFAST_TICK_MS;
     pthread_mutex_lock(&h->upkeep_mu);
     while (!h->upkeep_stop) {
         if (!h->upkeep_kick) {
-            uint64_t until = msup_mono_ns() + MSUP_FAILFAST_TICK_MS * NS_PER_MS;
+            uint64_t until = msup_mono_ns() + look_ms * NS_PER_MS;
             if (next_full_ns < until)
                 until = next_full_ns;
             struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
@@ -372,7 +374,7 @@ static void *upkeep_main(void *arg)
             break;
         pthread_mutex_unlock(&h->upkeep_mu);
         uint64_t now = msup_mono_ns();
-        msup_failfast_tick(h, now);
+        look_ms = msup_failfast_tick(h, now);
         if (kicked || now >= next_full_ns) {
             for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
                 upkeep_cluster(&h->clusters[i], now);
