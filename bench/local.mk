@@ -11,6 +11,7 @@ include bench/checkout.mk
 include bench/budget.mk
 include bench/opcost.mk
 include bench/control.mk
+include bench/failfast.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -1,4 +1,4 @@
-/* apm.c: command monitoring callbacks that time every command and classify its failures. */
+/* apm.c: command monitoring callbacks that time every command and classify its failures; SDAM events for fail-fast. */
 #include "classify.h"
 #include "redact.h"
 #include "stats.h"
@@ -33,6 +33,7 @@ static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
     msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_succeeded_get_command_name(event));
     msup_stats_record_op(msup_wcluster_stats(c), cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
+    msup_failfast_note_success(&c->failfast);
 }
 
 /* The last failure a command event counted on this thread: a checkin with
@@ -71,10 +72,25 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
     mongoc_apm_command_failed_get_error(event, &error);
     char message[MSUP_ERRMSG_MAX];
     msup_redact_text(error.message, message, sizeof message);
-    msup_stats_record_failure(stats, msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms),
-                              error.domain, error.code, message);
+    enum msup_fail_class fail = msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms);
+    msup_stats_record_failure(stats, msup_failfast_reclass(c, fail), error.domain, error.code, message);
     last_counted.domain = error.domain;
     last_counted.code = error.code;
+}
+
+/* SDAM events (monitor threads, or an application thread after a network
+ * error, under a driver mutex): the members the driver discovered, whose
+ * sockets a DOWN verdict shuts, and the driver's own monitor reaching a
+ * server again, which opens the half-open gate (failfast.c).  No call back
+ * into the driver, no allocation, no blocking beyond a short spin. */
+static void on_server_opening(const mongoc_apm_server_opening_t *event)
+{
+    msup_failfast_note_host(mongoc_apm_server_opening_get_context(event), mongoc_apm_server_opening_get_host(event));
+}
+
+static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t *event)
+{
+    msup_failfast_note_heartbeat_ok(mongoc_apm_server_heartbeat_succeeded_get_context(event));
 }
 
 mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
@@ -82,5 +98,7 @@ mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
     mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
     mongoc_apm_set_command_succeeded_cb(cbs, on_succeeded);
     mongoc_apm_set_command_failed_cb(cbs, on_failed);
+    mongoc_apm_set_server_opening_cb(cbs, on_server_opening);
+    mongoc_apm_set_server_heartbeat_succeeded_cb(cbs, on_heartbeat_succeeded);
     return cbs;
 }

@@ -104,6 +104,7 @@ enum msup_health {
     MSUP_HEALTH_UP = 1,
     MSUP_HEALTH_DEGRADED = 2,
     MSUP_HEALTH_DOWN = 3,
+    MSUP_HEALTH_RECOVERING = 4, /* DOWN, then a check passed: half-open until `rise` (health_state.c) */
 };
 
 enum msup_phase {

@@ -1,4 +1,4 @@
-/* pool.c: a worker's per-cluster driver pool: creation, counted pops and pushes, warm-up, idle trim, retirement. */
+/* pool.c: a worker's per-cluster driver pool: creation, counted pops and pushes, warm-up, idle trim, retirement; the upkeep thread. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -349,25 +349,39 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
     return tick < 5 ? 5 : tick;
 }
 
+/* The loop wakes for a lock-free look at the rows' health, every 5 ms
+ * while a DOWN verdict may be near (it must end the operations in flight
+ * within milliseconds, failfast.c), every 100 ms otherwise; warm-up, trim,
+ * shedding and the segment check run at their own, slower tick or when
+ * kicked. */
 static void *upkeep_main(void *arg)
 {
     mongosup_t *h = arg;
+    uint64_t next_full_ns = msup_mono_ns() + upkeep_tick_ms(h) * NS_PER_MS;
+    uint32_t look_ms = MSUP_FAILFAST_TICK_MS;
     pthread_mutex_lock(&h->upkeep_mu);
     while (!h->upkeep_stop) {
-        uint64_t tick_ns = upkeep_tick_ms(h) * NS_PER_MS; /* a reload may change max_idle_time_ms */
         if (!h->upkeep_kick) {
-            uint64_t until = msup_mono_ns() + tick_ns;
+            uint64_t until = msup_mono_ns() + look_ms * NS_PER_MS;
+            if (next_full_ns < until)
+                until = next_full_ns;
             struct timespec ts = {(time_t)(until / 1000000000ull), (long)(until % 1000000000ull)};
             pthread_cond_timedwait(&h->upkeep_cv, &h->upkeep_mu, &ts);
         }
+        bool kicked = h->upkeep_kick;
         h->upkeep_kick = false;
         if (h->upkeep_stop)
             break;
         pthread_mutex_unlock(&h->upkeep_mu);
         uint64_t now = msup_mono_ns();
-        for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
-            upkeep_cluster(&h->clusters[i], now);
-        msup_handle_check_segment(h, now);
+        look_ms = msup_failfast_tick(h, now);
+        if (kicked || now >= next_full_ns) {
+            for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
+                upkeep_cluster(&h->clusters[i], now);
+            msup_handle_check_segment(h, now);
+            /* a reload may change max_idle_time_ms */
+            next_full_ns = msup_mono_ns() + upkeep_tick_ms(h) * NS_PER_MS;
+        }
         pthread_mutex_lock(&h->upkeep_mu);
     }
     pthread_mutex_unlock(&h->upkeep_mu);
@@ -376,6 +390,11 @@ static void *upkeep_main(void *arg)
 
 bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error)
 {
+    /* Before any pool exists: every socket open now was inherited (or is
+     * the application's own from before attach); a DOWN cutoff leaves them
+     * alone.  Without the list, no cutoff at all rather than a wrong one. */
+    if (!msup_inodeset_snapshot(&h->inherited_sockets))
+        h->cutoff_disabled = true;
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -389,6 +408,7 @@ bool msup_upkeep_start(mongosup_t *h, mongosup_error_t *error)
     int rc = pthread_create(&h->upkeep, NULL, upkeep_main, h);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
+        msup_inodeset_free(&h->inherited_sockets);
         errno = rc;
         return msup_fail_errno(error, MONGOSUP_E_SYSTEM, "cannot start the pool upkeep thread");
     }
@@ -416,4 +436,5 @@ void msup_upkeep_stop(mongosup_t *h)
     }
     pthread_cond_destroy(&h->upkeep_cv);
     pthread_mutex_destroy(&h->upkeep_mu);
+    msup_inodeset_free(&h->inherited_sockets);
 }

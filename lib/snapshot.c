@@ -5,7 +5,7 @@
 #include "error.h"
 #include "snapshot.h"
 
-static const char *const health_names[] = {"UNKNOWN", "UP", "DEGRADED", "DOWN"};
+static const char *const health_names[] = {"UNKNOWN", "UP", "DEGRADED", "DOWN", "RECOVERING"};
 static const char *const phase_names[] = {"STARTING", "RUNNING", "DRAINING", "STOPPING", "STOPPED"};
 static const char *const slot_names[] = {"FREE", "CLAIMING", "ACTIVE", "EXITED", "REAPING"};
 static const char *const op_names[] = {"read", "write", "command"};
@@ -14,7 +14,7 @@ static const char *const fail_names[] = {"network",      "timeout",       "serve
 
 const char *msup_health_name(uint32_t h)
 {
-    return h < 4 ? health_names[h] : "INVALID";
+    return h < sizeof health_names / sizeof health_names[0] ? health_names[h] : "INVALID";
 }
 
 const char *msup_phase_name(uint32_t p)

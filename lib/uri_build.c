@@ -7,6 +7,7 @@
 
 #include "config_int.h"
 #include "error.h"
+#include "failfast.h"
 #include "redact.h"
 
 static void uri_add_option(msup_strbuf_t *d, const char *name, const char *value)
@@ -271,6 +272,9 @@ bool msup_cfg_resolve_uri(const load_ctx_t *ctx, mongosup_error_t *error, msup_c
         }
         owned[nowned++] = k->uri_option;
     }
+    /* Set neither as a key nor in the URI: server selection follows the health checks (failfast.c). */
+    if (set[msup_cfg_ckey("server_selection_timeout_ms")] == NULL && !mongoc_uri_has_option(u, "serverselectiontimeoutms"))
+        c->server_selection_timeout_ms = msup_failfast_selection_timeout_ms(c);
     if (c->database_name == NULL && mongoc_uri_get_database(u) != NULL &&
         (c->database_name = strdup(mongoc_uri_get_database(u))) == NULL) {
         mongoc_uri_destroy(u);

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "redact.h"
 #include "slots.h"
+#include "snapshot.h"
 #include "stats.h"
 #include "textsafe.h"
 #include "worker.h"
@@ -830,11 +831,14 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
     int row = atomic_load_explicit(&c->row, memory_order_relaxed);
     if (row >= 0) {
         msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
-        if (atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
-            atomic_load_explicit(&r->circuit_breaker, memory_order_relaxed) != 0 && msup_supervisor_alive(seg)) {
+        uint32_t health = atomic_load_explicit(&r->health, memory_order_acquire);
+        /* DOWN refuses; RECOVERING (and DOWN once this worker's own monitor
+         * reached the server) lets half-open trials through (failfast.c). */
+        if ((health == MSUP_HEALTH_DOWN || health == MSUP_HEALTH_RECOVERING) &&
+            msup_failfast_refuse(c, seg, r, health)) {
             count_failure(c, MSUP_FAIL_CIRCUIT_OPEN, MONGOSUP_E_CIRCUIT_OPEN, "circuit open: cluster is DOWN");
-            msup_fail(error, MONGOSUP_E_CIRCUIT_OPEN, "cluster %s is DOWN (circuit open): checkout refused",
-                      c->name);
+            msup_fail(error, MONGOSUP_E_CIRCUIT_OPEN, "cluster %s is %s (circuit open): checkout refused", c->name,
+                      msup_health_name(health));
             return NULL;
         }
         generation = atomic_load_explicit(&r->reconnect_generation, memory_order_acquire);
@@ -959,8 +963,8 @@ void mongosup_checkin(mongosup_t *h, mongoc_client_t *client, const bson_error_t
         /* No failed command event counted this one (see apm.c). */
         char message[MSUP_ERRMSG_MAX];
         msup_redact_text(outcome->message, message, sizeof message);
-        msup_stats_record_failure(msup_wcluster_stats(c), msup_classify_error(outcome), outcome->domain,
-                                  outcome->code, message);
+        msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, msup_classify_error(outcome)),
+                                  outcome->domain, outcome->code, message);
     }
     give_back(h, c, p, client);
 }

@@ -10,6 +10,7 @@
 #include "budget.h"
 #include "clientmap.h"
 #include "config.h"
+#include "failfast.h"
 #include "mongosup.h"
 #include "segment.h"
 
@@ -70,6 +71,7 @@ struct msup_wcluster {
      * nothing shared otherwise). */
     bool shed_watch;
     bool budget_limited;                       /* upkeep thread only: a max_connections is set */
+    msup_failfast_t failfast;                  /* DOWN cutoff and half-open gate (failfast.c) */
 };
 
 /* A configuration or segment mapping replaced while the handle lives:
@@ -115,6 +117,8 @@ struct mongosup {
     bool upkeep_stop;
     bool upkeep_kick;
     mongoc_apm_callbacks_t *apm;
+    msup_inodeset_t inherited_sockets; /* open at attach: a DOWN cutoff never shuts them (failfast.c) */
+    bool cutoff_disabled;               /* that list could not be taken: no cutoff at all */
 
     struct mongosup *next_abandoned;
 };

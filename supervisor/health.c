@@ -193,9 +193,11 @@ static void apply_locked(msup_checker_t *ck, const check_result_t *r)
     atomic_store_explicit(&row->health_since_ns, now, memory_order_relaxed);
     atomic_fetch_add_explicit(&row->transitions, 1, memory_order_relaxed);
     atomic_store_explicit(&row->health, ck->hs.state, memory_order_release);
-    if (previous == MSUP_HEALTH_DOWN && ck->hs.state != MSUP_HEALTH_DOWN)
+    /* Half-open trials run on the pools as they are; a reconnect waits for UP. */
+    if ((previous == MSUP_HEALTH_DOWN || previous == MSUP_HEALTH_RECOVERING) &&
+        (ck->hs.state == MSUP_HEALTH_UP || ck->hs.state == MSUP_HEALTH_DEGRADED))
         ck->came_up = true;
-    int level = ck->hs.state == MSUP_HEALTH_UP ? LOG_NOTICE : LOG_WARNING;
+    int level = ck->hs.state == MSUP_HEALTH_UP || ck->hs.state == MSUP_HEALTH_RECOVERING ? LOG_NOTICE : LOG_WARNING;
     const char *what;
     uint32_t count = msup_hstate_cause(&ck->hs, previous, &what); /* the streak that caused it */
     if (r->outcome == MSUP_CHECK_OK)

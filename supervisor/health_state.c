@@ -1,10 +1,10 @@
-/* health_state.c: rise/fall hysteresis and check intervals (HAProxy's model, plus DEGRADED). */
+/* health_state.c: rise/fall hysteresis and check intervals (HAProxy's model, plus DEGRADED and a half-open RECOVERING). */
 #include "health_state.h"
 #include "layout.h"
 
 void msup_hstate_init(msup_hstate_t *hs, uint32_t state)
 {
-    *hs = (msup_hstate_t){.state = state <= MSUP_HEALTH_DOWN ? state : MSUP_HEALTH_UNKNOWN};
+    *hs = (msup_hstate_t){.state = state <= MSUP_HEALTH_RECOVERING ? state : MSUP_HEALTH_UNKNOWN};
 }
 
 static uint32_t next_state(const msup_hstate_t *hs, const msup_hysteresis_t *hy, msup_check_outcome_t outcome)
@@ -14,12 +14,19 @@ static uint32_t next_state(const msup_hstate_t *hs, const msup_hysteresis_t *hy,
     case MSUP_HEALTH_UNKNOWN:
         if (hs->fail_streak >= fall)
             return MSUP_HEALTH_DOWN;
-        /* coming up from UNKNOWN follows the DOWN rule */
-        __attribute__((fallthrough));
-    case MSUP_HEALTH_DOWN:
         if (hs->reach_streak >= rise)
             return outcome == MSUP_CHECK_OK ? MSUP_HEALTH_UP : MSUP_HEALTH_DEGRADED;
-        return hs->state;
+        return MSUP_HEALTH_UNKNOWN;
+    case MSUP_HEALTH_DOWN:
+    case MSUP_HEALTH_RECOVERING:
+        /* Half-open, as circuit breakers do: the first check that reaches
+         * the cluster lets trial traffic through (RECOVERING) until `rise`
+         * checks say UP; one failure there is DOWN again. */
+        if (hs->reach_streak >= rise)
+            return outcome == MSUP_CHECK_OK ? MSUP_HEALTH_UP : MSUP_HEALTH_DEGRADED;
+        if (outcome == MSUP_CHECK_FAILED)
+            return MSUP_HEALTH_DOWN;
+        return MSUP_HEALTH_RECOVERING;
     case MSUP_HEALTH_UP:
         if (hs->fail_streak >= fall)
             return MSUP_HEALTH_DOWN;
@@ -96,7 +103,7 @@ bool msup_hstate_in_transition(const msup_hstate_t *hs)
     switch (hs->state) {
     case MSUP_HEALTH_UP: return hs->bad_streak > 0;
     case MSUP_HEALTH_DOWN: return hs->reach_streak > 0;
-    default: return true; /* UNKNOWN and DEGRADED are waiting to settle */
+    default: return true; /* UNKNOWN, DEGRADED and RECOVERING are waiting to settle */
     }
 }
 

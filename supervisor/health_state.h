@@ -22,8 +22,13 @@ typedef struct msup_hysteresis {
 
 /*
  * Rules (each check updates the streaks, then the state):
- *  - UNKNOWN, DOWN: `rise` consecutive reachable checks -> UP, or DEGRADED
- *    when the last one was degraded.  UNKNOWN: `fall` failures -> DOWN.
+ *  - UNKNOWN, DOWN, RECOVERING: `rise` consecutive reachable checks -> UP,
+ *    or DEGRADED when the last one was degraded.  UNKNOWN: `fall` failures
+ *    -> DOWN.  DOWN: a reachable check short of `rise` -> RECOVERING
+ *    (half-open: workers let trial checkouts through).  RECOVERING: one
+ *    failed check -> DOWN (which then checks at downinter: a flaky server
+ *    cycles DOWN/RECOVERING no faster than downinter + fastinter, and
+ *    reaches UP only with `rise` good checks in a row).
  *  - UP: `fall` consecutive failures -> DOWN; else `fall` consecutive
  *    not-OK checks (degraded or failed) -> DEGRADED.
  *  - DEGRADED: `fall` consecutive failures -> DOWN; `rise` consecutive OK

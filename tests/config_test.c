@@ -186,7 +186,8 @@ static void test_good_minimal(void)
     CU_ASSERT_EQUAL(c->wait_queue_timeout_ms, 5000);
     CU_ASSERT_EQUAL(c->connect_timeout_ms, 10000);
     CU_ASSERT_EQUAL(c->socket_timeout_ms, 300000);
-    CU_ASSERT_EQUAL(c->server_selection_timeout_ms, 30000);
+    /* Not the driver's 30000: follows the checks (2000 + 3 x 1000 + 2 x 500 + 500). */
+    CU_ASSERT_EQUAL(c->server_selection_timeout_ms, 6500);
     CU_ASSERT_EQUAL(c->heartbeat_frequency_ms, 10000);
     CU_ASSERT_TRUE(c->retry_writes);
     CU_ASSERT_TRUE(c->retry_reads);
@@ -208,9 +209,10 @@ static void test_good_minimal(void)
     CU_ASSERT_EQUAL(c->max_connections, 0);
     CU_ASSERT_EQUAL(c->max_connecting, 0);
     CU_ASSERT_EQUAL(c->source_line, 1);
-    /* Only what differs from the driver's defaults (the checkout bound), and
+    /* Only what differs from the driver's defaults (the checkout bound, the
+     * selection timeout that follows the health checks: failfast.c), and
      * heartbeatFrequencyMS, whose default depends on the kind of client. */
-    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://db1.example.net:27017/app?waitQueueTimeoutMS=5000&heartbeatFrequencyMS=10000");
+    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://db1.example.net:27017/app?waitQueueTimeoutMS=5000&serverSelectionTimeoutMS=6500&heartbeatFrequencyMS=10000");
     CU_ASSERT(has(c->uri_source, "mongo_uri at"));
     mongosup_config_destroy(&cfg);
     CU_ASSERT_PTR_NULL(cfg);
@@ -252,6 +254,26 @@ static void test_good_example_file(void)
     mongosup_config_destroy(&cfg);
     unsetenv("MONGOSUP_USERS_PASSWORD");
     unsetenv("MONGOSUP_ANALYTICS_PASSWORD");
+}
+
+/* The selection-timeout default follows the health checks; a key or a URI
+ * option set by the user wins; the formula never exceeds the driver's 30 s. */
+static void test_selection_timeout_follows_checks(void)
+{
+    mongosup_config_t *cfg = load_ok(one_uri("check_interval_ms = 200; check_fastinter_ms = 100; "
+                                             "check_timeout_ms = 100; fall = 2;"), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].server_selection_timeout_ms, 200 + 2 * 100 + 100 + 100);
+    CU_ASSERT_TRUE(strstr(cfg->clusters[0].uri, "serverSelectionTimeoutMS=600") != NULL);
+    mongosup_config_destroy(&cfg);
+    cfg = load_ok(one_uri("fall = 1; server_selection_timeout_ms = 1234;"), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].server_selection_timeout_ms, 1234);
+    mongosup_config_destroy(&cfg);
+    cfg = load_ok(one("mongo_uri = \"mongodb://db1.example.net:27017/app?serverSelectionTimeoutMS=4321\";"), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].server_selection_timeout_ms, 4321);
+    mongosup_config_destroy(&cfg);
+    cfg = load_ok(one_uri("check_interval_ms = 60000; fall = 5;"), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].server_selection_timeout_ms, 30000);
+    mongosup_config_destroy(&cfg);
 }
 
 static void test_layers_precedence(void)
@@ -507,7 +529,7 @@ static void test_uri_effective_options(void)
     CU_ASSERT_EQUAL(c->connect_timeout_ms, 10000);
     CU_ASSERT_EQUAL(c->max_pool_size, 100);
     CU_ASSERT_EQUAL(c->socket_timeout_ms, 300000);
-    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://h/?w=1&waitQueueTimeoutMS=5000&heartbeatFrequencyMS=10000");
+    CU_ASSERT_STRING_EQUAL(c->uri, "mongodb://h/?w=1&waitQueueTimeoutMS=5000&serverSelectionTimeoutMS=6500&heartbeatFrequencyMS=10000");
     expect_effective(c);
     mongosup_config_destroy(&cfg);
 }
@@ -1293,6 +1315,7 @@ int main(void)
         {"/config/strbuf/growing-and-fixed", test_strbuf},
         {"/config/good/example-file", test_good_example_file},
         {"/config/layers/precedence", test_layers_precedence},
+        {"/config/defaults/selection-timeout-follows-checks", test_selection_timeout_follows_checks},
         {"/config/env/precedence", test_env_precedence},
         {"/config/env/unknown", test_env_unknown},
         {"/config/env/unknown-default", test_env_unknown_default},

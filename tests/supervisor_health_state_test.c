@@ -31,6 +31,8 @@ static void test_init(void)
     msup_hstate_t hs = at(MSUP_HEALTH_DOWN);
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
     CU_ASSERT_EQUAL(hs.transitions, 0);
+    hs = at(MSUP_HEALTH_RECOVERING); /* an adopting supervisor keeps a half-open row */
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
     hs = at(42); /* garbage from a corrupted row */
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UNKNOWN);
 }
@@ -133,21 +135,22 @@ static void test_degraded_fall_to_down(void)
 static void test_down_rise(void)
 {
     msup_hstate_t hs = at(MSUP_HEALTH_DOWN);
-    CU_ASSERT_EQUAL(feed(&hs, &HY, "ofo"), 0); /* a failure restarts the rise */
-    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
+    /* RECOVERING, DOWN again (a failure restarts the rise), RECOVERING */
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "ofo"), 3);
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
     uint32_t prev;
     CU_ASSERT_TRUE(msup_hstate_feed(&hs, &HY, MSUP_CHECK_OK, &prev));
-    CU_ASSERT_EQUAL(prev, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(prev, MSUP_HEALTH_RECOVERING);
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
 }
 
 static void test_down_rise_degraded(void)
 {
     msup_hstate_t hs = at(MSUP_HEALTH_DOWN);
-    CU_ASSERT_EQUAL(feed(&hs, &HY, "od"), 1);
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "od"), 2); /* RECOVERING, DEGRADED */
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DEGRADED);
     hs = at(MSUP_HEALTH_DOWN);
-    CU_ASSERT_EQUAL(feed(&hs, &HY, "do"), 1); /* reachable twice, last one fine */
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "do"), 2); /* reachable twice, last one fine */
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
 }
 
@@ -158,6 +161,39 @@ static void test_down_stays_down(void)
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
     CU_ASSERT_EQUAL(hs.fail_streak, 10);
     CU_ASSERT_EQUAL(hs.transitions, 0);
+}
+
+/* Half-open: one failure goes back to DOWN, which then checks at
+ * downinter; a server that fails every other check never comes UP. */
+static void test_recovering_failure_is_down(void)
+{
+    msup_hstate_t hs = at(MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "o"), 1);
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+    uint32_t prev;
+    CU_ASSERT_TRUE(msup_hstate_feed(&hs, &HY, MSUP_CHECK_FAILED, &prev));
+    CU_ASSERT_EQUAL(prev, MSUP_HEALTH_RECOVERING);
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(msup_hstate_next_interval_ms(&hs, &HY), HY.downinter_ms);
+    /* A degraded check is reachable too: half-open, not UP. */
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "d"), 1);
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+}
+
+static void test_recovering_flaky_never_up(void)
+{
+    msup_hstate_t hs = at(MSUP_HEALTH_DOWN);
+    for (int i = 0; i < 50; i++) {
+        feed(&hs, &HY, "o");
+        CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+        CU_ASSERT_EQUAL(msup_hstate_next_interval_ms(&hs, &HY), HY.fastinter_ms);
+        feed(&hs, &HY, "f");
+        CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
+        /* the next probe waits downinter: one DOWN/RECOVERING cycle takes
+         * at least downinter + fastinter */
+        CU_ASSERT_EQUAL(msup_hstate_next_interval_ms(&hs, &HY), HY.downinter_ms);
+    }
+    CU_ASSERT_EQUAL(hs.transitions, 100);
 }
 
 static void test_rise_fall_one(void)
@@ -186,9 +222,10 @@ static void test_zero_counts_act_as_one(void)
 static void test_full_cycle_transitions(void)
 {
     msup_hstate_t hs = at(MSUP_HEALTH_UNKNOWN);
-    CU_ASSERT_EQUAL(feed(&hs, &HY, "oo" "fff" "oo" "ddd" "oo"), 5); /* UP, DOWN, UP, DEGRADED, UP */
+    /* UP, DOWN, RECOVERING, UP, DEGRADED, UP */
+    CU_ASSERT_EQUAL(feed(&hs, &HY, "oo" "fff" "oo" "ddd" "oo"), 6);
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
-    CU_ASSERT_EQUAL(hs.transitions, 5);
+    CU_ASSERT_EQUAL(hs.transitions, 6);
 }
 
 /* Feeds outcomes until the state changes; returns what the log would count. */
@@ -231,15 +268,27 @@ static void test_cause_counts(void)
     CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "dddfff", &what), 3);
     CU_ASSERT_STRING_EQUAL(what, "failed");
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
-    /* DOWN -> DEGRADED after `rise` reachable checks (the failures before
-     * them are not counted, as bad_streak would). */
-    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fffod", &what), 2);
+    /* DOWN -> RECOVERING (half-open) on the first reachable check (the
+     * failures before it are not counted, as bad_streak would)... */
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fffo", &what), 1);
+    CU_ASSERT_STRING_EQUAL(what, "reachable");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+    /* ... then RECOVERING -> DEGRADED after `rise` reachable checks in all. */
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "d", &what), 2);
     CU_ASSERT_STRING_EQUAL(what, "reachable");
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DEGRADED);
     hs = at(MSUP_HEALTH_DOWN);
-    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fdo", &what), 2);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "fo", &what), 1);
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "o", &what), 2);
     CU_ASSERT_STRING_EQUAL(what, "good");
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_UP);
+    /* RECOVERING -> DOWN on one failure: counted as one failed check. */
+    hs = at(MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "o", &what), 1);
+    CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "f", &what), 1);
+    CU_ASSERT_STRING_EQUAL(what, "failed");
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
     hs = at(MSUP_HEALTH_UNKNOWN);
     CU_ASSERT_EQUAL(cause_of_change(&hs, &HY, "offf", &what), 3);
     CU_ASSERT_STRING_EQUAL(what, "failed");
@@ -261,7 +310,9 @@ static void test_intervals(void)
     feed(&hs, &HY, "offf");
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DOWN);
     CU_ASSERT_EQUAL(msup_hstate_next_interval_ms(&hs, &HY), HY.downinter_ms);
-    feed(&hs, &HY, "o"); /* DOWN, coming up */
+    feed(&hs, &HY, "o"); /* DOWN, coming up: half-open */
+    CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_RECOVERING);
+    CU_ASSERT_TRUE(msup_hstate_in_transition(&hs));
     CU_ASSERT_EQUAL(msup_hstate_next_interval_ms(&hs, &HY), HY.fastinter_ms);
     feed(&hs, &HY, "d");
     CU_ASSERT_EQUAL(hs.state, MSUP_HEALTH_DEGRADED);
@@ -284,6 +335,8 @@ static const msup_test_t tests[] = {
     {"/health_state/down/rise-to-up", test_down_rise},
     {"/health_state/down/rise-to-degraded", test_down_rise_degraded},
     {"/health_state/down/stays-down", test_down_stays_down},
+    {"/health_state/recovering/failure-is-down", test_recovering_failure_is_down},
+    {"/health_state/recovering/flaky-never-up", test_recovering_flaky_never_up},
     {"/health_state/rise-fall-one", test_rise_fall_one},
     {"/health_state/zero-counts-act-as-one", test_zero_counts_act_as_one},
     {"/health_state/full-cycle", test_full_cycle_transitions},

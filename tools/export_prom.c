@@ -75,6 +75,7 @@ static const char *lower_health(uint32_t h)
     case MSUP_HEALTH_UP: return "up";
     case MSUP_HEALTH_DEGRADED: return "degraded";
     case MSUP_HEALTH_DOWN: return "down";
+    case MSUP_HEALTH_RECOVERING: return "recovering";
     default: return "unknown";
     }
 }
@@ -130,7 +131,7 @@ static void health_metrics(const msup_snapshot_t *s, FILE *out)
 {
     family(out, "mongosup_cluster_state", "gauge", "Health of a cluster as the supervisor sees it: 1 for the current state.");
     for (uint32_t i = 0; i < s->cluster_count; i++)
-        for (uint32_t h = MSUP_HEALTH_UNKNOWN; h <= MSUP_HEALTH_DOWN; h++) {
+        for (uint32_t h = MSUP_HEALTH_UNKNOWN; h <= MSUP_HEALTH_RECOVERING; h++) {
             sample_start(out, "mongosup_cluster_state", &s->clusters[i]);
             fprintf(out, ",state=\"%s\"} %d\n", lower_health(h), s->clusters[i].health == h);
         }

@@ -18,6 +18,8 @@ command, hello included; "times" null or missing means until "clear"):
   {"cmd":"ping"}
   {"cmd":"fail","command":"insert","times":2,"code":91,"labels":[...],
    "errmsg":"...","member":null,"write_concern_error":false}
+                    ("every":N on any fault: only every Nth matching request,
+                     the others pass untouched: a flaky server)
   {"cmd":"delay","ms":300,"command":"find","times":null,"member":null}
   {"cmd":"hangup","mode":"before"|"mid","command":null,"times":1,"member":null}
   {"cmd":"blackhole","command":null,"times":null,"member":null}
@@ -568,6 +570,8 @@ class Rule(object):
         self.command = req.get('command')
         self.member = req.get('member')
         self.times = req.get('times')
+        self.every = req.get('every') or 1
+        self.seen = 0
         self.req = req
 
     def applies(self, member, name):
@@ -670,6 +674,9 @@ class Peer(object):
             self.count(i, name)
             for rule in list(self.rules):
                 if not rule.applies(i, name):
+                    continue
+                rule.seen += 1
+                if rule.seen % rule.every != 0:
                     continue
                 if rule.kind == 'delay':
                     if delay:

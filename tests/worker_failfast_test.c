@@ -1,0 +1,791 @@
+/* worker_failfast_test.c: a DOWN verdict ends operations in flight, selection is bounded by the checks, half-open recovery; mongosupd and forked workers against real peer faults. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "failfast.h"
+#include "stats.h"
+#include "testmain.h"
+#include "worker_fixture.h"
+
+#define NS_PER_MS 1000000ull
+#define WORKERS 2
+#define THREADS 4          /* per worker: 2 plain commands, 2 retryable reads */
+#define CUT_BOUND_MS 100   /* the goal: in-flight operations end this soon after DOWN */
+#define SELECTION_MS 600   /* the formula for the checks below: 200 + 2 x 100 + 100 + 100 */
+
+/* Health checks fast enough for a test; server_selection_timeout_ms is
+ * left to its default, which follows them. */
+#define CHECKS                                                                                                  \
+    "check_interval_ms = 200; check_fastinter_ms = 100; check_downinter_ms = 100; check_timeout_ms = 100; "    \
+    "rise = 2; fall = 2; heartbeat_frequency_ms = 500; connect_timeout_ms = 2000; database_name = \"wtest\";"
+
+static uint64_t now_ms(void)
+{
+    return msup_mono_ns() / NS_PER_MS;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* Valgrind slows the workers (the supervisor runs natively): widen the
+ * time allowed, never what must happen. */
+static uint64_t slack_ms(uint64_t ms)
+{
+    return msup_test_under_valgrind() ? ms * 4 + 1500 : ms;
+}
+
+/* ---- fixture: two peers on 127.0.0.1, mongosupd, the segment ---- */
+
+typedef struct ffix {
+    test_peer_t *main, *other;
+    char segment[64], conf[128], log[128];
+    pid_t sup;
+    msup_segment_t seg;
+    bool mapped;
+    int row_main, row_other;
+} ffix_t;
+
+static const char *daemon_path(void)
+{
+    static char path[4096];
+    const char *b = getenv("MONGOSUP_TEST_BUILDDIR");
+    snprintf(path, sizeof path, "%s/supervisor/mongosupd", b && b[0] ? b : MONGOSUP_BUILDDIR);
+    return path;
+}
+
+static uint32_t health_of(const ffix_t *f, int row)
+{
+    return atomic_load_explicit(&f->seg.rows[row].health, memory_order_acquire);
+}
+
+/* Polls every millisecond: the time the row turned `want`, or 0. */
+static uint64_t wait_health(const ffix_t *f, int row, uint32_t want, unsigned timeout_ms)
+{
+    uint64_t deadline = now_ms() + timeout_ms;
+    while (now_ms() < deadline) {
+        if (health_of(f, row) == want)
+            return msup_mono_ns();
+        sleep_ms(1);
+    }
+    return 0;
+}
+
+static void ffix_start(ffix_t *f, const char *tag)
+{
+    memset(f, 0, sizeof *f);
+    f->main = test_peer_start("standalone", 1, NULL);
+    f->other = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->main);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->other);
+    snprintf(f->segment, sizeof f->segment, "%s", msup_test_segment_name(tag));
+    msup_segment_unlink(f->segment, NULL);
+    snprintf(f->conf, sizeof f->conf, "/tmp/msup-ff-%d-%s.conf", (int)getpid(), tag);
+    snprintf(f->log, sizeof f->log, "/tmp/msup-ff-%d-%s.log", (int)getpid(), tag);
+    FILE *fp = fopen(f->conf, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fprintf(fp,
+            "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
+            "supervisor = { log_level = \"info\"; heartbeat_interval_ms = 50; reap_interval_ms = 100; };\n"
+            "default_environment = \"test\";\n"
+            "defaults = { " CHECKS " };\n"
+            "environments = { test = { clusters = {\n"
+            "  main = { mongo_uri = \"mongodb://127.0.0.1:%d/\"; };\n"
+            "  other = { mongo_uri = \"mongodb://127.0.0.1:%d/\"; };\n"
+            "}; }; };\n",
+            f->segment, test_peer_port(f->main, 0), test_peer_port(f->other, 0));
+    fclose(fp);
+    unlink(f->log);
+    f->sup = fork();
+    if (f->sup == 0) {
+        int fd = open(f->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(daemon_path(), daemon_path(), "-c", f->conf, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(f->sup > 0);
+    mongosup_error_t error;
+    for (int i = 0; i < 500 && !f->mapped; i++) {
+        f->mapped = msup_segment_open_readonly(f->segment, &f->seg, &error) &&
+                    atomic_load(&f->seg.hdr->supervisor_pid) == f->sup;
+        if (!f->mapped && f->seg.base != NULL)
+            msup_segment_close(&f->seg);
+        if (!f->mapped)
+            sleep_ms(10);
+    }
+    CU_ASSERT_FATAL(f->mapped);
+    for (int i = 0; i < 500; i++) {
+        f->row_main = msup_segment_find_cluster(&f->seg, "main");
+        f->row_other = msup_segment_find_cluster(&f->seg, "other");
+        if (f->row_main >= 0 && f->row_other >= 0)
+            break;
+        sleep_ms(10);
+    }
+    CU_ASSERT_FATAL(f->row_main >= 0 && f->row_other >= 0);
+    CU_ASSERT_FATAL(wait_health(f, f->row_main, MSUP_HEALTH_UP, 5000) != 0);
+    CU_ASSERT_FATAL(wait_health(f, f->row_other, MSUP_HEALTH_UP, 5000) != 0);
+}
+
+static void ffix_stop(ffix_t *f)
+{
+    if (f->sup > 0) {
+        kill(f->sup, SIGTERM); /* our own child, not yet reaped: the pid is still ours */
+        int st;
+        waitpid(f->sup, &st, 0);
+    }
+    if (f->mapped)
+        msup_segment_close(&f->seg);
+    test_peer_stop(&f->main);
+    test_peer_stop(&f->other);
+    msup_segment_unlink(f->segment, NULL);
+    unlink(f->conf);
+    unlink(f->log);
+}
+
+static bool totals(const ffix_t *f, const char *name, msup_totals_t *out)
+{
+    msup_snapshot_t snap;
+    mongosup_error_t error;
+    bool found = false;
+    if (!msup_snapshot_take(&f->seg, &snap, &error))
+        return false;
+    for (uint32_t i = 0; i < snap.cluster_count; i++) {
+        if (strcmp(snap.clusters[i].name, name) == 0) {
+            *out = snap.clusters[i].totals;
+            found = true;
+        }
+    }
+    msup_snapshot_free(&snap);
+    return found;
+}
+
+/* ---- forked workers ---- */
+
+enum op_kind { OP_COMMAND, OP_CURSOR, OP_SUMMARY };
+
+typedef struct result {
+    int32_t kind;
+    int32_t ok;        /* the operation succeeded (OP_SUMMARY: the other cluster's failures) */
+    int32_t refused;   /* the checkout itself was refused */
+    uint32_t domain, code;
+    uint64_t start_ns, end_ns;
+    uint64_t other_ok;
+} result_t;
+
+typedef struct child {
+    mongosup_t *h;
+    int out_fd;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool go;
+    _Atomic bool stop;
+    _Atomic uint64_t other_ok, other_fail;
+} child_t;
+
+typedef struct worker_thread {
+    child_t *ch;
+    enum op_kind kind;
+    pthread_t t;
+} worker_thread_t;
+
+static bool run_op(mongoc_client_t *client, enum op_kind kind, bson_error_t *err)
+{
+    if (kind == OP_COMMAND) { /* a generic command: the driver never retries it */
+        bson_t *cmd = BCON_NEW("find", BCON_UTF8("c"));
+        bool ok = mongoc_client_command_simple(client, "wtest", cmd, NULL, NULL, err);
+        bson_destroy(cmd);
+        return ok;
+    }
+    /* A find: a retryable read (retryReads is on by default). */
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, "wtest", "c");
+    bson_t filter = BSON_INITIALIZER;
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+    const bson_t *doc;
+    while (mongoc_cursor_next(cur, &doc))
+        ;
+    bool ok = !mongoc_cursor_error(cur, err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    mongoc_collection_destroy(coll);
+    return ok;
+}
+
+static void wait_go(child_t *ch)
+{
+    pthread_mutex_lock(&ch->mu);
+    while (!ch->go)
+        pthread_cond_wait(&ch->cv, &ch->mu);
+    pthread_mutex_unlock(&ch->mu);
+}
+
+static void *worker_thread_main(void *arg)
+{
+    worker_thread_t *w = arg;
+    child_t *ch = w->ch;
+    mongosup_error_t error;
+    bson_error_t berr;
+    /* Warm: a connected client per thread before the fault. */
+    mongoc_client_t *client = mongosup_checkout(ch->h, "main", &error);
+    if (client != NULL) {
+        bool ok = wfix_ping(client, &berr);
+        mongosup_checkin(ch->h, client, ok ? NULL : &berr);
+    }
+    wait_go(ch);
+    result_t r = {.kind = w->kind};
+    r.start_ns = msup_mono_ns();
+    client = mongosup_checkout(ch->h, "main", &error);
+    if (client == NULL) {
+        r.refused = 1;
+        r.domain = error.domain;
+        r.code = error.code;
+    } else {
+        memset(&berr, 0, sizeof berr);
+        r.ok = run_op(client, w->kind, &berr);
+        r.domain = berr.domain;
+        r.code = berr.code;
+        mongosup_checkin(ch->h, client, r.ok ? NULL : &berr);
+    }
+    r.end_ns = msup_mono_ns();
+    if (write(ch->out_fd, &r, sizeof r) != (ssize_t)sizeof r)
+        _exit(4);
+    return NULL;
+}
+
+/* Serves the other cluster throughout, one ping every few ms. */
+static void *other_thread_main(void *arg)
+{
+    child_t *ch = arg;
+    mongosup_error_t error;
+    bson_error_t berr;
+    while (!atomic_load(&ch->stop)) {
+        mongoc_client_t *client = mongosup_checkout(ch->h, "other", &error);
+        bool ok = client != NULL && wfix_ping(client, &berr);
+        if (client != NULL)
+            mongosup_checkin(ch->h, client, ok ? NULL : &berr);
+        atomic_fetch_add(ok ? &ch->other_ok : &ch->other_fail, 1);
+        sleep_ms(5);
+    }
+    return NULL;
+}
+
+/* A worker process: attach, warm 4 threads and the other cluster, say
+ * 'R'; on 'G' the threads start their operation; on 'S' it reports the
+ * other cluster's figures, detaches and exits. */
+static int child_main(const char *conf, int ctl_fd, int out_fd)
+{
+    mongosup_error_t error;
+    mongosup_config_t *cfg = mongosup_config_load(conf, NULL, &error);
+    child_t ch = {.out_fd = out_fd};
+    ch.h = cfg != NULL ? mongosup_attach(cfg, &error) : NULL;
+    if (ch.h == NULL) {
+        fprintf(stderr, "failfast child: %s\n", error.message);
+        return 2;
+    }
+    pthread_mutex_init(&ch.mu, NULL);
+    pthread_cond_init(&ch.cv, NULL);
+    worker_thread_t w[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        w[i] = (worker_thread_t){.ch = &ch, .kind = i % 2 == 0 ? OP_COMMAND : OP_CURSOR};
+        pthread_create(&w[i].t, NULL, worker_thread_main, &w[i]);
+    }
+    pthread_t other;
+    pthread_create(&other, NULL, other_thread_main, &ch);
+    while (atomic_load(&ch.other_ok) == 0 && atomic_load(&ch.other_fail) == 0)
+        sleep_ms(2);
+    sleep_ms(100); /* the warm-up pings are done */
+    char c = 'R';
+    if (write(out_fd, &c, 1) != 1 || read(ctl_fd, &c, 1) != 1 || c != 'G')
+        return 3;
+    pthread_mutex_lock(&ch.mu);
+    ch.go = true;
+    pthread_cond_broadcast(&ch.cv);
+    pthread_mutex_unlock(&ch.mu);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(w[i].t, NULL);
+    if (read(ctl_fd, &c, 1) != 1 || c != 'S')
+        return 3;
+    atomic_store(&ch.stop, true);
+    pthread_join(other, NULL);
+    result_t s = {.kind = OP_SUMMARY, .ok = (int32_t)atomic_load(&ch.other_fail), .other_ok = atomic_load(&ch.other_ok)};
+    if (write(out_fd, &s, sizeof s) != (ssize_t)sizeof s)
+        return 4;
+    bool clean = mongosup_detach(&ch.h, 5000);
+    mongosup_config_destroy(&cfg);
+    return clean ? 0 : 5;
+}
+
+typedef struct workers {
+    pid_t pid[WORKERS];
+    int ctl[WORKERS], out[WORKERS];
+} workers_t;
+
+static bool read_full(int fd, void *buf, size_t n, unsigned timeout_ms)
+{
+    size_t got = 0;
+    uint64_t deadline = now_ms() + timeout_ms;
+    while (got < n) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        uint64_t now = now_ms();
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
+            return false;
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r <= 0)
+            return false;
+        got += (size_t)r;
+    }
+    return true;
+}
+
+static void workers_start(workers_t *ws, const ffix_t *f)
+{
+    for (int i = 0; i < WORKERS; i++) {
+        int ctl[2], out[2];
+        CU_ASSERT_FATAL(pipe2(ctl, O_CLOEXEC) == 0 && pipe2(out, O_CLOEXEC) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(ctl[1]);
+            close(out[0]);
+            _exit(child_main(f->conf, ctl[0], out[1]));
+        }
+        close(ctl[0]);
+        close(out[1]);
+        ws->pid[i] = pid;
+        ws->ctl[i] = ctl[1];
+        ws->out[i] = out[0];
+    }
+    for (int i = 0; i < WORKERS; i++) {
+        char c = 0;
+        CU_ASSERT_FATAL(read_full(ws->out[i], &c, 1, (unsigned)slack_ms(10000)) && c == 'R');
+    }
+}
+
+static void workers_say(const workers_t *ws, char c)
+{
+    for (int i = 0; i < WORKERS; i++)
+        CU_ASSERT_EQUAL(write(ws->ctl[i], &c, 1), 1);
+}
+
+/* The THREADS results of every worker, in one array. */
+static void workers_results(const workers_t *ws, result_t *r, unsigned timeout_ms)
+{
+    for (int i = 0; i < WORKERS; i++)
+        for (int k = 0; k < THREADS; k++)
+            CU_ASSERT_FATAL(read_full(ws->out[i], &r[i * THREADS + k], sizeof *r, timeout_ms));
+}
+
+/* Stops the workers: the other cluster must have served without a single
+ * failure; every worker exits 0 (detached cleanly). */
+static void workers_stop(workers_t *ws)
+{
+    workers_say(ws, 'S');
+    for (int i = 0; i < WORKERS; i++) {
+        result_t s;
+        CU_ASSERT(read_full(ws->out[i], &s, sizeof s, (unsigned)slack_ms(10000)));
+        printf("(worker %d: other cluster %llu ok, %d failed) ", i, (unsigned long long)s.other_ok, s.ok);
+        CU_ASSERT_EQUAL(s.kind, OP_SUMMARY);
+        CU_ASSERT_EQUAL(s.ok, 0);
+        CU_ASSERT(s.other_ok > 0);
+        int st = -1;
+        waitpid(ws->pid[i], &st, 0);
+        CU_ASSERT(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+        close(ws->ctl[i]);
+        close(ws->out[i]);
+    }
+}
+
+/* A plain TCP connection to the peer from this process, which is not a
+ * worker: a DOWN verdict must never touch it. */
+static int raw_connection(test_peer_t *peer)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)test_peer_port(peer, 0)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CU_ASSERT_FATAL(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    return fd;
+}
+
+static bool still_connected(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT | MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return true;
+    printf("(raw connection: recv %zd, %s) ", n, n < 0 ? strerror(errno) : "end of stream");
+    return false;
+}
+
+static void sort_u64(uint64_t *v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && v[k - 1] > v[k]; k--) {
+            uint64_t t = v[k];
+            v[k] = v[k - 1];
+            v[k - 1] = t;
+        }
+}
+
+/* ---- hang: operations blocked on a socket end at DOWN ---- */
+
+static void test_hang_in_flight(void)
+{
+    ffix_t f;
+    ffix_start(&f, "ffhang");
+    int raw = raw_connection(f.main);
+    workers_t ws;
+    workers_start(&ws, &f);
+    long other_conns = test_peer_stat(f.other, "conn.total");
+    CU_ASSERT(test_peer_command(f.main, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    /* Every find stalls: 8 operations in the middle of a reply. */
+    CU_ASSERT(test_peer_command(f.main, "{\"cmd\":\"delay\",\"ms\":60000,\"command\":\"find\"}", NULL, 0));
+    workers_say(&ws, 'G');
+    long inflight = 0;
+    for (int i = 0; i < 1000 && (inflight = test_peer_stat(f.main, "cmd.find")) < WORKERS * THREADS; i++)
+        sleep_ms(5);
+    CU_ASSERT_EQUAL_FATAL(inflight, WORKERS * THREADS);
+    sleep_ms(50);
+    test_peer_kill(f.main, SIGSTOP);
+    uint64_t fault = msup_mono_ns();
+    uint64_t down = wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000);
+    CU_ASSERT_FATAL(down != 0);
+    result_t r[WORKERS * THREADS];
+    workers_results(&ws, r, (unsigned)slack_ms(5000));
+    uint64_t plain[WORKERS * THREADS], retried[WORKERS * THREADS];
+    int np = 0, nr = 0;
+    for (int i = 0; i < WORKERS * THREADS; i++) {
+        CU_ASSERT_FALSE(r[i].ok);
+        CU_ASSERT_FALSE(r[i].refused);
+        CU_ASSERT(r[i].start_ns < fault);
+        int64_t after_down_ms = ((int64_t)r[i].end_ns - (int64_t)down) / (int64_t)NS_PER_MS;
+        if (r[i].kind == OP_COMMAND)
+            plain[np++] = (uint64_t)(after_down_ms < 0 ? 0 : after_down_ms);
+        else
+            retried[nr++] = (uint64_t)(after_down_ms < 0 ? 0 : after_down_ms);
+        /* The driver's own error: the socket was shut (a network error),
+         * or the retry found no server in time. */
+        CU_ASSERT(r[i].domain == MONGOC_ERROR_STREAM || r[i].domain == MONGOC_ERROR_SERVER_SELECTION);
+    }
+    sort_u64(plain, np);
+    sort_u64(retried, nr);
+    printf("(DOWN %llu ms after SIGSTOP; commands end <= %llu ms after DOWN, retried reads <= %llu ms) ",
+           (unsigned long long)((down - fault) / NS_PER_MS), (unsigned long long)plain[np - 1],
+           (unsigned long long)retried[nr - 1]);
+    /* A command ends when its socket is shut: the goal plus scheduling
+     * slack on a shared machine. */
+    CU_ASSERT(plain[np - 1] <= slack_ms(CUT_BOUND_MS + 150));
+    /* A retried read waits for a server once more: bounded by the
+     * selection timeout the checks imply, not by socketTimeoutMS (300 s). */
+    CU_ASSERT(retried[nr - 1] <= slack_ms(CUT_BOUND_MS + SELECTION_MS + 150));
+    workers_stop(&ws);
+    /* The other cluster's connections were never shut: no reconnect. */
+    CU_ASSERT_EQUAL(test_peer_stat(f.other, "conn.total"), other_conns);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(totals(&f, "main", &t));
+    printf("(main: circuit_open %llu, network %llu, selection %llu) ",
+           (unsigned long long)t.failures[MSUP_FAIL_CIRCUIT_OPEN], (unsigned long long)t.failures[MSUP_FAIL_NETWORK],
+           (unsigned long long)t.failures[MSUP_FAIL_SERVER_SELECTION]);
+    CU_ASSERT(t.failures[MSUP_FAIL_CIRCUIT_OPEN] >= WORKERS * THREADS);
+    CU_ASSERT_EQUAL(t.failures[MSUP_FAIL_NETWORK], 0);
+    CU_ASSERT_EQUAL(t.failures[MSUP_FAIL_TIMEOUT], 0);
+    CU_ASSERT_EQUAL(t.failures[MSUP_FAIL_SERVER_SELECTION], 0);
+    CU_ASSERT_FATAL(totals(&f, "other", &t));
+    CU_ASSERT_EQUAL(msup_totals_failures(&t), 0);
+    test_peer_kill(f.main, SIGCONT);
+    /* Another process's connection to the hung peer: untouched. */
+    CU_ASSERT_TRUE(still_connected(raw));
+    close(raw);
+    ffix_stop(&f);
+}
+
+/* ---- kill: operations waiting for server selection ---- */
+
+static void test_kill_selection(void)
+{
+    ffix_t f;
+    ffix_start(&f, "ffkill");
+    mongosup_error_t error;
+    mongosup_config_t *cfg = mongosup_config_load(f.conf, NULL, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    CU_ASSERT_EQUAL(cfg->clusters[0].server_selection_timeout_ms, SELECTION_MS);
+    mongosup_config_destroy(&cfg);
+    workers_t ws;
+    workers_start(&ws, &f);
+    long other_conns = test_peer_stat(f.other, "conn.total");
+    test_peer_kill(f.main, SIGKILL);
+    uint64_t fault = msup_mono_ns();
+    workers_say(&ws, 'G'); /* every operation meets a dead server, then waits to select one */
+    uint64_t down = wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000);
+    CU_ASSERT_FATAL(down != 0);
+    result_t r[WORKERS * THREADS];
+    workers_results(&ws, r, (unsigned)slack_ms(5000));
+    uint64_t took[WORKERS * THREADS], after_down[WORKERS * THREADS];
+    int ended_after_down = 0;
+    for (int i = 0; i < WORKERS * THREADS; i++) {
+        ended_after_down += r[i].end_ns > down ? 1 : 0;
+        CU_ASSERT_FALSE(r[i].ok);
+        CU_ASSERT_FALSE(r[i].refused); /* they started before the verdict */
+        took[i] = (r[i].end_ns - r[i].start_ns) / NS_PER_MS;
+        after_down[i] = r[i].end_ns > down ? (r[i].end_ns - down) / NS_PER_MS : 0;
+    }
+    sort_u64(took, WORKERS * THREADS);
+    sort_u64(after_down, WORKERS * THREADS);
+    printf("(DOWN %llu ms after SIGKILL; operations took <= %llu ms, ended <= %llu ms after DOWN) ",
+           (unsigned long long)((down - fault) / NS_PER_MS), (unsigned long long)took[WORKERS * THREADS - 1],
+           (unsigned long long)after_down[WORKERS * THREADS - 1]);
+    /* Selection gives up after the checks' detection bound plus margin
+     * (600 ms here), not the driver's 30 s. */
+    CU_ASSERT(took[WORKERS * THREADS - 1] <= slack_ms(SELECTION_MS + 300));
+    CU_ASSERT(after_down[WORKERS * THREADS - 1] <= slack_ms(SELECTION_MS + 150));
+    workers_stop(&ws);
+    CU_ASSERT_EQUAL(test_peer_stat(f.other, "conn.total"), other_conns);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(totals(&f, "main", &t));
+    /* A plain command fails at once on the dead socket (a network error,
+     * before any verdict); a retried read waits to select a server and
+     * fails after DOWN: counted as the circuit opening. */
+    printf("(%d ended after DOWN; main: circuit_open %llu, network %llu) ", ended_after_down,
+           (unsigned long long)t.failures[MSUP_FAIL_CIRCUIT_OPEN], (unsigned long long)t.failures[MSUP_FAIL_NETWORK]);
+    CU_ASSERT(ended_after_down >= WORKERS * THREADS / 2);
+    CU_ASSERT(t.failures[MSUP_FAIL_CIRCUIT_OPEN] >= (uint64_t)ended_after_down);
+    CU_ASSERT_EQUAL(t.failures[MSUP_FAIL_SERVER_SELECTION], 0);
+    CU_ASSERT_FATAL(totals(&f, "other", &t));
+    CU_ASSERT_EQUAL(msup_totals_failures(&t), 0);
+    ffix_stop(&f);
+}
+
+/* ---- half-open: recovery next to a plain pool in this process ---- */
+
+typedef struct first_ok {
+    mongosup_t *h;               /* mongosup, or */
+    mongoc_client_pool_t *pool;  /* a plain mongoc pool */
+    uint64_t at_ns;              /* the first success */
+    _Atomic bool stop;
+} first_ok_t;
+
+static void *first_ok_main(void *arg)
+{
+    first_ok_t *x = arg;
+    while (!atomic_load(&x->stop)) {
+        mongosup_error_t error;
+        bson_error_t berr;
+        mongoc_client_t *client = x->h != NULL ? mongosup_checkout(x->h, "main", &error)
+                                               : mongoc_client_pool_pop(x->pool);
+        if (client == NULL) {
+            sleep_ms(1); /* refused at once (circuit open): try again */
+            continue;
+        }
+        bool ok = wfix_ping(client, &berr);
+        if (x->h != NULL)
+            mongosup_checkin(x->h, client, ok ? NULL : &berr);
+        else
+            mongoc_client_pool_push(x->pool, client);
+        if (ok) {
+            x->at_ns = msup_mono_ns();
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void test_half_open_recovery(void)
+{
+    ffix_t f;
+    ffix_start(&f, "ffhalf");
+    mongosup_error_t error;
+    mongosup_config_t *cfg = mongosup_config_load(f.conf, NULL, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cfg);
+    mongosup_t *h = mongosup_attach(cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    /* The same effective options as mongosup's pool. */
+    mongoc_uri_t *uri = mongoc_uri_new(cfg->clusters[0].uri);
+    mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
+    mongoc_uri_destroy(uri);
+    mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    CU_ASSERT(wfix_ping(client, NULL));
+    mongosup_checkin(h, client, NULL);
+    client = mongoc_client_pool_pop(pool);
+    CU_ASSERT(wfix_ping(client, NULL));
+    mongoc_client_pool_push(pool, client);
+
+    test_peer_kill(f.main, SIGKILL);
+    CU_ASSERT_FATAL(wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000) != 0);
+    sleep_ms(300);
+    first_ok_t ms = {.h = h}, plain = {.pool = pool};
+    pthread_t tm, tp;
+    pthread_create(&tm, NULL, first_ok_main, &ms);
+    pthread_create(&tp, NULL, first_ok_main, &plain);
+    sleep_ms(700); /* both are trying: plain in selection, mongosup refused */
+    CU_ASSERT_FATAL(test_peer_restart(f.main));
+    uint64_t ready = msup_mono_ns();
+    for (int i = 0; i < 1000 && (ms.at_ns == 0 || plain.at_ns == 0); i++)
+        sleep_ms(10);
+    atomic_store(&ms.stop, true);
+    atomic_store(&plain.stop, true);
+    pthread_join(tm, NULL);
+    pthread_join(tp, NULL);
+    CU_ASSERT_FATAL(ms.at_ns != 0 && plain.at_ns != 0);
+    uint64_t ms_ms = ms.at_ns > ready ? (ms.at_ns - ready) / NS_PER_MS : 0;
+    uint64_t plain_ms = plain.at_ns > ready ? (plain.at_ns - ready) / NS_PER_MS : 0;
+    uint64_t up = wait_health(&f, f.row_main, MSUP_HEALTH_UP, 5000);
+    printf("(first success after READY: mongosup %llu ms, plain mongoc %llu ms; UP after %llu ms) ",
+           (unsigned long long)ms_ms, (unsigned long long)plain_ms,
+           (unsigned long long)(up > ready ? (up - ready) / NS_PER_MS : 0));
+    CU_ASSERT(ms_ms <= 2 * plain_ms + slack_ms(200));
+    /* Before half-open, the first success waited for UP (rise checks). */
+    CU_ASSERT(up == 0 || ms.at_ns <= up);
+    CU_ASSERT(mongosup_detach(&h, 2000));
+    mongoc_client_pool_destroy(pool);
+    mongosup_config_destroy(&cfg);
+    ffix_stop(&f);
+}
+
+/* ---- flaky: every other check fails ---- */
+
+static void test_flaky_no_flap(void)
+{
+    ffix_t f;
+    ffix_start(&f, "ffflaky");
+    CU_ASSERT(test_peer_command(f.main, "{\"cmd\":\"fail\",\"command\":\"ping\",\"code\":2,\"times\":null}", NULL, 0));
+    CU_ASSERT_FATAL(wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000) != 0);
+    /* From now on the peer fails every other ping: every other check. */
+    CU_ASSERT(test_peer_command(f.main, "{\"cmd\":\"clear\"}", NULL, 0));
+    CU_ASSERT(test_peer_command(f.main, "{\"cmd\":\"fail\",\"command\":\"ping\",\"code\":2,\"times\":null,\"every\":2}",
+                                NULL, 0));
+    uint64_t entries[64];
+    int n = 0;
+    bool seen_up = false;
+    uint32_t last = health_of(&f, f.row_main);
+    uint64_t end = now_ms() + 3000;
+    while (now_ms() < end) {
+        uint32_t hnow = health_of(&f, f.row_main);
+        if (hnow != last) {
+            /* When the supervisor made the change (written before the
+             * health it stores with release), not when we saw it. */
+            if (hnow == MSUP_HEALTH_RECOVERING && n < 64)
+                entries[n++] = atomic_load_explicit(&f.seg.rows[f.row_main].health_since_ns, memory_order_relaxed);
+            seen_up = seen_up || hnow == MSUP_HEALTH_UP || hnow == MSUP_HEALTH_DEGRADED;
+            last = hnow;
+        }
+        sleep_ms(1);
+    }
+    test_peer_command(f.main, "{\"cmd\":\"clear\"}", NULL, 0);
+    uint64_t min_gap = UINT64_MAX;
+    for (int i = 1; i < n; i++)
+        if ((entries[i] - entries[i - 1]) / NS_PER_MS < min_gap)
+            min_gap = (entries[i] - entries[i - 1]) / NS_PER_MS;
+    printf("(%d half-open periods in 3 s, closest %llu ms apart) ", n, (unsigned long long)min_gap);
+    CU_ASSERT_FALSE(seen_up); /* rise = 2 good checks in a row never happens */
+    CU_ASSERT(n >= 3);
+    /* One DOWN/RECOVERING cycle: a failed check fastinter after the good
+     * one, then a probe downinter later: 100 + 100 ms, the checks' own
+     * time on top (intervals run from the end of a check). */
+    CU_ASSERT(min_gap >= 195);
+    ffix_stop(&f);
+}
+
+/* ---- the gate, with the test playing the supervisor ---- */
+
+static void play_supervisor(msup_segment_t *seg)
+{
+    atomic_store(&seg->hdr->heartbeat_timeout_ms, 60000);
+    atomic_store(&seg->hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
+}
+
+static void test_gate_half_open_trials(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "ffgate", "", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    play_supervisor(&seg);
+    mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    mongosup_checkin(h, c1, NULL);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    /* No failed check came first: the calm look sees DOWN, then the
+     * follow-up window passes. */
+    sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    /* Half-open: one trial, the next checkout refused until it proves. */
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_RECOVERING);
+    c1 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT_PTR_NOT_NULL(strstr(error.message, "RECOVERING"));
+    bson_error_t berr;
+    if (!wfix_ping(c1, &berr)) {
+        /* The DOWN verdict shut this client's socket: the trial failed on
+         * it; the next trial (one spacing later) reconnects. */
+        CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
+        mongosup_checkin(h, c1, &berr);
+        sleep_ms(MSUP_HALF_OPEN_TRIAL_SPACING_MS + 10);
+        c1 = mongosup_checkout(h, "main", &error);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+        CU_ASSERT(wfix_ping(c1, &berr)); /* the trial succeeds */
+    }
+    mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c2);
+    mongoc_client_t *c3 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c3);
+    mongosup_checkin(h, c1, NULL);
+    if (c2 != NULL)
+        mongosup_checkin(h, c2, NULL);
+    if (c3 != NULL)
+        mongosup_checkin(h, c3, NULL);
+    /* A new DOWN verdict voids what the trial proved. */
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    sleep_ms(50);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    c1 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c1);
+    if (c1 != NULL)
+        mongosup_checkin(h, c1, NULL);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+int main(int argc, char **argv)
+{
+    static const msup_test_t tests[] = {
+        {"/failfast/gate/half-open-trials", test_gate_half_open_trials},
+        {"/failfast/hang/in-flight-end-at-down", test_hang_in_flight},
+        {"/failfast/kill/selection-bounded-by-checks", test_kill_selection},
+        {"/failfast/half-open/first-op-after-restart", test_half_open_recovery},
+        {"/failfast/half-open/flaky-does-not-flap", test_flaky_no_flap},
+        {NULL, NULL},
+    };
+    int rc = msup_test_main("worker_failfast", tests, argc, argv);
+    mongoc_cleanup();
+    return rc;
+}
