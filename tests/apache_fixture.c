@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,8 +162,9 @@ static void stop_pid(pid_t *pid, unsigned ms)
 /* Runs argv to completion; returns its output (stdout + stderr), malloc'd. */
 static char *run_capture(const char *const *argv, bool as_service_user, int *status)
 {
+    static atomic_uint runs; /* the sampler thread runs commands too: one file each */
     char path[128];
-    snprintf(path, sizeof path, "/tmp/msup-apache-%d-run.out", (int)getpid());
+    snprintf(path, sizeof path, "/tmp/msup-apache-%d-run%u.out", (int)getpid(), atomic_fetch_add(&runs, 1));
     unlink(path);
     pid_t pid = spawn(argv, path, as_service_user);
     int st = -1;
@@ -568,13 +570,19 @@ static long ab_field(const char *out, const char *label)
     return p != NULL ? strtol(p + strlen(label), NULL, 10) : 0;
 }
 
-/* "  99%    12" in ab's percentile table. */
+/* "  99%    12" / " 100%    15 (longest request)" in ab's percentile table. */
 static long ab_percentile(const char *out, const char *pct)
 {
     char label[16];
-    snprintf(label, sizeof label, "\n  %s ", pct);
-    const char *p = out ? strstr(out, label) : NULL;
-    return p != NULL ? strtol(p + strlen(label), NULL, 10) : -1;
+    snprintf(label, sizeof label, "%s ", pct);
+    for (const char *p = out; p != NULL && (p = strstr(p, label)) != NULL; p++) {
+        const char *q = p;
+        while (q > out && q[-1] == ' ')
+            q--;
+        if (q == out || q[-1] == '\n')
+            return strtol(p + strlen(label), NULL, 10);
+    }
+    return -1;
 }
 
 static void ab_argv(const ap_scen_t *s, long n, int c, const char *path, bool post, const char **argv, char *nbuf,
