@@ -23,5 +23,18 @@ apacheconf_mods_DATA = apache/mongosup.load apache/mongosup.conf
 apache/mongosup.load: $(top_srcdir)/apache/mongosup.load.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) apache && sed -e 's|@apachemoddir[@]|$(apachemoddir)|g' $(top_srcdir)/apache/mongosup.load.in > $@
 CLEANFILES += apache/mongosup.load
+
 endif
 EXTRA_DIST += apache/mongosup.load.in apache/mongosup.conf
+
+# (Outside the conditional: automake wants one .PHONY; without apxs these remove nothing.)
+# Apache loads the .so; a libtool archive has no use in its module folder
+# (Debian ships none there).  The .so goes at uninstall by name, since the
+# archive that libtool's uninstall reads is gone.
+install-data-hook: install-apache-module-tidy
+install-apache-module-tidy:
+	rm -f $(DESTDIR)$(apachemoddir)/mod_mongosup.la
+uninstall-local: uninstall-apache-module
+uninstall-apache-module:
+	rm -f $(DESTDIR)$(apachemoddir)/mod_mongosup.so
+.PHONY: install-apache-module-tidy uninstall-apache-module
