@@ -76,6 +76,17 @@ bool ap_available(const char *name)
     return why == NULL;
 }
 
+bool ap_valgrind_available(const char *name)
+{
+    if (!ap_available(name))
+        return false;
+    if (VALGRIND_BIN[0] == '\0' || access(VALGRIND_BIN, X_OK) != 0) {
+        printf("SKIP %s: valgrind not found\n", name);
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------ processes */
 
 /* Apache's parent runs as root when we are root, and its children switch to
@@ -225,6 +236,8 @@ bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mon
     snprintf(s->httpdconf, sizeof s->httpdconf, "%s/httpd.conf", s->dir);
     snprintf(s->errlog, sizeof s->errlog, "%s/error.log", s->dir);
     snprintf(s->suplog, sizeof s->suplog, "%s/mongosupd.log", s->dir);
+    snprintf(s->vglog, sizeof s->vglog, "%s/valgrind.log", s->dir);
+    s->single_under_valgrind = o->single_under_valgrind;
     s->port = free_port();
     uid_t uid;
     gid_t gid;
@@ -329,8 +342,16 @@ static bool port_answers(int port)
 bool ap_httpd_start(ap_scen_t *s)
 {
     const char *argv[] = {APACHE2_BIN, "-f", s->httpdconf, "-DFOREGROUND", NULL};
-    s->httpd = spawn(argv, s->errlog, false);
-    uint64_t end = ap_now_ms() + 10000;
+    /* -X: Apache serves in its one process (child_init included), which
+     * memcheck can follow without tracing a fork. */
+    char logopt[160];
+    snprintf(logopt, sizeof logopt, "--log-file=%s", s->vglog);
+    const char *vgargv[] = {VALGRIND_BIN, "--error-exitcode=99", "--leak-check=full",
+                            "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
+                            "--num-callers=30", "--fair-sched=yes", "--vgdb=no", "--suppressions=" VALGRIND_SUPP, logopt,
+                            APACHE2_BIN, "-X", "-f", s->httpdconf, NULL};
+    s->httpd = spawn(s->single_under_valgrind ? vgargv : argv, s->errlog, false);
+    uint64_t end = ap_now_ms() + (s->single_under_valgrind ? 60000 : 10000);
     while (ap_now_ms() < end) {
         if (port_answers(s->port))
             return true;
@@ -409,7 +430,7 @@ bool ap_start(ap_scen_t *s, const char *tag, const ap_opts_t *o)
             fprintf(stderr, "apache2 did not start (log %s)\n", s->errlog);
     }
     if (ok) {
-        ok = ap_wait_attached(s, 2, 10000);
+        ok = ap_wait_attached(s, o->single_under_valgrind ? 1 : 2, 30000);
         CU_ASSERT(ok);
     }
     if (!ok)
@@ -551,7 +572,8 @@ bool ap_wait_attached(const ap_scen_t *s, int min, unsigned ms)
     uint64_t end = ap_now_ms() + ms;
     do {
         pid_t kids[64], slots[64];
-        int nk = ap_children(s, kids, 64);
+        int nk = s->single_under_valgrind ? 1 : ap_children(s, kids, 64);
+        kids[0] = s->single_under_valgrind ? s->httpd : kids[0];
         json_object *snap = ap_snapshot(s);
         int ns = ap_worker_pids(snap, "ACTIVE", slots, 64);
         json_object_put(snap);

@@ -17,12 +17,14 @@ typedef struct ap_opts {
     unsigned max_workers;         /* segment slots (default 32) */
     unsigned drain_timeout_ms;    /* mongosupd's drain deadline (default 3000) */
     bool no_supervisor;           /* start no mongosupd */
+    bool single_under_valgrind;   /* apache2 -X (one process) under memcheck, log in vglog */
 } ap_opts_t;
 
 typedef struct ap_scen {
     char dir[64];                 /* the temporary ServerRoot */
     char segment[64];
-    char msconf[128], httpdconf[128], errlog[128], suplog[128];
+    char msconf[128], httpdconf[128], errlog[128], suplog[128], vglog[128];
+    bool single_under_valgrind;
     int port;
     int config_line;              /* line of MongosupConfig in httpd.conf */
     test_peer_t *peer;
@@ -33,6 +35,8 @@ typedef struct ap_scen {
 /* True when apache2, ab, the prefork MPM and the built module are all
  * there; otherwise prints "SKIP <name>: <why>" and returns false. */
 bool ap_available(const char *name);
+/* The same, and valgrind too. */
+bool ap_valgrind_available(const char *name);
 
 /* Writes the mongosup config and httpd.conf (no process started). */
 bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mongo_port);
@@ -69,8 +73,8 @@ int ap_worker_pids(json_object *snap, const char *state, pid_t *pids, int max);
 
 /* The live children of the Apache parent (from /proc). */
 int ap_children(const ap_scen_t *s, pid_t *pids, int max);
-/* Waits until the ACTIVE slots are exactly the live children, at least
- * `min` of them. */
+/* Waits until the ACTIVE slots are exactly the live children (the process
+ * itself under -X), at least `min` of them. */
 bool ap_wait_attached(const ap_scen_t *s, int min, unsigned ms);
 
 /* An ab run's figures. */

@@ -549,6 +549,64 @@ static void test_graceful_stop(void)
     ap_stop(&s);
 }
 
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    int ch;
+    while (f != NULL && (ch = fgetc(f)) != EOF)
+        fputc(ch, out);
+    fclose(out);
+    if (f != NULL)
+        fclose(f);
+    return buf;
+}
+
+/* The module's own code under memcheck: apache2 -X (one process: attach in
+ * child_init, requests, the status page, detach at exit) with the
+ * suppressions of tests/valgrind.supp, which name Apache and APR internals
+ * only.  Any error or definite/indirect leak fails. */
+static void test_single_process_valgrind(void)
+{
+    if (!ap_valgrind_available("/apache/valgrind-single-process"))
+        return;
+    ap_scen_t s;
+    ap_opts_t o = {.single_under_valgrind = true, .no_supervisor = true};
+    if (!ap_start(&s, "vg", &o))
+        return;
+    pid_t pid = s.httpd;
+    for (int i = 0; i < 10; i++) {
+        CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", NULL, NULL), 200);
+        CU_ASSERT_EQUAL(ap_http(&s, "POST", "/events", NULL, NULL), 200);
+    }
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/9", NULL, NULL), 404);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/nothing", NULL, NULL), 400);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status", NULL, NULL), 200);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?json", NULL, NULL), 200);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?text", NULL, NULL), 200);
+    test_peer_kill(s.peer, SIGKILL); /* a failed find: the outcome path */
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", NULL, NULL), 500);
+    kill(pid, SIGTERM);
+    int st = ap_httpd_wait(&s, 60000);
+    CU_ASSERT(st != -1 && WIFEXITED(st));
+    char *log = slurp(s.vglog);
+    bool clean = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 99 && contains(log, "ERROR SUMMARY: 0 errors");
+    CU_ASSERT(clean);
+    if (!clean)
+        fprintf(stderr, "\nmemcheck of apache2 -X (exit %d):\n%s\n", st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1,
+                log ? log : "(no log)");
+    /* The process detached on its way out. */
+    pid_t pids[MAX_PIDS];
+    json_object *snap = ap_snapshot(&s);
+    CU_ASSERT_EQUAL(ap_worker_pids(snap, "EXITED", pids, MAX_PIDS), 1);
+    CU_ASSERT_EQUAL(ap_worker_pids(snap, "ACTIVE", pids, MAX_PIDS), 0);
+    json_object_put(snap);
+    free(log);
+    ap_stop(&s);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -561,6 +619,7 @@ int main(int argc, char **argv)
         {"/apache/down-up", test_down_up},
         {"/apache/supervisor-drain", test_supervisor_drain},
         {"/apache/graceful-stop", test_graceful_stop},
+        {"/apache/valgrind-single-process", test_single_process_valgrind},
         {NULL, NULL},
     };
     int rc = msup_test_main("apache", tests, argc, argv);
