@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -57,6 +56,7 @@ static const char *built(const char *rel)
 }
 
 #define MODULE_SO "apache/.libs/mod_mongosup.so"
+#define SETPRIV_BIN "/usr/bin/setpriv" /* util-linux: on every Debian system */
 
 bool ap_available(const char *name)
 {
@@ -108,14 +108,6 @@ static bool service_user(uid_t *uid, gid_t *gid, const char **name)
     return true;
 }
 
-static void drop_to_service_user(void)
-{
-    uid_t uid;
-    gid_t gid;
-    if (service_user(&uid, &gid, NULL) && (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0))
-        _exit(126);
-}
-
 /* fork + exec argv with stdout and stderr into logpath (NULL: /dev/null),
  * dying with the test (PR_SET_PDEATHSIG). */
 static pid_t spawn(const char *const *argv, const char *logpath, bool as_service_user)
@@ -137,9 +129,26 @@ static pid_t spawn(const char *const *argv, const char *logpath, bool as_service
     dup2(in, 0);
     dup2(fd, 1);
     dup2(fd, 2);
-    if (as_service_user)
-        drop_to_service_user();
-    execve(argv[0], (char *const *)argv, environ);
+    /* The uid changes in setpriv, after exec: under check-valgrind a
+     * forked child still runs in memcheck, which could no longer remove
+     * its root-owned files in /tmp once it had dropped to another uid. */
+    uid_t uid;
+    gid_t gid;
+    const char *run[32];
+    int n = 0;
+    char reuid[32], regid[32];
+    if (as_service_user && service_user(&uid, &gid, NULL)) {
+        snprintf(reuid, sizeof reuid, "--reuid=%u", (unsigned)uid);
+        snprintf(regid, sizeof regid, "--regid=%u", (unsigned)gid);
+        run[n++] = SETPRIV_BIN;
+        run[n++] = reuid;
+        run[n++] = regid;
+        run[n++] = "--clear-groups";
+    }
+    for (int i = 0; argv[i] != NULL && n < 31; i++)
+        run[n++] = argv[i];
+    run[n] = NULL;
+    execve(run[0], (char *const *)run, environ);
     _exit(127);
 }
 

@@ -426,6 +426,8 @@ static void test_down_up(void)
     CU_ASSERT(r.max_ms >= 0 && r.max_ms < 500);
     printf("\n  cluster DOWN: %ld requests, all 503, p50 %ld ms, p99 %ld ms, max %ld ms (selection timeout 2000 ms)\n",
            n, r.p50_ms, r.p99_ms, r.max_ms);
+    /* analytics is on the same peer; its own checker marks it DOWN too. */
+    CU_ASSERT_FATAL(ap_wait_state(&s, "analytics", "DOWN", 10000));
     CU_ASSERT_EQUAL(ap_http(&s, "POST", "/events", &resp, NULL), 503);
     CU_ASSERT(ap_header(resp, "Retry-After", retry, sizeof retry));
     free(resp);
