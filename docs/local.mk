@@ -13,3 +13,5 @@ EXTRA_DIST += docs/api.md
 EXTRA_DIST += docs/budget.md
 # The trust model (lib/segment, supervisor/control, tools).
 EXTRA_DIST += docs/security.md
+# mod_mongosup, the Apache httpd module (apache/).
+EXTRA_DIST += docs/apache.md

@@ -7,18 +7,24 @@
 #                                     an analytics failover, then a coordinated graceful shutdown.
 #   ./scripts/demo.sh -c FILE [-e ENV]  the same against real clusters (the file's clusters must
 #                                     include "users" and "analytics"), without the faults.
+#   ./scripts/demo.sh --apache [...]  the same with Apache httpd (prefork, 4 children) and mod_mongosup's
+#                                     demo handler as the server (docs/apache.md), its status page shown too.
 #   MONGOSUP_DEMO_NO_BUILD=1          skip the install and build steps (use ./build as it is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
 
-conf="" env=""
-while getopts "c:e:h" opt; do
+conf="" env="" apache=0
+args=()
+for a in "$@"; do if [ "$a" = --apache ]; then args+=(-a); else args+=("$a"); fi; done
+set -- ${args[@]+"${args[@]}"}
+while getopts "ac:e:h" opt; do
   case $opt in
+    a) apache=1 ;;
     c) conf=$OPTARG ;;
     e) env=$OPTARG ;;
-    h) sed -n '2,12p' "$0"; exit 0 ;;
-    *) echo "usage: $0 [-c FILE [-e ENV]]" >&2; exit 64 ;;
+    h) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "usage: $0 [--apache] [-c FILE [-e ENV]]" >&2; exit 64 ;;
   esac
 done
 
@@ -33,16 +39,26 @@ for p in supervisor/mongosupd tools/mongosup-top tools/mongosupctl examples/mong
   [ -x "$B/$p" ] || { echo "demo: $B/$p is missing: build first (drop MONGOSUP_DEMO_NO_BUILD)" >&2; exit 1; }
 done
 
+module=$B/apache/.libs/mod_mongosup.so
+httpd=$(command -v apache2 || echo /usr/sbin/apache2)
+if [ $apache = 1 ] && { [ ! -r "$module" ] || [ ! -x "$httpd" ]; }; then
+  echo "demo: --apache needs apache2 and $module (install apache2 apache2-dev, then build)" >&2; exit 1
+fi
+# Run as root, Apache's children switch to www-data: they own the segment,
+# so mongosupd and the tools run as www-data too (docs/apache.md).
+svc=()
+if [ $apache = 1 ] && [ "$(id -u)" = 0 ]; then svc=(setpriv --reuid=www-data --regid=www-data --clear-groups); fi
+
 # Debian's libmongoc keeps per-process counters in /dev/shm/mongoc-<pid>,
 # removed only by mongoc_cleanup: an interrupted demo would leave them.
 export MONGOC_DISABLE_SHM=1
 work=$(mktemp -d /tmp/mongosup-demo.XXXXXX)
 pids=()
 say() { printf '\n\033[1m=== %s\033[0m\n' "$*"; }
-snapshot() { say "$1"; "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --once -i 1 || true; }
+snapshot() { say "$1"; ${svc[@]+"${svc[@]}"} "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --once -i 1 || true; }
 
 failures() { # cluster: its failure counters by class, from the JSON export
-  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+  ${svc[@]+"${svc[@]}"} "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
 import json, sys
 doc = json.load(sys.stdin)
 c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
@@ -92,7 +108,7 @@ wait_for() { # seconds description command...
 }
 
 cluster_state() { # cluster STATE
-  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+  ${svc[@]+"${svc[@]}"} "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
 import json, sys
 doc = json.load(sys.stdin)
 c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
@@ -100,7 +116,7 @@ sys.exit(0 if c["state"] == sys.argv[2] else 1)' "$1" "$2"
 }
 
 all_acked() { # cluster
-  "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
+  ${svc[@]+"${svc[@]}"} "$B/tools/mongosup-top" -c "$conf" ${env:+-e "$env"} --json | /usr/bin/python3 -c '
 import json, sys
 doc = json.load(sys.stdin)
 c = [c for c in doc["clusters"] if c["name"] == sys.argv[1]][0]
@@ -120,7 +136,7 @@ if [ -z "$conf" ]; then
   cat > "$conf" <<EOF
 # The demo's configuration: two clusters, fast health checks.
 segment = { name = "$segment"; max_workers = 16; };
-supervisor = { log_level = "info"; drain_timeout_ms = 5000; escalate = "term-kill"; escalate_grace_ms = 1000; };
+supervisor = { log_level = "info"; drain_timeout_ms = 5000; escalate = "$([ $apache = 1 ] && echo none || echo term-kill)"; escalate_grace_ms = 1000; };
 default_environment = "demo";
 defaults = {
   max_pool_size = 4; wait_queue_timeout_ms = 2000;
@@ -149,18 +165,51 @@ fi
 say "mongosupd: checking the configuration"
 "$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} --check-config | sed -n '1,12p'
 
-say "starting mongosupd, the prefork server (4 workers x 2 threads) and the load (100 requests/s)"
-"$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} 2> "$work/mongosupd.log" &
+[ ${#svc[@]} -gt 0 ] && chown -R www-data "$work"
+if [ $apache = 1 ]; then
+  say "starting mongosupd, Apache httpd (prefork, 4 children, mod_mongosup) and the load (100 requests/s)"
+else
+  say "starting mongosupd, the prefork server (4 workers x 2 threads) and the load (100 requests/s)"
+fi
+${svc[@]+"${svc[@]}"} "$B/supervisor/mongosupd" -c "$conf" ${env:+-e "$env"} 2> "$work/mongosupd.log" &
 sup_pid=$!; pids+=("$sup_pid")
-"$B/examples/mongosup-demo-server" -c "$conf" ${env:+-e "$env"} -w 4 -t 2 -p 0 > "$work/server.out" 2> "$work/server.err" &
-server_pid=$!; pids+=("$server_pid")
-wait_for 10 "server listening" grep -q "listening on" "$work/server.out"
-port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")
+if [ $apache = 1 ]; then
+  port=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  modules=$(apxs -q LIBEXECDIR 2>/dev/null || echo /usr/lib/apache2/modules)
+  {
+    echo "# The demo's Apache: prefork, 4 children, mod_mongosup's demo handler at /, its status page."
+    echo "ServerRoot \"$work\""
+    echo "DefaultRuntimeDir \"$work\""
+    echo "LoadModule mpm_prefork_module $modules/mod_mpm_prefork.so"
+    echo "LoadModule authz_core_module $modules/mod_authz_core.so"
+    echo "LoadModule authz_host_module $modules/mod_authz_host.so"
+    echo "LoadModule mongosup_module $module"
+    echo "Listen 127.0.0.1:$port"
+    echo "ServerName 127.0.0.1"
+    echo "PidFile \"$work/httpd.pid\""
+    echo "ErrorLog \"$work/server.err\""
+    [ ${#svc[@]} -gt 0 ] && printf 'User www-data\nGroup www-data\n'
+    printf 'StartServers 4\nMinSpareServers 4\nMaxSpareServers 4\nMaxRequestWorkers 8\n'
+    echo "MongosupConfig \"$conf\""
+    [ -n "$env" ] && echo "MongosupEnvironment $env"
+    printf '<Location "/">\n  SetHandler mongosup-demo\n</Location>\n'
+    printf '<Location "/mongosup-status">\n  SetHandler mongosup-status\n  Require local\n</Location>\n'
+  } > "$work/httpd.conf"
+  # A session of its own: Apache signals its whole process group when it stops.
+  setsid "$httpd" -f "$work/httpd.conf" -DFOREGROUND > "$work/server.out" 2>&1 &
+  server_pid=$!; pids+=("$server_pid")
+  wait_for 10 "Apache listening" curl -sf "http://127.0.0.1:$port/mongosup-status?json"
+else
+  "$B/examples/mongosup-demo-server" -c "$conf" ${env:+-e "$env"} -w 4 -t 2 -p 0 > "$work/server.out" 2> "$work/server.err" &
+  server_pid=$!; pids+=("$server_pid")
+  wait_for 10 "server listening" grep -q "listening on" "$work/server.out"
+  port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/server.out")
+fi
 "$B/examples/mongosup-demo-load" -p "$port" -r 100 -d 300 -t 8 -q > "$work/load.out" 2>&1 &
 load_pid=$!; pids+=("$load_pid")
-wait_for 15 "every cluster UP" bash -c "$(declare -f cluster_state); B=$B conf=$conf env=$env; cluster_state users UP && cluster_state analytics UP"
+wait_for 15 "every cluster UP" bash -c "$(declare -f cluster_state); $(declare -p svc); B=$B conf=$conf env=$env; cluster_state users UP && cluster_state analytics UP"
 sleep 2
-snapshot "steady state: both clusters UP, 4 workers serving"
+snapshot "steady state: both clusters UP, 4 $([ $apache = 1 ] && echo "Apache children" || echo workers) serving"
 
 if [ $faults = 1 ]; then
   say "fault 1: SIGKILL the users peer"
@@ -184,9 +233,17 @@ if [ $faults = 1 ]; then
   failures analytics
 fi
 
+if [ $apache = 1 ]; then
+  say "mod_mongosup's status page: curl http://127.0.0.1:$port/mongosup-status?text"
+  curl -s "http://127.0.0.1:$port/mongosup-status?text" || true
+  say "apache2 -k graceful-stop: requests in flight finish, every child detaches"
+  kill -INT "$load_pid" 2>/dev/null || true
+  "$httpd" -f "$work/httpd.conf" -k graceful-stop
+  if wait "$server_pid"; then echo "Apache exited 0"; else echo "Apache exited $?"; fi
+fi
 say "coordinated graceful shutdown: mongosupctl shutdown --wait"
 kill -INT "$load_pid" 2>/dev/null || true
-"$B/tools/mongosupctl" -c "$conf" ${env:+-e "$env"} shutdown --wait --timeout 30 || true
+${svc[@]+"${svc[@]}"} "$B/tools/mongosupctl" -c "$conf" ${env:+-e "$env"} shutdown --wait --timeout 30 || true
 wait "$sup_pid" && echo "mongosupd exited 0" || echo "mongosupd exited $?"
 kill -TERM "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true

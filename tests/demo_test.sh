@@ -84,4 +84,22 @@ else
   echo "ok: an interrupted demo leaves no segment"
 fi
 [ $fail -eq 0 ] || { cat "$out"; exit 1; }
-echo "demo: 14 passed, 0 failed ($took s for the local demo)"
+
+# The second form: Apache httpd (prefork) with mod_mongosup as the server.
+checks=14
+if [ -x /usr/sbin/apache2 ] && [ -r "$build/apache/.libs/mod_mongosup.so" ]; then
+  if ! MONGOSUP_DEMO_NO_BUILD=1 MONGOSUP_BUILDDIR="$build" timeout 90 "$src/scripts/demo.sh" --apache > "$out" 2>&1; then
+    cat "$out"; echo "FAIL: demo.sh --apache exited non-zero"; exit 1
+  fi
+  expect "4 Apache children serving" "--apache: Apache's children serve through mod_mongosup"
+  expect "failures by class: circuit_open" "--apache: children fail fast with circuit_open while users is DOWN"
+  expect "every worker acknowledged the reconnect" "--apache: every child acknowledges the reconnect"
+  expect "Apache exited 0" "--apache: graceful-stop ends Apache cleanly"
+  expect "0 workers left attached" "--apache: every child detached before the supervisor stopped"
+  expect "no process and no segment left behind" "--apache: nothing is left behind"
+  checks=20
+  [ $fail -eq 0 ] || { cat "$out"; exit 1; }
+else
+  echo "SKIP: demo.sh --apache (apache2 or mod_mongosup.so missing)"
+fi
+echo "demo: $checks passed, 0 failed ($took s for the local demo)"

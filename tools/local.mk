@@ -5,7 +5,7 @@
 # it too (through MSUP_METRICS_LIBS below).
 noinst_LTLIBRARIES += tools/libmsup_export.la
 tools_libmsup_export_la_SOURCES = tools/export.h tools/view.c tools/export_text.c tools/export_json.c \
-	tools/export_prom.c tools/target.h tools/target.c
+	tools/export_prom.c tools/target.h tools/target.c tools/snapshot_read.c
 tools_libmsup_export_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(JSONC_CFLAGS)
 tools_libmsup_export_la_LIBADD = $(JSONC_LIBS)
 
