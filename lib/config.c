@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <pwd.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <signal.h>
@@ -148,6 +149,7 @@ static const key_t_ segment_keys[] = {
     {"group", KT_STR, IN_CFG, 0, 0, 255, 0, NULL, NULL},
     {"max_workers", KT_U32, IN_CFG, 0, 1, MSUP_MAX_WORKERS, 64, NULL, NULL},
     {"max_clusters", KT_U32, IN_CFG, 0, 1, MSUP_MAX_CLUSTERS, 8, NULL, NULL},
+    {"owner", KT_STR, IN_CFG, 0, 0, 255, 0, NULL, NULL},
 };
 #define N_SEGMENT_KEYS (sizeof segment_keys / sizeof segment_keys[0])
 
@@ -982,6 +984,24 @@ static bool parse_segment(const load_ctx_t *ctx, mongosup_error_t *error, mongos
             return fail_at(ctx, error, set[1], "%s: a world-writable segment lets anyone corrupt it", m);
         cfg->segment_mode = (mode_t)mode;
     }
+    /* Another uid whose segments readers and workers accept (docs/security.md). */
+    cfg->segment_owner = (uid_t)-1;
+    if (set[5] != NULL && config_setting_get_string(set[5])[0] != '\0') {
+        const char *o = config_setting_get_string(set[5]);
+        char *end;
+        errno = 0;
+        unsigned long uid = strtoul(o, &end, 10);
+        if (*end == '\0' && errno == 0 && uid < (uid_t)-1) {
+            cfg->segment_owner = (uid_t)uid;
+        } else {
+            char buf[4096];
+            struct passwd pw, *res = NULL;
+            int rc = getpwnam_r(o, &pw, buf, sizeof buf, &res);
+            if (rc != 0 || res == NULL)
+                return fail_at(ctx, error, set[5], "no such user \"%s\"", o);
+            cfg->segment_owner = pw.pw_uid;
+        }
+    }
     cfg->max_workers = set[3] != NULL ? (uint32_t)config_setting_get_int64(set[3]) : segment_keys[3].def;
     cfg->max_clusters = set[4] != NULL ? (uint32_t)config_setting_get_int64(set[4]) : 0;
     *max_clusters_set = set[4];
@@ -1314,6 +1334,8 @@ void msup_config_dump(const mongosup_config_t *config, FILE *out)
         fprintf(out, "    group = \"\";\n");
     else
         fprintf(out, "    group = \"%u\";\n", (unsigned)config->segment_group);
+    if (config->segment_owner != (uid_t)-1)
+        fprintf(out, "    owner = \"%u\";\n", (unsigned)config->segment_owner);
     fprintf(out, "    max_workers = %u;\n    max_clusters = %u;\n};\n", config->max_workers,
             config->max_clusters);
     fprintf(out, "supervisor = {\n");

@@ -154,7 +154,7 @@ static void test_budget_tokens_returned_once(void)
     setup("tokens", 4);
     mongosup_error_t err;
     int idx = msup_slot_claim(&seg, getpid(), "t", &err);
-    msup_cluster_row_t *row = msup_segment_row(&seg, 0);
+    msup_reg_row_t *row = msup_segment_reg(&seg, 0);
     atomic_store(&row->budget_in_use, 7);
     atomic_store(&msup_slot_stats(&seg, (uint32_t)idx, 0)->budget_tokens, 5);
     msup_slot_release(&seg, (uint32_t)idx);

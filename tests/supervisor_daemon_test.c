@@ -313,9 +313,9 @@ static bool open_segment(const char *name, msup_segment_t *seg, unsigned timeout
     uint64_t deadline = now_ms() + timeout_ms;
     mongosup_error_t err;
     while (now_ms() < deadline) {
-        if (msup_segment_open_readonly(name, seg, &err)) {
+        if (msup_segment_open_readonly(name, (uid_t)-1, seg, &err)) {
             while (now_ms() < deadline) {
-                if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
+                if (atomic_load(&msup_segment_hdr(seg)->phase) == MSUP_PHASE_RUNNING)
                     return true;
                 sleep_ms(10);
             }
@@ -707,7 +707,7 @@ static void expect_main_removed(const scenario_t *s, uint64_t gen)
         sleep_ms(10);
     CU_ASSERT_PTR_NULL(row_named(&s->seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s->seg, 0)->row_state), MSUP_ROW_REMOVED);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->config_generation), gen);
 }
 
 /* Starts a victim and a survivor ping worker (results r1, r2) and waits for both slots; the victim's slot. */
@@ -753,18 +753,18 @@ static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
 {
     kill_hard(s->sup);
     uint64_t ops_at_crash = total_ops(&s->seg, row, MSUP_OP_COMMAND);
-    uint64_t restarts = atomic_load(&s->seg.hdr->supervisor_restarts);
+    uint64_t restarts = atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts);
     sleep_ms(1000);
     uint64_t ops_alone = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
     s->sup = start_daemon(s->conf, s->log);
     uint64_t t1 = now_ms();
-    while (atomic_load(&s->seg.hdr->supervisor_pid) != s->sup && now_ms() - t1 < slack(3000))
+    while (atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid) != s->sup && now_ms() - t1 < slack(3000))
         sleep_ms(10);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_pid), s->sup);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid), s->sup);
     sleep_ms(300);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_restarts), restarts + 1);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_RUNNING);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts), restarts + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->phase), MSUP_PHASE_RUNNING);
     CU_ASSERT_TRUE(total_ops(&s->seg, row, MSUP_OP_COMMAND) >= ops_alone);
 }
 
@@ -893,7 +893,7 @@ static void test_single_instance(void)
     pid_t first = spawn(log1, args1);
     msup_segment_t seg;
     CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
     char *pidtext = slurp(pidfile);
     CU_ASSERT_EQUAL(atoi(pidtext), first);
     free(pidtext);
@@ -911,7 +911,7 @@ static void test_single_instance(void)
     CU_ASSERT_EQUAL(run_daemon(log2, args3), 1);
     snprintf(expect, sizeof expect, "another mongosupd (pid %d) supervises %s", (int)first, seg_name);
     CU_ASSERT_TRUE(wait_log(log2, expect));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
 
     terminate_ok(first, slack(5000));
     CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0); /* removed on exit */
@@ -1156,7 +1156,7 @@ static void test_reload(void)
     scenario_t s;
     scenario_start(&s, "reload", NULL, clusters);
     expect_up(&s, "main", slack(3000));
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
 
     /* Broken file: logged with file:line, nothing changes. */
     write_file(s.conf, "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
@@ -1166,7 +1166,7 @@ static void test_reload(void)
     sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "reload rejected"));
     CU_ASSERT_TRUE(wait_log(s.log, "reload.conf:2"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen);
     CU_ASSERT_PTR_NOT_NULL(row_named(&s.seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
@@ -1178,7 +1178,7 @@ static void test_reload(void)
     kill(s.sup, SIGHUP);
     sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "full restart is needed"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen);
 
     /* A cluster added: it appears and is checked. */
     snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; extra = { mongo_uri = \"%s\"; };",
@@ -1187,7 +1187,7 @@ static void test_reload(void)
     long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(4000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen + 1);
     CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
@@ -1204,7 +1204,7 @@ static void test_reload(void)
              test_peer_uri(peer));
     reload_with(&s, clusters);
     uint64_t t0 = now_ms();
-    while (atomic_load(&s.seg.hdr->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
+    while (atomic_load(&msup_segment_hdr(&s.seg)->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
         sleep_ms(1);
     CU_ASSERT_EQUAL(msup_segment_find_cluster(&s.seg, "main"), 0);
     CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
@@ -1246,7 +1246,7 @@ static long collect_acked(const pid_t *workers, char (*results)[64])
 /* Asserts a kept segment is STOPPED with `acked` writes and every slot FREE; then unmaps and removes it. */
 static void expect_drained_and_unlink(scenario_t *s, uint32_t row, long acked)
 {
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->phase), MSUP_PHASE_STOPPED);
     CU_ASSERT_EQUAL(total_ops(&s->seg, row, MSUP_OP_WRITE), (uint64_t)acked);
     CU_ASSERT_TRUE(wait_log(s->log, "final: cluster main"));
     for (uint32_t i = 0; i < s->seg.max_workers; i++)
@@ -1305,7 +1305,7 @@ static void test_shutdown_escalates(void)
     mongosup_error_t err;
     CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
     uint64_t t0 = now_ms();
-    atomic_fetch_add(&rw.hdr->shutdown_requests, 1);
+    atomic_fetch_add(&msup_segment_hdr(&rw)->shutdown_requests, 1);
     msup_segment_close(&rw);
     int rc = wait_exit(s.sup, slack(500 + 300 + 2000));
     long took = (long)(now_ms() - t0);
@@ -1328,10 +1328,10 @@ static void test_shutdown_second_signal(void)
     pid_t stubborn = scenario_start_stubborn(&s, "twice", "drain_timeout_ms = 20000; escalate_grace_ms = 20000;");
     kill(s.sup, SIGTERM);
     uint64_t t0 = now_ms();
-    while (atomic_load(&s.seg.hdr->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
+    while (atomic_load(&msup_segment_hdr(&s.seg)->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
         sleep_ms(5);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_DRAINING);
-    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->phase), MSUP_PHASE_DRAINING);
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->drain_deadline_mono_ns) > msup_mono_ns());
     sleep_ms(300);
     kill(s.sup, SIGTERM);
     int rc = wait_exit(s.sup, slack(3000));
@@ -1411,7 +1411,7 @@ static void test_shutdown_escalate_none(void)
     CU_ASSERT_TRUE(file_contains(s.log, "1 workers left attached"));
     CU_ASSERT_TRUE(file_contains(s.log, "kept: 1 workers still attached"));
     CU_ASSERT_FALSE(file_contains(s.log, "sent SIG"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->phase), MSUP_PHASE_STOPPED);
     CU_ASSERT_TRUE(segment_file_exists(s.seg_name));
 
     /* The worker goes; the next supervisor adopts the segment and reaps it. */
@@ -1628,9 +1628,9 @@ static void test_health_watchdog(void)
     write_config(conf, seg_name, NULL, clusters);
     uint64_t t_hup = now_ms();
     kill(sup, SIGHUP);
-    uint64_t max_gap = 0, last_hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+    uint64_t max_gap = 0, last_hb = atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns);
     while (atomic_load(&row->health) != MSUP_HEALTH_UP && now_ms() - t_hup < slack(3000)) {
-        uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+        uint64_t hb = atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns);
         if (hb != last_hb) {
             if (hb - last_hb > max_gap)
                 max_gap = hb - last_hb;
@@ -1691,19 +1691,19 @@ static void test_segment_under_it(void)
     CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
 
     /* A wrong magic and a cluster name without its terminator. */
-    uint64_t magic = atomic_load(&rw.hdr->magic);
-    atomic_store(&rw.hdr->magic, 0x0badc0ffee0ddf00ull);
+    uint64_t magic = atomic_load(&msup_segment_hdr(&rw)->magic);
+    atomic_store(&msup_segment_hdr(&rw)->magic, 0x0badc0ffee0ddf00ull);
     msup_cluster_row_t *row = msup_segment_row(&rw, 0);
     char name_saved[sizeof row->name];
     memcpy(name_saved, row->name, sizeof name_saved);
     memset(row->name, 'X', sizeof row->name);
     CU_ASSERT_TRUE(wait_log(s.log, "segment is foreign: bad magic"));
-    uint64_t hb = atomic_load(&s.seg.hdr->heartbeat_mono_ns);
+    uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
     sleep_ms(300);
-    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb); /* still supervising */
     CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
     memcpy(row->name, name_saved, sizeof name_saved);
-    atomic_store(&rw.hdr->magic, magic);
+    atomic_store(&msup_segment_hdr(&rw)->magic, magic);
     CU_ASSERT_TRUE(wait_log(s.log, "layout is valid again"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
     msup_segment_close(&rw);
@@ -1873,14 +1873,14 @@ static void test_real_reload(void)
     scenario_t s;
     scenario_start(&s, "rreload", NULL, main_block);
     expect_up(&s, "main", slack(5000));
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
 
     snprintf(clusters, sizeof clusters, "%s %s", main_block, extra_block);
     reload_with(&s, clusters);
     long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(5000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen + 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(row_named(&s.seg, "extra"));
     CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);

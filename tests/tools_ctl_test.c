@@ -101,7 +101,7 @@ static void test_status_codes(void)
     CU_ASSERT_EQUAL(st, 2); /* UNKNOWN counts as down */
     set_health(0, MSUP_HEALTH_UP);
     /* A stale heartbeat: no supervisor. */
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
     out = ctl("status", &st);
     CU_ASSERT_EQUAL(st, 3);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no live supervisor"));
@@ -158,7 +158,7 @@ static void test_reconnect(void)
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, 3)->reconnect_requests), 0);
     /* No live supervisor: refused, nothing written. */
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
     free(ctl("reconnect users", &st));
     CU_ASSERT_EQUAL(st, 3);
     CU_ASSERT_EQUAL(atomic_load(&users->reconnect_requests), 2);
@@ -170,7 +170,7 @@ static void test_reload(void)
     pid_t sup = setup();
     int st;
     /* A start time that does not match: a reused pid is never signalled. */
-    atomic_store(&seg.hdr->supervisor_start_time, 12345);
+    atomic_store(&msup_segment_hdr(&seg)->supervisor_start_time, 12345);
     char *out = ctl("reload", &st);
     CU_ASSERT_EQUAL(st, 3);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no supervisor runs"));
@@ -222,10 +222,10 @@ static pid_t spawn_fake_supervisor(int how)
     if (!got_term)
         _exit(2);
     sleep_ms(100);
-    atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+    atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_DRAINING);
     sleep_ms(200);
     if (how == 0)
-        atomic_store(&seg.hdr->phase, MSUP_PHASE_STOPPED);
+        atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_STOPPED);
     else
         msup_segment_unlink(seg_name, NULL);
     _exit(0);

@@ -149,13 +149,13 @@ static void test_daemon_end_to_end(void)
     CU_ASSERT(seen);
 
     /* reload: SIGHUP, the configuration generation moves. */
-    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&seg)->config_generation);
     snprintf(cmd, sizeof cmd, "%s -n %s reload", fx_tool("mongosupctl"), seg_name);
     free(fx_run(cmd, true, &st));
     CU_ASSERT_EQUAL(st, 0);
     bool moved = false;
     for (int i = 0; i < 60 && !moved; i++) {
-        moved = atomic_load(&seg.hdr->config_generation) > gen;
+        moved = atomic_load(&msup_segment_hdr(&seg)->config_generation) > gen;
         if (!moved)
             sleep_ms(50);
     }

@@ -114,9 +114,9 @@ static void test_live_view(void)
     CU_ASSERT(screen_has("waiting", false));
 
     /* Corruption in place: a clear message, the view keeps running. */
-    seg.hdr->layout_version = 42;
+    msup_segment_hdr(&seg)->layout_version = 42;
     CU_ASSERT(screen_has("layout version 42", true));
-    seg.hdr->layout_version = MSUP_LAYOUT_VERSION;
+    msup_segment_hdr(&seg)->layout_version = MSUP_LAYOUT_VERSION;
     CU_ASSERT(screen_has("reborn", true));
 
     /* Truncated under the map: a clear message instead of a fault. */

@@ -195,9 +195,9 @@ static void test_auth(void)
 
 static void play_supervisor(msup_segment_t *seg, bool fresh)
 {
-    atomic_store(&seg->hdr->heartbeat_timeout_ms, 3000);
-    atomic_store(&seg->hdr->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
-    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 3000);
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
 }
 
 static void test_circuit_breaker(void)
@@ -206,8 +206,8 @@ static void test_circuit_breaker(void)
     mongosup_t *h = start_attached(&f, "circuit", "");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg); /* registered by the worker */
-    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 1);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 1);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
 
     play_supervisor(&seg, true);
     /* Eleven refusals, each timed; the median must be far below 1 ms
@@ -238,10 +238,10 @@ static void test_circuit_breaker(void)
     expect_checkout_ok(h);
     /* Breaker off for the cluster: fail open too. */
     play_supervisor(&seg, true);
-    atomic_store(&seg.rows[row].circuit_breaker, 0);
+    atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 0);
     expect_checkout_ok(h);
-    atomic_store(&seg.rows[row].circuit_breaker, 1);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 1);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_UP);
     expect_checkout_ok(h);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 11); /* unchanged: fail-open checkouts are not refusals */
     msup_segment_close(&seg);
@@ -255,8 +255,8 @@ static void test_circuit_breaker_config_off(void)
     mongosup_t *h = start_attached(&f, "circuitoff", "circuit_breaker = false;");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg);
-    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 0);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 0);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
     play_supervisor(&seg, true);
     expect_checkout_ok(h);
     msup_segment_close(&seg);
@@ -277,7 +277,7 @@ static void test_draining(void)
     msup_slot_t *slot = msup_segment_slot(&seg, (uint32_t)mongosup_worker_slot(h));
     CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 0);
     CU_ASSERT_FALSE(mongosup_draining(h));
-    atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+    atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_DRAINING);
     CU_ASSERT(mongosup_draining(h));
     CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 1);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -388,12 +388,12 @@ static void test_remap_on_config_generation(void)
     int old_row = msup_segment_find_cluster(&seg, "main");
     CU_ASSERT_EQUAL_FATAL(old_row, 0); /* registered at its index in the configuration */
     /* The supervisor reloads: "main" moves to row 2. */
-    msup_cluster_row_t *moved = &seg.rows[2];
+    msup_cluster_row_t *moved = msup_segment_row(&seg, 2);
     snprintf(moved->name, sizeof moved->name, "main");
     atomic_store(&moved->circuit_breaker, 1);
     atomic_store(&moved->row_state, MSUP_ROW_ACTIVE);
-    atomic_store(&seg.rows[old_row].row_state, MSUP_ROW_REMOVED);
-    atomic_store(&seg.hdr->config_generation, 9);
+    atomic_store(&msup_segment_row(&seg, old_row)->row_state, MSUP_ROW_REMOVED);
+    atomic_store(&msup_segment_hdr(&seg)->config_generation, 9);
     client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
     msup_stats_t *now = msup_slot_stats(&seg, slot, 2), *before = msup_slot_stats(&seg, slot, (uint32_t)old_row);

@@ -203,9 +203,9 @@ static void prefork_totals(bool real)
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     int rows = 0;
     for (uint32_t i = 0; i < seg.max_clusters; i++)
-        rows += atomic_load(&seg.rows[i].row_state) == MSUP_ROW_ACTIVE && strcmp(seg.rows[i].name, "main") == 0;
+        rows += atomic_load(&msup_segment_row(&seg, i)->row_state) == MSUP_ROW_ACTIVE && strcmp(msup_segment_row(&seg, i)->name, "main") == 0;
     CU_ASSERT_EQUAL(rows, 1);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->cluster_count), 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->cluster_count), 1);
 
     /* Playing the supervisor: the reaper folds every EXITED slot once and
      * the totals do not move. */

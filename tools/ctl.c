@@ -36,10 +36,14 @@ static void usage(FILE *out)
             "Exit status 64: usage error.\n");
 }
 
+/* The configuration's segment.owner ((uid_t)-1: none): owners we accept besides us and root. */
+static uid_t segment_owner = (uid_t)-1;
+
 static int open_segment(const char *name, bool writable, msup_segment_t *seg)
 {
     mongosup_error_t err;
-    bool ok = writable ? msup_segment_adopt(name, NULL, seg, &err) : msup_segment_open_readonly(name, seg, &err);
+    bool ok = writable ? msup_segment_open_requests(name, segment_owner, seg, &err)
+                       : msup_segment_open_readonly(name, segment_owner, seg, &err);
     if (!ok) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
         return CTL_NO_SUPERVISOR;
@@ -47,12 +51,16 @@ static int open_segment(const char *name, bool writable, msup_segment_t *seg)
     return CTL_OK;
 }
 
-/* The supervisor process the segment publishes, if it still runs (the pid
- * alone could have been reused: the start time tells). */
+/* The supervisor process the control segment publishes, if it holds the
+ * segment's lock and still runs (the pid alone could have been reused: the
+ * start time tells). */
 static pid_t live_supervisor(const msup_segment_t *seg)
 {
-    pid_t pid = atomic_load_explicit(&seg->hdr->supervisor_pid, memory_order_acquire);
-    uint64_t start = atomic_load_explicit(&seg->hdr->supervisor_start_time, memory_order_acquire);
+    const msup_control_t *ctl = msup_segment_control(seg);
+    if (ctl == NULL || msup_supervisor_liveness(seg) == MSUP_SUPERVISOR_GONE)
+        return 0;
+    pid_t pid = atomic_load_explicit(&ctl->hdr->supervisor_pid, memory_order_acquire);
+    uint64_t start = atomic_load_explicit(&ctl->hdr->supervisor_start_time, memory_order_acquire);
     if (pid <= 0 || start == 0)
         return 0;
     return msup_proc_start_time(pid) == start ? pid : 0;
@@ -85,8 +93,9 @@ static int cmd_status(const char *name, bool quiet)
     }
     if (!quiet) {
         if (!alive)
-            printf("segment %s: no live supervisor (pid %d, heartbeat %llums old)\n", snap.segment_name,
-                   (int)snap.supervisor_pid, (unsigned long long)snap.heartbeat_age_ms);
+            printf("segment %s: no live supervisor (%s; pid %d, heartbeat %llums old)\n", snap.segment_name,
+                   msup_liveness_name(snap.liveness), (int)snap.supervisor_pid,
+                   (unsigned long long)snap.heartbeat_age_ms);
         else
             printf("segment %s: supervisor pid %d, phase %s, %u cluster(s), %u worker(s)\n", snap.segment_name,
                    (int)snap.supervisor_pid, msup_phase_name(snap.phase), snap.cluster_count, snap.worker_count);
@@ -132,8 +141,9 @@ static int signal_supervisor(const msup_segment_t *seg, int sig, const char *wha
 {
     pid_t pid = live_supervisor(seg);
     if (pid == 0) {
+        const msup_control_t *ctl = msup_segment_control(seg);
         fprintf(stderr, "%s: no supervisor runs for segment %s (published pid %d is gone or reused)\n", progname,
-                seg->name, (int)atomic_load_explicit(&seg->hdr->supervisor_pid, memory_order_relaxed));
+                seg->name, ctl ? (int)atomic_load_explicit(&ctl->hdr->supervisor_pid, memory_order_relaxed) : 0);
         return CTL_NO_SUPERVISOR;
     }
     if (kill(pid, sig) != 0) {
@@ -173,11 +183,11 @@ static int cmd_shutdown(const char *name, bool wait, double timeout_s)
     uint64_t deadline = msup_mono_ns() + (uint64_t)(timeout_s * 1e9);
     uint32_t last_phase = UINT32_MAX;
     for (;;) {
-        if (msup_segment_replaced(&seg)) {
+        if (msup_segment_replaced(&seg) || msup_control_replaced(&seg)) {
             printf("shutdown: segment %s removed: the supervisor has stopped\n", name);
             break;
         }
-        uint32_t phase = atomic_load_explicit(&seg.hdr->phase, memory_order_acquire);
+        uint32_t phase = msup_segment_phase(&seg);
         if (phase != last_phase) {
             printf("shutdown: phase %s\n", msup_phase_name(phase));
             fflush(stdout);
@@ -286,7 +296,7 @@ int main(int argc, char **argv)
 
     char name[MSUP_NAME_MAX];
     mongosup_error_t err;
-    if (!msup_target_resolve(&target, name, sizeof name, &err)) {
+    if (!msup_target_resolve(&target, name, sizeof name, &segment_owner, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
         return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : CTL_NO_SUPERVISOR;
     }
