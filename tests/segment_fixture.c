@@ -1,6 +1,10 @@
 /* segment_fixture.c: a fresh, uniquely named segment with published cluster rows, for unit tests. */
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "segment_fixture.h"
 #include "testmain.h"
@@ -54,4 +58,36 @@ void msup_test_segment_teardown(msup_segment_t *seg)
     snprintf(name, sizeof name, "%s", seg->name);
     msup_segment_close(seg);
     msup_segment_unlink(name, NULL);
+}
+
+bool msup_test_segment_open_rw(const char *name, msup_segment_t *seg)
+{
+    mongosup_error_t error;
+    if (!msup_segment_adopt(name, NULL, seg, &error)) {
+        fprintf(stderr, "segment: %s\n", error.message);
+        return false;
+    }
+    int fd = shm_open(name, O_RDWR, 0);
+    struct stat st;
+    msup_control_t *c = calloc(1, sizeof *c);
+    void *base = fd >= 0 && fstat(fd, &st) == 0 && c != NULL && (size_t)st.st_size >= sizeof(msup_header_t)
+                     ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                     : MAP_FAILED;
+    if (fd >= 0)
+        close(fd);
+    if (base == MAP_FAILED) {
+        free(c);
+        return true; /* no control segment (a test that removed it, or no supervisor yet) */
+    }
+    c->base = base;
+    c->size = (size_t)st.st_size;
+    c->writable = true;
+    c->fd = -1;
+    c->ino = (uint64_t)st.st_ino;
+    c->dev = (uint64_t)st.st_dev;
+    c->hdr = base;
+    c->rows = (msup_cluster_row_t *)((uint8_t *)base + c->hdr->cluster_off);
+    c->max_clusters = c->hdr->max_clusters;
+    msup_segment_set_control(seg, c);
+    return true;
 }

@@ -18,6 +18,11 @@ bool msup_test_segment_setup(const char *tag, uint32_t workers, uint32_t cluster
  * mongosupd would (this process holds the lock until the segment closes). */
 bool msup_test_control_attach(msup_segment_t *seg);
 
+/* Opens an existing pair read-write as the supervisor maps it: the stats
+ * segment adopted, the control segment mapped read-write without its lock
+ * (mongosupd, or this test, holds it); ctl stays NULL when there is none. */
+bool msup_test_segment_open_rw(const char *name, msup_segment_t *seg);
+
 /* Unmaps and removes both. */
 void msup_test_segment_teardown(msup_segment_t *seg);
 

@@ -27,6 +27,7 @@
 #include "mongosup.h"
 #include "peer/peer.h"
 #include "segment.h"
+#include "segment_fixture.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "testmain.h"
@@ -647,11 +648,13 @@ static pid_t scenario_start_stubborn(scenario_t *s, const char *tag, const char 
 }
 
 /* Whether the segment file is still in /dev/shm. */
+/* Whether either object of the name (control or stats) exists. */
 static bool segment_file_exists(const char *seg_name)
 {
-    char path[128];
+    char path[128], stats[128];
     snprintf(path, sizeof path, "/dev/shm%s", seg_name);
-    return access(path, F_OK) == 0;
+    snprintf(stats, sizeof stats, "/dev/shm%s.stats", seg_name);
+    return access(path, F_OK) == 0 || access(stats, F_OK) == 0;
 }
 
 /* Stops a ping worker (exit 0) and asserts it completed some pings; fail count in *fail. */
@@ -667,8 +670,7 @@ static void stop_ping_worker(pid_t worker, const char *result, unsigned long *fa
 static void request_reconnect(const char *seg_name, const char *cluster)
 {
     msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(seg_name, &rw));
     atomic_fetch_add(&msup_segment_row(&rw, (uint32_t)msup_segment_find_cluster(&rw, cluster))->reconnect_requests, 1);
     msup_segment_close(&rw);
 }
@@ -906,10 +908,10 @@ static void test_single_instance(void)
     CU_ASSERT_EQUAL(run_daemon(log2, args1), 1);
     CU_ASSERT_TRUE(wait_log(log2, expect));
 
-    /* No pidfile: refused by the segment's owner record. */
+    /* No pidfile: refused by the control segment's lock. */
     const char *args3[] = {"-c", conf, NULL};
     CU_ASSERT_EQUAL(run_daemon(log2, args3), 1);
-    snprintf(expect, sizeof expect, "another mongosupd (pid %d) supervises %s", (int)first, seg_name);
+    snprintf(expect, sizeof expect, "another mongosupd (pid %d) holds %s", (int)first, seg_name);
     CU_ASSERT_TRUE(wait_log(log2, expect));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
 
@@ -1302,8 +1304,7 @@ static void test_shutdown_escalates(void)
 
     /* mongosupctl shutdown's way: bump the request counter in the segment. */
     msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
     uint64_t t0 = now_ms();
     atomic_fetch_add(&msup_segment_hdr(&rw)->shutdown_requests, 1);
     msup_segment_close(&rw);
@@ -1688,7 +1689,7 @@ static void test_segment_under_it(void)
     expect_up(&s, "main", slack(3000));
     msup_segment_t rw;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
 
     /* A wrong magic and a cluster name without its terminator. */
     uint64_t magic = atomic_load(&msup_segment_hdr(&rw)->magic);

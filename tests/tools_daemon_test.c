@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "slots.h"
+#include "segment_fixture.h"
 #include "testmain.h"
 #include "tools_fixture.h"
 #include "tools_promcheck.h"
@@ -80,7 +81,12 @@ static void test_daemon_end_to_end(void)
     mongosup_error_t err;
     bool attached = false;
     for (int i = 0; i < 100 && !attached; i++) {
-        attached = msup_segment_adopt(seg_name, NULL, &seg, &err);
+        /* Both segments: mongosupd creates the control one first. */
+        attached = msup_test_segment_open_rw(seg_name, &seg);
+        if (attached && msup_segment_control(&seg) == NULL) {
+            msup_segment_close(&seg);
+            attached = false;
+        }
         if (!attached)
             sleep_ms(50);
     }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "slots.h"
 #include "stats.h"
 #include "testmain.h"
 #include "worker_fixture.h"
@@ -286,8 +287,14 @@ static void test_draining(void)
     CU_ASSERT(wfix_ping(held, &berr)); /* a client already out keeps working */
     mongosup_checkin(h, held, NULL);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SHUTTING_DOWN), 1);
+    uint32_t active = atomic_load(&seg.retired->active) & 1u;
+    uint64_t reaped = atomic_load(&seg.retired->slots_reaped[active]);
     CU_ASSERT(mongosup_detach(&h, 1000));
-    CU_ASSERT_EQUAL(atomic_load(&slot->state), MSUP_SLOT_EXITED);
+    /* It folded and freed its own slot: reusable at once, counted once. */
+    CU_ASSERT_EQUAL(atomic_load(&slot->state), MSUP_SLOT_FREE);
+    active = atomic_load(&seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->slots_reaped[active]), reaped + 1);
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0);
     msup_segment_close(&seg);
     wfix_stop(&f);
 }
@@ -387,7 +394,11 @@ static void test_remap_on_config_generation(void)
     uint32_t slot = (uint32_t)mongosup_worker_slot(h);
     int old_row = msup_segment_find_cluster(&seg, "main");
     CU_ASSERT_EQUAL_FATAL(old_row, 0); /* registered at its index in the configuration */
-    /* The supervisor reloads: "main" moves to row 2. */
+    /* The supervisor reloads: "main" moves to row 2 (registry and control). */
+    msup_reg_row_t *moved_reg = msup_segment_reg(&seg, 2);
+    snprintf(moved_reg->name, sizeof moved_reg->name, "main");
+    atomic_store(&moved_reg->row_state, MSUP_ROW_ACTIVE);
+    atomic_store(&msup_segment_reg(&seg, (uint32_t)old_row)->row_state, MSUP_ROW_REMOVED);
     msup_cluster_row_t *moved = msup_segment_row(&seg, 2);
     snprintf(moved->name, sizeof moved->name, "main");
     atomic_store(&moved->circuit_breaker, 1);

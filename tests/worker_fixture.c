@@ -5,10 +5,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-
 #include "budget.h"
 #include "segment.h"
 #include "segment_fixture.h"
@@ -208,37 +204,7 @@ long wfix_server_connections(const wfix_t *f, mongoc_client_t *probe)
 
 bool wfix_segment(const wfix_t *f, msup_segment_t *seg)
 {
-    mongosup_error_t error;
-    if (!msup_segment_adopt(f->segment, NULL, seg, &error)) {
-        fprintf(stderr, "segment: %s\n", error.message);
-        return false;
-    }
-    /* A second read-write mapping of the control segment (no lock: the
-     * fixture holds it), as the supervisor's own. */
-    int fd = shm_open(f->segment, O_RDWR, 0);
-    struct stat st;
-    msup_control_t *c = calloc(1, sizeof *c);
-    void *base = fd >= 0 && fstat(fd, &st) == 0 && c != NULL
-                     ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
-                     : MAP_FAILED;
-    if (fd >= 0)
-        close(fd);
-    if (base == MAP_FAILED) {
-        free(c);
-        fprintf(stderr, "segment: no control segment %s\n", f->segment);
-        return true; /* a test that removed it */
-    }
-    c->base = base;
-    c->size = (size_t)st.st_size;
-    c->writable = true;
-    c->fd = -1;
-    c->ino = (uint64_t)st.st_ino;
-    c->dev = (uint64_t)st.st_dev;
-    c->hdr = base;
-    c->rows = (msup_cluster_row_t *)((uint8_t *)base + c->hdr->cluster_off);
-    c->max_clusters = c->hdr->max_clusters;
-    msup_segment_set_control(seg, c);
-    return true;
+    return msup_test_segment_open_rw(f->segment, seg);
 }
 
 bool wfix_totals(const wfix_t *f, const char *name, msup_totals_t *out)

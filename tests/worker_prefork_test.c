@@ -198,18 +198,23 @@ static void prefork_totals(bool real)
                                    wfix_peer_stat(&f, "cmd.delete")),
                         expect.ops[MSUP_OP_WRITE]);
 
-    /* Eight workers registered the missing row at once: one row only. */
+    /* Eight workers mapped the registered row: one registry row only. */
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     int rows = 0;
     for (uint32_t i = 0; i < seg.max_clusters; i++)
-        rows += atomic_load(&msup_segment_row(&seg, i)->row_state) == MSUP_ROW_ACTIVE && strcmp(msup_segment_row(&seg, i)->name, "main") == 0;
+        rows += atomic_load(&msup_segment_reg(&seg, i)->row_state) == MSUP_ROW_ACTIVE &&
+                strcmp(msup_segment_reg(&seg, i)->name, "main") == 0;
     CU_ASSERT_EQUAL(rows, 1);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->cluster_count), 1);
+    CU_ASSERT_EQUAL(atomic_load(&seg.shdr->cluster_count), 1);
 
-    /* Playing the supervisor: the reaper folds every EXITED slot once and
-     * the totals do not move. */
-    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), (unsigned)workers);
+    /* Every worker folded and freed its own slot at detach, exactly once:
+     * nothing is left for a reaper, and the totals do not move. */
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0);
+    uint32_t active = atomic_load(&seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->slots_reaped[active]), (uint64_t)workers);
+    for (uint32_t i = 0; i < seg.max_workers; i++)
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
     msup_segment_close(&seg);
     msup_totals_t after;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &after));
