@@ -28,6 +28,7 @@
 #include "peer/peer.h"
 #include "segment.h"
 #include "segment_fixture.h"
+#include "slots.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "testmain.h"
@@ -918,6 +919,164 @@ static void test_single_instance(void)
     terminate_ok(first, slack(5000));
     CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0); /* removed on exit */
     msup_segment_close(&seg);
+}
+
+/* Eight mongosupd started at the same moment on one segment, no pidfile:
+ * exactly one runs, the others exit 1 at once naming it (the old pid CAS
+ * had a window between the CAS and the start time and heartbeat). */
+static void test_startup_race(void)
+{
+    const char *seg_name = msup_test_segment_name("srace");
+    const char *conf = path_in_tmp("srace.conf");
+    write_config(conf, seg_name, NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    enum { N = 8 };
+    pid_t sups[N];
+    char logs[N][600];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "srace%d.log", i);
+        snprintf(logs[i], sizeof logs[i], "%s", path_in_tmp(name));
+        unlink(logs[i]);
+    }
+    for (int i = 0; i < N; i++)
+        sups[i] = start_daemon(conf, logs[i]);
+    /* The losers exit at once; the winner runs on (wait_exit kills it at
+     * its timeout: -1).  Who won, the logs say ("running"). */
+    int refused = 0, killed = 0;
+    for (int i = 0; i < N; i++) {
+        int rc = wait_exit(sups[i], slack(2000));
+        refused += rc == 1;
+        killed += rc == -1;
+    }
+    CU_ASSERT_EQUAL(killed, 1);
+    int winners = 0;
+    pid_t winner = 0;
+    for (int i = 0; i < N; i++) {
+        if (file_contains(logs[i], "running: environment")) {
+            winners++;
+            winner = sups[i];
+        }
+    }
+    CU_ASSERT_EQUAL(winners, 1);
+    CU_ASSERT_EQUAL(refused, N - 1);
+    char want[128];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)winner, seg_name);
+    int naming = 0;
+    for (int i = 0; i < N; i++)
+        naming += file_contains(logs[i], want);
+    CU_ASSERT_EQUAL(naming, N - 1);
+    fprintf(stderr, "\n    %d simultaneous starts: %d ran, %d refused naming pid %d ", N, winners, naming, (int)winner);
+    msup_segment_unlink(seg_name, NULL);
+}
+
+/* A supervisor stopped (SIGSTOP) longer than the heartbeat timeout still
+ * holds its lock: a second one is refused meanwhile, and after SIGCONT the
+ * first carries on alone. */
+static void test_stopped_supervisor(void)
+{
+    scenario_t s;
+    scenario_start(&s, "sstop", NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    kill(s.sup, SIGSTOP);
+    sleep_ms(3300); /* past heartbeat_timeout_ms (3000): the old check took the segment over */
+    CU_ASSERT_FALSE(msup_supervisor_alive(&s.seg));
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&s.seg), MSUP_SUPERVISOR_STALLED);
+    const char *log2 = path_in_tmp("sstop2.log");
+    const char *args[] = {"-c", s.conf, NULL};
+    CU_ASSERT_EQUAL(run_daemon(log2, args), 1);
+    char want[128];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)s.sup, s.seg_name);
+    CU_ASSERT_TRUE(file_contains(log2, want));
+    kill(s.sup, SIGCONT);
+    uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
+    sleep_ms(500);
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->supervisor_pid), s.sup);
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&s.seg), MSUP_SUPERVISOR_ALIVE);
+    CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
+    scenario_stop(&s);
+}
+
+/* A slot forged (by anyone who can write the stats segment) to name a
+ * process that is not a worker of this segment: escalate = kill signals
+ * the real straggler and never the forged pid. */
+static void test_forged_slot_not_signalled(void)
+{
+    scenario_t s;
+    pid_t stubborn = scenario_start_stubborn(&s, "forged", "drain_timeout_ms = 300; escalate = \"kill\";");
+    pid_t victim = fork();
+    CU_ASSERT_FATAL(victim >= 0);
+    if (victim == 0) {
+        execlp("sleep", "sleep", "60", (char *)NULL);
+        _exit(127);
+    }
+    uint64_t start = 0;
+    for (int i = 0; i < 200 && start == 0; i++) {
+        sleep_ms(5);
+        start = msup_proc_start_time(victim);
+    }
+    sleep_ms(100); /* exec done: the victim maps nothing of ours */
+    msup_segment_t rw;
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
+    mongosup_error_t err;
+    int forged = msup_slot_claim(&rw, victim, "forged", &err);
+    CU_ASSERT_FATAL(forged >= 0);
+    CU_ASSERT_EQUAL(msup_segment_slot(&rw, (uint32_t)forged)->start_time, msup_proc_start_time(victim));
+    msup_segment_close(&rw);
+    long took;
+    CU_ASSERT_EQUAL(term_and_time(s.sup, slack(5000), &took), 0);
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    CU_ASSERT_EQUAL(waitpid(victim, NULL, WNOHANG), 0); /* alive: never signalled */
+    char want[160];
+    snprintf(want, sizeof want, "names pid %d, which is not a worker of segment", (int)victim);
+    CU_ASSERT_TRUE(file_contains(s.log, want));
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    msup_segment_close(&s.seg);
+    msup_segment_unlink(s.seg_name, NULL);
+}
+
+/* A deploy: every worker of a full segment exits and as many new ones
+ * attach at once (each as soon as its predecessor is gone, as a prefork
+ * master does).  A worker frees its slot itself: no attach waits for the
+ * reaper, none fails with NO_SLOT; every detach is counted once. */
+static void test_mass_replacement(void)
+{
+    scenario_t s;
+    scenario_start(&s, "mass", NULL, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    enum { N = 16 }; /* write_config: max_workers = 16 */
+    pid_t old[N], fresh[N];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "mass-old%d", i);
+        start_attached_worker(&s, "usr1", "main", path_in_tmp(name), &old[i]);
+    }
+    uint32_t active = atomic_load(&s.seg.retired->active) & 1u;
+    uint64_t reaped0 = atomic_load(&s.seg.retired->slots_reaped[active]);
+    uint64_t t0 = now_ms();
+    for (int i = 0; i < N; i++)
+        kill(old[i], SIGUSR1);
+    int attach_failures = 0;
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(wait_exit(old[i], slack(5000)), 0);
+        char name[32];
+        snprintf(name, sizeof name, "mass-new%d", i);
+        fresh[i] = start_worker("usr1", s.conf, "main", path_in_tmp(name));
+    }
+    for (int i = 0; i < N; i++)
+        attach_failures += wait_slot_of_pid(&s.seg, fresh[i], slack(3000)) < 0;
+    long took = (long)(now_ms() - t0);
+    fprintf(stderr, "\n    %d workers replaced in %ld ms, %d attach failures ", N, took, attach_failures);
+    CU_ASSERT_EQUAL(attach_failures, 0);
+    CU_ASSERT_FALSE(file_contains(path_in_tmp("workers.log"), "worker slots are taken"));
+    active = atomic_load(&s.seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.retired->slots_reaped[active]), reaped0 + N);
+    for (int i = 0; i < N; i++) {
+        kill(fresh[i], SIGUSR1);
+        CU_ASSERT_EQUAL(wait_exit(fresh[i], slack(5000)), 0);
+    }
+    active = atomic_load(&s.seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.retired->slots_reaped[active]), reaped0 + 2 * N);
+    scenario_stop(&s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1945,6 +2104,10 @@ static const msup_test_t tests[] = {
     {"/supervisor/cli/errors", test_cli_errors},
     {"/supervisor/cli/check-config", test_check_config},
     {"/supervisor/single-instance", test_single_instance},
+    {"/supervisor/single-instance/simultaneous-starts", test_startup_race},
+    {"/supervisor/single-instance/stopped-supervisor", test_stopped_supervisor},
+    {"/supervisor/shutdown/forged-slot-not-signalled", test_forged_slot_not_signalled},
+    {"/supervisor/slots/mass-replacement", test_mass_replacement},
     {"/supervisor/health/down-up-reconnect", test_health_down_up_reconnect},
     {"/supervisor/health/hung-peer", test_health_hung_peer},
     {"/supervisor/health/replica-set", test_health_replica_set},
