@@ -1,4 +1,6 @@
 /* tools_ctl_test.c: each mongosupctl command changes what it should (seen in the segment or by a signalled child). */
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,9 +279,82 @@ static void test_workers(void)
     teardown(sup);
 }
 
+/* Name squatting: another uid (nobody) creates the segment's names before
+ * any supervisor, with a convincing image (a live "supervisor" pid, a fresh
+ * heartbeat, its lock held).  Every tool refuses it with one line naming the
+ * owner and mode and a non-zero exit, and mongosupctl signals nothing. */
+static void test_squatted_by_another_uid(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP (not root: cannot create objects as another uid) ");
+        return;
+    }
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL) {
+        printf("SKIP (no user nobody) ");
+        return;
+    }
+    uid_t nobody = pw->pw_uid;
+    gid_t nogroup = pw->pw_gid;
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("squat"));
+    msup_segment_unlink(seg_name, NULL);
+    pid_t victim = spawn_sleep(); /* the pid the squatter publishes as its "supervisor" */
+    int ready[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0);
+    pid_t squatter = fork();
+    CU_ASSERT_FATAL(squatter >= 0);
+    if (squatter == 0) {
+        close(ready[0]);
+        if (setgroups(0, NULL) != 0 || setgid(nogroup) != 0 || setuid(nobody) != 0)
+            _exit(2);
+        msup_segment_t fake;
+        if (!fx_create(seg_name, victim, getpid(), &fake))
+            _exit(3);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(4);
+        for (;;) {
+            fx_heartbeat(&fake);
+            sleep_ms(50);
+        }
+    }
+    close(ready[1]);
+    char byte = 0;
+    CU_ASSERT_EQUAL_FATAL(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    char want[96];
+    snprintf(want, sizeof want, "is owned by uid %u (mode 0600)", (unsigned)nobody);
+    const char *ctl_cmds[] = {"status", "workers", "reload", "shutdown", "reconnect users"};
+    for (size_t i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++) {
+        int st;
+        char *out = ctl(ctl_cmds[i], &st);
+        CU_ASSERT_NOT_EQUAL(st, 0);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "refused"));
+        CU_ASSERT(out && strchr(out, '\n') == out + strlen(out) - 1); /* one line */
+        if (out == NULL || strstr(out, want) == NULL)
+            fprintf(stderr, "\nmongosupctl %s: %s\n", ctl_cmds[i], out ? out : "(none)");
+        free(out);
+    }
+    const char *top_modes[] = {"--once", "--json", "--prometheus"};
+    for (size_t i = 0; i < sizeof top_modes / sizeof top_modes[0]; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s -n %s %s", fx_tool("mongosup-top"), seg_name, top_modes[i]);
+        int st;
+        char *out = fx_run(cmd, true, &st);
+        CU_ASSERT_EQUAL(st, 1);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+        free(out);
+    }
+    CU_ASSERT_EQUAL(end_signal(victim, 300), 0); /* never signalled: still sleeping */
+    reap(victim);
+    reap(squatter);
+    msup_segment_unlink(seg_name, NULL);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
+        {"/tools/ctl/squatted-by-another-uid", test_squatted_by_another_uid},
         {"/ctl/status/exit-codes", test_status_codes},
         {"/ctl/usage", test_usage},
         {"/ctl/reconnect", test_reconnect},

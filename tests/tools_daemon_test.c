@@ -187,10 +187,95 @@ static void test_daemon_end_to_end(void)
     unlink(logf);
 }
 
+/* What each tool says about the supervisor, as one word. */
+static void verdicts(const char *seg_name, bool *ctl_alive, bool *json_alive, bool *prom_up, bool *text_alive)
+{
+    char cmd[1024];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    free(fx_run(cmd, true, &st));
+    *ctl_alive = st != 3;
+    snprintf(cmd, sizeof cmd, "%s -n %s --json", fx_tool("mongosup-top"), seg_name);
+    char *out = fx_run(cmd, false, &st);
+    *json_alive = out && (strstr(out, "\"alive\":true") || strstr(out, "\"alive\": true"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s -n %s --prometheus", fx_tool("mongosup-top"), seg_name);
+    out = fx_run(cmd, false, &st);
+    const char *v = out ? prom_value(out, "mongosup_up") : NULL;
+    *prom_up = v && strcmp(v, "1") == 0;
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s -n %s --once", fx_tool("mongosup-top"), seg_name);
+    out = fx_run(cmd, false, &st);
+    *text_alive = out && strstr(out, "(alive)");
+    free(out);
+}
+
+/* One liveness verdict: right after mongosupd is SIGKILLed (its heartbeat
+ * still fresh for ~3 s) every tool says it is gone, at once. */
+static void test_liveness_agrees_after_kill(void)
+{
+    if (access(daemon_path(), X_OK) != 0) {
+        fprintf(stderr, "\nmongosupd missing: skipped\n");
+        return;
+    }
+    char seg_name[64], cfg[128], logf[128];
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("killed"));
+    snprintf(cfg, sizeof cfg, "/tmp/msup-test-%d-killed.cfg", (int)getpid());
+    snprintf(logf, sizeof logf, "/tmp/msup-test-%d-killed.log", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f,
+            "segment = { name = \"%s\"; max_workers = 8; };\n"
+            "default_environment = \"test\";\n"
+            "environments = { test = { clusters = { users = { mongo_uri = \"mongodb://127.0.0.1:1/\"; }; }; }; };\n",
+            seg_name);
+    fclose(f);
+    pid_t d = fork();
+    if (d == 0) {
+        FILE *lf = freopen(logf, "w", stderr);
+        (void)lf;
+        execl(daemon_path(), "mongosupd", "-c", cfg, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(d > 0);
+    bool c = false, j = false, p = false, t = false;
+    for (int i = 0; i < 100 && !(c && j && p && t); i++) {
+        sleep_ms(50);
+        verdicts(seg_name, &c, &j, &p, &t);
+    }
+    CU_ASSERT(c && j && p && t);
+    kill(d, SIGKILL);
+    waitpid(d, NULL, 0);
+    uint64_t t0 = msup_mono_ns();
+    verdicts(seg_name, &c, &j, &p, &t);
+    uint64_t took_ms = (msup_mono_ns() - t0) / 1000000u;
+    fprintf(stderr, "\n    after SIGKILL (%llu ms to ask all four): status %s, json %s, metrics %s, text %s ",
+            (unsigned long long)took_ms, c ? "alive" : "gone", j ? "alive" : "gone", p ? "up" : "down",
+            t ? "alive" : "gone");
+    CU_ASSERT_FALSE(c);
+    CU_ASSERT_FALSE(j);
+    CU_ASSERT_FALSE(p);
+    CU_ASSERT_FALSE(t);
+    /* The heartbeat is still fresh now: "gone" came from the lock, not from its age. */
+    msup_segment_t seg;
+    mongosup_error_t err;
+    if (msup_segment_open_readonly(seg_name, (uid_t)-1, &seg, &err)) {
+        CU_ASSERT_TRUE(msup_supervisor_alive(&seg));
+        CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_GONE);
+        msup_segment_close(&seg);
+    } else {
+        CU_FAIL("segment left by the killed supervisor not readable");
+    }
+    msup_segment_unlink(seg_name, NULL);
+    unlink(cfg);
+    unlink(logf);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/tools/daemon/end-to-end", test_daemon_end_to_end},
+        {"/tools/daemon/liveness-agrees-after-kill", test_liveness_agrees_after_kill},
         {NULL, NULL},
     };
     return msup_test_main("tools_daemon", tests, argc, argv);
