@@ -652,6 +652,12 @@ msup_control_t *msup_control_claim(const char *name, const msup_geometry_t *geo,
         close(fd);
         return NULL;
     }
+    /* The group reads it (workers of another uid, monitors); nobody but us writes. */
+    if (geo->group != (gid_t)-1 && fchown(fd, (uid_t)-1, geo->group) != 0) {
+        msup_fail_errno(error, MONGOSUP_E_SEGMENT, "cannot set the group of control segment %s", name);
+        close(fd);
+        return NULL;
+    }
     if (!fresh && fchmod(fd, mode) != 0) {
         msup_fail_errno(error, MONGOSUP_E_SEGMENT, "cannot set the mode of control segment %s", name);
         close(fd);

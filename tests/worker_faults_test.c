@@ -4,9 +4,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "budget.h"
 #include "slots.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 static bool insert_one(mongoc_client_t *client, bson_t *reply, bson_error_t *error)
@@ -421,6 +426,71 @@ static void test_remap_on_config_generation(void)
     detach_and_stop(&f, &h);
 }
 
+/* ---- forgery through the stats segment (any member of its group can write it) ---- */
+
+/* Whatever is written to the stats segment, a worker's belief about health,
+ * phase, reconnect generation and budget limits stays what the control
+ * segment (the supervisor's, mapped read-only) says. */
+static void test_forged_stats_change_no_belief(void)
+{
+    wfix_t f;
+    mongosup_t *h = start_attached(&f, "forge", "max_pool_size = 4;");
+    msup_segment_t seg;
+    int row = open_main_row(&f, &seg);
+    play_supervisor(&seg, true);
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_timeout_ms, 600000);
+    /* The forger: budget limits of 1 on the line, a registry and slot scribbled over. */
+    msup_reg_row_t *line = msup_segment_reg(&seg, (uint32_t)row);
+    msup_budget_apply_limits(&line->limits, 1, 1);
+    atomic_store(&line->budget_share, 1);
+    atomic_store(&line->budget_interested, 1000);
+    atomic_store(&line->budget_share_mono_ns, msup_mono_ns() + 60ull * 1000000000ull);
+    atomic_store(&line->budget_wait_mono_ns, msup_mono_ns());
+    msup_slot_t *mine = msup_segment_slot(&seg, (uint32_t)mongosup_worker_slot(h));
+    atomic_store(&mine->draining_ack, 1);
+    for (uint32_t i = 0; i < seg.max_clusters; i++)
+        if ((int)i != row)
+            snprintf(msup_segment_reg(&seg, i)->name, MSUP_NAME_MAX, "main"); /* decoy rows */
+    /* Four clients at once: the forged cap of 1 binds nobody. */
+    mongosup_error_t error;
+    mongoc_client_t *c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = mongosup_checkout(h, "main", &error);
+        CU_ASSERT_PTR_NOT_NULL(c[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        if (c[i] != NULL)
+            mongosup_checkin(h, c[i], NULL);
+    CU_ASSERT_FALSE(mongosup_draining(h)); /* the phase lives in the control segment only */
+    /* The control row is still the one believed: DOWN there opens the circuit. */
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+
+    /* And a worker cannot write the control segment at all: its map is
+     * read-only (a child attached like any worker dies trying). */
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        mongosup_t *w = mongosup_attach(f.cfg, &error);
+        if (w == NULL)
+            _exit(2);
+        msup_control_t *ctl = msup_segment_control(msup_handle_seg(w));
+        if (ctl == NULL)
+            _exit(3);
+        atomic_store(&ctl->rows[row].health, MSUP_HEALTH_DOWN); /* SIGSEGV */
+        _exit(4);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    CU_ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_UP);
+    msup_slots_reap_all(&seg); /* the child's slot */
+    msup_segment_close(&seg);
+    detach_and_stop(&f, &h);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -434,6 +504,7 @@ int main(int argc, char **argv)
         {"/worker/run/retries-transient", test_run_retries_transient},
         {"/worker/run/not-transient", test_run_not_transient},
         {"/worker/rows/remap-on-config-generation", test_remap_on_config_generation},
+        {"/worker/trust/forged-stats-change-no-belief", test_forged_stats_change_no_belief},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_faults", tests, argc, argv);
