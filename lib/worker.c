@@ -554,8 +554,8 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
     return h;
 }
 
-/* How long a detaching worker waits for the fold lock (held for
- * microseconds by another folder) before leaving its slot EXITED for a
+/* How long a detaching worker waits for the fold lock (held only
+ * while another folder folds one slot) before leaving its slot EXITED for a
  * reaper instead. */
 #define DETACH_FOLD_WAIT_MS 1000
 
