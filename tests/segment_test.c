@@ -1,5 +1,7 @@
 /* segment_test.c: the control and stats segments: create, adopt, lock, owners and modes, liveness, corruption. */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <time.h>
 #include <fcntl.h>
@@ -671,6 +673,64 @@ static void test_liveness_follows_lock(void)
     msup_segment_unlink(name, NULL);
 }
 
+/* A group member (another uid in the segment's group, as a worker of
+ * another user is): it may write the stats segment, but it can open the
+ * control segment read-only only, so it cannot forge health or phase. */
+static void test_group_member_cannot_write_control(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP (not root: needs a child of another uid) ");
+        return;
+    }
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL) {
+        printf("SKIP (no user nobody) ");
+        return;
+    }
+    char name[MSUP_NAME_MAX];
+    snprintf(name, sizeof name, "%s", msup_test_segment_name("group"));
+    msup_segment_unlink(name, NULL);
+    msup_geometry_t g = geo4x2;
+    g.mode = 0660;
+    g.group = pw->pw_gid;
+    msup_segment_t seg;
+    mongosup_error_t err;
+    bool created;
+    CU_ASSERT_FATAL(msup_segment_create(name, &g, &seg, &err));
+    msup_control_t *ctl = msup_control_claim(name, &g, &created, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+    msup_segment_set_control(&seg, ctl);
+    char path[128];
+    struct stat st;
+    shm_path(name, "", path, sizeof path);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0640); /* the configured 0660 minus group write */
+    CU_ASSERT_EQUAL(st.st_gid, pw->pw_gid);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(2);
+        if (shm_open(name, O_RDWR, 0) >= 0 || errno != EACCES)
+            _exit(3); /* the control segment: not writable by the group */
+        msup_segment_t w;
+        mongosup_error_t e;
+        if (!msup_segment_adopt(name, &g, &w, &e)) /* the stats segment: writable (root owns it: accepted) */
+            _exit(4);
+        if (!msup_segment_bind_control(&w, &e))
+            _exit(5); /* read-only, trusted */
+        msup_segment_close(&w);
+        _exit(0);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        fprintf(stderr, "\ngroup member child: step %d failed\n", WEXITSTATUS(status));
+    msup_segment_close(&seg);
+    msup_segment_unlink(name, NULL);
+}
+
 /* A worker believes a control row only for the same index and name: a
  * forged registry name finds no trusted row. */
 static void test_trusted_row_needs_same_name(void)
@@ -736,6 +796,7 @@ int main(int argc, char **argv)
         {"/segment/supervisor/heartbeat", test_supervisor_alive},
         {"/segment/supervisor/liveness-follows-lock", test_liveness_follows_lock},
         {"/segment/trust/same-index-and-name", test_trusted_row_needs_same_name},
+        {"/segment/trust/group-member-cannot-write-control", test_group_member_cannot_write_control},
         {"/segment/signal/proc-maps-segment", test_proc_maps_segment},
         {NULL, NULL},
     };
