@@ -35,6 +35,14 @@ static bool breaker_in_force(const msup_segment_t *seg, const msup_cluster_row_t
     return atomic_load_explicit(&r->circuit_breaker, memory_order_relaxed) != 0 && msup_supervisor_alive(seg);
 }
 
+/* The follow-up window of a DOWN verdict applies while the breaker is still in force for the cluster's row. */
+static bool follow_up_in_force(const msup_segment_t *seg, const struct msup_wcluster *c)
+{
+    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
+    return row >= 0 && !atomic_load_explicit(&c->removed, memory_order_relaxed) &&
+           breaker_in_force(seg, msup_segment_row(seg, (uint32_t)row));
+}
+
 bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *seg, const msup_cluster_row_t *r,
                           uint32_t health)
 {
@@ -224,7 +232,11 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             atomic_fetch_add_explicit(&ff->cutoffs, 1, memory_order_relaxed);
             cut(h, c);
         } else if (ff->seen_health == MSUP_HEALTH_DOWN && now < ff->follow_until_ns &&
-                   atomic_load_explicit(&ff->local, memory_order_relaxed) == MSUP_LOCAL_NONE) {
+                   atomic_load_explicit(&ff->local, memory_order_relaxed) == MSUP_LOCAL_NONE &&
+                   follow_up_in_force(seg, c)) {
+            /* Only while the verdict still stands behind a live supervisor:
+             * checkouts fail open as soon as it does not, and the follow-up
+             * must not shut the connections they open. */
             cut(h, c);
         }
         near = near || now < ff->follow_until_ns;
