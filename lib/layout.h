@@ -59,7 +59,11 @@
 #include <stdint.h>
 
 #define MSUP_MAGIC          UINT64_C(0x314D48535055534D) /* "MSUPSHM1" little-endian */
-#define MSUP_LAYOUT_VERSION 1u
+/* Version 2: MSUP_HEALTH_RECOVERING (health 4) and msup_stats_t.uri_mismatch.
+ * Sizes and offsets are those of version 1, but a version-1 reader would show
+ * health 4 as garbage and a version-1 writer never clears uri_mismatch: the
+ * two do not share a segment. */
+#define MSUP_LAYOUT_VERSION 2u
 #define MSUP_CACHE_LINE     64
 
 #define MSUP_NAME_MAX       64   /* cluster / environment / segment names, NUL included */

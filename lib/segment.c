@@ -85,7 +85,9 @@ bool msup_layout_validate(const void *base, size_t size, mongosup_error_t *error
         return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is foreign: bad magic 0x%016llx",
                          (unsigned long long)magic);
     if (h->layout_version != MSUP_LAYOUT_VERSION)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment has layout version %u, this build reads version %u",
+        return msup_fail(error, MONGOSUP_E_SEGMENT,
+                         "segment has layout version %u, this build reads version %u: another mongosup release "
+                         "made it; stop its processes and remove the segment",
                          h->layout_version, MSUP_LAYOUT_VERSION);
     if (h->header_size != sizeof(msup_header_t) || h->stats_size != sizeof(msup_stats_t) ||
         h->cluster_row_size != sizeof(msup_cluster_row_t) || h->hist_buckets != MSUP_HIST_BUCKETS)

@@ -207,6 +207,12 @@ static void test_bad_segments(void)
     ((msup_header_t *)work)->layout_version = 99;
     write_raw(name, work, len);
     expect_refused(name, "layout version 99");
+    /* A segment of the previous release (version 1: no RECOVERING health, no
+     * uri_mismatch) is refused with the reason, not read with the new meanings. */
+    memcpy(work, img, len);
+    ((msup_header_t *)work)->layout_version = 1;
+    write_raw(name, work, len);
+    expect_refused(name, "layout version 1, this build reads version 2: another mongosup release");
 
     memcpy(work, img, len);
     write_raw(name, work, len - 4096);
