@@ -209,19 +209,6 @@ static char *run_capture(const char *const *argv, bool as_service_user, int *sta
 
 /* ------------------------------------------------------------- configs */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static int file_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -247,7 +234,7 @@ bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mon
     snprintf(s->suplog, sizeof s->suplog, "%s/mongosupd.log", s->dir);
     snprintf(s->vglog, sizeof s->vglog, "%s/valgrind.log", s->dir);
     s->single_under_valgrind = o->single_under_valgrind;
-    s->port = free_port();
+    s->port = msup_test_free_port();
     uid_t uid;
     gid_t gid;
     const char *user = NULL;

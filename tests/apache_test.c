@@ -356,7 +356,6 @@ static void test_graceful_restart(void)
     if (!ap_start(&s, "graceful", &o))
         return;
     pid_t old[MAX_PIDS];
-    int nold = ap_children(&s, old, MAX_PIDS);
     long n = scaled(2000);
     char out[200];
     snprintf(out, sizeof out, "%s/ab.out", s.dir);
@@ -365,7 +364,7 @@ static void test_graceful_restart(void)
     pid_t ab = ap_ab_start(&s, n, 4, "/users/1", false, out);
     CU_ASSERT_FATAL(ab > 0);
     wait_reads(&s, n / 4, 20000);
-    nold = ap_children(&s, old, MAX_PIDS); /* the generation serving now */
+    int nold = ap_children(&s, old, MAX_PIDS); /* the generation serving now */
     CU_ASSERT_EQUAL(ap_httpd_ctl(&s, "graceful"), 0);
     ab_result_t r;
     CU_ASSERT(ap_ab_finish(ab, out, &r));

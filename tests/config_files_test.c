@@ -61,18 +61,6 @@ static void write_conf(const char *path, const char *segment, const char *extra)
                segment != NULL ? segment : "", extra != NULL ? extra : "");
 }
 
-static uint64_t now_ms(void)
-{
-    return msup_mono_ns() / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* The time a load may take: a second natively, more under valgrind. */
 static unsigned load_bound_ms(void)
 {
@@ -91,7 +79,7 @@ static load_outcome_t load_in_child(const char *path, char *msg, size_t msg_len,
 {
     int fds[2];
     CU_ASSERT_FATAL(pipe(fds) == 0);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
@@ -115,7 +103,7 @@ static load_outcome_t load_in_child(const char *path, char *msg, size_t msg_len,
     buf[len] = '\0';
     int st = 0;
     CU_ASSERT_EQUAL(waitpid(pid, &st, 0), pid);
-    *ms = now_ms() - t0;
+    *ms = msup_test_now_ms() - t0;
     snprintf(msg, msg_len, "%s", len > 0 ? buf + 1 : "");
     if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
         return LOAD_HUNG;
@@ -359,17 +347,17 @@ static pid_t spawn_daemon(const char *log, const char *const *args)
 /* Exit status within timeout_ms, or -1 (the process is then killed). */
 static int wait_exit(pid_t pid, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     int st;
     for (;;) {
         if (waitpid(pid, &st, WNOHANG) == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_ms() >= deadline) {
+        if (msup_test_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             return -1;
         }
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
 }
 
@@ -467,18 +455,18 @@ static void write_two_envs(const char *path, const char *segment, const char *de
 
 static bool open_running(const char *name, msup_segment_t *seg, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     mongosup_error_t err;
-    while (now_ms() < deadline) {
+    while (msup_test_now_ms() < deadline) {
         if (msup_segment_open_readonly(name, seg, &err)) {
-            while (now_ms() < deadline && atomic_load(&seg->hdr->phase) != MSUP_PHASE_RUNNING)
-                sleep_ms(10);
+            while (msup_test_now_ms() < deadline && atomic_load(&seg->hdr->phase) != MSUP_PHASE_RUNNING)
+                msup_test_sleep_ms(10);
             if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
                 return true;
             msup_segment_close(seg);
             return false;
         }
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     return false;
 }
@@ -501,14 +489,14 @@ static void test_reload_keeps_environment(void)
     /* Another default, and a changed setting of the running environment. */
     write_two_envs(conf, seg_name, "second", 1500);
     CU_ASSERT_EQUAL(kill(sup, SIGHUP), 0);
-    uint64_t deadline = now_ms() + (msup_test_under_valgrind() ? 20000 : 5000);
-    while (atomic_load(&seg.hdr->config_generation) == gen && now_ms() < deadline)
-        sleep_ms(10);
+    uint64_t deadline = msup_test_now_ms() + (msup_test_under_valgrind() ? 20000 : 5000);
+    while (atomic_load(&seg.hdr->config_generation) == gen && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(10);
     CU_ASSERT(atomic_load(&seg.hdr->config_generation) > gen);
     CU_ASSERT_STRING_EQUAL(seg.hdr->environment, "first");
     CU_ASSERT(msup_segment_find_cluster(&seg, "alpha") >= 0);
     CU_ASSERT(msup_segment_find_cluster(&seg, "beta") < 0);
-    sleep_ms(100); /* the log line follows the generation bump */
+    msup_test_sleep_ms(100); /* the log line follows the generation bump */
     const char *text = slurp(log);
     if (strstr(text, "0 added, 0 removed, 1 changed") == NULL)
         fprintf(stderr, "\n    log: %s", text);

@@ -23,17 +23,6 @@
 
 static char tmpdir[64];
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static uint64_t now_ms(void)
-{
-    return msup_mono_ns() / 1000000u;
-}
-
 /* Bounds widen under valgrind (the test process is slow, not mongosupd). */
 static unsigned slack(unsigned ms)
 {
@@ -58,14 +47,14 @@ static char *slurp(const char *path)
 
 static bool wait_file_contains(const char *path, const char *needle, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     for (;;) {
         char *text = slurp(path);
         bool found = text != NULL && strstr(text, needle) != NULL;
         free(text);
-        if (found || now_ms() >= deadline)
+        if (found || msup_test_now_ms() >= deadline)
             return found;
-        sleep_ms(20);
+        msup_test_sleep_ms(20);
     }
 }
 
@@ -121,12 +110,12 @@ static pid_t spawn_daemon(const daemon_t *d)
 /* Exit status of pid within timeout_ms, or -1 (then it is killed). */
 static int wait_exit(pid_t pid, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     int st;
-    while (now_ms() < deadline) {
+    while (msup_test_now_ms() < deadline) {
         if (waitpid(pid, &st, WNOHANG) == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -152,9 +141,9 @@ static void daemon_start(daemon_t *d, const char *tag, const char *segment_extra
     d->pid = spawn_daemon(d);
     CU_ASSERT_FATAL(d->pid > 0);
     char why[512] = "";
-    uint64_t deadline = now_ms() + slack(5000);
-    while (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && now_ms() < deadline)
-        sleep_ms(20);
+    uint64_t deadline = msup_test_now_ms() + slack(5000);
+    while (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(20);
     if (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK) {
         char *log = slurp(d->log);
         fprintf(stderr, "\nmongosupd did not answer on %s: %s\n%s\n", d->sock, why, log ? log : "");
@@ -222,9 +211,9 @@ static void test_reload_good(void)
     free(out);
     /* SIGHUP still reloads, for systemd's ExecReload and operators. */
     kill(d.pid, SIGHUP);
-    uint64_t deadline = now_ms() + slack(3000);
-    while (generation(&d) != g0 + 2 && now_ms() < deadline)
-        sleep_ms(20);
+    uint64_t deadline = msup_test_now_ms() + slack(3000);
+    while (generation(&d) != g0 + 2 && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(20);
     CU_ASSERT_EQUAL(generation(&d), g0 + 2);
     daemon_stop(&d);
 }
@@ -388,7 +377,7 @@ static void test_never_signals_segment_pid(void)
         _exit(127);
     }
     CU_ASSERT_FATAL(victim > 0);
-    sleep_ms(50);
+    msup_test_sleep_ms(50);
     /* What a writer of the segment could do: name another process, with
      * its start time, as the supervisor. */
     msup_segment_t rw;
@@ -405,7 +394,7 @@ static void test_never_signals_segment_pid(void)
     free(out);
     CU_ASSERT_EQUAL(wait_exit(d.pid, slack(5000)), 0); /* the real supervisor got the request */
     d.pid = 0;
-    sleep_ms(100);
+    msup_test_sleep_ms(100);
     CU_ASSERT_EQUAL(waitpid(victim, NULL, WNOHANG), 0); /* SIGHUP or SIGTERM would have ended it */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)victim);
@@ -605,9 +594,9 @@ static void test_client_errors(void)
     fd = listen_at(sock);
     CU_ASSERT_FATAL(fd >= 0);
     snprintf(cmd, sizeof cmd, "%s -s %s -t 0.3 reload", fx_tool("mongosupctl"), sock);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     out = fx_run(cmd, true, &st);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = msup_test_now_ms() - t0;
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no answer from mongosupd on"));
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "within 300 ms"));
@@ -648,7 +637,7 @@ static void *watch_heartbeat(void *arg)
         if (age > w->max_age_ms)
             w->max_age_ms = age;
         w->samples++;
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     msup_segment_close(&seg);
     return NULL;
@@ -670,13 +659,13 @@ static void *slowloris_main(void *arg)
     snprintf(sa.sun_path, sizeof sa.sun_path, "%s", s->sock);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
         return NULL;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     while (!s->stop) {
         if (send(fd, "p", 1, MSG_NOSIGNAL) != 1) {
-            s->closed_after_ms = (long)(now_ms() - t0);
+            s->closed_after_ms = (long)(msup_test_now_ms() - t0);
             break;
         }
-        sleep_ms(100);
+        msup_test_sleep_ms(100);
     }
     close(fd);
     return NULL;
@@ -700,21 +689,21 @@ static void test_idle_and_slow_clients(void)
         idle[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
         snprintf(sa.sun_path, sizeof sa.sun_path, "%s", d.sock);
-        uint64_t deadline = now_ms() + slack(2000);
+        uint64_t deadline = msup_test_now_ms() + slack(2000);
         int rc;
         while ((rc = connect(idle[i], (struct sockaddr *)&sa, sizeof sa)) != 0 && errno == EAGAIN &&
-               now_ms() < deadline)
-            sleep_ms(1); /* a full backlog: mongosupd accepts them in its next pass */
+               msup_test_now_ms() < deadline)
+            msup_test_sleep_ms(1); /* a full backlog: mongosupd accepts them in its next pass */
         connected += rc == 0;
     }
     CU_ASSERT_EQUAL(connected, IDLE_CLIENTS);
-    sleep_ms(200);
+    msup_test_sleep_ms(200);
 
     /* An operator's request while they all hang on. */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     int st;
     char *out = ctl(&d, "reload", &st);
-    uint64_t took = now_ms() - t0;
+    uint64_t took = msup_test_now_ms() - t0;
     fprintf(stderr, "\n    reload with %d idle clients and a slowloris: %llu ms ", IDLE_CLIENTS,
             (unsigned long long)took);
     CU_ASSERT_EQUAL(st, 0);
@@ -724,7 +713,7 @@ static void test_idle_and_slow_clients(void)
     CU_ASSERT(took < slack(MSUP_CONTROL_DEADLINE_MS));
 
     /* Past the deadline every idle connection has been closed by mongosupd. */
-    sleep_ms(MSUP_CONTROL_DEADLINE_MS + 500);
+    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 500);
     int closed = 0;
     for (int i = 0; i < IDLE_CLIENTS; i++) {
         char buf[256];
@@ -743,7 +732,7 @@ static void test_idle_and_slow_clients(void)
     /* Alone (nobody evicts it), a slow writer lasts its deadline, no more. */
     slowloris_t alone = {.sock = d.sock};
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &alone) == 0);
-    sleep_ms(MSUP_CONTROL_DEADLINE_MS + 800);
+    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 800);
     alone.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "a lone slowloris closed after %ld ms ", alone.closed_after_ms);
@@ -844,9 +833,9 @@ static void test_stale_socket(void)
     waitpid(started.pid, NULL, 0);
     started.pid = spawn_daemon(&started);
     char why[512] = "";
-    uint64_t deadline = now_ms() + slack(5000);
-    while (ask(started.sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && now_ms() < deadline)
-        sleep_ms(20);
+    uint64_t deadline = msup_test_now_ms() + slack(5000);
+    while (ask(started.sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(20);
     CU_ASSERT_EQUAL(ask(started.sock, "ping", why, sizeof why), MSUP_CTL_ANSWER_OK);
     daemon_stop(&started);
 }

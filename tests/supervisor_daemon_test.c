@@ -38,18 +38,6 @@
 static char self_exe[4096];
 static char tmpdir[64];
 
-static uint64_t now_ms(void)
-{
-    return msup_mono_ns() / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Time bounds widen under valgrind (the test binary runs slower; the
  * daemon itself runs natively unless MONGOSUP_VALGRIND_DAEMON is set). */
 static bool daemon_under_valgrind(void)
@@ -111,11 +99,11 @@ static bool file_contains(const char *path, const char *needle)
 /* A log line may follow the state the test saw: give it a moment. */
 static bool wait_log(const char *path, const char *needle)
 {
-    uint64_t deadline = now_ms() + slack(1000);
+    uint64_t deadline = msup_test_now_ms() + slack(1000);
     while (!file_contains(path, needle)) {
-        if (now_ms() >= deadline)
+        if (msup_test_now_ms() >= deadline)
             return false;
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     return true;
 }
@@ -297,18 +285,18 @@ static pid_t start_daemon(const char *conf, const char *logpath)
 /* Exit status of pid within timeout_ms, or -1 (then it is killed). */
 static int wait_exit(pid_t pid, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     int st;
     for (;;) {
         pid_t r = waitpid(pid, &st, WNOHANG);
         if (r == pid)
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (now_ms() >= deadline) {
+        if (msup_test_now_ms() >= deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &st, 0);
             return -1;
         }
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
 }
 
@@ -332,19 +320,19 @@ static int count_lines(const char *path)
 /* Maps the segment as soon as it exists and a supervisor runs it. */
 static bool open_segment(const char *name, msup_segment_t *seg, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     mongosup_error_t err;
-    while (now_ms() < deadline) {
+    while (msup_test_now_ms() < deadline) {
         if (msup_segment_open_readonly(name, seg, &err)) {
-            while (now_ms() < deadline) {
+            while (msup_test_now_ms() < deadline) {
                 if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
                     return true;
-                sleep_ms(10);
+                msup_test_sleep_ms(10);
             }
             msup_segment_close(seg);
             return false;
         }
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     return false;
 }
@@ -358,12 +346,12 @@ static msup_cluster_row_t *row_named(const msup_segment_t *seg, const char *name
 /* Milliseconds until the cluster's health is `want`, or -1 after timeout. */
 static long wait_health(const msup_segment_t *seg, const char *cluster, uint32_t want, unsigned timeout_ms)
 {
-    uint64_t start = now_ms(), deadline = start + timeout_ms;
-    while (now_ms() < deadline) {
+    uint64_t start = msup_test_now_ms(), deadline = start + timeout_ms;
+    while (msup_test_now_ms() < deadline) {
         msup_cluster_row_t *row = row_named(seg, cluster);
         if (row != NULL && atomic_load(&row->health) == want)
-            return (long)(now_ms() - start);
-        sleep_ms(5);
+            return (long)(msup_test_now_ms() - start);
+        msup_test_sleep_ms(5);
     }
     return -1;
 }
@@ -396,10 +384,10 @@ static int slot_of_pid(const msup_segment_t *seg, pid_t pid)
 
 static int wait_slot_of_pid(const msup_segment_t *seg, pid_t pid, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     int s;
-    while ((s = slot_of_pid(seg, pid)) < 0 && now_ms() < deadline)
-        sleep_ms(10);
+    while ((s = slot_of_pid(seg, pid)) < 0 && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(10);
     return s;
 }
 
@@ -450,7 +438,7 @@ static int worker_main(int argc, char **argv)
     }
     if (strcmp(mode, "usr1") == 0) {
         while (!worker_stop)
-            sleep_ms(10);
+            msup_test_sleep_ms(10);
         mongosup_detach(&h, 5000);
         FILE *f = fopen(result, "w");
         if (f != NULL) {
@@ -476,7 +464,7 @@ static int worker_main(int argc, char **argv)
                 max_fail_us = us;
             if (err.code == MONGOSUP_E_SHUTTING_DOWN)
                 break;
-            sleep_ms(20);
+            msup_test_sleep_ms(20);
             continue;
         }
         bson_error_t berr;
@@ -513,7 +501,7 @@ static int worker_main(int argc, char **argv)
             fail++;
         }
         if (strcmp(mode, "insert") != 0)
-            sleep_ms(20);
+            msup_test_sleep_ms(20);
     }
     mongosup_detach(&h, 5000);
     FILE *f = fopen(result, "w");
@@ -606,10 +594,10 @@ static void kill_hard(pid_t pid)
 /* Sends SIGTERM to mongosupd; its exit status, the time it took in *took_ms. */
 static int term_and_time(pid_t sup, unsigned timeout_ms, long *took_ms)
 {
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     kill(sup, SIGTERM);
     int rc = wait_exit(sup, timeout_ms);
-    *took_ms = (long)(now_ms() - t0);
+    *took_ms = (long)(msup_test_now_ms() - t0);
     return rc;
 }
 
@@ -697,8 +685,8 @@ static void request_reconnect(const char *seg_name, const char *cluster)
 static uint64_t wait_generation_past(const msup_cluster_row_t *row, uint64_t from, uint64_t since, unsigned timeout_ms,
                                      unsigned poll_ms)
 {
-    while (atomic_load(&row->reconnect_generation) == from && now_ms() - since < timeout_ms)
-        sleep_ms(poll_ms);
+    while (atomic_load(&row->reconnect_generation) == from && msup_test_now_ms() - since < timeout_ms)
+        msup_test_sleep_ms(poll_ms);
     return atomic_load(&row->reconnect_generation);
 }
 
@@ -707,8 +695,8 @@ static msup_stats_t *wait_reconnect_ack(const msup_segment_t *seg, int slot, uin
                                         unsigned timeout_ms)
 {
     msup_stats_t *st = msup_slot_stats(seg, (uint32_t)slot, (uint32_t)msup_segment_find_cluster(seg, "main"));
-    while (atomic_load(&st->reconnect_ack) < gen && now_ms() - since < timeout_ms)
-        sleep_ms(10);
+    while (atomic_load(&st->reconnect_ack) < gen && msup_test_now_ms() - since < timeout_ms)
+        msup_test_sleep_ms(10);
     return st;
 }
 
@@ -722,9 +710,9 @@ static void reload_with(const scenario_t *s, const char *clusters)
 /* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`. */
 static void expect_main_removed(const scenario_t *s, uint64_t gen)
 {
-    uint64_t t0 = now_ms();
-    while (row_named(&s->seg, "main") != NULL && now_ms() - t0 < slack(2000))
-        sleep_ms(10);
+    uint64_t t0 = msup_test_now_ms();
+    while (row_named(&s->seg, "main") != NULL && msup_test_now_ms() - t0 < slack(2000))
+        msup_test_sleep_ms(10);
     CU_ASSERT_PTR_NULL(row_named(&s->seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s->seg, 0)->row_state), MSUP_ROW_REMOVED);
     CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->config_generation), gen);
@@ -747,19 +735,19 @@ static void kill_and_expect_reaped(const scenario_t *s, pid_t victim, int vslot,
                                    uint64_t before, bool *monotonic)
 {
     kill_hard(victim);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     uint64_t last = before;
     msup_slot_t *vs = msup_segment_slot(&s->seg, (uint32_t)vslot);
     /* Reaped = FREE again (REAPING is the fold in progress). */
-    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && now_ms() - t0 < slack(3000)) {
+    while (atomic_load(&vs->state) != MSUP_SLOT_FREE && msup_test_now_ms() - t0 < slack(3000)) {
         if (monotonic != NULL) {
             uint64_t v = total_ops(&s->seg, row, MSUP_OP_COMMAND);
             *monotonic = *monotonic && v >= last;
             last = v;
         }
-        sleep_ms(5);
+        msup_test_sleep_ms(5);
     }
-    long reap_ms = (long)(now_ms() - t0);
+    long reap_ms = (long)(msup_test_now_ms() - t0);
     fprintf(stderr, "\n    SIGKILLed worker reaped in %ld ms ", reap_ms);
     CU_ASSERT_TRUE(slot_of_pid(&s->seg, victim) < 0);
     CU_ASSERT_TRUE(reap_ms <= (long)slack(1200));
@@ -774,15 +762,15 @@ static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
     kill_hard(s->sup);
     uint64_t ops_at_crash = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     uint64_t restarts = atomic_load(&s->seg.hdr->supervisor_restarts);
-    sleep_ms(1000);
+    msup_test_sleep_ms(1000);
     uint64_t ops_alone = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
     s->sup = start_daemon(s->conf, s->log);
-    uint64_t t1 = now_ms();
-    while (atomic_load(&s->seg.hdr->supervisor_pid) != s->sup && now_ms() - t1 < slack(3000))
-        sleep_ms(10);
+    uint64_t t1 = msup_test_now_ms();
+    while (atomic_load(&s->seg.hdr->supervisor_pid) != s->sup && msup_test_now_ms() - t1 < slack(3000))
+        msup_test_sleep_ms(10);
     CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_pid), s->sup);
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_restarts), restarts + 1);
     CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_RUNNING);
     CU_ASSERT_TRUE(total_ops(&s->seg, row, MSUP_OP_COMMAND) >= ops_alone);
@@ -961,7 +949,7 @@ static void test_health_down_up_reconnect(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(row);
     pid_t worker;
     int slot = start_attached_worker(&s, "ping", "main", path_in_tmp("downup.worker"), &worker);
-    sleep_ms(200);
+    msup_test_sleep_ms(200);
 
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
     test_peer_kill(peer, SIGKILL);
@@ -978,19 +966,19 @@ static void test_health_down_up_reconnect(void)
     CU_ASSERT_TRUE(up_ms >= 0 && (unsigned)up_ms <= slack(up_bound));
 
     /* DOWN -> UP bumps the generation; the worker rebuilds within the window. */
-    uint64_t t_up = now_ms();
+    uint64_t t_up = msup_test_now_ms();
     uint64_t gen1 = wait_generation_past(row, gen0, t_up, slack(1000), 5);
     CU_ASSERT_TRUE(gen1 > gen0);
     msup_stats_t *st = wait_reconnect_ack(&s.seg, slot, gen1, t_up, slack(500 + 1500));
     fprintf(stderr, "worker acked generation %llu in %llu ms ", (unsigned long long)gen1,
-            (unsigned long long)(now_ms() - t_up));
+            (unsigned long long)(msup_test_now_ms() - t_up));
     CU_ASSERT_TRUE(atomic_load(&st->reconnect_ack) >= gen1);
     CU_ASSERT_TRUE(wait_log(s.log, "cause: cluster came back up"));
 
     /* A manual request (mongosupctl reconnect) bumps it too. */
     request_reconnect(s.seg_name, "main");
-    CU_ASSERT_EQUAL(wait_generation_past(row, gen1, now_ms(), slack(2000), 10), gen1 + 1);
-    sleep_ms(100);
+    CU_ASSERT_EQUAL(wait_generation_past(row, gen1, msup_test_now_ms(), slack(2000), 10), gen1 + 1);
+    msup_test_sleep_ms(100);
     CU_ASSERT_TRUE(wait_log(s.log, "cause: manual request"));
 
     terminate_ok(worker, slack(5000));
@@ -1017,7 +1005,7 @@ static void test_health_hung_peer(void)
     const char *result = path_in_tmp("hung.worker");
     pid_t worker;
     start_attached_worker(&s, "ping", "main", result, &worker);
-    sleep_ms(200);
+    msup_test_sleep_ms(200);
 
     /* docs/operations.md: from the moment a server hangs, DOWN within
      * inter + (fall-1) x fastinter + (fall+1) x check_timeout.  The extra
@@ -1029,9 +1017,9 @@ static void test_health_hung_peer(void)
      * right after a check passed: the worst case, which the measurement
      * must meet without exceeding (plus scheduling slack). */
     const msup_cluster_row_t *row = row_named(&s.seg, "main");
-    uint64_t last = atomic_load(&row->last_check_ns), t0 = now_ms();
-    while (atomic_load(&row->last_check_ns) == last && now_ms() - t0 < slack(2000))
-        sleep_ms(1);
+    uint64_t last = atomic_load(&row->last_check_ns), t0 = msup_test_now_ms();
+    while (atomic_load(&row->last_check_ns) == last && msup_test_now_ms() - t0 < slack(2000))
+        msup_test_sleep_ms(1);
     test_peer_kill(peer, SIGSTOP);
     long down_ms = wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(5000));
     unsigned formula = HUNG_INTER + (FALL - 1) * FASTINTER + (FALL + 1) * TIMEOUT;
@@ -1042,7 +1030,7 @@ static void test_health_hung_peer(void)
     CU_ASSERT_TRUE(down_ms >= (long)formula - 150); /* the formula is not pessimistic */
     /* While DOWN, the worker's checkouts fail at once (circuit open); its
      * operation in flight when the peer hung ends at socketTimeoutMS. */
-    sleep_ms(2500);
+    msup_test_sleep_ms(2500);
     terminate_ok(worker, slack(8000));
     unsigned long ok, fail, circuit, max_fail_us;
     read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
@@ -1087,7 +1075,7 @@ static void test_health_replica_set(void)
     /* A step-down leaves the set without a primary for a moment at most:
      * never DOWN. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"stepdown\"}", NULL, 0));
-    sleep_ms(600);
+    msup_test_sleep_ms(600);
     CU_ASSERT_NOT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_DOWN);
     scenario_stop(&s);
     test_peer_stop(&peer);
@@ -1113,26 +1101,26 @@ static void test_reconnect_on_worker_failures(void)
         snprintf(name, sizeof name, "netfail.w%d", i);
         start_attached_worker(&s, "find", "main", path_in_tmp(name), &workers[i]);
     }
-    sleep_ms(1500); /* a quiet second: no bump */
+    msup_test_sleep_ms(1500); /* a quiet second: no bump */
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
     CU_ASSERT_EQUAL(gen0, 0);
 
     /* Every find now has its connection closed under it; ping and hello
      * (the supervisor's checks) are untouched. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"find\",\"times\":null}", NULL, 0));
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     wait_generation_past(row, gen0, t0, slack(4000), 10);
-    long bump_ms = (long)(now_ms() - t0);
+    long bump_ms = (long)(msup_test_now_ms() - t0);
     fprintf(stderr, "\n    worker network failures -> generation bump in %ld ms ", bump_ms);
     CU_ASSERT_TRUE(atomic_load(&row->reconnect_generation) > gen0);
     CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
     CU_ASSERT_TRUE(wait_log(s.log, "cause: worker network failures"));
     /* Rate limit: at most one bump per 1500 ms while the failures go on. */
     uint64_t g1 = atomic_load(&row->reconnect_generation);
-    uint64_t t1 = now_ms();
-    sleep_ms(2000);
+    uint64_t t1 = msup_test_now_ms();
+    msup_test_sleep_ms(2000);
     uint64_t g2 = atomic_load(&row->reconnect_generation);
-    uint64_t span = now_ms() - t1;
+    uint64_t span = msup_test_now_ms() - t1;
     fprintf(stderr, "%llu more bumps in %llu ms ", (unsigned long long)(g2 - g1), (unsigned long long)span);
     CU_ASSERT_TRUE(g2 - g1 <= span / 1500 + 1);
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0));
@@ -1157,10 +1145,10 @@ static void test_reap_killed_worker_and_restart(void)
     const char *r1 = path_in_tmp("reap.w1"), *r2 = path_in_tmp("reap.w2");
     pid_t victim, survivor;
     int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
-    sleep_ms(500);
+    msup_test_sleep_ms(500);
     /* Catch the victim in the middle of an operation: pings now take 2 s. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":2000,\"command\":\"ping\"}", NULL, 0));
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     uint64_t before = total_ops(&s.seg, row, MSUP_OP_COMMAND);
     uint64_t victim_ops = atomic_load(&msup_slot_stats(&s.seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
     CU_ASSERT_TRUE(victim_ops > 0);
@@ -1174,7 +1162,7 @@ static void test_reap_killed_worker_and_restart(void)
     /* The supervisor dies; the survivor keeps working; a new supervisor
      * adopts the segment with every counter intact.  (First let the
      * survivor's delayed ping end.) */
-    sleep_ms(2200);
+    msup_test_sleep_ms(2200);
     crash_and_restart_supervisor(&s, row);
     CU_ASSERT_TRUE(atomic_load(&retired->ops[MSUP_OP_COMMAND]) >= victim_ops ||
                    atomic_load(&msup_retired_stats(&s.seg, atomic_load(&s.seg.retired->active) & 1u, row)
@@ -1206,7 +1194,7 @@ static void test_reload(void)
                        "environments = { test = { clusters = { main = { mongo_uri = 42; }; }; }; };\n",
                s.seg_name);
     kill(s.sup, SIGHUP);
-    sleep_ms(slack(500));
+    msup_test_sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "reload rejected"));
     CU_ASSERT_TRUE(wait_log(s.log, "reload.conf:2"));
     CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
@@ -1219,7 +1207,7 @@ static void test_reload(void)
                        "environments = { test = { clusters = { %s }; }; };\n",
                s.seg_name, clusters);
     kill(s.sup, SIGHUP);
-    sleep_ms(slack(500));
+    msup_test_sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "full restart is needed"));
     CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
 
@@ -1246,9 +1234,9 @@ static void test_reload(void)
              "extra = { mongo_uri = \"%s\"; }; main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };",
              test_peer_uri(peer));
     reload_with(&s, clusters);
-    uint64_t t0 = now_ms();
-    while (atomic_load(&s.seg.hdr->config_generation) != gen + 3 && now_ms() - t0 < slack(2000))
-        sleep_ms(1);
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&s.seg.hdr->config_generation) != gen + 3 && msup_test_now_ms() - t0 < slack(2000))
+        msup_test_sleep_ms(1);
     CU_ASSERT_EQUAL(msup_segment_find_cluster(&s.seg, "main"), 0);
     CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
     CU_ASSERT_TRUE(wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(3000)) >= 0);
@@ -1275,15 +1263,15 @@ static void test_reload_keeps_health(void)
         char clusters[512];
         snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; %s };", test_peer_uri(peer), changes[i]);
         reload_with(&s, clusters);
-        uint64_t t0 = now_ms(), applied_at = 0;
+        uint64_t t0 = msup_test_now_ms(), applied_at = 0;
         unsigned polls = 0, not_up = 0;
-        while (now_ms() - t0 < slack(3000) && (applied_at == 0 || now_ms() - applied_at < 1000)) {
+        while (msup_test_now_ms() - t0 < slack(3000) && (applied_at == 0 || msup_test_now_ms() - applied_at < 1000)) {
             const msup_cluster_row_t *row = row_named(&s.seg, "main");
             not_up += row == NULL || atomic_load(&row->health) != MSUP_HEALTH_UP;
             if (applied_at == 0 && atomic_load(&s.seg.hdr->config_generation) > gen)
-                applied_at = now_ms();
+                applied_at = msup_test_now_ms();
             polls++;
-            sleep_ms(1);
+            msup_test_sleep_ms(1);
         }
         fprintf(stderr, "\n    reload '%s': %u polls, %u not UP ", changes[i], polls, not_up);
         CU_ASSERT_TRUE(applied_at != 0);
@@ -1295,9 +1283,9 @@ static void test_reload_keeps_health(void)
     /* Another address is another deployment: its health starts afresh. */
     uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
     reload_with(&s, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; max_pool_size = 9; };");
-    uint64_t t0 = now_ms();
-    while (atomic_load(&s.seg.hdr->config_generation) == gen && now_ms() - t0 < slack(2000))
-        sleep_ms(1);
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&s.seg.hdr->config_generation) == gen && msup_test_now_ms() - t0 < slack(2000))
+        msup_test_sleep_ms(1);
     CU_ASSERT_NOT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
     CU_ASSERT_TRUE(wait_log(s.log, "cluster main changed: now mongodb://127.0.0.1:1/"));
     scenario_stop(&s);
@@ -1333,9 +1321,9 @@ static void test_worker_uri_mismatch(void)
     uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
     const msup_stats_t *st_same = msup_slot_stats(&s.seg, (uint32_t)same_slot, row);
     const msup_stats_t *st_other = msup_slot_stats(&s.seg, (uint32_t)other_slot, row);
-    uint64_t t0 = now_ms();
-    while (atomic_load(&st_other->uri_mismatch) == 0 && now_ms() - t0 < slack(3000))
-        sleep_ms(10);
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&st_other->uri_mismatch) == 0 && msup_test_now_ms() - t0 < slack(3000))
+        msup_test_sleep_ms(10);
     CU_ASSERT_EQUAL(atomic_load(&st_other->uri_mismatch), 1);
     CU_ASSERT_EQUAL(atomic_load(&st_same->uri_mismatch), 0);
 
@@ -1352,10 +1340,10 @@ static void test_worker_uri_mismatch(void)
     /* A reload (same file): both remap; the flag stays, no second warning. */
     uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
     kill(s.sup, SIGHUP);
-    t0 = now_ms();
+    t0 = msup_test_now_ms();
     while ((atomic_load(&st_other->config_generation_seen) <= gen ||
-            atomic_load(&st_same->config_generation_seen) <= gen) && now_ms() - t0 < slack(3000))
-        sleep_ms(10);
+            atomic_load(&st_same->config_generation_seen) <= gen) && msup_test_now_ms() - t0 < slack(3000))
+        msup_test_sleep_ms(10);
     CU_ASSERT_TRUE(atomic_load(&st_other->config_generation_seen) > gen);
     CU_ASSERT_EQUAL(atomic_load(&st_other->uri_mismatch), 1);
     CU_ASSERT_EQUAL(atomic_load(&st_same->uri_mismatch), 0);
@@ -1481,10 +1469,10 @@ static void test_graceful_shutdown(void)
     start_insert_workers(&s, "drain", workers, results);
     uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
     /* Every worker has acknowledged at least one insert: all are busy. */
-    uint64_t t0 = now_ms();
-    while (test_peer_count(peer, "test", "ops") < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
-        sleep_ms(50);
-    sleep_ms(OP_MS / 2);
+    uint64_t t0 = msup_test_now_ms();
+    while (test_peer_count(peer, "test", "ops") < 2 * N_WORKERS && msup_test_now_ms() - t0 < slack(8000))
+        msup_test_sleep_ms(50);
+    msup_test_sleep_ms(OP_MS / 2);
 
     long took;
     int rc = term_and_time(s.sup, slack(OP_MS + 1000 + 500), &took);
@@ -1511,10 +1499,10 @@ static void test_shutdown_escalates(void)
     pid_t stubborn = start_stubborn_worker(&s, "escalate");
 
     /* mongosupctl shutdown's way: the control socket. */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     CU_ASSERT(control_request(s.seg_name, "shutdown"));
     int rc = wait_exit(s.sup, slack(500 + 300 + 2000));
-    long took = (long)(now_ms() - t0);
+    long took = (long)(msup_test_now_ms() - t0);
     fprintf(stderr, "\n    stubborn worker: supervisor exit %d in %ld ms ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took >= 500 + 300);
@@ -1533,15 +1521,15 @@ static void test_shutdown_second_signal(void)
     scenario_t s;
     pid_t stubborn = scenario_start_stubborn(&s, "twice", "drain_timeout_ms = 20000; escalate_grace_ms = 20000;");
     kill(s.sup, SIGTERM);
-    uint64_t t0 = now_ms();
-    while (atomic_load(&s.seg.hdr->phase) != MSUP_PHASE_DRAINING && now_ms() - t0 < slack(2000))
-        sleep_ms(5);
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&s.seg.hdr->phase) != MSUP_PHASE_DRAINING && msup_test_now_ms() - t0 < slack(2000))
+        msup_test_sleep_ms(5);
     CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_DRAINING);
     CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     kill(s.sup, SIGTERM);
     int rc = wait_exit(s.sup, slack(3000));
-    long took = (long)(now_ms() - t0);
+    long took = (long)(msup_test_now_ms() - t0);
     fprintf(stderr, "\n    second SIGTERM: exit %d %ld ms after the first ", rc, took);
     CU_ASSERT_EQUAL(rc, 0);
     CU_ASSERT_TRUE(took < (long)slack(2500));
@@ -1656,7 +1644,7 @@ static void *syslog_reader_main(void *arg)
         } else if (atomic_load(&r->stop)) {
             return NULL;
         } else {
-            sleep_ms(5);
+            msup_test_sleep_ms(5);
         }
     }
 }
@@ -1700,7 +1688,7 @@ static void test_log_syslog(void)
         msup_segment_close(&seg);
     }
     kill(sup, SIGHUP); /* a reload keeps the syslog target */
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     kill(sup, SIGTERM);
     int rc = wait_exit(sup, slack(5000));
     if (rc != 0)
@@ -1811,14 +1799,14 @@ static void test_health_watchdog(void)
     unlink(log);
     isolation_t iso = {.resolv_conf = resolv};
     const char *args[] = {"-c", conf, NULL};
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     pid_t sup = spawn_isolated(log, args, &iso);
     msup_segment_t seg;
     CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
     /* First check at start, stuck in the lookup: failed at timeout + margin,
      * then once per fast interval while it stays stuck. */
     long down_ms = wait_health(&seg, "lookup", MSUP_HEALTH_DOWN, slack(RESOLVER_TIMEOUT_S * 1000));
-    down_ms = down_ms < 0 ? -1 : (long)(now_ms() - t0);
+    down_ms = down_ms < 0 ? -1 : (long)(msup_test_now_ms() - t0);
     unsigned bound = TIMEOUT + 500 + (FALL - 1) * FASTINTER + MARGIN;
     fprintf(stderr, "\n    lookup hung -> DOWN by the watchdog %ld ms after start (bound %u; resolver: %d s) ", down_ms,
             bound, RESOLVER_TIMEOUT_S);
@@ -1838,19 +1826,19 @@ static void test_health_watchdog(void)
     snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; lookup = { mongo_uri = \"%s\"; };",
              test_peer_uri(peer), test_peer_uri(peer));
     write_config(conf, seg_name, NULL, clusters);
-    uint64_t t_hup = now_ms();
+    uint64_t t_hup = msup_test_now_ms();
     kill(sup, SIGHUP);
     uint64_t max_gap = 0, last_hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
-    while (atomic_load(&row->health) != MSUP_HEALTH_UP && now_ms() - t_hup < slack(3000)) {
+    while (atomic_load(&row->health) != MSUP_HEALTH_UP && msup_test_now_ms() - t_hup < slack(3000)) {
         uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
         if (hb != last_hb) {
             if (hb - last_hb > max_gap)
                 max_gap = hb - last_hb;
             last_hb = hb;
         }
-        sleep_ms(5);
+        msup_test_sleep_ms(5);
     }
-    long up_ms = (long)(now_ms() - t_hup);
+    long up_ms = (long)(msup_test_now_ms() - t_hup);
     fprintf(stderr, "reload during the hung check -> UP in %ld ms, longest heartbeat gap %llu ms ", up_ms,
             (unsigned long long)(max_gap / 1000000u));
     CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
@@ -1859,12 +1847,12 @@ static void test_health_watchdog(void)
     uint64_t failed = atomic_load(&row->checks_failed);
     CU_ASSERT_TRUE(wait_log(log, "checker stopped during a check running for"));
     /* The old lookup ends at the resolver's timeout: its result is dropped. */
-    uint64_t t_wait = now_ms();
+    uint64_t t_wait = msup_test_now_ms();
     while (!file_contains(log, "a check of a stopped checker returned after") &&
-           now_ms() - t_wait < slack(RESOLVER_TIMEOUT_S * 1000 + 2000))
-        sleep_ms(20);
+           msup_test_now_ms() - t_wait < slack(RESOLVER_TIMEOUT_S * 1000 + 2000))
+        msup_test_sleep_ms(20);
     CU_ASSERT_TRUE(file_contains(log, "a check of a stopped checker returned after"));
-    sleep_ms(100);
+    msup_test_sleep_ms(100);
     CU_ASSERT_EQUAL(atomic_load(&row->health), MSUP_HEALTH_UP);
     CU_ASSERT_EQUAL(atomic_load(&row->checks_failed), failed);
 
@@ -1875,10 +1863,10 @@ static void test_health_watchdog(void)
              test_peer_uri(peer), test_peer_uri(peer));
     write_config(conf, seg_name, NULL, clusters);
     kill(sup, SIGHUP);
-    uint64_t t_add = now_ms();
-    while (row_named(&seg, "again") == NULL && now_ms() - t_add < slack(2000))
-        sleep_ms(10);
-    sleep_ms(200); /* its first check is in the lookup */
+    uint64_t t_add = msup_test_now_ms();
+    while (row_named(&seg, "again") == NULL && msup_test_now_ms() - t_add < slack(2000))
+        msup_test_sleep_ms(10);
+    msup_test_sleep_ms(200); /* its first check is in the lookup */
     long took;
     int rc = term_and_time(sup, slack(3000), &took);
     fprintf(stderr, "shutdown with a hung lookup: exit %d in %ld ms ", rc, took);
@@ -1911,7 +1899,7 @@ static void test_segment_under_it(void)
     memset(row->name, 'X', sizeof row->name);
     CU_ASSERT_TRUE(wait_log(s.log, "segment is foreign: bad magic"));
     uint64_t hb = atomic_load(&s.seg.hdr->heartbeat_mono_ns);
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
     CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
     memcpy(row->name, name_saved, sizeof name_saved);
@@ -1922,10 +1910,10 @@ static void test_segment_under_it(void)
 
     /* Removed under it: it stops (status 1, for a restart onto the new
      * segment) and never unlinks a segment by that name. */
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     CU_ASSERT_TRUE(msup_segment_unlink(s.seg_name, &err));
     int rc = wait_exit(s.sup, slack(3000));
-    long took = (long)(now_ms() - t0);
+    long took = (long)(msup_test_now_ms() - t0);
     fprintf(stderr, "\n    segment removed under mongosupd: exit %d after %ld ms ", rc, took);
     CU_ASSERT_EQUAL(rc, 1);
     CU_ASSERT_TRUE(took <= (long)slack(1500));
@@ -2023,13 +2011,13 @@ static void test_real_health_up(void)
     const char *result = path_in_tmp("rup.worker");
     pid_t worker;
     int slot = start_attached_worker(&s, "ping", "main", result, &worker);
-    sleep_ms(200);
+    msup_test_sleep_ms(200);
 
     /* A manual request (mongosupctl reconnect) bumps the
      * generation; the worker rebuilds its pool within the window. */
     uint64_t gen0 = atomic_load(&row->reconnect_generation);
     request_reconnect(s.seg_name, "main");
-    uint64_t t0 = now_ms();
+    uint64_t t0 = msup_test_now_ms();
     uint64_t gen1 = wait_generation_past(row, gen0, t0, slack(2000), 10);
     CU_ASSERT_EQUAL(gen1, gen0 + 1);
     msup_stats_t *st = wait_reconnect_ack(&s.seg, slot, gen1, t0, slack(500 + 2000));
@@ -2059,7 +2047,7 @@ static void test_real_reap_and_restart(void)
     const char *r1 = path_in_tmp("rreap.w1"), *r2 = path_in_tmp("rreap.w2");
     pid_t victim, survivor;
     int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
-    sleep_ms(500);
+    msup_test_sleep_ms(500);
     uint64_t victim_ops = atomic_load(&msup_slot_stats(&s.seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
     CU_ASSERT_TRUE(victim_ops > 0);
     kill_and_expect_reaped(&s, victim, vslot, row, victim_ops, 0, NULL);
@@ -2119,9 +2107,9 @@ static void test_real_graceful_shutdown(void)
     char results[N_WORKERS][64];
     start_insert_workers(&s, "rdrain", workers, results);
     uint32_t row = (uint32_t)msup_segment_find_cluster(&s.seg, "main");
-    uint64_t t0 = now_ms();
-    while (real_count_ops() < 2 * N_WORKERS && now_ms() - t0 < slack(8000))
-        sleep_ms(50);
+    uint64_t t0 = msup_test_now_ms();
+    while (real_count_ops() < 2 * N_WORKERS && msup_test_now_ms() - t0 < slack(8000))
+        msup_test_sleep_ms(50);
 
     long took;
     int rc = term_and_time(s.sup, slack(OP_MS + 1000 + 500), &took);

@@ -4,6 +4,7 @@
 
 #include <CUnit/CUnit.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct msup_test {
     const char *name;       /* "/segment/adopt/foreign-owner" */
@@ -21,5 +22,15 @@ bool msup_test_under_valgrind(void);
 
 /* A unique segment name for this process and tag: "/msup-test-<pid>-<tag>". */
 const char *msup_test_segment_name(const char *tag);
+
+/* CLOCK_MONOTONIC in milliseconds, for the bounds the tests measure. */
+uint64_t msup_test_now_ms(void);
+
+/* Sleeps ms milliseconds, resuming after a signal interrupts it. */
+void msup_test_sleep_ms(unsigned ms);
+
+/* A loopback TCP port that was free a moment ago (the caller's server binds
+ * it right after), or -1. */
+int msup_test_free_port(void);
 
 #endif

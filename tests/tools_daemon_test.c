@@ -26,20 +26,6 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* A port that was free a moment ago (the daemon binds it right after). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 && getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static const char *daemon_path(void)
 {
     static char path[1024];
@@ -95,7 +81,7 @@ static void test_daemon_end_to_end(void)
     }
     char seg_name[64], cfg[128], logf[128], cmd[2048];
     snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("daemon"));
-    int port = free_port();
+    int port = msup_test_free_port();
     CU_ASSERT_FATAL(port > 0);
     pid_t d = start_daemon("daemon", seg_name, port, cfg, logf, sizeof cfg);
     CU_ASSERT_FATAL(d > 0);
@@ -319,7 +305,7 @@ static void test_metrics_flood(void)
     }
     char seg_name[64], cfg[128], logf[128];
     snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("flood"));
-    int port = free_port();
+    int port = msup_test_free_port();
     CU_ASSERT_FATAL(port > 0);
     pid_t d = start_daemon("flood", seg_name, port, cfg, logf, sizeof cfg);
     CU_ASSERT_FATAL(d > 0);

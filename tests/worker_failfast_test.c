@@ -31,18 +31,6 @@
     "check_interval_ms = 200; check_fastinter_ms = 100; check_downinter_ms = 100; check_timeout_ms = 100; "    \
     "rise = 2; fall = 2; heartbeat_frequency_ms = 500; connect_timeout_ms = 2000; database_name = \"wtest\";"
 
-static uint64_t now_ms(void)
-{
-    return msup_mono_ns() / NS_PER_MS;
-}
-
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* Valgrind slows the workers (the supervisor runs natively): widen the
  * time allowed, never what must happen. */
 static uint64_t slack_ms(uint64_t ms)
@@ -77,11 +65,11 @@ static uint32_t health_of(const ffix_t *f, int row)
 /* Polls every millisecond: the time the row turned `want`, or 0. */
 static uint64_t wait_health(const ffix_t *f, int row, uint32_t want, unsigned timeout_ms)
 {
-    uint64_t deadline = now_ms() + timeout_ms;
-    while (now_ms() < deadline) {
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
+    while (msup_test_now_ms() < deadline) {
         if (health_of(f, row) == want)
             return msup_mono_ns();
-        sleep_ms(1);
+        msup_test_sleep_ms(1);
     }
     return 0;
 }
@@ -129,7 +117,7 @@ static void ffix_start(ffix_t *f, const char *tag)
         if (!f->mapped && f->seg.base != NULL)
             msup_segment_close(&f->seg);
         if (!f->mapped)
-            sleep_ms(10);
+            msup_test_sleep_ms(10);
     }
     CU_ASSERT_FATAL(f->mapped);
     for (int i = 0; i < 500; i++) {
@@ -137,7 +125,7 @@ static void ffix_start(ffix_t *f, const char *tag)
         f->row_other = msup_segment_find_cluster(&f->seg, "other");
         if (f->row_main >= 0 && f->row_other >= 0)
             break;
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     }
     CU_ASSERT_FATAL(f->row_main >= 0 && f->row_other >= 0);
     CU_ASSERT_FATAL(wait_health(f, f->row_main, MSUP_HEALTH_UP, 5000) != 0);
@@ -281,7 +269,7 @@ static void *other_thread_main(void *arg)
         if (client != NULL)
             mongosup_checkin(ch->h, client, ok ? NULL : &berr);
         atomic_fetch_add(ok ? &ch->other_ok : &ch->other_fail, 1);
-        sleep_ms(5);
+        msup_test_sleep_ms(5);
     }
     return NULL;
 }
@@ -309,8 +297,8 @@ static int child_main(const char *conf, int ctl_fd, int out_fd)
     pthread_t other;
     pthread_create(&other, NULL, other_thread_main, &ch);
     while (atomic_load(&ch.other_ok) == 0 && atomic_load(&ch.other_fail) == 0)
-        sleep_ms(2);
-    sleep_ms(100); /* the warm-up pings are done */
+        msup_test_sleep_ms(2);
+    msup_test_sleep_ms(100); /* the warm-up pings are done */
     char c = 'R';
     if (write(out_fd, &c, 1) != 1 || read(ctl_fd, &c, 1) != 1 || c != 'G')
         return 3;
@@ -340,10 +328,10 @@ typedef struct workers {
 static bool read_full(int fd, void *buf, size_t n, unsigned timeout_ms)
 {
     size_t got = 0;
-    uint64_t deadline = now_ms() + timeout_ms;
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
     while (got < n) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        uint64_t now = now_ms();
+        uint64_t now = msup_test_now_ms();
         if (now >= deadline || poll(&p, 1, (int)(deadline - now)) <= 0)
             return false;
         ssize_t r = read(fd, (char *)buf + got, n - got);
@@ -459,9 +447,9 @@ static void test_hang_in_flight(void)
     workers_say(&ws, 'G');
     long inflight = 0;
     for (int i = 0; i < 1000 && (inflight = test_peer_stat(f.main, "cmd.find")) < WORKERS * THREADS; i++)
-        sleep_ms(5);
+        msup_test_sleep_ms(5);
     CU_ASSERT_EQUAL_FATAL(inflight, WORKERS * THREADS);
-    sleep_ms(50);
+    msup_test_sleep_ms(50);
     test_peer_kill(f.main, SIGSTOP);
     uint64_t fault = msup_mono_ns();
     uint64_t down = wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000);
@@ -589,7 +577,7 @@ static void *first_ok_main(void *arg)
         mongoc_client_t *client = x->h != NULL ? mongosup_checkout(x->h, "main", &error)
                                                : mongoc_client_pool_pop(x->pool);
         if (client == NULL) {
-            sleep_ms(1); /* refused at once (circuit open): try again */
+            msup_test_sleep_ms(1); /* refused at once (circuit open): try again */
             continue;
         }
         bool ok = wfix_ping(client, &berr);
@@ -629,16 +617,16 @@ static void test_half_open_recovery(void)
 
     test_peer_kill(f.main, SIGKILL);
     CU_ASSERT_FATAL(wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000) != 0);
-    sleep_ms(300);
+    msup_test_sleep_ms(300);
     first_ok_t ms = {.h = h}, plain = {.pool = pool};
     pthread_t tm, tp;
     pthread_create(&tm, NULL, first_ok_main, &ms);
     pthread_create(&tp, NULL, first_ok_main, &plain);
-    sleep_ms(700); /* both are trying: plain in selection, mongosup refused */
+    msup_test_sleep_ms(700); /* both are trying: plain in selection, mongosup refused */
     CU_ASSERT_FATAL(test_peer_restart(f.main));
     uint64_t ready = msup_mono_ns();
     for (int i = 0; i < 1000 && (ms.at_ns == 0 || plain.at_ns == 0); i++)
-        sleep_ms(10);
+        msup_test_sleep_ms(10);
     atomic_store(&ms.stop, true);
     atomic_store(&plain.stop, true);
     pthread_join(tm, NULL);
@@ -675,8 +663,8 @@ static void test_flaky_no_flap(void)
     int n = 0;
     bool seen_up = false;
     uint32_t last = health_of(&f, f.row_main);
-    uint64_t end = now_ms() + 3000;
-    while (now_ms() < end) {
+    uint64_t end = msup_test_now_ms() + 3000;
+    while (msup_test_now_ms() < end) {
         uint32_t hnow = health_of(&f, f.row_main);
         if (hnow != last) {
             /* When the supervisor made the change (written before the
@@ -686,7 +674,7 @@ static void test_flaky_no_flap(void)
             seen_up = seen_up || hnow == MSUP_HEALTH_UP || hnow == MSUP_HEALTH_DEGRADED;
             last = hnow;
         }
-        sleep_ms(1);
+        msup_test_sleep_ms(1);
     }
     test_peer_command(f.main, "{\"cmd\":\"clear\"}", NULL, 0);
     uint64_t min_gap = UINT64_MAX;
@@ -730,7 +718,7 @@ static void test_gate_half_open_trials(void)
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
     /* No failed check came first: the calm look sees DOWN, then the
      * follow-up window passes. */
-    sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
+    msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     /* Half-open: one trial, the next checkout refused until it proves. */
@@ -746,7 +734,7 @@ static void test_gate_half_open_trials(void)
          * it; the next trial (one spacing later) reconnects. */
         CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
         mongosup_checkin(h, c1, &berr);
-        sleep_ms(MSUP_HALF_OPEN_TRIAL_SPACING_MS + 10);
+        msup_test_sleep_ms(MSUP_HALF_OPEN_TRIAL_SPACING_MS + 10);
         c1 = mongosup_checkout(h, "main", &error);
         CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
         CU_ASSERT(wfix_ping(c1, &berr)); /* the trial succeeds */
@@ -762,7 +750,7 @@ static void test_gate_half_open_trials(void)
         mongosup_checkin(h, c3, NULL);
     /* A new DOWN verdict voids what the trial proved. */
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
-    sleep_ms(50);
+    msup_test_sleep_ms(50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
