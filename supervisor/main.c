@@ -25,6 +25,7 @@
 #include "reconnect.h"
 #include "reload.h"
 #include "shutdown.h"
+#include "stdio_guard.h"
 #include "supervisor.h"
 
 /* The /metrics endpoint (supervisor/metrics.c) is compiled in by local.mk. */
@@ -246,6 +247,9 @@ static int startup_failure(const char *message)
 
 int main(int argc, char **argv)
 {
+    /* Before anything opens a file: see stdio_guard.h. */
+    if (!msup_stdio_guard())
+        return 1;
     options_t o = {0};
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)

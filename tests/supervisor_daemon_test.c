@@ -939,6 +939,52 @@ static void test_single_instance(void)
 #define FALL 3u
 #define MARGIN 500u
 
+/* Started with stdin, stdout and stderr closed (CI, `mongosupd <&- >&- 2>&-`):
+ * the files it opens must not take descriptors 0-2, or its log lines would
+ * land in the segment or in a control client's answer. */
+static void test_closed_stdio(void)
+{
+    char seg_name[64], conf[256];
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("stdio"));
+    snprintf(conf, sizeof conf, "%s", path_in_tmp("stdio.conf"));
+    char clusters[128];
+    snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"mongodb://127.0.0.1:%d/\"; };", msup_test_free_port());
+    write_config(conf, seg_name, NULL, clusters);
+    pid_t sup = fork();
+    if (sup == 0) {
+        close(0);
+        close(1);
+        close(2);
+        execl(daemon_path(), daemon_path(), "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
+    /* Nothing listens on the port: DOWN is logged, and so is each request. */
+    CU_ASSERT(wait_health(&seg, "main", MSUP_HEALTH_DOWN, slack(5000)) >= 0);
+    for (int i = 0; i < 5; i++) {
+        /* ping and reload answer with their verdict alone: any line before
+         * it is a log line that went into the client's connection. */
+        static const char *const requests[] = {"ping", "reload"};
+        for (int r = 0; r < 2; r++) {
+            msup_ctl_answer_t answer;
+            mongosup_error_t err;
+            msup_ctl_status_t st =
+                msup_ctl_request(control_socket_of(seg_name), requests[r], slack(5000), &answer, &err);
+            CU_ASSERT_EQUAL(st, MSUP_CTL_ANSWER_OK);
+            CU_ASSERT(answer.lines == NULL || answer.lines[0] == '\0');
+            if (answer.lines != NULL && answer.lines[0] != '\0')
+                fprintf(stderr, "\n%s answered with extra lines: %s", requests[r], answer.lines);
+            msup_ctl_answer_free(&answer);
+        }
+    }
+    msup_segment_close(&seg);
+    CU_ASSERT(open_segment(seg_name, &seg, slack(1000)));
+    CU_ASSERT_PTR_NOT_NULL(row_named(&seg, "main"));
+    msup_segment_close(&seg);
+    terminate_ok(sup, slack(5000));
+}
+
 static void test_health_down_up_reconnect(void)
 {
     test_peer_t *peer = start_standalone_peer();
@@ -2144,6 +2190,7 @@ static const msup_test_t tests[] = {
     {"/supervisor/cli/errors", test_cli_errors},
     {"/supervisor/cli/check-config", test_check_config},
     {"/supervisor/single-instance", test_single_instance},
+    {"/supervisor/start/closed-stdio", test_closed_stdio},
     {"/supervisor/health/down-up-reconnect", test_health_down_up_reconnect},
     {"/supervisor/health/hung-peer", test_health_hung_peer},
     {"/supervisor/health/replica-set", test_health_replica_set},

@@ -12,6 +12,8 @@
 
 #include "testmain.h"
 
+#include "stdio_guard.h"
+
 bool msup_test_under_valgrind(void)
 {
     const char *v = getenv("MONGOSUP_UNDER_VALGRIND");
@@ -28,6 +30,10 @@ const char *msup_test_segment_name(const char *tag)
 int msup_test_main(const char *suite_name, const msup_test_t *tests, int argc, char **argv)
 {
     const char *filter = argc > 1 ? argv[1] : NULL;
+    /* CI runs the tests with stdin closed: the first file a test opened
+     * would become descriptor 0 (peer_test covers that case on purpose). */
+    if (!msup_stdio_guard())
+        return 2;
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);

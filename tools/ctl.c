@@ -10,6 +10,7 @@
 #include "control_path.h"
 #include "ctlclient.h"
 #include "export.h"
+#include "stdio_guard.h"
 #include "target.h"
 #include "textsafe.h"
 
@@ -243,6 +244,9 @@ static bool resolve_socket(const msup_target_t *target, const char *socket_flag,
 
 int main(int argc, char **argv)
 {
+    /* Before anything opens a file: see stdio_guard.h. */
+    if (!msup_stdio_guard())
+        return 1;
     static const struct option longopts[] = {
         {"segment", required_argument, NULL, 'n'}, {"config", required_argument, NULL, 'c'},
         {"env", required_argument, NULL, 'e'},     {"socket", required_argument, NULL, 's'},

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "export.h"
+#include "stdio_guard.h"
 #include "target.h"
 #include "top.h"
 
@@ -84,6 +85,9 @@ fail:
 
 int main(int argc, char **argv)
 {
+    /* Before anything opens a file: see stdio_guard.h. */
+    if (!msup_stdio_guard())
+        return 1;
     static const struct option longopts[] = {
         {"segment", required_argument, NULL, 'n'}, {"config", required_argument, NULL, 'c'},
         {"env", required_argument, NULL, 'e'},     {"interval", required_argument, NULL, 'i'},

@@ -257,6 +257,19 @@ reap (test_peer_t *peer, int timeout_ms)
 }
 
 /* Start the child and wait for READY.  Caller holds mu (or owns peer). */
+/* In the forked child: makes fd the child's descriptor target. When the
+ * test runs with a closed stdin (CI does), pipe2() may have handed out
+ * descriptor 0 itself: dup2(0, 0) is a no-op that keeps FD_CLOEXEC, and
+ * exec would close the peer's command pipe. Async-signal-safe. */
+static bool
+child_stdio (int fd, int target)
+{
+   if (fd == target) {
+      return fcntl (fd, F_SETFD, 0) == 0;
+   }
+   return dup2 (fd, target) >= 0;
+}
+
 static bool
 spawn (test_peer_t *peer, bool same_ports)
 {
@@ -315,8 +328,8 @@ spawn (test_peer_t *peer, bool same_ports)
    if (pid == 0) {
       /* Child: only async-signal-safe calls until exec. dup2 clears
        * FD_CLOEXEC on the new descriptors. */
-      if (dup2 (in_pipe[0], STDIN_FILENO) < 0 ||
-          dup2 (out_pipe[1], STDOUT_FILENO) < 0) {
+      if (!child_stdio (in_pipe[0], STDIN_FILENO) ||
+          !child_stdio (out_pipe[1], STDOUT_FILENO)) {
          _exit (126);
       }
       /* Do not leak the test's sockets (driver connections to this or

@@ -333,6 +333,26 @@ test_start_parallel (void)
    }
 }
 
+/* CI runs the tests with stdin closed: the peer's command pipe then gets
+ * descriptor 0, and the peer must still receive its commands. */
+static void
+test_start_closed_stdin (void)
+{
+   int saved = dup (STDIN_FILENO);
+   CU_ASSERT_FATAL (saved >= 0);
+   close (STDIN_FILENO);
+   test_peer_t *peer = test_peer_start ("standalone", 1, NULL);
+   CU_ASSERT_FATAL (dup2 (saved, STDIN_FILENO) == STDIN_FILENO);
+   close (saved);
+   CU_ASSERT_PTR_NOT_NULL_FATAL (peer);
+   CU_ASSERT (test_peer_command (peer, "{\"cmd\":\"ping\"}", NULL, 0));
+   mongoc_client_t *c = peer_client (peer, NULL);
+   bson_error_t err;
+   CU_ASSERT (ping (c, &err));
+   mongoc_client_destroy (c);
+   test_peer_stop (&peer);
+}
+
 /* ---------------------------------------------------------------------- */
 /* /peer/protocol                                                          */
 
@@ -1217,6 +1237,7 @@ typedef struct {
 static const test_def_t peer_tests[] = {
    {"/peer/start/ready-and-stop", test_start_ready_stop},
    {"/peer/start/parallel", test_start_parallel},
+   {"/peer/start/closed-stdin", test_start_closed_stdin},
    {"/peer/protocol/control", test_protocol_control},
    {"/peer/protocol/unknown-command", test_protocol_unknown_command},
    {"/peer/crud/basic", test_crud_basic},
