@@ -404,6 +404,7 @@ static bool start_supervisor(ap_scen_t *s)
 
 bool ap_start(ap_scen_t *s, const char *tag, const ap_opts_t *o)
 {
+    s->failures_at_start = CU_get_number_of_failures();
     test_peer_t *peer = test_peer_start("standalone", 1, NULL);
     CU_ASSERT_PTR_NOT_NULL(peer);
     if (peer == NULL)
@@ -434,10 +435,38 @@ bool ap_start(ap_scen_t *s, const char *tag, const ap_opts_t *o)
     return ok;
 }
 
+/* The last lines of a log, to stderr: a scenario that failed in CI leaves
+ * nothing else behind to read. */
+static void show_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    char *ring[64] = {0};
+    char buf[512];
+    int n = 0;
+    lines = lines > 64 ? 64 : lines;
+    while (fgets(buf, sizeof buf, f) != NULL) {
+        free(ring[n % lines]);
+        ring[n % lines] = strdup(buf);
+        n++;
+    }
+    fclose(f);
+    fprintf(stderr, "---- last lines of %s\n", path);
+    for (int i = n > lines ? n - lines : 0; i < n; i++)
+        fputs(ring[i % lines] ? ring[i % lines] : "", stderr);
+    for (int i = 0; i < lines; i++)
+        free(ring[i]);
+}
+
 void ap_stop(ap_scen_t *s)
 {
     if (getenv("MONGOSUP_TEST_KEEP") != NULL)
         fprintf(stderr, "kept %s\n", s->dir);
+    if (CU_get_number_of_failures() > s->failures_at_start) {
+        show_tail(s->errlog, 30);
+        show_tail(s->suplog, 30);
+    }
     stop_pid(&s->httpd, 10000);
     stop_pid(&s->sup, 10000);
     test_peer_stop(&s->peer);

@@ -30,6 +30,7 @@ typedef struct ap_scen {
     test_peer_t *peer;
     pid_t sup;                    /* mongosupd, or -1 */
     pid_t httpd;                  /* the Apache parent (-DFOREGROUND), or -1 */
+    unsigned failures_at_start;   /* CUnit's failure count when the scenario started */
 } ap_scen_t;
 
 /* True when apache2, ab, the prefork MPM and the built module are all
