@@ -232,7 +232,9 @@ static void check_uri_matches(const mongosup_t *h, const msup_segment_t *seg, ms
 {
     const msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
     const msup_cluster_cfg_t *cfg = c->cfg;
-    bool differs = strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
+    /* An empty URI: no supervisor has published this row (a worker
+     * registered it), so there is nothing to differ from. */
+    bool differs = r->uri_display[0] != '\0' && strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
     uint32_t was = atomic_exchange_explicit(&msup_wcluster_stats(c)->uri_mismatch, differs ? 1u : 0u,
                                             memory_order_relaxed);
     if (!differs || was != 0)

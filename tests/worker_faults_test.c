@@ -406,6 +406,7 @@ static void test_remap_on_config_generation(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
     msup_stats_t *now = msup_slot_stats(&seg, slot, 2), *before = msup_slot_stats(&seg, slot, (uint32_t)old_row);
     CU_ASSERT_EQUAL(atomic_load(&now->config_generation_seen), 9);
+    CU_ASSERT_EQUAL(atomic_load(&now->uri_mismatch), 0); /* no supervisor published a URI to differ from */
     CU_ASSERT_EQUAL(atomic_load(&now->checkouts), 1);
     CU_ASSERT_EQUAL(atomic_load(&now->pool_in_use), 1);
     CU_ASSERT_EQUAL(atomic_load(&now->pool_max), 5);
