@@ -53,7 +53,15 @@ struct msup_wcluster {
     uint32_t min_pool_size;
     _Atomic bool removed;                      /* gone from the reloaded configuration */
 
-    _Atomic int row;                           /* segment row, -1 when none could be mapped */
+    _Atomic int row;                           /* registry index, -1 when none could be mapped */
+    /* The control row this worker believes for `row` (same index, same
+     * name, in a control segment of an accepted owner), NULL when there is
+     * none: then health, generation and limits are its own. */
+    _Atomic(msup_cluster_row_t *) ctl_row;
+    /* The budget limits it enforces: the trusted control row's while the
+     * supervisor is alive, its own configuration's otherwise (never the
+     * worker-writable registry line's).  Refreshed at remap and upkeep. */
+    msup_budget_limits_t limits;
     _Atomic(msup_stats_t *) stats;             /* our slot's stats for that row (or private_stats) */
     msup_stats_t *private_stats;               /* used when no row is available: nothing is lost in-process */
 
@@ -99,6 +107,7 @@ struct mongosup {
     mongosup_error_t reload_error;      /* last reload failure (code 0: none) */
     msup_kept_t *kept;                  /* replaced configurations and mappings */
     _Atomic bool closing;               /* detach has begun */
+    _Atomic bool control_refusal_said;  /* a refused control segment was reported */
     _Atomic bool draining_acked;
     char appname[129];
 

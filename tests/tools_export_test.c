@@ -515,18 +515,18 @@ static void test_corrupted_segment(void)
     int st;
     snprintf(cmd, sizeof cmd, "%s -n %s --json", fx_tool("mongosup-top"), seg_name);
     /* A cluster count beyond the table, then a foreign layout version. */
-    atomic_store(&seg.hdr->cluster_count, 1000);
+    atomic_store(&msup_segment_hdr(&seg)->cluster_count, 1000);
     char *out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "corrupted"));
     free(out);
-    atomic_store(&seg.hdr->cluster_count, 4);
-    seg.hdr->layout_version = 77;
+    atomic_store(&msup_segment_hdr(&seg)->cluster_count, 4);
+    msup_segment_hdr(&seg)->layout_version = 77;
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "layout version 77"));
     free(out);
-    seg.hdr->layout_version = MSUP_LAYOUT_VERSION;
+    msup_segment_hdr(&seg)->layout_version = MSUP_LAYOUT_VERSION;
     teardown();
 }
 
