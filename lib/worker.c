@@ -73,21 +73,6 @@ static void abandon(mongosup_t *h)
 
 /* ---- rows ---- */
 
-/* What this worker believes about its cluster's row: the trusted control
- * row, and the budget limits it enforces (layout.h, docs/security.md). */
-static void refresh_trust(msup_segment_t *seg, msup_wcluster_t *c)
-{
-    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
-    msup_cluster_row_t *ctl = row >= 0 ? msup_segment_trusted_row(seg, (uint32_t)row) : NULL;
-    atomic_store_explicit(&c->ctl_row, ctl, memory_order_release);
-    const msup_cluster_cfg_t *cfg = atomic_load_explicit(&c->cfg, memory_order_acquire);
-    if (ctl != NULL && msup_supervisor_alive(seg))
-        msup_budget_apply_limits(&c->limits, atomic_load_explicit(&ctl->limits.max_connections, memory_order_acquire),
-                                 atomic_load_explicit(&ctl->limits.max_connecting, memory_order_acquire));
-    else
-        msup_budget_apply_limits(&c->limits, cfg->max_connections, cfg->max_connecting);
-}
-
 static void bind_row(mongosup_t *h, msup_segment_t *seg, msup_wcluster_t *c, int row)
 {
     msup_stats_t *stats = row >= 0 ? msup_slot_stats(seg, h->slot, (uint32_t)row) : c->private_stats;
@@ -100,7 +85,7 @@ static void bind_row(mongosup_t *h, msup_segment_t *seg, msup_wcluster_t *c, int
         atomic_store_explicit(&old->pool_max, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&c->row, row, memory_order_relaxed);
-    refresh_trust(seg, c);
+    msup_wcluster_refresh_trust(seg, c);
     atomic_store_explicit(&stats->pool_max, (int64_t)c->max_pool_size, memory_order_relaxed);
     atomic_store_explicit(&c->stats, stats, memory_order_release);
 }
@@ -238,32 +223,6 @@ static void reload_settings(mongosup_t *h)
     msup_error_clear(&h->reload_error);
 }
 
-/* A worker whose environment lacks a MONGOSUP_<CLUSTER>_URI override that
- * the supervisor has resolves the file's URI: the monitor would show the
- * supervisor's URI as UP while this worker's operations fail.  Compares the
- * redacted forms (address and options, never secrets), flags the slot
- * (layout.h: uri_mismatch) and warns once each time it starts to differ.
- * With c->mu held. */
-static void check_uri_matches(const mongosup_t *h, msup_wcluster_t *c)
-{
-    /* Only the trusted control row says what the supervisor checks. */
-    const msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
-    const msup_cluster_cfg_t *cfg = c->cfg;
-    bool differs = r != NULL && strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
-    uint32_t was = atomic_exchange_explicit(&msup_wcluster_stats(c)->uri_mismatch, differs ? 1u : 0u,
-                                            memory_order_relaxed);
-    if (!differs || was != 0)
-        return;
-    char theirs[MSUP_URI_DISPLAY_MAX + 64], ours[MSUP_URI_DISPLAY_MAX + 64];
-    msup_text_escape(theirs, sizeof theirs, r->uri_display, sizeof r->uri_display);
-    msup_text_escape(ours, sizeof ours, cfg->uri_display, sizeof cfg->uri_display);
-    fprintf(stderr,
-            "mongosup[%d]: warning: cluster %s: this worker connects to %s (from %s) but the supervisor checks %s: "
-            "the health shown for the cluster is not this worker's; give the worker the supervisor's URI "
-            "(e.g. the same MONGOSUP_<CLUSTER>_URI)\n",
-            (int)h->pid, c->name, ours, cfg->uri_source, theirs);
-}
-
 /* Remaps every cluster to its row when the header's configuration
  * generation moved; reloads the configuration file first when the
  * generation moved since the settings were loaded. */
@@ -284,7 +243,7 @@ void msup_handle_remap_rows(mongosup_t *h)
             pthread_mutex_lock(&c->mu);
             bind_row(h, seg, c, row);
             if (row >= 0)
-                check_uri_matches(h, c);
+                msup_wcluster_check_uri(h, c);
             atomic_store_explicit(&msup_wcluster_stats(c)->config_generation_seen, gen, memory_order_relaxed);
             msup_pool_publish_gauges(c);
             pthread_mutex_unlock(&c->mu);
@@ -311,14 +270,6 @@ static const mongosup_config_t *current_cfg(const mongosup_t *h)
     return h->own_cfg != NULL ? h->own_cfg : h->cfg;
 }
 
-/* A control segment we refuse (owner, mode, layout): said once, on stderr. */
-static void note_control_refused(mongosup_t *h, const mongosup_error_t *why)
-{
-    if (atomic_exchange_explicit(&h->control_refusal_said, true, memory_order_relaxed))
-        return;
-    fprintf(stderr, "mongosup[%d]: %s; running without a supervisor\n", (int)h->pid, why->message);
-}
-
 static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segment_t *seg, uint32_t *slot,
                          mongosup_error_t *error)
 {
@@ -331,11 +282,7 @@ static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segme
     bool created;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, seg, &created, error))
         return false;
-    /* No control segment (no supervisor yet), or one we refuse: we fail
-     * open, as without a supervisor; the upkeep looks again every second. */
-    mongosup_error_t why;
-    if (!msup_segment_bind_control(seg, &why) && strstr(why.message, "No such file") == NULL)
-        note_control_refused(h, &why);
+    msup_handle_bind_control(h, seg);
     const char *slot_name = cfg->cluster_count > 0 && cfg->clusters[0].appname ? cfg->clusters[0].appname : h->appname;
     int claimed = msup_slot_claim(seg, h->pid, slot_name, error);
     if (claimed < 0) {
@@ -344,37 +291,6 @@ static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segme
     }
     *slot = (uint32_t)claimed;
     return true;
-}
-
-/* Upkeep thread: has the stats segment been unlinked or recreated? Has a
- * control segment appeared or been replaced (a supervisor started)?  Is the
- * supervisor still alive (which limits apply)?  At most once a second,
- * never on the checkout path. */
-void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns)
-{
-    if (now_mono_ns - h->segment_checked_ns < 1000 * NS_PER_MS)
-        return;
-    h->segment_checked_ns = now_mono_ns;
-    msup_segment_t *seg = msup_handle_seg(h);
-    if (msup_segment_replaced(seg)) {
-        atomic_store_explicit(&h->segment_stale, true, memory_order_release);
-        return;
-    }
-    pthread_mutex_lock(&h->map_mu);
-    if (msup_segment_control(seg) == NULL || msup_ctlseg_replaced(seg)) {
-        mongosup_error_t why;
-        if (msup_segment_bind_control(seg, &why))
-            atomic_store_explicit(&h->config_generation, UINT64_MAX, memory_order_release); /* remap: trust anew */
-        else if (strstr(why.message, "No such file") == NULL)
-            note_control_refused(h, &why);
-    }
-    for (size_t i = 0; i < msup_handle_cluster_count(h); i++) {
-        msup_wcluster_t *c = &h->clusters[i];
-        pthread_mutex_lock(&c->mu);
-        refresh_trust(seg, c);
-        pthread_mutex_unlock(&c->mu);
-    }
-    pthread_mutex_unlock(&h->map_mu);
 }
 
 /*

@@ -594,9 +594,14 @@ static void test_usage_and_target(void)
 static void hostile_setup(void)
 {
     setup();
+    /* The name in both tables: the registry's is shown, the control row's
+     * must match it for the row to be believed (layout.h). */
     msup_cluster_row_t *orders = msup_segment_row(&seg, 1);
     memset(orders->name, 0, sizeof orders->name);
     memcpy(orders->name, HOSTILE_CLUSTER, strlen(HOSTILE_CLUSTER));
+    msup_reg_row_t *orders_reg = msup_segment_reg(&seg, 1);
+    memset(orders_reg->name, 0, sizeof orders_reg->name);
+    memcpy(orders_reg->name, HOSTILE_CLUSTER, strlen(HOSTILE_CLUSTER));
     msup_slot_t *slot = msup_segment_slot(&seg, 0);
     memset(slot->appname, 0, sizeof slot->appname);
     memcpy(slot->appname, HOSTILE_APP, strlen(HOSTILE_APP));
