@@ -29,7 +29,9 @@ void msup_wcluster_check_uri(const mongosup_t *h, msup_wcluster_t *c)
     /* Only the trusted control row says what the supervisor checks. */
     const msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
     const msup_cluster_cfg_t *cfg = c->cfg;
-    bool differs = r != NULL && strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
+    /* An empty URI: the row does not say what is checked (yet). */
+    bool differs = r != NULL && r->uri_display[0] != '\0' &&
+                   strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
     uint32_t was = atomic_exchange_explicit(&msup_wcluster_stats(c)->uri_mismatch, differs ? 1u : 0u,
                                             memory_order_relaxed);
     if (!differs || was != 0)
