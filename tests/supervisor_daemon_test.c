@@ -711,11 +711,14 @@ static void reload_with(const scenario_t *s, const char *clusters)
     kill(s->sup, SIGHUP);
 }
 
-/* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`. */
+/* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`
+ * (bumped after the rows are written: wait for both, or a slow supervisor is caught in between). */
 static void expect_main_removed(const scenario_t *s, uint64_t gen)
 {
     uint64_t t0 = msup_test_now_ms();
-    while (row_named(&s->seg, "main") != NULL && msup_test_now_ms() - t0 < slack(2000))
+    while ((row_named(&s->seg, "main") != NULL ||
+            atomic_load(&msup_segment_hdr(&s->seg)->config_generation) != gen) &&
+           msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(10);
     CU_ASSERT_PTR_NULL(row_named(&s->seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s->seg, 0)->row_state), MSUP_ROW_REMOVED);
