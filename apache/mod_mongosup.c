@@ -134,7 +134,7 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, 
     mongosup_config_t *cfg = mongosup_config_load(c->config_path, c->environment, &err);
     msup_target_t target = {NULL, c->config_path, c->environment};
     if (cfg == NULL ||
-        !msup_target_resolve(&target, msup_ap.segment, sizeof msup_ap.segment, &err)) {
+        !msup_target_resolve(&target, msup_ap.segment, sizeof msup_ap.segment, &msup_ap.segment_owner, &err)) {
         ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s, "mod_mongosup: MongosupConfig on %s: %s",
                      c->config_where, err.message);
         mongosup_config_destroy(&cfg);

@@ -30,6 +30,7 @@ typedef struct msup_ap_process {
     mongosup_config_t *cfg;        /* loaded and validated by the parent; NULL: module off */
     pid_t cfg_owner;               /* the process that loaded cfg (only it destroys it) */
     char segment[64];              /* the segment name cfg selects, for the status page */
+    uid_t segment_owner;           /* cfg's segment.owner ((uid_t)-1: none), for the status page */
     mongosup_t *handle;            /* this child's, attached in child_init */
     pid_t handle_owner;            /* the process that attached handle */
     mongosup_error_t attach_error; /* why handle is NULL in a child */

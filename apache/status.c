@@ -113,7 +113,7 @@ int msup_ap_status_handler(request_rec *r)
     apr_table_setn(r->headers_out, "Cache-Control", "no-store");
     msup_snapshot_t snap;
     mongosup_error_t err;
-    if (!msup_snapshot_read(msup_ap.segment, &snap, &err)) {
+    if (!msup_snapshot_read(msup_ap.segment, msup_ap.segment_owner, &snap, &err)) {
         ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, r, "mod_mongosup: status: %s", err.message);
         return HTTP_SERVICE_UNAVAILABLE;
     }

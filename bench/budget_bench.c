@@ -17,6 +17,7 @@ static const char *const mode_name[MODE__COUNT] = {
 };
 
 static msup_segment_t seg;
+static msup_budget_limits_t limits; /* the effective limits a worker would enforce */
 
 /* One process's loop: grow + shrink of a one-token account, as the pool
  * would call them for a client created and destroyed.  Returns ns/op. */
@@ -31,7 +32,7 @@ static double run_loop(enum mode mode, long iterations)
     msup_budget_account_t acct;
     msup_budget_cost_t cost = {.per_client = 1, .per_pool = 0};
     msup_budget_account_init(&acct, mode == NO_BUDGET ? NULL : &seg, 0, msup_slot_stats(&seg, (uint32_t)idx, 0),
-                             cost, 0);
+                             cost, 0, &limits);
     uint64_t now = msup_mono_ns();
     uint64_t t0 = msup_mono_ns();
     for (long i = 0; i < iterations; i++) {
@@ -52,8 +53,7 @@ static double run_loop(enum mode mode, long iterations)
  * returns the mean ns/op. */
 static double measure(enum mode mode, int procs, long iterations)
 {
-    msup_cluster_row_t *row = msup_segment_row(&seg, 0);
-    msup_budget_apply_limits(row, mode == LIMITED ? 1000000u : 0u, 0);
+    msup_budget_apply_limits(&limits, mode == LIMITED ? 1000000u : 0u, 0);
     if (procs == 1)
         return run_loop(mode, iterations);
     double *results = mmap(NULL, sizeof(double) * (size_t)procs, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -102,7 +102,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "budget_bench: %s\n", err.message);
         return 1;
     }
-    atomic_store(&msup_segment_row(&seg, 0)->row_state, MSUP_ROW_ACTIVE);
+    atomic_store(&msup_segment_reg(&seg, 0)->row_state, MSUP_ROW_ACTIVE);
 
     printf("Connection budget: one grow + one shrink of a pool's account (a client created and destroyed),\n");
     printf("%ld iterations per process; 2 processes hammer the same row's budget line.\n", iterations);

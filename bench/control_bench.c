@@ -53,10 +53,14 @@ static void *watch_main(void *arg)
     watch_t *w = arg;
     msup_segment_t s;
     mongosup_error_t err;
-    if (!msup_segment_open_readonly(seg, &s, &err))
+    if (!msup_segment_open_readonly(seg, (uid_t)-1, &s, &err))
         return NULL;
+    if (msup_segment_control(&s) == NULL) { /* no supervisor has published its heartbeat */
+        msup_segment_close(&s);
+        return NULL;
+    }
     while (!w->stop) {
-        uint64_t now = msup_mono_ns(), hb = atomic_load(&s.hdr->heartbeat_mono_ns);
+        uint64_t now = msup_mono_ns(), hb = atomic_load(&msup_segment_hdr(&s)->heartbeat_mono_ns);
         uint64_t age = now > hb ? (now - hb) / 1000u : 0;
         if (age > w->max_age_us)
             w->max_age_us = age;

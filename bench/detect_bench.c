@@ -79,8 +79,8 @@ static bool open_segment(const char *name, msup_segment_t *seg)
 {
     mongosup_error_t err;
     for (int i = 0; i < 300; i++) {
-        if (msup_segment_open_readonly(name, seg, &err)) {
-            if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
+        if (msup_segment_open_readonly(name, (uid_t)-1, seg, &err)) {
+            if (msup_segment_control(seg) != NULL && msup_segment_phase(seg) == MSUP_PHASE_RUNNING)
                 return true;
             msup_segment_close(seg);
         }

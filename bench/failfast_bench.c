@@ -176,7 +176,8 @@ static const char *daemon_path(void)
 static uint32_t main_health(const msup_segment_t *seg)
 {
     int row = msup_segment_find_cluster(seg, "main");
-    return row < 0 ? MSUP_HEALTH_UNKNOWN : atomic_load(&msup_segment_row(seg, (uint32_t)row)->health);
+    const msup_cluster_row_t *r = row < 0 ? NULL : msup_segment_trusted_row(seg, (uint32_t)row);
+    return r == NULL ? MSUP_HEALTH_UNKNOWN : atomic_load(&r->health);
 }
 
 typedef struct figures {
@@ -249,7 +250,7 @@ static bool run_once(const char *fault, figures_t out[2])
     mongosup_error_t err;
     bool mapped = false;
     for (int i = 0; i < 500 && !mapped; i++) {
-        mapped = msup_segment_open_readonly(segment, &seg, &err);
+        mapped = msup_segment_open_readonly(segment, (uid_t)-1, &seg, &err);
         if (mapped && main_health(&seg) != MSUP_HEALTH_UP) {
             msup_segment_close(&seg);
             mapped = false;

@@ -170,10 +170,10 @@ static void bench_reader(int runs, bool every_octave)
         exit(1);
     }
     for (uint32_t c = 0; c < 8; c++) {
-        snprintf(seg.rows[c].name, sizeof seg.rows[c].name, "cluster%u", c);
-        atomic_store(&seg.rows[c].row_state, MSUP_ROW_ACTIVE);
+        snprintf(seg.reg[c].name, sizeof seg.reg[c].name, "cluster%u", c);
+        atomic_store(&seg.reg[c].row_state, MSUP_ROW_ACTIVE);
     }
-    atomic_store(&seg.hdr->cluster_count, 8);
+    atomic_store(&seg.shdr->cluster_count, 8);
     for (uint32_t w = 0; w < 1024; w++) {
         if (msup_slot_claim(&seg, getpid(), "bench", &err) < 0)
             exit(1);

@@ -6,12 +6,12 @@
 #define NS_PER_MS 1000000ull
 
 /* Adds n to *counter when the result stays within limit (0: no limit). */
-static bool cas_add_below(_Atomic int64_t *counter, _Atomic uint32_t *limit_word, uint32_t n)
+static bool cas_add_below(_Atomic int64_t *counter, const _Atomic uint32_t *limit_word, uint32_t n)
 {
     int64_t cur = atomic_load_explicit(counter, memory_order_relaxed);
     for (;;) {
         /* Re-read the limit on every attempt: a reload may lower it meanwhile. */
-        uint32_t limit = atomic_load_explicit(limit_word, memory_order_relaxed);
+        uint32_t limit = atomic_load_explicit((_Atomic uint32_t *)limit_word, memory_order_relaxed);
         if (limit != 0 && cur + (int64_t)n > (int64_t)limit)
             return false;
         if (atomic_compare_exchange_weak_explicit(counter, &cur, cur + (int64_t)n, memory_order_acq_rel,
@@ -20,18 +20,18 @@ static bool cas_add_below(_Atomic int64_t *counter, _Atomic uint32_t *limit_word
     }
 }
 
-bool msup_budget_try_acquire(msup_cluster_row_t *row, msup_stats_t *mine, uint32_t n)
+bool msup_budget_try_acquire(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine, uint32_t n)
 {
     if (n == 0)
         return true;
-    if (!cas_add_below(&row->budget_in_use, &row->max_connections, n))
+    if (!cas_add_below(&row->budget_in_use, &limits->max_connections, n))
         return false;
     /* Row first, then slot: a death in between leaks (see budget.h). */
     atomic_fetch_add_explicit(&mine->budget_tokens, (int64_t)n, memory_order_release);
     return true;
 }
 
-void msup_budget_release(msup_cluster_row_t *row, msup_stats_t *mine, uint32_t n)
+void msup_budget_release(msup_reg_row_t *row, msup_stats_t *mine, uint32_t n)
 {
     if (n == 0)
         return;
@@ -39,19 +39,20 @@ void msup_budget_release(msup_cluster_row_t *row, msup_stats_t *mine, uint32_t n
     atomic_fetch_sub_explicit(&row->budget_in_use, (int64_t)n, memory_order_acq_rel);
 }
 
-bool msup_budget_try_begin_connect(msup_cluster_row_t *row, msup_stats_t *mine)
+bool msup_budget_try_begin_connect(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine)
 {
-    if (!cas_add_below(&row->budget_connecting, &row->max_connecting, 1))
+    if (!cas_add_below(&row->budget_connecting, &limits->max_connecting, 1))
         return false;
     atomic_fetch_add_explicit(&mine->budget_connecting, 1, memory_order_release);
     return true;
 }
 
-bool msup_budget_begin_connect(msup_cluster_row_t *row, msup_stats_t *mine, uint64_t deadline_mono_ns)
+bool msup_budget_begin_connect(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine,
+                               uint64_t deadline_mono_ns)
 {
     uint64_t nap_ns = NS_PER_MS;
     for (;;) {
-        if (msup_budget_try_begin_connect(row, mine))
+        if (msup_budget_try_begin_connect(row, limits, mine))
             return true;
         /* No cross-process wake-up: handshakes last milliseconds, a short
          * doubling nap costs little and never spins on the shared line. */
@@ -66,21 +67,19 @@ bool msup_budget_begin_connect(msup_cluster_row_t *row, msup_stats_t *mine, uint
     }
 }
 
-void msup_budget_end_connect(msup_cluster_row_t *row, msup_stats_t *mine)
+void msup_budget_end_connect(msup_reg_row_t *row, msup_stats_t *mine)
 {
     atomic_fetch_sub_explicit(&mine->budget_connecting, 1, memory_order_acq_rel);
     atomic_fetch_sub_explicit(&row->budget_connecting, 1, memory_order_acq_rel);
 }
 
-void msup_budget_apply_limits(msup_cluster_row_t *row, uint32_t max_connections, uint32_t max_connecting)
+void msup_budget_apply_limits(msup_budget_limits_t *limits, uint32_t max_connections, uint32_t max_connecting)
 {
-    atomic_store_explicit(&row->max_connections, max_connections, memory_order_release);
-    atomic_store_explicit(&row->max_connecting, max_connecting, memory_order_release);
-    /* The fair share depends on the limit: have the next reader recompute it. */
-    atomic_store_explicit(&row->budget_share_mono_ns, 0, memory_order_release);
+    atomic_store_explicit(&limits->max_connections, max_connections, memory_order_release);
+    atomic_store_explicit(&limits->max_connecting, max_connecting, memory_order_release);
 }
 
-int64_t msup_budget_reclaim(msup_cluster_row_t *row, msup_stats_t *dead)
+int64_t msup_budget_reclaim(msup_reg_row_t *row, msup_stats_t *dead)
 {
     int64_t held = atomic_exchange_explicit(&dead->budget_tokens, 0, memory_order_acq_rel);
     if (held > 0)
@@ -93,7 +92,7 @@ int64_t msup_budget_reclaim(msup_cluster_row_t *row, msup_stats_t *dead)
 
 /* ---- fairness ---- */
 
-void msup_budget_note_wait(msup_cluster_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns)
+void msup_budget_note_wait(msup_reg_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns)
 {
     atomic_fetch_add_explicit(&mine->budget_waits, 1, memory_order_relaxed);
     if (!signal)
@@ -104,24 +103,34 @@ void msup_budget_note_wait(msup_cluster_row_t *row, msup_stats_t *mine, bool sig
         atomic_store_explicit(&row->budget_wait_mono_ns, now_mono_ns, memory_order_relaxed);
 }
 
-bool msup_budget_contended(const msup_cluster_row_t *row, uint64_t now_mono_ns)
+bool msup_budget_contended(const msup_reg_row_t *row, uint64_t now_mono_ns)
 {
     uint64_t last = atomic_load_explicit(&row->budget_wait_mono_ns, memory_order_relaxed);
     return last != 0 && now_mono_ns < last + MSUP_BUDGET_CONTENTION_NS;
 }
 
-uint32_t msup_budget_fair_share(const msup_segment_t *seg, uint32_t row_index, uint64_t now_mono_ns)
+static uint32_t share_of(uint32_t max, uint32_t interested)
 {
-    msup_cluster_row_t *row = msup_segment_row(seg, row_index);
-    uint32_t max = atomic_load_explicit(&row->max_connections, memory_order_acquire);
+    uint32_t share = max / (interested ? interested : 1);
+    return share ? share : 1;
+}
+
+uint32_t msup_budget_fair_share(const msup_segment_t *seg, uint32_t row_index, uint32_t max,
+                                uint64_t now_mono_ns)
+{
+    msup_reg_row_t *row = msup_segment_reg(seg, row_index);
     if (max == 0)
         return 0;
+    /* The line caches how many workers are interested, not a share: each
+     * worker divides its own effective limit (never one read from here). */
     uint64_t stamp = atomic_load_explicit(&row->budget_share_mono_ns, memory_order_acquire);
-    uint32_t share = atomic_load_explicit(&row->budget_share, memory_order_relaxed);
     if ((stamp != 0 && now_mono_ns < stamp + MSUP_BUDGET_SHARE_TTL_NS) ||
         !atomic_compare_exchange_strong_explicit(&row->budget_share_mono_ns, &stamp, now_mono_ns ? now_mono_ns : 1,
-                                                 memory_order_acq_rel, memory_order_relaxed))
-        return share; /* fresh, or another worker is recomputing it (0: no fairness yet) */
+                                                 memory_order_acq_rel, memory_order_relaxed)) {
+        /* Fresh, or another worker is recomputing it (0 computed yet: no fairness). */
+        uint32_t interested = atomic_load_explicit(&row->budget_interested, memory_order_relaxed);
+        return atomic_load_explicit(&row->budget_share, memory_order_relaxed) == 0 ? 0 : share_of(max, interested);
+    }
     /* Elected: count the workers that use this cluster's budget. */
     uint32_t interested = 0;
     for (uint32_t i = 0; i < seg->max_workers; i++) {
@@ -133,9 +142,7 @@ uint32_t msup_budget_fair_share(const msup_segment_t *seg, uint32_t row_index, u
             atomic_load_explicit(&s->budget_waits, memory_order_relaxed) > 0)
             interested++;
     }
-    share = max / (interested ? interested : 1);
-    if (share == 0)
-        share = 1;
+    uint32_t share = share_of(max, interested);
     atomic_store_explicit(&row->budget_interested, interested, memory_order_relaxed);
     atomic_store_explicit(&row->budget_share, share, memory_order_release);
     return share;
@@ -176,11 +183,14 @@ msup_budget_cost_t msup_budget_cost_for_uri(const mongoc_uri_t *uri)
 /* ---- one pool's account ---- */
 
 void msup_budget_account_init(msup_budget_account_t *acct, msup_segment_t *seg, int row_index,
-                              msup_stats_t *stats, msup_budget_cost_t cost, uint32_t min_pool_size)
+                              msup_stats_t *stats, msup_budget_cost_t cost, uint32_t min_pool_size,
+                              const msup_budget_limits_t *limits)
 {
-    bool on = seg != NULL && row_index >= 0 && (uint32_t)row_index < seg->max_clusters && stats != NULL;
+    bool on = seg != NULL && row_index >= 0 && (uint32_t)row_index < seg->max_clusters && stats != NULL &&
+              limits != NULL;
     acct->seg = on ? seg : NULL;
-    acct->row = on ? msup_segment_row(seg, (uint32_t)row_index) : NULL;
+    acct->row = on ? msup_segment_reg(seg, (uint32_t)row_index) : NULL;
+    acct->limits = on ? limits : NULL;
     acct->stats = on ? stats : NULL;
     acct->row_index = on ? (uint32_t)row_index : 0;
     acct->floor = min_pool_size > 1 ? min_pool_size : 1;
@@ -191,6 +201,11 @@ void msup_budget_account_init(msup_budget_account_t *acct, msup_segment_t *seg, 
     atomic_init(&acct->monitor_tokens, 0);
     atomic_init(&acct->monitors_settled, false);
     atomic_init(&acct->connect_held, false);
+}
+
+static uint32_t max_connections(const msup_budget_account_t *acct)
+{
+    return atomic_load_explicit((_Atomic uint32_t *)&acct->limits->max_connections, memory_order_acquire);
 }
 
 /* Tokens this worker holds for the cluster, all pools together. */
@@ -209,16 +224,16 @@ bool msup_budget_account_grow(msup_budget_account_t *acct, uint64_t now_mono_ns)
     uint32_t n = acct->cost.per_client + (acct->monitors_paid ? 0 : acct->cost.per_pool);
     if (acct->clients >= acct->floor && msup_budget_contended(acct->row, now_mono_ns)) {
         /* Someone below its share waits: leave the freed tokens to it. */
-        uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, now_mono_ns);
+        uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
         if (share != 0 && worker_tokens(acct) + (int64_t)n > (int64_t)share)
             return false;
     }
     /* The first pop starts the monitors, which connect at once: their
      * handshakes need a slot before that pop (kept for the first handshake). */
     bool first = !acct->monitors_paid && acct->cost.per_pool > 0;
-    if (first && !msup_budget_try_begin_connect(acct->row, acct->stats))
+    if (first && !msup_budget_try_begin_connect(acct->row, acct->limits, acct->stats))
         return false;
-    if (!msup_budget_try_acquire(acct->row, acct->stats, n)) {
+    if (!msup_budget_try_acquire(acct->row, acct->limits, acct->stats, n)) {
         if (first)
             msup_budget_end_connect(acct->row, acct->stats);
         return false;
@@ -284,7 +299,7 @@ static bool wait_signals(const msup_budget_account_t *acct, uint64_t now_mono_ns
 {
     if (acct->clients < acct->floor)
         return true;
-    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, now_mono_ns);
+    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
     return share == 0 || worker_tokens(acct) + (int64_t)acct->cost.per_client <= (int64_t)share;
 }
 
@@ -308,12 +323,12 @@ bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t
 {
     if (acct->seg == NULL || idle == 0 || acct->clients <= acct->floor)
         return false;
-    uint32_t max = atomic_load_explicit(&acct->row->max_connections, memory_order_acquire);
+    uint32_t max = max_connections(acct);
     if (max != 0 && atomic_load_explicit(&acct->row->budget_in_use, memory_order_relaxed) > (int64_t)max)
         return true; /* a reload lowered the budget */
     if (!msup_budget_contended(acct->row, now_mono_ns))
         return false;
-    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, now_mono_ns);
+    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
     /* Shed only while still at or above the share afterwards: no ping-pong
      * with the grow rule, which refuses above it. */
     return share != 0 && worker_tokens(acct) - (int64_t)acct->cost.per_client >= (int64_t)share;
@@ -324,7 +339,7 @@ bool msup_budget_account_pressed(const msup_budget_account_t *acct, uint64_t now
     *limited = false;
     if (acct->seg == NULL)
         return false;
-    uint32_t max = atomic_load_explicit(&acct->row->max_connections, memory_order_acquire);
+    uint32_t max = max_connections(acct);
     *limited = max != 0;
     if (max == 0)
         return false; /* no cap: no share, nothing to shed */
@@ -376,11 +391,11 @@ bool msup_budget_handshake(msup_budget_account_t *acct, mongoc_client_t *client,
     if (acct->seg == NULL)
         return true;
     bool held = atomic_exchange_explicit(&acct->connect_held, false, memory_order_acq_rel);
-    if (!held && !msup_budget_begin_connect(acct->row, acct->stats, deadline_mono_ns)) {
+    if (!held && !msup_budget_begin_connect(acct->row, acct->limits, acct->stats, deadline_mono_ns)) {
         if (error != NULL)
             bson_set_error(error, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
                            "no connection handshake slot within the wait-queue timeout (max_connecting %u)",
-                           atomic_load_explicit(&acct->row->max_connecting, memory_order_relaxed));
+                           atomic_load_explicit((_Atomic uint32_t *)&acct->limits->max_connecting, memory_order_relaxed));
         return false;
     }
     bson_t ping = BSON_INITIALIZER;

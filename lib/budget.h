@@ -10,7 +10,7 @@
 
 /*
  * One token = one socket that a worker's pool may open to the cluster.
- * The row's budget line holds the count of every worker on the host
+ * The registry row's budget line (stats segment) holds the count of every worker on the host
  * (budget_in_use, CAS below max_connections) and of the handshakes in
  * progress (budget_connecting, CAS below max_connecting); each worker's
  * slot holds its own share of both, so the reaper can give a dead worker's
@@ -21,6 +21,10 @@
  * row.  A worker killed between the two leaks one token (the budget errs
  * low) instead of letting the reaper return a token twice (the cap would
  * err high).  docs/budget.md describes the whole mechanism.
+ *
+ * The limits are never read from the worker-writable line: every function
+ * takes the effective limits (a worker's: the trusted control row's while
+ * the supervisor is alive, its own configuration's otherwise).
  */
 
 /* How long a budget wait keeps the cluster "contended". */
@@ -33,48 +37,52 @@
 /* Takes n tokens when the cluster stays within max_connections (0: no
  * limit, but still counted so the monitor shows connections open).
  * Returns false, taking nothing, when they do not fit. */
-bool msup_budget_try_acquire(msup_cluster_row_t *row, msup_stats_t *mine, uint32_t n);
+bool msup_budget_try_acquire(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine, uint32_t n);
 
 /* Gives back n tokens taken with msup_budget_try_acquire. */
-void msup_budget_release(msup_cluster_row_t *row, msup_stats_t *mine, uint32_t n);
+void msup_budget_release(msup_reg_row_t *row, msup_stats_t *mine, uint32_t n);
 
 /* Takes a handshake slot below max_connecting (0: no limit, counted). */
-bool msup_budget_try_begin_connect(msup_cluster_row_t *row, msup_stats_t *mine);
+bool msup_budget_try_begin_connect(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine);
 
 /* Like try_begin_connect, but waits (sleeping 1 ms, doubling up to 16 ms)
  * until deadline_mono_ns (CLOCK_MONOTONIC).  Never call it with a mutex
  * held.  Returns false at the deadline. */
-bool msup_budget_begin_connect(msup_cluster_row_t *row, msup_stats_t *mine, uint64_t deadline_mono_ns);
+bool msup_budget_begin_connect(msup_reg_row_t *row, const msup_budget_limits_t *limits, msup_stats_t *mine,
+                               uint64_t deadline_mono_ns);
 
-void msup_budget_end_connect(msup_cluster_row_t *row, msup_stats_t *mine);
+void msup_budget_end_connect(msup_reg_row_t *row, msup_stats_t *mine);
 
 /* ---- supervisor side ---- */
 
-/* Publishes the configured limits (start and reload).  A lower limit takes
- * nothing away by force: workers shed idle clients as they come back
+/* Publishes limits (the supervisor into its control row at start and
+ * reload; a registrant into the registry line, for display; a worker into
+ * its effective limits).  A lower limit takes nothing away by force:
+ * workers shed idle clients as they come back
  * (msup_budget_account_should_shed) until the cluster is within it. */
-void msup_budget_apply_limits(msup_cluster_row_t *row, uint32_t max_connections, uint32_t max_connecting);
+void msup_budget_apply_limits(msup_budget_limits_t *limits, uint32_t max_connections, uint32_t max_connecting);
 
 /* Reaper: returns the tokens and handshake slots a dead or exited worker's
  * stats still hold to the row.  Exchanges make a second call a no-op.
  * Returns the number of tokens returned. */
-int64_t msup_budget_reclaim(msup_cluster_row_t *row, msup_stats_t *dead);
+int64_t msup_budget_reclaim(msup_reg_row_t *row, msup_stats_t *dead);
 
 /* ---- fairness ---- */
 
 /* Counts a checkout that waits on the budget (mine->budget_waits) and, when
  * `signal` is set, marks the cluster contended. */
-void msup_budget_note_wait(msup_cluster_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns);
+void msup_budget_note_wait(msup_reg_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns);
 
 /* True when a worker below its fair share waited on the budget within the
  * last MSUP_BUDGET_CONTENTION_NS. */
-bool msup_budget_contended(const msup_cluster_row_t *row, uint64_t now_mono_ns);
+bool msup_budget_contended(const msup_reg_row_t *row, uint64_t now_mono_ns);
 
 /* Tokens per interested worker: max_connections / the ACTIVE slots that
  * hold tokens for this cluster or ever waited on its budget.  0 when the
  * budget is unlimited.  Recomputed (a scan of the slot table) by one
  * worker at most once per MSUP_BUDGET_SHARE_TTL_NS; otherwise one load. */
-uint32_t msup_budget_fair_share(const msup_segment_t *seg, uint32_t row_index, uint64_t now_mono_ns);
+uint32_t msup_budget_fair_share(const msup_segment_t *seg, uint32_t row_index, uint32_t max_connections,
+                                uint64_t now_mono_ns);
 
 /* ---- what a pool costs ---- */
 
@@ -100,7 +108,8 @@ msup_budget_cost_t msup_budget_cost_for_uri(const mongoc_uri_t *uri);
  * which talk to the server. */
 typedef struct msup_budget_account {
     msup_segment_t *seg;        /* NULL: no row, budget off (nothing limited, nothing counted) */
-    msup_cluster_row_t *row;    /* where the tokens came from: a remap must not move them */
+    msup_reg_row_t *row;        /* where the tokens came from: a remap must not move them */
+    const msup_budget_limits_t *limits; /* the effective limits (the owner's, never the line's) */
     msup_stats_t *stats;
     uint32_t row_index;
     uint32_t floor;             /* clients kept whatever the contention: max(min_pool_size, 1) */
@@ -119,7 +128,8 @@ typedef struct msup_budget_account {
 } msup_budget_account_t;
 
 void msup_budget_account_init(msup_budget_account_t *acct, msup_segment_t *seg, int row_index,
-                              msup_stats_t *stats, msup_budget_cost_t cost, uint32_t min_pool_size);
+                              msup_stats_t *stats, msup_budget_cost_t cost, uint32_t min_pool_size,
+                              const msup_budget_limits_t *limits);
 
 /* Before the pool creates a client: takes its tokens (the first one also
  * pays for the monitors, which the first pop starts, and takes a handshake

@@ -111,6 +111,7 @@ struct mongosup_config {
     char segment_name[MSUP_NAME_MAX];   /* starts with '/' */
     mode_t segment_mode;                /* default 0600 */
     gid_t segment_group;                /* (gid_t)-1: none */
+    uid_t segment_owner;                /* segment.owner: another accepted owner, (uid_t)-1: none */
     uint32_t max_workers;               /* 1..MSUP_MAX_WORKERS, default 64 */
     uint32_t max_clusters;              /* segment capacity, >= cluster count, default max(8, count) */
     msup_supervisor_cfg_t supervisor;

@@ -58,6 +58,8 @@ void msup_config_dump(const mongosup_config_t *config, FILE *out)
         fprintf(out, "    group = \"\";\n");
     else
         fprintf(out, "    group = \"%u\";\n", (unsigned)config->segment_group);
+    if (config->segment_owner != (uid_t)-1)
+        fprintf(out, "    owner = \"%u\";\n", (unsigned)config->segment_owner);
     fprintf(out, "    max_workers = %u;\n    max_clusters = %u;\n};\n", config->max_workers,
             config->max_clusters);
     fprintf(out, "supervisor = {\n");

@@ -53,10 +53,10 @@ typedef struct {
 /* Row counts, checked against the tables at compile time. */
 #define MSUP_CFG_N_CLUSTER_KEYS 37
 #define MSUP_CFG_N_SUPERVISOR_KEYS 13
-#define MSUP_CFG_N_SEGMENT_KEYS 5
+#define MSUP_CFG_N_SEGMENT_KEYS 6
 
 /* Rows of msup_cfg_segment_keys, which parse_segment reads by position. */
-enum { SEG_NAME, SEG_MODE, SEG_GROUP, SEG_MAX_WORKERS, SEG_MAX_CLUSTERS };
+enum { SEG_NAME, SEG_MODE, SEG_GROUP, SEG_MAX_WORKERS, SEG_MAX_CLUSTERS, SEG_OWNER };
 
 extern const key_t_ msup_cfg_cluster_keys[MSUP_CFG_N_CLUSTER_KEYS];
 extern const key_t_ msup_cfg_supervisor_keys[MSUP_CFG_N_SUPERVISOR_KEYS];

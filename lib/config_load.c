@@ -1,6 +1,7 @@
 /* config_load.c: reads the configuration file, checks its structure, chooses the environment and layers defaults, environment defaults and cluster groups into the resolved configuration. */
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,31 @@ static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, msup
     return true;
 }
 
+/* segment.owner: another uid whose segments readers and workers accept
+ * (docs/security.md), as a user name or a uid; (uid_t)-1 when unset. */
+static bool parse_owner(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_config_t *cfg,
+                        const config_setting_t *set)
+{
+    cfg->segment_owner = (uid_t)-1;
+    if (set == NULL || config_setting_get_string(set)[0] == '\0')
+        return true;
+    const char *o = config_setting_get_string(set);
+    char *end;
+    errno = 0;
+    unsigned long uid = strtoul(o, &end, 10);
+    if (*end == '\0' && errno == 0 && o[0] != '-' && uid < (uid_t)-1) {
+        cfg->segment_owner = (uid_t)uid;
+        return true;
+    }
+    char buf[4096];
+    struct passwd pw, *res = NULL;
+    int rc = getpwnam_r(o, &pw, buf, sizeof buf, &res);
+    if (rc != 0 || res == NULL)
+        return msup_cfg_fail_at(ctx, error, set, "no such user \"%s\"", o);
+    cfg->segment_owner = pw.pw_uid;
+    return true;
+}
+
 static bool parse_segment(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_config_t *cfg,
                           const config_setting_t *seg, const config_setting_t **max_clusters_set)
 {
@@ -117,6 +143,8 @@ static bool parse_segment(const load_ctx_t *ctx, mongosup_error_t *error, mongos
             return msup_cfg_fail_at(ctx, error, set[SEG_MODE], "%s: a world-writable segment lets anyone corrupt it", m);
         cfg->segment_mode = (mode_t)mode;
     }
+    if (!parse_owner(ctx, error, cfg, set[SEG_OWNER]))
+        return false;
     cfg->max_workers = set[SEG_MAX_WORKERS] != NULL ? (uint32_t)config_setting_get_int64(set[SEG_MAX_WORKERS]) : msup_cfg_segment_keys[SEG_MAX_WORKERS].def;
     cfg->max_clusters = set[SEG_MAX_CLUSTERS] != NULL ? (uint32_t)config_setting_get_int64(set[SEG_MAX_CLUSTERS]) : 0;
     *max_clusters_set = set[SEG_MAX_CLUSTERS];

@@ -96,6 +96,7 @@ const key_t_ msup_cfg_segment_keys[MSUP_CFG_N_SEGMENT_KEYS] = {
     {"group", KT_STR, IN_CFG, 0, 0, 255, 0, NULL, NULL},
     {"max_workers", KT_U32, IN_CFG, 0, 1, MSUP_MAX_WORKERS, 64, NULL, NULL},
     {"max_clusters", KT_U32, IN_CFG, 0, 1, MSUP_MAX_CLUSTERS, 8, NULL, NULL},
+    {"owner", KT_STR, IN_CFG, 0, 0, 255, 0, NULL, NULL},
 };
 _Static_assert(sizeof msup_cfg_segment_keys / sizeof msup_cfg_segment_keys[0] == MSUP_CFG_N_SEGMENT_KEYS, "MSUP_CFG_N_SEGMENT_KEYS in config_int.h");
 

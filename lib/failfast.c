@@ -17,15 +17,14 @@ uint32_t msup_failfast_selection_timeout_ms(const msup_cluster_cfg_t *c)
     return ms > DRIVER_SELECTION_DEFAULT_MS ? DRIVER_SELECTION_DEFAULT_MS : (uint32_t)ms;
 }
 
+/* The control row this worker believes for c (worker.c: refresh_trust), or
+ * NULL: health comes only from the supervisor-only control segment. */
 static msup_cluster_row_t *row_of(struct msup_wcluster *c, msup_segment_t **seg_out)
 {
-    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
-    if (row < 0)
-        return NULL;
-    msup_segment_t *seg = msup_handle_seg(c->handle);
-    if (seg_out != NULL)
-        *seg_out = seg;
-    return msup_segment_row(seg, (uint32_t)row);
+    msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
+    if (r != NULL && seg_out != NULL)
+        *seg_out = msup_handle_seg(c->handle);
+    return r;
 }
 
 /* The breaker is in force: enabled for the cluster and a live supervisor
@@ -36,11 +35,10 @@ static bool breaker_in_force(const msup_segment_t *seg, const msup_cluster_row_t
 }
 
 /* The follow-up window of a DOWN verdict applies while the breaker is still in force for the cluster's row. */
-static bool follow_up_in_force(const msup_segment_t *seg, const struct msup_wcluster *c)
+static bool follow_up_in_force(const msup_segment_t *seg, struct msup_wcluster *c)
 {
-    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
-    return row >= 0 && !atomic_load_explicit(&c->removed, memory_order_relaxed) &&
-           breaker_in_force(seg, msup_segment_row(seg, (uint32_t)row));
+    const msup_cluster_row_t *r = row_of(c, NULL);
+    return r != NULL && !atomic_load_explicit(&c->removed, memory_order_relaxed) && breaker_in_force(seg, r);
 }
 
 bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *seg, const msup_cluster_row_t *r,
@@ -205,18 +203,16 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
     for (size_t i = 0; i < n && i < MSUP_MAX_CLUSTERS; i++) {
         struct msup_wcluster *c = &h->clusters[i];
         msup_failfast_t *ff = &c->failfast;
-        int row = atomic_load_explicit(&c->row, memory_order_relaxed);
+        const msup_cluster_row_t *r = row_of(c, NULL);
         uint32_t health = MSUP_HEALTH_UNKNOWN;
-        if (row >= 0 && !atomic_load_explicit(&c->removed, memory_order_relaxed)) {
-            const msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
+        if (r != NULL && !atomic_load_explicit(&c->removed, memory_order_relaxed)) {
             health = atomic_load_explicit(&r->health, memory_order_acquire);
             near = near || verdict_near(seg, r, health);
         }
         if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING &&
             atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
             atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
-        entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN &&
-                     breaker_in_force(seg, msup_segment_row(seg, (uint32_t)row));
+        entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN && breaker_in_force(seg, r);
         ff->seen_health = health;
     }
     for (size_t i = 0; i < n && i < MSUP_MAX_CLUSTERS; i++) {

@@ -61,7 +61,7 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
      * new segment must not move them, so the account keeps its pointers. */
     int row = atomic_load_explicit(&c->row, memory_order_relaxed);
     msup_budget_account_init(&p->budget, row >= 0 ? msup_handle_seg(c->handle) : NULL, row, msup_wcluster_stats(c),
-                             cost, c->min_pool_size);
+                             cost, c->min_pool_size, &c->limits);
     return p;
 }
 
@@ -215,7 +215,7 @@ void msup_pool_destroy(msup_pool_t *p)
      * address would find this pool's entry. */
     msup_clientmap_remove_pool(&c->handle->clients, p);
     bool slot = acct->seg != NULL &&
-                msup_budget_begin_connect(acct->row, acct->stats, msup_mono_ns() + 2000 * NS_PER_MS);
+                msup_budget_begin_connect(acct->row, acct->limits, acct->stats, msup_mono_ns() + 2000 * NS_PER_MS);
     mongoc_client_pool_destroy(p->driver);
     if (slot)
         msup_budget_end_connect(acct->row, acct->stats);

@@ -1,21 +1,17 @@
-/* registry.c: maps a configured cluster to its row in the segment, registering the row when no supervisor did. */
+/* registry.c: maps a configured cluster to its registry row in the stats segment, registering it when missing. */
 #include <string.h>
 #include <time.h>
 
 #include "worker.h"
 
-static void fill_row(msup_segment_t *seg, msup_cluster_row_t *row, const msup_cluster_cfg_t *cfg)
+static void fill_row(msup_segment_t *seg, msup_reg_row_t *row, const msup_cluster_cfg_t *cfg)
 {
     memset(row->name, 0, sizeof row->name);
     memcpy(row->name, cfg->name, strnlen(cfg->name, sizeof row->name - 1));
-    memset(row->uri_display, 0, sizeof row->uri_display);
-    memcpy(row->uri_display, cfg->uri_display, strnlen(cfg->uri_display, sizeof row->uri_display - 1));
-    atomic_store_explicit(&row->max_pool_size, cfg->max_pool_size, memory_order_relaxed);
-    atomic_store_explicit(&row->circuit_breaker, cfg->circuit_breaker ? 1u : 0u, memory_order_relaxed);
-    row->is_replica_set = cfg->is_replica_set ? 1u : 0u;
-    msup_budget_apply_limits(row, cfg->max_connections, cfg->max_connecting);
+    /* For display only: nobody enforces a limit read from this line. */
+    msup_budget_apply_limits(&row->limits, cfg->max_connections, cfg->max_connecting);
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
-    atomic_fetch_add_explicit(&seg->hdr->cluster_count, 1, memory_order_release);
+    atomic_fetch_add_explicit(&seg->shdr->cluster_count, 1, memory_order_release);
 }
 
 /*
@@ -35,7 +31,7 @@ int msup_registry_map(msup_segment_t *seg, const msup_cluster_cfg_t *cfg, uint32
         bool blocked = false;
         for (uint32_t k = 0; k < seg->max_clusters && !blocked; k++) {
             uint32_t i = (preferred_row + k) % seg->max_clusters;
-            msup_cluster_row_t *row = msup_segment_row(seg, i);
+            msup_reg_row_t *row = msup_segment_reg(seg, i);
             uint32_t state = atomic_load_explicit(&row->row_state, memory_order_acquire);
             if (state == MSUP_ROW_CLAIMING) {
                 blocked = true;

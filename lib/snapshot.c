@@ -39,15 +39,26 @@ const char *msup_fail_class_name(enum msup_fail_class c)
 
 #define ALOAD(p) atomic_load_explicit((__typeof__(p) *)&(p), memory_order_acquire)
 
-/* Copies the cluster rows' supervisor-owned fields. */
-static void copy_row(const msup_cluster_row_t *row_c, uint32_t i, msup_cluster_snap_t *cs)
+/* Copies a registry row and, when one is trusted, its control row. */
+static void copy_row(const msup_segment_t *seg, uint32_t i, msup_cluster_snap_t *cs)
 {
-    msup_cluster_row_t *row = (msup_cluster_row_t *)row_c;
+    msup_reg_row_t *reg = msup_segment_reg(seg, i);
     cs->index = i;
-    cs->row_state = ALOAD(row->row_state);
-    cs->health = ALOAD(row->health);
-    memcpy(cs->name, row->name, sizeof cs->name);
+    cs->row_state = ALOAD(reg->row_state);
+    memcpy(cs->name, reg->name, sizeof cs->name);
     cs->name[sizeof cs->name - 1] = '\0';
+    cs->budget_in_use = ALOAD(reg->budget_in_use);
+    cs->budget_connecting = ALOAD(reg->budget_connecting);
+    msup_cluster_row_t *row = msup_segment_trusted_row(seg, i);
+    cs->supervised = row != NULL;
+    if (row == NULL) {
+        /* No supervisor describes it: what its registrant said, health unknown. */
+        cs->health = MSUP_HEALTH_UNKNOWN;
+        cs->max_connections = ALOAD(reg->limits.max_connections);
+        cs->max_connecting = ALOAD(reg->limits.max_connecting);
+        return;
+    }
+    cs->health = ALOAD(row->health);
     memcpy(cs->uri_display, row->uri_display, sizeof cs->uri_display);
     cs->uri_display[sizeof cs->uri_display - 1] = '\0';
     cs->health_since_ns = ALOAD(row->health_since_ns);
@@ -63,10 +74,8 @@ static void copy_row(const msup_cluster_row_t *row_c, uint32_t i, msup_cluster_s
     cs->checks_failed = ALOAD(row->checks_failed);
     cs->reconnect_generation = ALOAD(row->reconnect_generation);
     cs->max_pool_size = ALOAD(row->max_pool_size);
-    cs->max_connections = ALOAD(row->max_connections);
-    cs->max_connecting = ALOAD(row->max_connecting);
-    cs->budget_in_use = ALOAD(row->budget_in_use);
-    cs->budget_connecting = ALOAD(row->budget_connecting);
+    cs->max_connections = ALOAD(row->limits.max_connections);
+    cs->max_connecting = ALOAD(row->limits.max_connecting);
     msup_last_error_read(&row->last_check_error, &cs->last_check_error);
 }
 
@@ -142,23 +151,33 @@ bool msup_snapshot_take(const msup_segment_t *seg, msup_snapshot_t *snap, mongos
      * truncation): validate again, cheaply, before every read. */
     if (!msup_layout_validate(seg->base, seg->size, error))
         return false;
-    const msup_header_t *h = seg->hdr;
-    msup_header_t *hm = (msup_header_t *)h;
+    const msup_ctlseg_t *ctl = msup_segment_control(seg);
+    if (ctl != NULL && !msup_layout_validate(ctl->base, ctl->size, error))
+        return false;
     snap->taken_ns = msup_now_ns();
-    memcpy(snap->segment_name, h->segment_name, sizeof snap->segment_name);
-    memcpy(snap->environment, h->environment, sizeof snap->environment);
+    memcpy(snap->segment_name, seg->name, sizeof snap->segment_name);
+    memcpy(snap->environment, seg->shdr->environment, sizeof snap->environment);
+    snap->environment[sizeof snap->environment - 1] = '\0';
     snap->max_workers = seg->max_workers;
     snap->max_clusters = seg->max_clusters;
-    snap->supervisor_pid = ALOAD(hm->supervisor_pid);
-    snap->supervisor_alive = msup_supervisor_alive(seg);
-    snap->supervisor_started_ns = ALOAD(hm->supervisor_started_ns);
-    snap->heartbeat_ns = ALOAD(hm->heartbeat_ns);
-    uint64_t hb_mono = ALOAD(hm->heartbeat_mono_ns), now_mono = msup_mono_ns();
-    snap->heartbeat_age_ms = hb_mono && now_mono > hb_mono ? (now_mono - hb_mono) / 1000000ull : 0;
-    snap->supervisor_restarts = ALOAD(hm->supervisor_restarts);
-    snap->config_generation = ALOAD(hm->config_generation);
-    snap->phase = ALOAD(hm->phase);
-    snap->drain_deadline_mono_ns = ALOAD(hm->drain_deadline_mono_ns);
+    snap->liveness = msup_supervisor_liveness(seg);
+    snap->supervisor_alive = snap->liveness == MSUP_SUPERVISOR_ALIVE;
+    snap->has_control = ctl != NULL;
+    snap->phase = MSUP_PHASE_STARTING; /* no supervisor has run */
+    if (ctl != NULL) {
+        msup_header_t *hm = ctl->hdr;
+        memcpy(snap->environment, hm->environment, sizeof snap->environment);
+        snap->environment[sizeof snap->environment - 1] = '\0';
+        snap->supervisor_pid = ALOAD(hm->supervisor_pid);
+        snap->supervisor_started_ns = ALOAD(hm->supervisor_started_ns);
+        snap->heartbeat_ns = ALOAD(hm->heartbeat_ns);
+        uint64_t hb_mono = ALOAD(hm->heartbeat_mono_ns), now_mono = msup_mono_ns();
+        snap->heartbeat_age_ms = hb_mono && now_mono > hb_mono ? (now_mono - hb_mono) / 1000000ull : 0;
+        snap->supervisor_restarts = ALOAD(hm->supervisor_restarts);
+        snap->config_generation = ALOAD(hm->config_generation);
+        snap->phase = ALOAD(hm->phase);
+        snap->drain_deadline_mono_ns = ALOAD(hm->drain_deadline_mono_ns);
+    }
 
     snap->clusters = calloc(seg->max_clusters, sizeof *snap->clusters);
     snap->workers = calloc(seg->max_workers, sizeof *snap->workers);
@@ -169,10 +188,10 @@ bool msup_snapshot_take(const msup_segment_t *seg, msup_snapshot_t *snap, mongos
         return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory taking a snapshot");
     }
     for (uint32_t i = 0; i < seg->max_clusters; i++) {
-        if (ALOAD(seg->rows[i].row_state) != MSUP_ROW_ACTIVE)
+        if (ALOAD(seg->reg[i].row_state) != MSUP_ROW_ACTIVE)
             continue;
         row_of[snap->cluster_count] = i;
-        copy_row(&seg->rows[i], i, &snap->clusters[snap->cluster_count++]);
+        copy_row(seg, i, &snap->clusters[snap->cluster_count++]);
     }
     bool consistent = false;
     for (int attempt = 0; attempt < 1000 && !consistent; attempt++)

@@ -1,4 +1,4 @@
-/* snapshot.h: a consistent read of the whole segment for monitors and the supervisor. */
+/* snapshot.h: a consistent read of both segments for monitors and the supervisor. */
 #ifndef MONGOSUP_SNAPSHOT_H
 #define MONGOSUP_SNAPSHOT_H
 
@@ -9,7 +9,8 @@
 #include "stats.h"
 
 typedef struct msup_cluster_snap {
-    uint32_t index;              /* row index in the segment */
+    uint32_t index;              /* registry index in the stats segment */
+    bool supervised;             /* a trusted control row (same index, same name) describes it */
     uint32_t row_state;
     uint32_t health;
     char name[MSUP_NAME_MAX];
@@ -45,7 +46,9 @@ typedef struct msup_snapshot {
     char environment[MSUP_NAME_MAX];
     uint32_t max_workers, max_clusters;
     int32_t supervisor_pid;
-    bool supervisor_alive;
+    bool supervisor_alive;           /* liveness == MSUP_SUPERVISOR_ALIVE */
+    msup_liveness_t liveness;        /* the one verdict (segment.h) */
+    bool has_control;                /* a valid control segment is mapped */
     uint64_t supervisor_started_ns, heartbeat_ns, heartbeat_age_ms, supervisor_restarts;
     uint64_t config_generation;
     uint32_t phase;

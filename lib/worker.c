@@ -85,6 +85,7 @@ static void bind_row(mongosup_t *h, msup_segment_t *seg, msup_wcluster_t *c, int
         atomic_store_explicit(&old->pool_max, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&c->row, row, memory_order_relaxed);
+    msup_wcluster_refresh_trust(seg, c);
     atomic_store_explicit(&stats->pool_max, (int64_t)c->max_pool_size, memory_order_relaxed);
     atomic_store_explicit(&c->stats, stats, memory_order_release);
 }
@@ -222,33 +223,6 @@ static void reload_settings(mongosup_t *h)
     msup_error_clear(&h->reload_error);
 }
 
-/* A worker whose environment lacks a MONGOSUP_<CLUSTER>_URI override that
- * the supervisor has resolves the file's URI: the monitor would show the
- * supervisor's URI as UP while this worker's operations fail.  Compares the
- * redacted forms (address and options, never secrets), flags the slot
- * (layout.h: uri_mismatch) and warns once each time it starts to differ.
- * With c->mu held. */
-static void check_uri_matches(const mongosup_t *h, const msup_segment_t *seg, msup_wcluster_t *c, int row)
-{
-    const msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
-    const msup_cluster_cfg_t *cfg = c->cfg;
-    /* An empty URI: no supervisor has published this row (a worker
-     * registered it), so there is nothing to differ from. */
-    bool differs = r->uri_display[0] != '\0' && strncmp(cfg->uri_display, r->uri_display, sizeof r->uri_display) != 0;
-    uint32_t was = atomic_exchange_explicit(&msup_wcluster_stats(c)->uri_mismatch, differs ? 1u : 0u,
-                                            memory_order_relaxed);
-    if (!differs || was != 0)
-        return;
-    char theirs[MSUP_URI_DISPLAY_MAX + 64], ours[MSUP_URI_DISPLAY_MAX + 64];
-    msup_text_escape(theirs, sizeof theirs, r->uri_display, sizeof r->uri_display);
-    msup_text_escape(ours, sizeof ours, cfg->uri_display, sizeof cfg->uri_display);
-    fprintf(stderr,
-            "mongosup[%d]: warning: cluster %s: this worker connects to %s (from %s) but the supervisor checks %s: "
-            "the health shown for the cluster is not this worker's; give the worker the supervisor's URI "
-            "(e.g. the same MONGOSUP_<CLUSTER>_URI)\n",
-            (int)h->pid, c->name, ours, cfg->uri_source, theirs);
-}
-
 /* Remaps every cluster to its row when the header's configuration
  * generation moved; reloads the configuration file first when the
  * generation moved since the settings were loaded. */
@@ -256,7 +230,7 @@ void msup_handle_remap_rows(mongosup_t *h)
 {
     pthread_mutex_lock(&h->map_mu);
     msup_segment_t *seg = msup_handle_seg(h);
-    uint64_t gen = atomic_load_explicit(&seg->hdr->config_generation, memory_order_acquire);
+    uint64_t gen = msup_segment_config_generation(seg);
     if (gen != atomic_load_explicit(&h->config_generation, memory_order_relaxed)) {
         if (gen != h->settings_generation && h->config_path != NULL)
             reload_settings(h);
@@ -269,7 +243,7 @@ void msup_handle_remap_rows(mongosup_t *h)
             pthread_mutex_lock(&c->mu);
             bind_row(h, seg, c, row);
             if (row >= 0)
-                check_uri_matches(h, seg, c, row);
+                msup_wcluster_check_uri(h, c);
             atomic_store_explicit(&msup_wcluster_stats(c)->config_generation_seen, gen, memory_order_relaxed);
             msup_pool_publish_gauges(c);
             pthread_mutex_unlock(&c->mu);
@@ -303,10 +277,12 @@ static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segme
                            .max_clusters = cfg->max_clusters,
                            .mode = cfg->segment_mode,
                            .group = cfg->segment_group,
+                           .owner = cfg->segment_owner,
                            .environment = cfg->environment};
     bool created;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, seg, &created, error))
         return false;
+    msup_handle_bind_control(h, seg);
     const char *slot_name = cfg->cluster_count > 0 && cfg->clusters[0].appname ? cfg->clusters[0].appname : h->appname;
     int claimed = msup_slot_claim(seg, h->pid, slot_name, error);
     if (claimed < 0) {
@@ -315,17 +291,6 @@ static bool open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segme
     }
     *slot = (uint32_t)claimed;
     return true;
-}
-
-/* Upkeep thread: has the segment been unlinked or recreated? (A stat of
- * the name: at most once a second, never on the checkout path.) */
-void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns)
-{
-    if (now_mono_ns - h->segment_checked_ns < 1000 * NS_PER_MS)
-        return;
-    h->segment_checked_ns = now_mono_ns;
-    if (msup_segment_replaced(msup_handle_seg(h)))
-        atomic_store_explicit(&h->segment_stale, true, memory_order_release);
 }
 
 /*
@@ -523,7 +488,7 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
 
     /* Map every cluster to its row (registering missing rows); the
      * settings are the application's until the generation moves. */
-    h->settings_generation = atomic_load_explicit(&seg->hdr->config_generation, memory_order_acquire);
+    h->settings_generation = msup_segment_config_generation(seg);
     atomic_store_explicit(&h->config_generation, UINT64_MAX, memory_order_relaxed);
     msup_handle_remap_rows(h);
 
@@ -534,6 +499,11 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
     }
     return h;
 }
+
+/* How long a detaching worker waits for the fold lock (held only
+ * while another folder folds one slot) before leaving its slot EXITED for a
+ * reaper instead. */
+#define DETACH_FOLD_WAIT_MS 1000
 
 /* Waits until every client of the cluster is back, or the deadline. */
 static bool wait_all_back(msup_wcluster_t *c, uint64_t deadline_ns)
@@ -592,7 +562,7 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
             bind_row(h, seg, c, -1);
             pthread_mutex_unlock(&c->mu);
         }
-        msup_slot_release(seg, h->slot);
+        msup_slot_free_own(seg, h->slot, DETACH_FOLD_WAIT_MS);
         abandon(h);
         return false;
     }
@@ -609,7 +579,7 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
         }
         msup_pool_publish_gauges(c);
     }
-    msup_slot_release(seg, h->slot);
+    msup_slot_free_own(seg, h->slot, DETACH_FOLD_WAIT_MS);
     free_handle(h);
     return true;
 }
@@ -618,7 +588,7 @@ bool mongosup_detach(mongosup_t **handle, uint32_t drain_timeout_ms)
 
 static bool segment_draining(mongosup_t *h)
 {
-    if (atomic_load_explicit(&msup_handle_seg(h)->hdr->phase, memory_order_acquire) < MSUP_PHASE_DRAINING)
+    if (msup_segment_phase(msup_handle_seg(h)) < MSUP_PHASE_DRAINING)
         return false;
     if (!atomic_load_explicit(&h->draining_acked, memory_order_relaxed)) {
         atomic_store_explicit(&h->slot_ptr->draining_ack, 1, memory_order_release);
@@ -814,14 +784,13 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
     if (atomic_load_explicit(&h->segment_stale, memory_order_relaxed))
         reattach_segment(h);
     msup_segment_t *seg = msup_handle_seg(h);
-    if (atomic_load_explicit(&seg->hdr->config_generation, memory_order_relaxed) !=
-        atomic_load_explicit(&h->config_generation, memory_order_relaxed))
+    if (msup_segment_config_generation(seg) != atomic_load_explicit(&h->config_generation, memory_order_relaxed))
         msup_handle_remap_rows(h); /* and reloads the settings: see docs/api.md */
     msup_wcluster_t *c = msup_find_wcluster(h, cluster);
     if (c == NULL)
         return refuse_unknown(cluster, error);
     if (segment_draining(h)) {
-        if (atomic_load_explicit(&seg->hdr->phase, memory_order_acquire) != MSUP_PHASE_STOPPED ||
+        if (msup_segment_phase(seg) != MSUP_PHASE_STOPPED ||
             !stopped_reattach(h) || segment_draining(h))
             return refuse_shutting_down(c, error);
         seg = msup_handle_seg(h);
@@ -830,9 +799,9 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         return refuse_shutting_down(c, error);
 
     uint64_t generation = 0;
-    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
-    if (row >= 0) {
-        msup_cluster_row_t *r = msup_segment_row(seg, (uint32_t)row);
+    /* Health and generation only from a trusted control row (refresh_trust). */
+    msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
+    if (r != NULL) {
         uint32_t health = atomic_load_explicit(&r->health, memory_order_acquire);
         /* DOWN refuses; RECOVERING (and DOWN once this worker's own monitor
          * reached the server) lets half-open trials through (failfast.c). */
@@ -854,11 +823,10 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         return refuse_unknown(cluster, error);
     }
     msup_pool_t *p = c->pool;
-    if (p != NULL && p->generation != generation && row >= 0) {
+    if (p != NULL && p->generation != generation && r != NULL) {
         /* Another thread may have rebuilt for a newer generation since our
          * unlocked read: never rebuild backwards. */
-        generation = atomic_load_explicit(&msup_segment_row(seg, (uint32_t)row)->reconnect_generation,
-                                          memory_order_acquire);
+        generation = atomic_load_explicit(&r->reconnect_generation, memory_order_acquire);
     }
     if (p == NULL || p->generation != generation || p->settings_epoch != c->settings_epoch) {
         p = current_pool(c, generation, &doomed, error);

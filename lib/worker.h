@@ -53,7 +53,15 @@ struct msup_wcluster {
     uint32_t min_pool_size;
     _Atomic bool removed;                      /* gone from the reloaded configuration */
 
-    _Atomic int row;                           /* segment row, -1 when none could be mapped */
+    _Atomic int row;                           /* registry index, -1 when none could be mapped */
+    /* The control row this worker believes for `row` (same index, same
+     * name, in a control segment of an accepted owner), NULL when there is
+     * none: then health, generation and limits are its own. */
+    _Atomic(msup_cluster_row_t *) ctl_row;
+    /* The budget limits it enforces: the trusted control row's while the
+     * supervisor is alive, its own configuration's otherwise (never the
+     * worker-writable registry line's).  Refreshed at remap and upkeep. */
+    msup_budget_limits_t limits;
     _Atomic(msup_stats_t *) stats;             /* our slot's stats for that row (or private_stats) */
     msup_stats_t *private_stats;               /* used when no row is available: nothing is lost in-process */
 
@@ -99,6 +107,7 @@ struct mongosup {
     mongosup_error_t reload_error;      /* last reload failure (code 0: none) */
     msup_kept_t *kept;                  /* replaced configurations and mappings */
     _Atomic bool closing;               /* detach has begun */
+    _Atomic bool control_refusal_said;  /* a refused control segment was reported */
     _Atomic bool draining_acked;
     char appname[129];
 
@@ -128,7 +137,26 @@ uint64_t msup_fork_epoch(void);
 bool msup_handle_inherited(const mongosup_t *h);
 msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name);
 void msup_handle_remap_rows(mongosup_t *h);
-void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns); /* upkeep: at most once a second */
+
+/* worker_trust.c: what the worker believes from the control segment. */
+/* The control row it trusts for c (same index and name in an accepted
+ * control segment, else NULL) and the limits it enforces: that row's while
+ * the supervisor is alive, its own configuration's otherwise.  c->mu held. */
+void msup_wcluster_refresh_trust(msup_segment_t *seg, msup_wcluster_t *c);
+/* A worker whose environment lacks a MONGOSUP_<CLUSTER>_URI override that
+ * the supervisor has resolves the file's URI: the monitor would show the
+ * supervisor's URI as UP while this worker's operations fail.  Compares the
+ * redacted forms (never secrets) with the trusted row's, flags the slot
+ * (layout.h: uri_mismatch) and warns once each time it starts to differ.
+ * c->mu held. */
+void msup_wcluster_check_uri(const mongosup_t *h, msup_wcluster_t *c);
+/* Maps the control segment when there is an acceptable one; a refused one
+ * is reported once on stderr.  False when none is bound. */
+bool msup_handle_bind_control(mongosup_t *h, msup_segment_t *seg);
+/* Upkeep, at most once a second, never on the checkout path: has the stats
+ * segment been unlinked or recreated, has a control segment appeared or
+ * been replaced, which limits apply now. */
+void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns);
 
 /* pool.c: every function here but pool_destroy runs with c->mu held. */
 msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);

@@ -1,6 +1,6 @@
 # lib/worker.mk: sources of the worker side of libmongosup (attach, pools, APM).
 LIB_WORKER_SOURCES = \
-	lib/worker.h lib/worker.c \
+	lib/worker.h lib/worker.c lib/worker_trust.c \
 	lib/pool.c \
 	lib/budget.h lib/budget.c \
 	lib/clientmap.h lib/clientmap.c \

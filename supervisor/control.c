@@ -277,12 +277,12 @@ static void answer_and_close(conn_t *c)
 
 static uint32_t phase_of(const msup_sup_t *sup)
 {
-    return atomic_load_explicit(&sup->seg.hdr->phase, memory_order_acquire);
+    return atomic_load_explicit(&msup_segment_hdr(&sup->seg)->phase, memory_order_acquire);
 }
 
 static uint64_t generation_of(const msup_sup_t *sup)
 {
-    return atomic_load_explicit(&sup->seg.hdr->config_generation, memory_order_acquire);
+    return atomic_load_explicit(&msup_segment_hdr(&sup->seg)->config_generation, memory_order_acquire);
 }
 
 /* A supervisor that is shutting down takes no more changes. */

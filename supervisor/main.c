@@ -116,7 +116,7 @@ static int parse_args(int argc, char **argv, options_t *o)
 
 static void heartbeat(msup_sup_t *sup)
 {
-    msup_header_t *h = sup->seg.hdr;
+    msup_header_t *h = msup_segment_hdr(&sup->seg);
     atomic_store_explicit(&h->heartbeat_ns, msup_now_ns(), memory_order_relaxed);
     atomic_store_explicit(&h->heartbeat_mono_ns, msup_mono_ns(), memory_order_release);
 }
@@ -131,14 +131,16 @@ static void check_segment(msup_sup_t *sup, uint64_t now)
         return;
     sup->next_integrity_mono_ns = now + 1000000000u;
     mongosup_error_t err;
-    bool valid = msup_layout_validate(sup->seg.base, sup->seg.size, &err);
+    const msup_ctlseg_t *ctl = msup_segment_control(&sup->seg);
+    bool valid = msup_layout_validate(ctl->base, ctl->size, &err) &&
+                 msup_layout_validate(sup->seg.base, sup->seg.size, &err);
     if (!valid && !sup->segment_invalid)
         msup_log(LOG_ERR, "segment %s: %s; still supervising with the geometry read at start (stop the workers "
                           "and mongosupd and remove the segment to recreate it)", sup->seg.name, err.message);
     else if (valid && sup->segment_invalid)
         msup_log(LOG_NOTICE, "segment %s: its layout is valid again", sup->seg.name);
     sup->segment_invalid = !valid;
-    if (!sup->segment_gone && msup_segment_replaced(&sup->seg)) {
+    if (!sup->segment_gone && (msup_ctlseg_replaced(&sup->seg) || msup_segment_replaced(&sup->seg))) {
         sup->segment_gone = true;
         msup_log(LOG_ERR, "segment %s was removed or replaced under mongosupd", sup->seg.name);
     }
@@ -158,7 +160,7 @@ void msup_sup_tick(msup_sup_t *sup, bool reap_now)
         if (sup->checkers[i] != NULL)
             msup_checker_watchdog(sup->checkers[i], now);
     }
-    if (atomic_load_explicit(&sup->seg.hdr->phase, memory_order_relaxed) == MSUP_PHASE_RUNNING)
+    if (atomic_load_explicit(&msup_segment_hdr(&sup->seg)->phase, memory_order_relaxed) == MSUP_PHASE_RUNNING)
         msup_reconnect_tick(sup, now);
     if (reap_now || now >= sup->next_reap_mono_ns) {
         msup_reaper_run(sup);
@@ -182,28 +184,27 @@ int msup_sup_wait_signal(msup_sup_t *sup, uint32_t timeout_ms)
     return 0;
 }
 
-/* One supervisor per segment, even without a pidfile: a live process with
- * the recorded pid, the same start time and a fresh heartbeat owns it. */
-static bool claim_segment(msup_sup_t *sup, mongosup_error_t *error)
+/* The segments, one supervisor per segment: the control segment's OFD lock
+ * (taken before anything is written; the kernel drops it when we die),
+ * then the stats segment.  Publishes our start time and heartbeat. */
+static bool claim_segment(msup_sup_t *sup, const msup_geometry_t *geo, const char *name, mongosup_error_t *error)
 {
-    msup_header_t *h = sup->seg.hdr;
-    int32_t prev = atomic_load_explicit(&h->supervisor_pid, memory_order_acquire);
-    uint64_t prev_start = atomic_load_explicit(&h->supervisor_start_time, memory_order_acquire);
-    if (prev != 0 && prev != (int32_t)getpid() && prev_start != 0 && msup_proc_start_time(prev) == prev_start &&
-        msup_supervisor_alive(&sup->seg) &&
-        atomic_load_explicit(&h->phase, memory_order_acquire) != MSUP_PHASE_STOPPED)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "another mongosupd (pid %d) supervises %s", (int)prev,
-                         sup->seg.name);
-    if (!atomic_compare_exchange_strong(&h->supervisor_pid, &prev, (int32_t)getpid()))
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "another mongosupd (pid %d) supervises %s", (int)prev,
-                         sup->seg.name);
-    atomic_store_explicit(&h->supervisor_start_time, msup_proc_start_time(getpid()), memory_order_relaxed);
+    msup_ctlseg_t *ctl = msup_ctlseg_claim(name, geo, &sup->segment_created, error);
+    if (ctl == NULL)
+        return false;
+    bool stats_created;
+    if (!msup_segment_open_or_create(name, geo, &sup->seg, &stats_created, error)) {
+        msup_ctlseg_close(ctl);
+        return false;
+    }
+    msup_segment_set_control(&sup->seg, ctl);
+    msup_header_t *h = ctl->hdr;
     atomic_store_explicit(&h->supervisor_started_ns, msup_now_ns(), memory_order_relaxed);
     heartbeat(sup);
-    if (!sup->segment_created && prev != 0) {
+    if (!sup->segment_created) {
         uint64_t n = atomic_fetch_add_explicit(&h->supervisor_restarts, 1, memory_order_relaxed) + 1;
-        msup_log(LOG_NOTICE, "adopted segment %s from a previous supervisor (pid %d); restart #%llu", sup->seg.name,
-                 (int)prev, (unsigned long long)n);
+        msup_log(LOG_NOTICE, "adopted segment %s from a previous supervisor; restart #%llu", sup->seg.name,
+                 (unsigned long long)n);
     }
     return true;
 }
@@ -318,17 +319,14 @@ int main(int argc, char **argv)
                            .max_clusters = cfg->max_clusters,
                            .mode = cfg->segment_mode,
                            .group = cfg->segment_group,
+                           .owner = cfg->segment_owner,
                            .environment = cfg->environment};
-    if (!msup_segment_open_or_create(cfg->segment_name, &geo, &sup.seg, &sup.segment_created, &err)) {
+    if (!claim_segment(&sup, &geo, cfg->segment_name, &err)) {
         startup_failure(err.message);
         goto out;
     }
-    if (!claim_segment(&sup, &err)) {
-        startup_failure(err.message);
-        msup_segment_close(&sup.seg);
-        goto out;
-    }
-    uint32_t phase = atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire);
+    msup_header_t *hdr = msup_segment_hdr(&sup.seg);
+    uint32_t phase = atomic_load_explicit(&hdr->phase, memory_order_acquire);
     if (phase == MSUP_PHASE_DRAINING || phase == MSUP_PHASE_STOPPING)
         msup_log(LOG_WARNING, "the previous supervisor died while shutting down; running again");
     /* The control socket after the claim: a second mongosupd on this
@@ -340,13 +338,13 @@ int main(int argc, char **argv)
     /* Rows first (config_generation bumped), then RUNNING: workers that see
      * RUNNING find their clusters. */
     if (!ready || !msup_config_apply(&sup, cfg, &err)) {
-        atomic_store_explicit(&sup.seg.hdr->supervisor_pid, 0, memory_order_release);
+        atomic_store_explicit(&hdr->supervisor_pid, 0, memory_order_release);
         msup_segment_close(&sup.seg);
         goto out;
     }
     cfg = NULL; /* owned by sup now */
-    atomic_store_explicit(&sup.seg.hdr->drain_deadline_mono_ns, 0, memory_order_relaxed);
-    atomic_store_explicit(&sup.seg.hdr->phase, MSUP_PHASE_RUNNING, memory_order_release);
+    atomic_store_explicit(&hdr->drain_deadline_mono_ns, 0, memory_order_relaxed);
+    atomic_store_explicit(&hdr->phase, MSUP_PHASE_RUNNING, memory_order_release);
     msup_log(LOG_NOTICE,
              "mongosupd %s running: environment %s, segment %s (%s, %u workers x %u clusters), %zu clusters, "
              "control socket %s",

@@ -92,17 +92,27 @@ static bool same_deployment(const char *uri_a, const char *uri_b)
     return same;
 }
 
-/* Row of a cluster by name among rows ever used (ACTIVE or REMOVED), or -1:
- * a cluster removed and added back finds its counters again. */
+/* Registry index of a cluster by name among rows ever used (ACTIVE or
+ * REMOVED), or -1: a cluster removed and added back finds its counters
+ * again.  The registry (stats segment) is the index space: a worker that
+ * started before us may have registered the cluster already. */
 static int row_by_name(const msup_segment_t *seg, const char *name)
 {
     for (uint32_t i = 0; i < seg->max_clusters; i++) {
-        const msup_cluster_row_t *row = msup_segment_row(seg, i);
+        const msup_reg_row_t *row = msup_segment_reg(seg, i);
         if (atomic_load_explicit(&row->row_state, memory_order_acquire) != MSUP_ROW_UNUSED &&
             strncmp(row->name, name, MSUP_NAME_MAX) == 0)
             return (int)i;
     }
     return -1;
+}
+
+/* Whether index i is free in both tables (a control row left over by a
+ * registry that was recreated is not reused under another name). */
+static bool row_unused(const msup_segment_t *seg, uint32_t i)
+{
+    return atomic_load_explicit(&msup_segment_reg(seg, i)->row_state, memory_order_acquire) == MSUP_ROW_UNUSED &&
+           atomic_load_explicit(&msup_segment_row(seg, i)->row_state, memory_order_acquire) == MSUP_ROW_UNUSED;
 }
 
 /* Assigns a row to every cluster of cfg; fails (nothing changed) when the
@@ -120,8 +130,7 @@ static bool plan_rows(const msup_segment_t *seg, const mongosup_config_t *cfg, i
         if (rows[c] >= 0)
             continue;
         for (uint32_t i = 0; i < seg->max_clusters && rows[c] < 0; i++) {
-            if (!taken[i] && atomic_load_explicit(&msup_segment_row(seg, i)->row_state, memory_order_acquire) ==
-                                 MSUP_ROW_UNUSED) {
+            if (!taken[i] && row_unused(seg, i)) {
                 rows[c] = (int)i;
                 taken[i] = true;
             }
@@ -151,12 +160,36 @@ static bool geometry_fits(const msup_sup_t *sup, const mongosup_config_t *cfg, m
     return true;
 }
 
+/* Registers the cluster at idx in the registry (stats segment), unless
+ * it is there: a registrant (worker) may have claimed the row since we
+ * planned it; false then (the caller plans again at the next reload). */
+static bool register_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cfg_t *cc)
+{
+    msup_reg_row_t *reg = msup_segment_reg(seg, idx);
+    uint32_t state = atomic_load_explicit(&reg->row_state, memory_order_acquire);
+    if (state == MSUP_ROW_UNUSED) {
+        if (!atomic_compare_exchange_strong_explicit(&reg->row_state, &state, MSUP_ROW_CLAIMING, memory_order_acq_rel,
+                                                     memory_order_acquire))
+            return row_by_name(seg, cc->name) == (int)idx;
+        memset(reg->name, 0, sizeof reg->name);
+        snprintf(reg->name, sizeof reg->name, "%s", cc->name);
+        atomic_fetch_add_explicit(&seg->shdr->cluster_count, 1, memory_order_release);
+    } else if (strncmp(reg->name, cc->name, sizeof reg->name) != 0) {
+        return false;
+    }
+    msup_budget_apply_limits(&reg->limits, cc->max_connections, cc->max_connecting);
+    atomic_store_explicit(&reg->row_state, MSUP_ROW_ACTIVE, memory_order_release);
+    return true;
+}
+
 /* Fills a row's description; the row becomes ACTIVE last (release). */
 static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cfg_t *cc, bool fresh)
 {
     msup_cluster_row_t *row = msup_segment_row(seg, idx);
     uint32_t state = atomic_load_explicit(&row->row_state, memory_order_acquire);
-    if (fresh) {
+    if (!register_row(seg, idx, cc))
+        msup_log(LOG_WARNING, "cluster %s: registry row %u was taken by another name meanwhile", cc->name, idx);
+    if (fresh || strncmp(row->name, cc->name, sizeof row->name) != 0) {
         memset(row->name, 0, sizeof row->name);
         snprintf(row->name, sizeof row->name, "%s", cc->name);
     }
@@ -171,7 +204,7 @@ static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cf
     row->is_replica_set = cc->is_replica_set;
     atomic_store_explicit(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&row->max_pool_size, cc->max_pool_size, memory_order_relaxed);
-    msup_budget_apply_limits(row, cc->max_connections, cc->max_connecting);
+    msup_budget_apply_limits(&row->limits, cc->max_connections, cc->max_connecting);
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
 }
 
@@ -203,12 +236,15 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
             continue;
         msup_checker_stop(&sup->checkers[i], 0);
         atomic_store_explicit(&row->row_state, MSUP_ROW_REMOVED, memory_order_release);
+        if (strncmp(msup_segment_reg(seg, i)->name, row->name, sizeof row->name) == 0)
+            atomic_store_explicit(&msup_segment_reg(seg, i)->row_state, MSUP_ROW_REMOVED, memory_order_release);
         msup_log(LOG_NOTICE, "cluster %.*s removed (row %u kept with its counters)",
                  (int)sizeof row->name, row->name, i);
         removed++;
     }
 
-    uint32_t used = atomic_load_explicit(&seg->hdr->cluster_count, memory_order_relaxed);
+    msup_header_t *hdr = msup_segment_hdr(seg);
+    uint32_t used = atomic_load_explicit(&hdr->cluster_count, memory_order_relaxed);
     for (size_t c = 0; c < cfg->cluster_count; c++) {
         const msup_cluster_cfg_t *cc = &cfg->clusters[c];
         uint32_t idx = (uint32_t)rows[c];
@@ -253,9 +289,9 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
                 msup_log(LOG_ERR, "cluster %s: %s", cc->name, err.message);
         }
     }
-    atomic_store_explicit(&seg->hdr->cluster_count, used, memory_order_release);
-    atomic_store_explicit(&seg->hdr->heartbeat_timeout_ms, cfg->supervisor.heartbeat_timeout_ms, memory_order_relaxed);
-    uint64_t gen = atomic_fetch_add_explicit(&seg->hdr->config_generation, 1, memory_order_release) + 1;
+    atomic_store_explicit(&hdr->cluster_count, used, memory_order_release);
+    atomic_store_explicit(&hdr->heartbeat_timeout_ms, cfg->supervisor.heartbeat_timeout_ms, memory_order_relaxed);
+    uint64_t gen = atomic_fetch_add_explicit(&hdr->config_generation, 1, memory_order_release) + 1;
 
     if (old != NULL) {
         const msup_supervisor_cfg_t *o = &old->supervisor, *n = &cfg->supervisor;

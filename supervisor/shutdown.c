@@ -1,6 +1,7 @@
 /* shutdown.c: drain with a deadline, escalate to stragglers, fold everything, summarise, unlink. */
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "health.h"
@@ -18,7 +19,9 @@ msup_escalate_t msup_escalate_parse(const char *name)
     return MSUP_ESCALATE_TERM_KILL;
 }
 
-/* Signals every live worker; the start time guards against a reused pid. */
+/* Signals every live worker.  A slot is worker-writable: its pid is
+ * signalled only when that process still has the slot's start time and
+ * maps this very stats segment (a forged slot names anything else). */
 static unsigned signal_workers(msup_sup_t *sup, int sig)
 {
     unsigned sent = 0;
@@ -27,8 +30,14 @@ static unsigned signal_workers(msup_sup_t *sup, int sig)
         if (atomic_load_explicit(&slot->state, memory_order_acquire) != MSUP_SLOT_ACTIVE)
             continue;
         pid_t pid = slot->pid;
-        if (pid <= 0 || msup_proc_start_time(pid) != slot->start_time)
+        uint64_t start_time = slot->start_time;
+        if (pid <= 0 || pid == getpid())
             continue;
+        if (!msup_proc_maps_segment(pid, start_time, &sup->seg)) {
+            msup_log(LOG_WARNING, "slot %u names pid %d, which is not a worker of segment %s: not signalled", i,
+                     (int)pid, sup->seg.name);
+            continue;
+        }
         if (kill(pid, sig) == 0) {
             sent++;
             msup_log(LOG_INFO, "sent SIG%s to worker pid %d (slot %u)", sigabbrev_np(sig), (int)pid, i);
@@ -113,7 +122,7 @@ static void stop_checkers(msup_sup_t *sup)
 int msup_shutdown_run(msup_sup_t *sup, const char *reason)
 {
     const msup_supervisor_cfg_t *sc = &sup->cfg->supervisor;
-    msup_header_t *hdr = sup->seg.hdr;
+    msup_header_t *hdr = msup_segment_hdr(&sup->seg);
     uint64_t start = msup_mono_ns();
     uint64_t deadline = start + (uint64_t)sc->drain_timeout_ms * 1000000u;
 
@@ -159,7 +168,7 @@ int msup_shutdown_run(msup_sup_t *sup, const char *reason)
         /* Unlinking would hide those workers from the next supervisor: it
          * adopts this segment instead, and reaps them when they go. */
         msup_log(LOG_WARNING, "segment %s kept: %u workers still attached", sup->seg.name, live);
-    } else if (!sc->keep_segment && msup_segment_replaced(&sup->seg)) {
+    } else if (!sc->keep_segment && (msup_segment_replaced(&sup->seg) || msup_ctlseg_replaced(&sup->seg))) {
         /* Unlinking by name would remove somebody else's segment. */
         msup_log(LOG_WARNING, "segment %s not removed: the name now refers to another segment", sup->seg.name);
     } else if (!sc->keep_segment) {

@@ -90,8 +90,10 @@ bool ap_valgrind_available(const char *name)
 /* ------------------------------------------------------------ processes */
 
 /* Apache's parent runs as root when we are root, and its children switch to
- * User: mongosupd and the tools must then run as that user, who owns the
- * segment (libmongosup accepts only a segment of its own uid). */
+ * User.  mongosupd then runs as root, as in production, and gives the
+ * segments that user's group: the children write the stats segment (mode
+ * 0660) and read the control segment (0640), both owned by root, which
+ * every party accepts; the tools run as that user too. */
 static bool service_user(uid_t *uid, gid_t *gid, const char **name)
 {
     if (geteuid() != 0)
@@ -245,9 +247,12 @@ bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mon
     FILE *f = fopen(s->msconf, "w");
     if (f == NULL)
         return false;
+    char group[64] = "";
+    if (switch_user)
+        snprintf(group, sizeof group, " group = \"%u\"; mode = \"0660\";", (unsigned)gid);
     fprintf(f,
             "# mongosup configuration of an apache_test scenario\n"
-            "segment = { name = \"%s\"; max_workers = %u; };\n"
+            "segment = { name = \"%s\"; max_workers = %u;%s };\n"
             "supervisor = { drain_timeout_ms = %u; escalate = \"none\"; reap_interval_ms = 50;\n"
             "  heartbeat_interval_ms = 100; heartbeat_timeout_ms = 2000; };\n"
             "default_environment = \"test\";\n"
@@ -259,7 +264,7 @@ bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mon
             "  users = { mongo_uri = \"mongodb://127.0.0.1:%d/demo\"; };\n"
             "  analytics = { mongo_uri = \"mongodb://127.0.0.1:%d/demo\"; };\n"
             "}; }; };\n",
-            s->segment, o->max_workers ? o->max_workers : 32u, o->drain_timeout_ms ? o->drain_timeout_ms : 3000u,
+            s->segment, o->max_workers ? o->max_workers : 32u, group, o->drain_timeout_ms ? o->drain_timeout_ms : 3000u,
             o->cluster_extra ? o->cluster_extra : "", mongo_port, mongo_port);
     if (fclose(f) != 0 || (switch_user && chown(s->msconf, uid, gid) != 0))
         return false;
@@ -398,7 +403,7 @@ bool ap_seed_user(const ap_scen_t *s, long id, const char *name)
 static bool start_supervisor(ap_scen_t *s)
 {
     const char *argv[] = {built("supervisor/mongosupd"), "-c", s->msconf, NULL};
-    s->sup = spawn(argv, s->suplog, true);
+    s->sup = spawn(argv, s->suplog, false); /* root: see service_user */
     return s->sup > 0 && ap_wait_state(s, "users", "UP", 10000) && ap_wait_state(s, "analytics", "UP", 10000);
 }
 
@@ -513,6 +518,15 @@ int64_t ap_cluster_num(json_object *snap, const char *cluster, const char *path)
         if (!json_object_object_get_ex(o, key, &o))
             o = NULL;
     return o != NULL ? json_object_get_int64(o) : -1;
+}
+
+int64_t ap_slots_reaped(json_object *snap)
+{
+    json_object *sup, *n;
+    return snap != NULL && json_object_object_get_ex(snap, "supervisor", &sup) &&
+                   json_object_object_get_ex(sup, "slots_reaped", &n)
+               ? json_object_get_int64(n)
+               : -1;
 }
 
 const char *ap_cluster_state(json_object *snap, const char *cluster)

@@ -69,6 +69,8 @@ int64_t ap_cluster_num(json_object *snap, const char *cluster, const char *path)
 const char *ap_cluster_state(json_object *snap, const char *cluster);
 /* Waits up to ms until cluster is in state ("UP", "DOWN"). */
 bool ap_wait_state(const ap_scen_t *s, const char *cluster, const char *state, unsigned ms);
+/* Slots folded into the retired totals so far (supervisor.slots_reaped), or -1. */
+int64_t ap_slots_reaped(json_object *snap);
 /* The pids of the worker slots in state `state` ("ACTIVE"); returns count. */
 int ap_worker_pids(json_object *snap, const char *state, pid_t *pids, int max);
 

@@ -18,13 +18,17 @@
 #define NS_PER_MS 1000000ull
 
 static msup_segment_t seg;
-static msup_cluster_row_t *row;
+static msup_reg_row_t *row;
+/* The effective limits a worker enforces (its own, or its supervisor's):
+ * never read from the worker-writable line. */
+static msup_budget_limits_t limits;
 
 static void setup(const char *tag, uint32_t workers)
 {
     static const char *const names[] = {"users", NULL};
     CU_ASSERT_FATAL(msup_test_segment_setup(tag, workers, 2, names, &seg));
-    row = msup_segment_row(&seg, 0);
+    row = msup_segment_reg(&seg, 0);
+    msup_budget_apply_limits(&limits, 0, 0);
 }
 
 static void teardown(void)
@@ -79,8 +83,8 @@ static void *race_thread(void *arg)
     racer_t *r = arg;
     for (int i = 0; i < r->iterations; i++) {
         uint32_t n = r->handshakes ? 1 : 1 + (uint32_t)(rand_r(&r->seed) % 3); /* several tokens at once too */
-        bool got = r->handshakes ? msup_budget_try_begin_connect(row, r->mine)
-                                 : msup_budget_try_acquire(row, r->mine, n);
+        bool got = r->handshakes ? msup_budget_try_begin_connect(row, &limits, r->mine)
+                                 : msup_budget_try_acquire(row, &limits, r->mine, n);
         if (!got) {
             atomic_fetch_add(&r->board->refused, 1);
             sched_yield();
@@ -129,9 +133,9 @@ static void race(const char *tag, bool handshakes, uint32_t limit_full)
     uint32_t limit = vg ? limit_full / 5 + 1 : limit_full; /* still below procs x threads x 3 */
     setup(tag, (uint32_t)procs + 1);
     if (handshakes)
-        msup_budget_apply_limits(row, 0, limit);
+        msup_budget_apply_limits(&limits, 0, limit);
     else
-        msup_budget_apply_limits(row, limit, 0);
+        msup_budget_apply_limits(&limits, limit, 0);
     race_board_t *board = mmap(NULL, sizeof *board, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     CU_ASSERT_FATAL(board != MAP_FAILED);
     memset(board, 0, sizeof *board);
@@ -172,10 +176,10 @@ static void test_handshakes_race(void)
 static void test_sigkill_holder_reaped_once(void)
 {
     setup("reap", 4);
-    msup_budget_apply_limits(row, 20, 4);
+    msup_budget_apply_limits(&limits, 20, 4);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
-    CU_ASSERT_FATAL(msup_budget_try_acquire(row, mine, 2)); /* a live worker's tokens must survive the reap */
+    CU_ASSERT_FATAL(msup_budget_try_acquire(row, &limits, mine, 2)); /* a live worker's tokens must survive the reap */
     int ready[2];
     CU_ASSERT_FATAL(pipe(ready) == 0);
     pid_t kid = fork();
@@ -184,8 +188,8 @@ static void test_sigkill_holder_reaped_once(void)
         mongosup_error_t err;
         int idx = msup_slot_claim(&seg, getpid(), "doomed", &err);
         msup_stats_t *s = idx >= 0 ? msup_slot_stats(&seg, (uint32_t)idx, 0) : NULL;
-        bool ok = s != NULL && msup_budget_try_acquire(row, s, 5) && msup_budget_try_acquire(row, s, 1) &&
-                  msup_budget_try_begin_connect(row, s);
+        bool ok = s != NULL && msup_budget_try_acquire(row, &limits, s, 5) && msup_budget_try_acquire(row, &limits, s, 1) &&
+                  msup_budget_try_begin_connect(row, &limits, s);
         char byte = ok ? (char)idx : (char)-1;
         if (write(ready[1], &byte, 1) != 1)
             _exit(2);
@@ -211,8 +215,8 @@ static void test_sigkill_holder_reaped_once(void)
     CU_ASSERT_EQUAL(in_use(), 2);
     CU_ASSERT_EQUAL(atomic_load(&mine->budget_tokens), 2);
     /* The freed tokens are usable again: 18 more fit, the 19th does not. */
-    CU_ASSERT(msup_budget_try_acquire(row, mine, 18));
-    CU_ASSERT_FALSE(msup_budget_try_acquire(row, mine, 1));
+    CU_ASSERT(msup_budget_try_acquire(row, &limits, mine, 18));
+    CU_ASSERT_FALSE(msup_budget_try_acquire(row, &limits, mine, 1));
     msup_budget_release(row, mine, 20);
     CU_ASSERT_EQUAL(in_use(), 0);
     teardown();
@@ -223,24 +227,24 @@ static void test_sigkill_holder_reaped_once(void)
 static void test_limit_lowered_at_run_time(void)
 {
     setup("lower", 2);
-    msup_budget_apply_limits(row, 10, 0);
+    msup_budget_apply_limits(&limits, 10, 0);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
     for (int i = 0; i < 10; i++)
-        CU_ASSERT(msup_budget_try_acquire(row, mine, 1));
-    CU_ASSERT_FALSE(msup_budget_try_acquire(row, mine, 1));
-    msup_budget_apply_limits(row, 5, 0);
+        CU_ASSERT(msup_budget_try_acquire(row, &limits, mine, 1));
+    CU_ASSERT_FALSE(msup_budget_try_acquire(row, &limits, mine, 1));
+    msup_budget_apply_limits(&limits, 5, 0);
     CU_ASSERT_EQUAL(in_use(), 10); /* nothing is taken away by force */
     msup_budget_release(row, mine, 3);
-    CU_ASSERT_FALSE(msup_budget_try_acquire(row, mine, 1)); /* 7 held: still above 5 */
+    CU_ASSERT_FALSE(msup_budget_try_acquire(row, &limits, mine, 1)); /* 7 held: still above 5 */
     msup_budget_release(row, mine, 3);
-    CU_ASSERT(msup_budget_try_acquire(row, mine, 1)); /* 4 -> 5 */
-    CU_ASSERT_FALSE(msup_budget_try_acquire(row, mine, 1));
-    CU_ASSERT(msup_budget_try_acquire(row, mine, 0)); /* zero tokens always fit */
+    CU_ASSERT(msup_budget_try_acquire(row, &limits, mine, 1)); /* 4 -> 5 */
+    CU_ASSERT_FALSE(msup_budget_try_acquire(row, &limits, mine, 1));
+    CU_ASSERT(msup_budget_try_acquire(row, &limits, mine, 0)); /* zero tokens always fit */
     CU_ASSERT_EQUAL(atomic_load(&mine->budget_tokens), 5);
-    msup_budget_apply_limits(row, 8, 0); /* raised: room again */
-    CU_ASSERT(msup_budget_try_acquire(row, mine, 3));
-    CU_ASSERT_FALSE(msup_budget_try_acquire(row, mine, 1));
+    msup_budget_apply_limits(&limits, 8, 0); /* raised: room again */
+    CU_ASSERT(msup_budget_try_acquire(row, &limits, mine, 3));
+    CU_ASSERT_FALSE(msup_budget_try_acquire(row, &limits, mine, 1));
     msup_budget_release(row, mine, 8);
     CU_ASSERT_EQUAL(in_use(), 0);
     teardown();
@@ -249,12 +253,12 @@ static void test_limit_lowered_at_run_time(void)
 static void test_unlimited_still_counts(void)
 {
     setup("unlim", 2);
-    msup_budget_apply_limits(row, 0, 0);
+    msup_budget_apply_limits(&limits, 0, 0);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
     int n = msup_test_under_valgrind() ? 100 : 5000;
     for (int i = 0; i < n; i++)
-        CU_ASSERT_FATAL(msup_budget_try_acquire(row, mine, 1) && msup_budget_try_begin_connect(row, mine));
+        CU_ASSERT_FATAL(msup_budget_try_acquire(row, &limits, mine, 1) && msup_budget_try_begin_connect(row, &limits, mine));
     CU_ASSERT_EQUAL(in_use(), n);
     CU_ASSERT_EQUAL(connecting(), n);
     CU_ASSERT_EQUAL(atomic_load(&mine->budget_tokens), n);
@@ -283,12 +287,12 @@ static void *end_connect_later(void *arg)
 static void test_begin_connect_waits_until_deadline(void)
 {
     setup("conwait", 2);
-    msup_budget_apply_limits(row, 0, 1);
+    msup_budget_apply_limits(&limits, 0, 1);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
-    CU_ASSERT_FATAL(msup_budget_try_begin_connect(row, mine));
+    CU_ASSERT_FATAL(msup_budget_try_begin_connect(row, &limits, mine));
     uint64_t t0 = msup_mono_ns();
-    CU_ASSERT_FALSE(msup_budget_begin_connect(row, mine, t0 + 60 * NS_PER_MS));
+    CU_ASSERT_FALSE(msup_budget_begin_connect(row, &limits, mine, t0 + 60 * NS_PER_MS));
     uint64_t waited = msup_mono_ns() - t0;
     CU_ASSERT(waited >= 60 * NS_PER_MS);
     CU_ASSERT(waited < 2000 * NS_PER_MS);
@@ -298,7 +302,7 @@ static void test_begin_connect_waits_until_deadline(void)
     pthread_t t;
     CU_ASSERT_FATAL(pthread_create(&t, NULL, end_connect_later, &l) == 0);
     t0 = msup_mono_ns();
-    CU_ASSERT(msup_budget_begin_connect(row, mine, t0 + 5000 * NS_PER_MS));
+    CU_ASSERT(msup_budget_begin_connect(row, &limits, mine, t0 + 5000 * NS_PER_MS));
     waited = msup_mono_ns() - t0;
     CU_ASSERT(waited >= 30 * NS_PER_MS && waited < 1000 * NS_PER_MS);
     pthread_join(t, NULL);
@@ -313,12 +317,12 @@ static void test_begin_connect_waits_until_deadline(void)
 static void test_account_pays_monitors_once(void)
 {
     setup("acct", 2);
-    msup_budget_apply_limits(row, 5, 0);
+    msup_budget_apply_limits(&limits, 5, 0);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
     msup_budget_account_t a;
     msup_budget_cost_t cost = {.per_client = 1, .per_pool = 2};
-    msup_budget_account_init(&a, &seg, 0, mine, cost, 0);
+    msup_budget_account_init(&a, &seg, 0, mine, cost, 0, &limits);
     uint64_t now = msup_mono_ns();
     CU_ASSERT(msup_budget_account_grow(&a, now)); /* 2 monitors + 1 client */
     CU_ASSERT_EQUAL(in_use(), 3);
@@ -343,10 +347,10 @@ static void test_account_pays_monitors_once(void)
 
     /* The first growth of a pool takes a handshake slot for its monitors
      * before the pop that starts them; without one it is refused. */
-    msup_budget_apply_limits(row, 5, 1);
+    msup_budget_apply_limits(&limits, 5, 1);
     msup_budget_account_t p1, p2;
-    msup_budget_account_init(&p1, &seg, 0, mine, cost, 0);
-    msup_budget_account_init(&p2, &seg, 0, mine, cost, 0);
+    msup_budget_account_init(&p1, &seg, 0, mine, cost, 0, &limits);
+    msup_budget_account_init(&p2, &seg, 0, mine, cost, 0, &limits);
     CU_ASSERT(msup_budget_account_grow(&p1, now));
     CU_ASSERT_EQUAL(connecting(), 1);
     CU_ASSERT_FALSE(msup_budget_account_grow(&p2, now)); /* tokens left, no handshake slot */
@@ -364,7 +368,7 @@ static void test_account_pays_monitors_once(void)
 
     /* Without a row the budget is off: everything grows, nothing counts. */
     msup_budget_account_t off;
-    msup_budget_account_init(&off, &seg, -1, mine, cost, 0);
+    msup_budget_account_init(&off, &seg, -1, mine, cost, 0, &limits);
     for (int i = 0; i < 10; i++)
         CU_ASSERT(msup_budget_account_grow(&off, now));
     CU_ASSERT_FALSE(msup_budget_account_should_shed(&off, 5, now));
@@ -376,13 +380,13 @@ static void test_account_pays_monitors_once(void)
 static void test_fairness_share_and_shedding(void)
 {
     setup("fair", 4);
-    msup_budget_apply_limits(row, 10, 0);
+    msup_budget_apply_limits(&limits, 10, 0);
     msup_stats_t *sa = claim(), *sb = claim(); /* two "workers": two slots */
     CU_ASSERT_FATAL(sa != NULL && sb != NULL && sa != sb);
     msup_budget_cost_t cost = {.per_client = 1, .per_pool = 1};
     msup_budget_account_t a, b;
-    msup_budget_account_init(&a, &seg, 0, sa, cost, 2);
-    msup_budget_account_init(&b, &seg, 0, sb, cost, 0);
+    msup_budget_account_init(&a, &seg, 0, sa, cost, 2, &limits);
+    msup_budget_account_init(&b, &seg, 0, sb, cost, 0, &limits);
     uint64_t now = msup_mono_ns();
 
     /* A takes the whole budget while nobody waits; no reason to shed. */
@@ -398,7 +402,7 @@ static void test_fairness_share_and_shedding(void)
     msup_budget_account_note_wait(&b, now);
     CU_ASSERT_EQUAL(atomic_load(&sb->budget_waits), 1);
     CU_ASSERT(msup_budget_contended(row, now + 1));
-    CU_ASSERT_EQUAL(msup_budget_fair_share(&seg, 0, now + 2), 5); /* 10 / (A holds, B waited) */
+    CU_ASSERT_EQUAL(msup_budget_fair_share(&seg, 0, 10, now + 2), 5); /* 10 / (A holds, B waited) */
     CU_ASSERT_EQUAL(atomic_load(&row->budget_interested), 2);
 
     /* A sheds idle clients as they come back, down to its share, and may
@@ -425,7 +429,7 @@ static void test_fairness_share_and_shedding(void)
 
     /* The floor (min_pool_size) holds whatever happens: a budget lowered to
      * 4 sheds A down to 2 clients, B down to 1. */
-    msup_budget_apply_limits(row, 4, 0);
+    msup_budget_apply_limits(&limits, 4, 0);
     uint64_t later = now + 3 * MSUP_BUDGET_CONTENTION_NS;
     while (msup_budget_account_should_shed(&a, 1, later))
         msup_budget_account_shrink(&a, 1);
@@ -478,13 +482,13 @@ static void test_handshake_against_peer(void)
     test_peer_t *peer = test_peer_start("standalone", 1, NULL);
     CU_ASSERT_FATAL(peer != NULL);
     setup("peer", 2);
-    msup_budget_apply_limits(row, 10, 1);
+    msup_budget_apply_limits(&limits, 10, 1);
     msup_stats_t *mine = claim();
     CU_ASSERT_FATAL(mine != NULL);
     mongoc_uri_t *uri = mongoc_uri_new(test_peer_uri(peer));
     CU_ASSERT_FATAL(uri != NULL);
     msup_budget_account_t a;
-    msup_budget_account_init(&a, &seg, 0, mine, msup_budget_cost_for_uri(uri), 0);
+    msup_budget_account_init(&a, &seg, 0, mine, msup_budget_cost_for_uri(uri), 0, &limits);
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     CU_ASSERT_FATAL(pool != NULL);
@@ -511,7 +515,7 @@ static void test_handshake_against_peer(void)
     CU_ASSERT(open >= CLIENTS && open <= in_use());
 
     /* With the only handshake slot taken, a handshake gives up at its deadline. */
-    CU_ASSERT_FATAL(msup_budget_try_begin_connect(row, mine));
+    CU_ASSERT_FATAL(msup_budget_try_begin_connect(row, &limits, mine));
     CU_ASSERT_FALSE(msup_budget_handshake(&a, clients[0], msup_mono_ns() + 30 * NS_PER_MS, &err));
     CU_ASSERT_EQUAL(err.code, MONGOSUP_E_POOL_TIMEOUT);
     msup_budget_end_connect(row, mine);

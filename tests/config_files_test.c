@@ -458,10 +458,15 @@ static bool open_running(const char *name, msup_segment_t *seg, unsigned timeout
     uint64_t deadline = msup_test_now_ms() + timeout_ms;
     mongosup_error_t err;
     while (msup_test_now_ms() < deadline) {
-        if (msup_segment_open_readonly(name, seg, &err)) {
-            while (msup_test_now_ms() < deadline && atomic_load(&seg->hdr->phase) != MSUP_PHASE_RUNNING)
+        if (msup_segment_open_readonly(name, (uid_t)-1, seg, &err)) {
+            if (msup_segment_control(seg) == NULL) { /* mongosupd has not claimed it yet */
+                msup_segment_close(seg);
                 msup_test_sleep_ms(10);
-            if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
+                continue;
+            }
+            while (msup_test_now_ms() < deadline && atomic_load(&msup_segment_hdr(seg)->phase) != MSUP_PHASE_RUNNING)
+                msup_test_sleep_ms(10);
+            if (atomic_load(&msup_segment_hdr(seg)->phase) == MSUP_PHASE_RUNNING)
                 return true;
             msup_segment_close(seg);
             return false;
@@ -482,18 +487,18 @@ static void test_reload_keeps_environment(void)
     msup_segment_t seg;
     bool up = open_running(seg_name, &seg, msup_test_under_valgrind() ? 20000 : 5000);
     CU_ASSERT_FATAL(up);
-    CU_ASSERT_STRING_EQUAL(seg.hdr->environment, "first");
+    CU_ASSERT_STRING_EQUAL(msup_segment_hdr(&seg)->environment, "first");
     CU_ASSERT(msup_segment_find_cluster(&seg, "alpha") >= 0);
-    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&seg)->config_generation);
 
     /* Another default, and a changed setting of the running environment. */
     write_two_envs(conf, seg_name, "second", 1500);
     CU_ASSERT_EQUAL(kill(sup, SIGHUP), 0);
     uint64_t deadline = msup_test_now_ms() + (msup_test_under_valgrind() ? 20000 : 5000);
-    while (atomic_load(&seg.hdr->config_generation) == gen && msup_test_now_ms() < deadline)
+    while (atomic_load(&msup_segment_hdr(&seg)->config_generation) == gen && msup_test_now_ms() < deadline)
         msup_test_sleep_ms(10);
-    CU_ASSERT(atomic_load(&seg.hdr->config_generation) > gen);
-    CU_ASSERT_STRING_EQUAL(seg.hdr->environment, "first");
+    CU_ASSERT(atomic_load(&msup_segment_hdr(&seg)->config_generation) > gen);
+    CU_ASSERT_STRING_EQUAL(msup_segment_hdr(&seg)->environment, "first");
     CU_ASSERT(msup_segment_find_cluster(&seg, "alpha") >= 0);
     CU_ASSERT(msup_segment_find_cluster(&seg, "beta") < 0);
     msup_test_sleep_ms(100); /* the log line follows the generation bump */

@@ -827,7 +827,7 @@ static void test_bad_unknown_key_levels(void)
     CU_ASSERT(has(msg, "environments.dev.cluster: unknown key (did you mean clusters?); valid: defaults, clusters"));
 
     load_bad("segment = { nam = \"/x\"; };\n" "default_environment = \"dev\"; environments = { dev = { clusters = { u = { mongo_uri = \"mongodb://h/\"; }; }; }; };\n", NULL);
-    CU_ASSERT(has(msg, "segment.nam: unknown key (did you mean name?); valid: name, mode, group, max_workers, max_clusters"));
+    CU_ASSERT(has(msg, "segment.nam: unknown key (did you mean name?); valid: name, mode, group, max_workers, max_clusters, owner"));
 
     load_bad("supervisor = { loglevel = \"info\"; };\n" "default_environment = \"dev\"; environments = { dev = { clusters = { u = { mongo_uri = \"mongodb://h/\"; }; }; }; };\n", NULL);
     CU_ASSERT(has(msg, "supervisor.loglevel: unknown key (did you mean log_level?); valid: pidfile, log, log_level"));
@@ -996,6 +996,15 @@ static void test_segment(void)
     cfg = load_ok(with_top("segment = { group = \"root\"; };"), NULL);
     CU_ASSERT_EQUAL(cfg->segment_group, 0);
     CU_ASSERT_EQUAL(cfg->segment_mode, 0640); /* a group implies 0640 */
+    CU_ASSERT_EQUAL(cfg->segment_owner, (uid_t)-1); /* no other owner accepted */
+    mongosup_config_destroy(&cfg);
+
+    /* segment.owner: a user name or a uid (docs/security.md). */
+    cfg = load_ok(with_top("segment = { owner = \"root\"; };"), NULL);
+    CU_ASSERT_EQUAL(cfg->segment_owner, 0);
+    mongosup_config_destroy(&cfg);
+    cfg = load_ok(with_top("segment = { owner = \"4242\"; };"), NULL);
+    CU_ASSERT_EQUAL(cfg->segment_owner, 4242);
     mongosup_config_destroy(&cfg);
 
     static const struct {
@@ -1020,6 +1029,8 @@ static void test_segment(void)
         {"segment = { mode = 600; };", "segment.mode: expected a string, got an integer"},
         {"segment = { mode = \"1777\"; };", "is not an octal mode"},
         {"segment = { group = \"no-such-group-xyz\"; };", "segment.group: no such group \"no-such-group-xyz\""},
+        {"segment = { owner = \"no-such-user-xyz\"; };", "segment.owner: no such user \"no-such-user-xyz\""},
+        {"segment = { owner = 7; };", "segment.owner: expected a string"},
         {"segment = { max_workers = 0; };", "segment.max_workers: 0 is out of range 1..65536"},
         {"segment = 5;", "segment: expected a group"},
     };

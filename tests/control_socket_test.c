@@ -16,6 +16,7 @@
 
 #include "control.h"
 #include "ctlclient.h"
+#include "segment_fixture.h"
 #include "testmain.h"
 #include "tools_fixture.h"
 
@@ -177,9 +178,13 @@ static uint64_t generation(const daemon_t *d)
 {
     msup_segment_t seg;
     mongosup_error_t err;
-    if (!msup_segment_open_readonly(d->seg, &seg, &err))
+    if (!msup_segment_open_readonly(d->seg, (uid_t)-1, &seg, &err))
         return 0;
-    uint64_t g = atomic_load(&seg.hdr->config_generation);
+    if (msup_segment_control(&seg) == NULL) {
+        msup_segment_close(&seg);
+        return 0;
+    }
+    uint64_t g = atomic_load(&msup_segment_hdr(&seg)->config_generation);
     msup_segment_close(&seg);
     return g;
 }
@@ -285,7 +290,8 @@ static void test_reconnect(void)
     daemon_start(&d, "recon", NULL);
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_open_readonly(d.seg, &seg, &err));
+    CU_ASSERT_FATAL(msup_segment_open_readonly(d.seg, (uid_t)-1, &seg, &err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msup_segment_control(&seg));
     int idx = msup_segment_find_cluster(&seg, "users");
     CU_ASSERT_FATAL(idx >= 0);
     const msup_cluster_row_t *row = msup_segment_row(&seg, (uint32_t)idx);
@@ -378,13 +384,13 @@ static void test_never_signals_segment_pid(void)
     }
     CU_ASSERT_FATAL(victim > 0);
     msup_test_sleep_ms(50);
-    /* What a writer of the segment could do: name another process, with
-     * its start time, as the supervisor. */
+    /* What a writer of the control segment (the supervisor's uid) could
+     * do: name another process, with its start time, as the supervisor. */
     msup_segment_t rw;
-    mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(d.seg, NULL, &rw, &err));
-    atomic_store(&rw.hdr->supervisor_start_time, msup_proc_start_time(victim));
-    atomic_store(&rw.hdr->supervisor_pid, victim);
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(d.seg, &rw));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msup_segment_control(&rw));
+    atomic_store(&msup_segment_hdr(&rw)->supervisor_start_time, msup_proc_start_time(victim));
+    atomic_store(&msup_segment_hdr(&rw)->supervisor_pid, victim);
     msup_segment_close(&rw);
     int st;
     free(ctl(&d, "reload", &st));
@@ -628,10 +634,14 @@ static void *watch_heartbeat(void *arg)
     watch_t *w = arg;
     msup_segment_t seg;
     mongosup_error_t err;
-    if (!msup_segment_open_readonly(w->seg, &seg, &err))
+    if (!msup_segment_open_readonly(w->seg, (uid_t)-1, &seg, &err))
         return NULL;
+    if (msup_segment_control(&seg) == NULL) {
+        msup_segment_close(&seg);
+        return NULL;
+    }
     while (!w->stop) {
-        uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+        uint64_t hb = atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns);
         uint64_t now = msup_mono_ns();
         uint64_t age = now > hb ? (now - hb) / 1000000u : 0;
         if (age > w->max_age_ms)
@@ -768,9 +778,11 @@ static void expect_refused(daemon_t *d, const char *needle)
     /* It let go of the segment: no supervisor recorded, nothing started. */
     msup_segment_t seg;
     mongosup_error_t err;
-    if (msup_segment_open_readonly(d->seg, &seg, &err)) {
-        CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), 0);
-        CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), 0);
+    if (msup_segment_open_readonly(d->seg, (uid_t)-1, &seg, &err)) {
+        if (msup_segment_control(&seg) != NULL) {
+            CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), 0);
+            CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->config_generation), 0);
+        }
         msup_segment_close(&seg);
     }
     msup_segment_unlink(d->seg, NULL);

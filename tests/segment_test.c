@@ -1,5 +1,9 @@
-/* segment_test.c: creating, adopting and validating segments, bad segments and random corruption. */
+/* segment_test.c: the control and stats segments: create, adopt, lock, owners and modes, liveness, corruption. */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <time.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,13 +14,19 @@
 #include <unistd.h>
 
 #include "segment.h"
+#include "segment_fixture.h"
 #include "slots.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "testmain.h"
 
 static const msup_geometry_t geo4x2 = {.max_workers = 4, .max_clusters = 2, .mode = 0600, .group = (gid_t)-1,
-                                       .environment = "test"};
+                                       .owner = (uid_t)-1, .environment = "test"};
+
+static void shm_path(const char *name, const char *suffix, char *out, size_t n)
+{
+    snprintf(out, n, "/dev/shm%s%s", name, suffix);
+}
 
 static void test_create_basic(void)
 {
@@ -24,19 +34,24 @@ static void test_create_basic(void)
     msup_segment_t seg;
     mongosup_error_t err;
     CU_ASSERT_FATAL(msup_segment_create(name, &geo4x2, &seg, &err));
-    CU_ASSERT_EQUAL(seg.hdr->magic, MSUP_MAGIC);
+    CU_ASSERT_EQUAL(seg.shdr->magic, MSUP_STATS_MAGIC);
+    CU_ASSERT_EQUAL(seg.shdr->layout_version, 3);
     CU_ASSERT_EQUAL(seg.size, msup_layout_size(4, 2));
     CU_ASSERT_EQUAL(seg.max_workers, 4);
-    CU_ASSERT_STRING_EQUAL(seg.hdr->environment, "test");
-    CU_ASSERT_EQUAL(seg.hdr->phase, MSUP_PHASE_STARTING);
-    CU_ASSERT_EQUAL((uintptr_t)seg.rows % MSUP_CACHE_LINE, 0);
+    CU_ASSERT_STRING_EQUAL(seg.shdr->environment, "test");
+    CU_ASSERT_STRING_EQUAL(seg.shdr->segment_name, name);
+    CU_ASSERT_PTR_NULL(msup_segment_control(&seg)); /* only mongosupd creates the control segment */
+    CU_ASSERT_EQUAL(msup_segment_phase(&seg), MSUP_PHASE_RUNNING); /* none: a worker fails open */
+    CU_ASSERT_EQUAL((uintptr_t)seg.reg % MSUP_CACHE_LINE, 0);
     CU_ASSERT_EQUAL((uintptr_t)msup_slot_stats(&seg, 3, 1) % MSUP_CACHE_LINE, 0);
     CU_ASSERT_EQUAL((uint8_t *)msup_slot_stats(&seg, 3, 1) + sizeof(msup_stats_t), (uint8_t *)seg.base + seg.size);
     char path[128];
     struct stat st;
-    snprintf(path, sizeof path, "/dev/shm%s", name);
+    shm_path(name, ".stats", path, sizeof path);
     CU_ASSERT_EQUAL(stat(path, &st), 0);
     CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+    shm_path(name, "", path, sizeof path);
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
 
     msup_segment_t again;
     CU_ASSERT_FALSE(msup_segment_create(name, &geo4x2, &again, &err));
@@ -56,11 +71,16 @@ static void test_create_mode(void)
     CU_ASSERT_FATAL(msup_segment_create(name, &g, &seg, &err));
     char path[128];
     struct stat st;
-    snprintf(path, sizeof path, "/dev/shm%s", name);
+    shm_path(name, ".stats", path, sizeof path);
     CU_ASSERT_EQUAL(stat(path, &st), 0);
     CU_ASSERT_EQUAL(st.st_mode & 0777, 0640);
     msup_segment_close(&seg);
     msup_segment_unlink(name, NULL);
+    /* Never world-writable, whatever the caller asks. */
+    g.mode = 0666;
+    CU_ASSERT_FALSE(msup_segment_create(name, &g, &seg, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "writable by others"));
+    CU_ASSERT_NOT_EQUAL(stat(path, &st), 0);
 }
 
 static void test_bad_name(void)
@@ -68,8 +88,11 @@ static void test_bad_name(void)
     msup_segment_t seg;
     mongosup_error_t err;
     CU_ASSERT_FALSE(msup_segment_create("noslash", &geo4x2, &seg, &err));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "must start with '/'"));
-    CU_ASSERT_FALSE(msup_segment_open_readonly("/a/b", &seg, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "must be '/' followed by a name"));
+    CU_ASSERT_FALSE(msup_segment_open_readonly("/a/b", (uid_t)-1, &seg, &err));
+    CU_ASSERT_FALSE(msup_segment_open_readonly("/..", (uid_t)-1, &seg, &err));
+    bool created;
+    CU_ASSERT_PTR_NULL(msup_ctlseg_claim("/.", &geo4x2, &created, &err));
     msup_geometry_t g = geo4x2;
     g.max_clusters = MSUP_MAX_CLUSTERS + 1;
     CU_ASSERT_FALSE(msup_segment_create("/msup-test-toolarge", &g, &seg, &err));
@@ -80,7 +103,7 @@ static void test_open_missing(void)
 {
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FALSE(msup_segment_open_readonly("/msup-test-does-not-exist", &seg, &err));
+    CU_ASSERT_FALSE(msup_segment_open_readonly("/msup-test-does-not-exist", (uid_t)-1, &seg, &err));
     CU_ASSERT_EQUAL(err.code, MONGOSUP_E_SEGMENT);
     CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "does not exist"));
 }
@@ -116,7 +139,7 @@ static void test_adopt_same(void)
 static void test_adopt_foreign_owner(void)
 {
     if (geteuid() != 0) {
-        printf("(not root: foreign owner needs chown, skipped) ");
+        printf("SKIP (not root: a foreign owner needs chown) ");
         return;
     }
     const char *name = msup_test_segment_name("owner");
@@ -124,14 +147,193 @@ static void test_adopt_foreign_owner(void)
     mongosup_error_t err;
     CU_ASSERT_FATAL(msup_segment_create(name, &geo4x2, &seg, &err));
     char path[128];
-    snprintf(path, sizeof path, "/dev/shm%s", name);
+    shm_path(name, ".stats", path, sizeof path);
     CU_ASSERT_EQUAL_FATAL(chown(path, 4242, 4242), 0);
     CU_ASSERT_FALSE(msup_segment_adopt(name, &geo4x2, &adopted, &err));
-    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "belongs to uid 4242"));
-    /* A read-only monitor may still read it. */
-    CU_ASSERT_TRUE(msup_segment_open_readonly(name, &adopted, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "is owned by uid 4242 (mode 0600)"));
+    /* A reader refuses it too, with the same one line. */
+    CU_ASSERT_FALSE(msup_segment_open_readonly(name, (uid_t)-1, &adopted, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "is owned by uid 4242"));
+    CU_ASSERT_PTR_NULL(strchr(err.message, '\n'));
+    /* Unless 4242 is the configured segment.owner. */
+    msup_geometry_t g = geo4x2;
+    g.owner = 4242;
+    CU_ASSERT_TRUE(msup_segment_adopt(name, &g, &adopted, &err));
     msup_segment_close(&adopted);
+    CU_ASSERT_TRUE(msup_segment_open_readonly(name, 4242, &adopted, &err));
+    msup_segment_close(&adopted);
+    /* A control segment another uid made (a squatter) is never claimed. */
+    shm_path(name, "", path, sizeof path);
+    int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0644);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_EQUAL(fchown(fd, 4242, 4242), 0);
+    close(fd);
+    bool created;
+    CU_ASSERT_PTR_NULL(msup_ctlseg_claim(name, &geo4x2, &created, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "owned by uid 4242"));
+    struct stat st;
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(st.st_size, 0); /* not a byte written */
     msup_segment_close(&seg);
+    msup_segment_unlink(name, NULL);
+}
+
+/* Nothing adopts or reads a world-writable object; the control segment
+ * may not be group-writable either. */
+static void test_writable_modes_refused(void)
+{
+    const char *name = msup_test_segment_name("wmode");
+    msup_segment_t seg, other;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(msup_test_segment_setup("wmode", 4, 2, NULL, &seg));
+    char stats[128], ctl[128];
+    shm_path(name, ".stats", stats, sizeof stats);
+    shm_path(name, "", ctl, sizeof ctl);
+    struct stat st;
+    CU_ASSERT_EQUAL(stat(ctl, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0600);
+
+    CU_ASSERT_EQUAL(chmod(stats, 0666), 0);
+    CU_ASSERT_FALSE(msup_segment_adopt(name, &geo4x2, &other, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "is writable by others"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "mode 0666"));
+    CU_ASSERT_FALSE(msup_segment_open_readonly(name, (uid_t)-1, &other, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "is writable by others"));
+    /* Group-writable stats are fine (workers of the group write them). */
+    CU_ASSERT_EQUAL(chmod(stats, 0660), 0);
+    CU_ASSERT_TRUE(msup_segment_open_readonly(name, (uid_t)-1, &other, &err));
+    msup_segment_close(&other);
+    /* A group-writable control segment is not: a group member could forge DOWN. */
+    CU_ASSERT_EQUAL(chmod(ctl, 0660), 0);
+    CU_ASSERT_FALSE(msup_segment_open_readonly(name, (uid_t)-1, &other, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "control segment"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "is group-writable"));
+    CU_ASSERT_FATAL(msup_segment_adopt(name, &geo4x2, &other, &err));
+    CU_ASSERT_FALSE(msup_segment_bind_control(&other, &err));
+    CU_ASSERT_PTR_NULL(msup_segment_control(&other));
+    msup_segment_close(&other);
+    msup_test_segment_teardown(&seg);
+}
+
+/* The control segment: created with the configured mode minus group and
+ * other write bits, initialised once, locked: a second claim fails at once
+ * naming the holder, and succeeds once the holder is gone. */
+static void test_control_claim_lock(void)
+{
+    const char *name = msup_test_segment_name("claim");
+    msup_segment_unlink(name, NULL);
+    msup_geometry_t g = geo4x2;
+    g.mode = 0660;
+    bool created;
+    mongosup_error_t err;
+    int go[2], done[2];
+    CU_ASSERT_FATAL(pipe(go) == 0 && pipe(done) == 0);
+    pid_t holder = fork();
+    CU_ASSERT_FATAL(holder >= 0);
+    if (holder == 0) {
+        msup_ctlseg_t *c = msup_ctlseg_claim(name, &g, &created, &err);
+        char byte = c != NULL && created ? 'y' : 'n';
+        if (write(done[1], &byte, 1) != 1 || read(go[0], &byte, 1) != 1)
+            _exit(2);
+        _exit(c != NULL ? 0 : 1);
+    }
+    char byte = 0;
+    CU_ASSERT_EQUAL_FATAL(read(done[0], &byte, 1), 1);
+    CU_ASSERT_EQUAL(byte, 'y');
+    char path[128];
+    struct stat st;
+    shm_path(name, "", path, sizeof path);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0640);
+    CU_ASSERT_EQUAL((uint64_t)st.st_size, msup_ctlseg_size(2));
+    msup_ctlseg_t *c = msup_ctlseg_claim(name, &g, &created, &err);
+    CU_ASSERT_PTR_NULL(c);
+    char want[96];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)holder, name);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
+    CU_ASSERT_EQUAL(write(go[1], "x", 1), 1);
+    int status;
+    waitpid(holder, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The kernel dropped the lock with its holder: adopted, not recreated. */
+    c = msup_ctlseg_claim(name, &g, &created, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_FALSE(created);
+    CU_ASSERT_EQUAL(atomic_load(&c->hdr->supervisor_pid), getpid());
+    /* Another geometry is refused, with the reason. */
+    msup_geometry_t g3 = geo4x2;
+    g3.max_clusters = 3;
+    msup_ctlseg_close(c);
+    CU_ASSERT_PTR_NULL(msup_ctlseg_claim(name, &g3, &created, &err));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err.message, "2 clusters"));
+    for (int i = 0; i < 2; i++) {
+        close(go[i]);
+        close(done[i]);
+    }
+    msup_segment_unlink(name, NULL);
+}
+
+/* Many claims at the same moment: exactly one wins, every other names it. */
+static void test_control_claim_race(void)
+{
+    const char *name = msup_test_segment_name("crace");
+    msup_segment_unlink(name, NULL);
+    enum { N = 8 };
+    pid_t kids[N];
+    int report[2], go[2];
+    CU_ASSERT_FATAL(pipe(report) == 0 && pipe(go) == 0);
+    for (int i = 0; i < N; i++) {
+        kids[i] = fork();
+        if (kids[i] == 0) {
+            close(go[1]);
+            char byte;
+            if (read(go[0], &byte, 1) != 0) /* all start when the parent closes it */
+                _exit(5);
+            mongosup_error_t err;
+            bool created;
+            msup_ctlseg_t *c = msup_ctlseg_claim(name, &geo4x2, &created, &err);
+            char line[160];
+            int n = snprintf(line, sizeof line, "%d %s\n", (int)getpid(), c ? "WON" : err.message);
+            if (write(report[1], line, (size_t)n) != n)
+                _exit(4);
+            if (c != NULL) {
+                struct timespec ts = {0, 300 * 1000 * 1000}; /* hold it while the others try */
+                nanosleep(&ts, NULL);
+            }
+            _exit(c != NULL ? 0 : 1);
+        }
+    }
+    close(go[0]);
+    close(go[1]);
+    close(report[1]);
+    int winners = 0, losers = 0;
+    for (int i = 0; i < N; i++) {
+        int status;
+        waitpid(kids[i], &status, 0);
+        winners += WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        losers += WIFEXITED(status) && WEXITSTATUS(status) == 1;
+    }
+    char all[4096];
+    ssize_t len = read(report[0], all, sizeof all - 1);
+    close(report[0]);
+    all[len > 0 ? len : 0] = '\0';
+    CU_ASSERT_EQUAL(winners, 1);
+    CU_ASSERT_EQUAL(losers, N - 1);
+    int won_pid = 0;
+    char *w = strstr(all, " WON");
+    if (w != NULL) {
+        while (w > all && w[-1] != '\n')
+            w--;
+        won_pid = atoi(w);
+    }
+    char want[96];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds", won_pid);
+    int naming = 0;
+    for (char *p = strstr(all, want); p != NULL; p = strstr(p + 1, want))
+        naming++;
+    CU_ASSERT_EQUAL(naming, N - 1);
+    if (naming != N - 1)
+        fprintf(stderr, "\n%s", all);
     msup_segment_unlink(name, NULL);
 }
 
@@ -150,7 +352,7 @@ static void expect_refused(const char *name, const char *want)
 {
     msup_segment_t seg;
     mongosup_error_t err;
-    bool ok = msup_segment_open_readonly(name, &seg, &err);
+    bool ok = msup_segment_open_readonly(name, (uid_t)-1, &seg, &err);
     CU_ASSERT_FALSE(ok);
     if (ok) {
         msup_segment_close(&seg);
@@ -163,127 +365,202 @@ static void expect_refused(const char *name, const char *want)
     CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
 }
 
-/* Makes a valid segment image in memory (a copy of a real one). */
-static uint8_t *valid_image(size_t *len)
+/* Valid images of both segments in memory (copies of real ones). */
+static void valid_images(uint8_t **stats, size_t *stats_len, uint8_t **ctl, size_t *ctl_len)
 {
-    const char *name = msup_test_segment_name("image");
+    static const char *const names[] = {"users", NULL};
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_create(name, &geo4x2, &seg, &err));
+    CU_ASSERT_FATAL(msup_test_segment_setup("image", 4, 2, names, &seg));
     msup_cluster_row_t *row = msup_segment_row(&seg, 0);
-    snprintf(row->name, sizeof row->name, "users");
-    atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
-    atomic_store(&seg.hdr->cluster_count, 1);
+    atomic_store(&row->health, MSUP_HEALTH_UP);
+    msup_last_error_write(&row->last_check_error, MSUP_FAIL_NETWORK, 2, 5, "refused");
     int idx = msup_slot_claim(&seg, getpid(), "img", &err);
     CU_ASSERT_FATAL(idx >= 0);
     msup_stats_record_op(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_OP_READ, 1234);
     msup_stats_record_failure(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_FAIL_NETWORK, 2, 4, "boom");
-    *len = seg.size;
-    uint8_t *copy = malloc(seg.size);
-    memcpy(copy, seg.base, seg.size);
-    msup_segment_close(&seg);
-    msup_segment_unlink(name, NULL);
-    return copy;
+    const msup_ctlseg_t *c = msup_segment_control(&seg);
+    *stats_len = seg.size;
+    *stats = malloc(seg.size);
+    memcpy(*stats, seg.base, seg.size);
+    *ctl_len = c->size;
+    *ctl = malloc(c->size);
+    memcpy(*ctl, c->base, c->size);
+    msup_test_segment_teardown(&seg);
+}
+
+/* Writes both objects of `name` from images. */
+static void write_pair(const char *name, const uint8_t *stats, size_t stats_len, const uint8_t *ctl, size_t ctl_len)
+{
+    char sname[MSUP_NAME_MAX + 8];
+    snprintf(sname, sizeof sname, "%s.stats", name);
+    write_raw(sname, stats, stats_len);
+    write_raw(name, ctl, ctl_len);
 }
 
 static void test_bad_segments(void)
 {
-    const char *name = msup_test_segment_name("bad");
-    size_t len;
-    uint8_t *img = valid_image(&len);
-    msup_header_t *h = (msup_header_t *)img;
+    size_t slen, clen;
+    uint8_t *simg, *cimg;
+    valid_images(&simg, &slen, &cimg, &clen);
+    const char *name = msup_test_segment_name("image"); /* the name the images carry */
+    uint8_t *work = malloc(slen > clen ? slen : clen);
 
-    write_raw(name, "hello", 5);
+    /* The stats segment, with a valid control segment beside it. */
+    write_pair(name, (const uint8_t *)"hello", 5, cimg, clen);
     expect_refused(name, "truncated");
 
-    uint8_t *foreign = calloc(1, len);
+    uint8_t *foreign = calloc(1, slen);
     memcpy(foreign, "PGSQLSHM", 8);
-    write_raw(name, foreign, len);
+    write_pair(name, foreign, slen, cimg, clen);
     expect_refused(name, "foreign");
     free(foreign);
 
-    uint8_t *work = malloc(len);
-    memcpy(work, img, len);
-    ((msup_header_t *)work)->layout_version = 99;
-    write_raw(name, work, len);
-    expect_refused(name, "layout version 99");
-    /* A segment of the previous release (version 1: no RECOVERING health, no
-     * uri_mismatch) is refused with the reason, not read with the new meanings. */
-    memcpy(work, img, len);
-    ((msup_header_t *)work)->layout_version = 1;
-    write_raw(name, work, len);
-    expect_refused(name, "layout version 1, this build reads version 2: another mongosup release");
+    memcpy(work, simg, slen);
+    ((msup_stats_header_t *)work)->layout_version = 99;
+    write_pair(name, work, slen, cimg, clen);
+    expect_refused(name, "layout version 99, this build reads version 3");
+    memcpy(work, cimg, clen);
+    ((msup_header_t *)work)->layout_version = 2; /* the split's own magic, an older version */
+    write_pair(name, simg, slen, work, clen);
+    expect_refused(name, "layout version 2, this build reads version 3");
+    /* Segments of the previous releases (layouts 1 and 2: one object at the
+     * configured name, magic "MSUPSHM1", no stats object) are refused with
+     * the reason and what to do, not reported as missing or foreign. */
+    char sname[MSUP_NAME_MAX + 8];
+    snprintf(sname, sizeof sname, "%s.stats", name);
+    for (uint32_t v = 1; v <= 2; v++) {
+        char want[128];
+        snprintf(want, sizeof want, "layout version %u, this build reads version 3: another mongosup release", v);
+        memcpy(work, simg, slen);
+        atomic_store(&((msup_header_t *)work)->magic, MSUP_LEGACY_MAGIC);
+        ((msup_header_t *)work)->layout_version = v;
+        write_raw(name, work, slen);
+        shm_unlink(sname);
+        expect_refused(name, want);
+        /* And so does the supervisor, before it writes a byte. */
+        msup_geometry_t g = {.max_workers = 4, .max_clusters = 2, .mode = 0600, .group = (gid_t)-1, .owner = (uid_t)-1};
+        bool created;
+        mongosup_error_t err;
+        CU_ASSERT_PTR_NULL(msup_ctlseg_claim(name, &g, &created, &err));
+        CU_ASSERT_PTR_NOT_NULL(strstr(err.message, want));
+        expect_refused(name, want); /* left as it was */
+    }
 
-    memcpy(work, img, len);
-    write_raw(name, work, len - 4096);
+    write_pair(name, simg, slen - 4096, cimg, clen);
     expect_refused(name, "truncated");
 
-    memcpy(work, img, len);
-    ((msup_header_t *)work)->slot_off += 64;
-    write_raw(name, work, len);
+    memcpy(work, simg, slen);
+    ((msup_stats_header_t *)work)->slot_off += 64;
+    write_pair(name, work, slen, cimg, clen);
     expect_refused(name, "corrupted");
 
-    memcpy(work, img, len);
-    ((msup_header_t *)work)->max_clusters = 1000;
-    write_raw(name, work, len);
+    memcpy(work, simg, slen);
+    ((msup_stats_header_t *)work)->max_clusters = 1000;
+    write_pair(name, work, slen, cimg, clen);
     expect_refused(name, "out of range");
 
-    memcpy(work, img, len);
-    memset(((msup_header_t *)work)->environment, 'x', MSUP_NAME_MAX);
-    write_raw(name, work, len);
+    memcpy(work, simg, slen);
+    memset(((msup_stats_header_t *)work)->environment, 'x', MSUP_NAME_MAX);
+    write_pair(name, work, slen, cimg, clen);
     expect_refused(name, "unterminated");
 
-    memcpy(work, img, len);
-    atomic_store(&((msup_header_t *)work)->magic, 0);
-    write_raw(name, work, len);
+    memcpy(work, simg, slen);
+    atomic_store(&((msup_stats_header_t *)work)->magic, 0);
+    write_pair(name, work, slen, cimg, clen);
     expect_refused(name, "not initialised");
 
-    /* The valid image opens. */
-    write_raw(name, img, len);
+    /* A control image where the stats one belongs, and the reverse. */
+    write_pair(name, cimg, clen, cimg, clen);
+    expect_refused(name, "a stats one was expected");
+    write_pair(name, simg, slen, simg, slen);
+    expect_refused(name, "a control one was expected");
+
+    /* The control segment. */
+    memcpy(work, cimg, clen);
+    ((msup_header_t *)work)->max_clusters = 3;
+    write_pair(name, simg, slen, work, clen);
+    expect_refused(name, "corrupted");
+    memcpy(work, cimg, clen);
+    ((msup_header_t *)work)->cluster_row_size = 12;
+    write_pair(name, simg, slen, work, clen);
+    expect_refused(name, "record sizes");
+    write_pair(name, simg, slen, cimg, clen - 64);
+    expect_refused(name, "truncated");
+    memcpy(work, cimg, clen);
+    snprintf(((msup_header_t *)work)->segment_name, MSUP_NAME_MAX, "/elsewhere");
+    write_pair(name, simg, slen, work, clen);
+    expect_refused(name, "names itself /elsewhere");
+
+    /* The valid images open; the registry row is described by its control row. */
+    write_pair(name, simg, slen, cimg, clen);
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_TRUE(msup_segment_open_readonly(name, &seg, &err));
+    CU_ASSERT_FATAL(msup_segment_open_readonly(name, (uid_t)-1, &seg, &err));
     msup_snapshot_t snap;
     CU_ASSERT_TRUE(msup_snapshot_take(&seg, &snap, &err));
     CU_ASSERT_EQUAL(snap.cluster_count, 1);
+    CU_ASSERT_TRUE(snap.clusters[0].supervised);
+    CU_ASSERT_EQUAL(snap.clusters[0].health, MSUP_HEALTH_UP);
+    CU_ASSERT_STRING_EQUAL(snap.clusters[0].last_check_error.message, "refused");
     CU_ASSERT_EQUAL(snap.clusters[0].totals.ops[MSUP_OP_READ], 1);
     CU_ASSERT_STRING_EQUAL(snap.clusters[0].last_error.message, "boom");
+    /* Nobody holds the lock of this copy: gone, whatever its heartbeat says. */
+    CU_ASSERT_EQUAL(snap.liveness, MSUP_SUPERVISOR_GONE);
     msup_snapshot_free(&snap);
     msup_segment_close(&seg);
-    (void)h;
-    free(work);
-    free(img);
+    /* Without a control segment: readable, nobody supervises. */
     shm_unlink(name);
+    CU_ASSERT_FATAL(msup_segment_open_readonly(name, (uid_t)-1, &seg, &err));
+    CU_ASSERT_TRUE(msup_snapshot_take(&seg, &snap, &err));
+    CU_ASSERT_FALSE(snap.has_control);
+    CU_ASSERT_FALSE(snap.clusters[0].supervised);
+    CU_ASSERT_EQUAL(snap.clusters[0].health, MSUP_HEALTH_UNKNOWN);
+    msup_snapshot_free(&snap);
+    msup_segment_close(&seg);
+    free(work);
+    free(simg);
+    free(cimg);
+    msup_segment_unlink(name, NULL);
 }
 
 /* Flips random bytes of a valid image many times: opening and reading it
  * either fails with a message or succeeds; it never crashes or reads past
- * the map (the child would die of SIGSEGV, which the parent checks). */
-static void test_random_corruption(void)
+ * the map (the child would die of SIGSEGV, which the parent checks).  Run
+ * against each layout, the other object staying valid. */
+static void corrupt_rounds(bool control)
 {
-    size_t len;
-    uint8_t *img = valid_image(&len);
+    size_t slen, clen;
+    uint8_t *simg, *cimg;
+    valid_images(&simg, &slen, &cimg, &clen);
+    uint8_t *img = control ? cimg : simg;
+    size_t len = control ? clen : slen;
+    size_t hdr = control ? sizeof(msup_header_t) : sizeof(msup_stats_header_t);
     int rounds = msup_test_under_valgrind() ? 150 : 3000;
+    char name[MSUP_NAME_MAX];
+    snprintf(name, sizeof name, "%s", msup_test_segment_name("image")); /* the name the images carry */
     pid_t pid = fork();
     CU_ASSERT_FATAL(pid >= 0);
     if (pid == 0) {
-        const char *name = msup_test_segment_name("fuzz");
         uint8_t *work = malloc(len);
-        unsigned seed = 12345;
+        unsigned seed = control ? 777 : 12345;
         int opened = 0;
         for (int r = 0; r < rounds; r++) {
             memcpy(work, img, len);
             int flips = 1 + (int)(rand_r(&seed) % 8);
             for (int f = 0; f < flips; f++) {
                 /* Half the flips hit the header, where the offsets live. */
-                size_t at = (rand_r(&seed) & 1) ? rand_r(&seed) % sizeof(msup_header_t) : rand_r(&seed) % len;
+                size_t at = (rand_r(&seed) & 1) ? rand_r(&seed) % hdr : rand_r(&seed) % len;
                 work[at] ^= (uint8_t)(1u << (rand_r(&seed) % 8));
             }
             size_t cut = (rand_r(&seed) % 10 == 0) ? rand_r(&seed) % len : len;
-            write_raw(name, work, cut ? cut : 1);
+            if (control)
+                write_pair(name, simg, slen, work, cut ? cut : 1);
+            else
+                write_pair(name, work, cut ? cut : 1, cimg, clen);
             msup_segment_t seg;
             mongosup_error_t err;
-            if (msup_segment_open_readonly(name, &seg, &err)) {
+            if (msup_segment_open_readonly(name, (uid_t)-1, &seg, &err)) {
                 opened++;
                 msup_snapshot_t snap;
                 if (msup_snapshot_take(&seg, &snap, &err))
@@ -293,10 +570,11 @@ static void test_random_corruption(void)
                 _exit(3);
             }
         }
-        shm_unlink(name);
+        msup_segment_unlink(name, NULL);
         free(work);
-        free(img);
-        printf("(%d rounds, %d opened) ", rounds, opened);
+        free(simg);
+        free(cimg);
+        printf("(%s: %d rounds, %d opened) ", control ? "control" : "stats", rounds, opened);
         fflush(stdout);
         _exit(opened > 0 && opened < rounds ? 0 : 4);
     }
@@ -304,7 +582,18 @@ static void test_random_corruption(void)
     CU_ASSERT_EQUAL(waitpid(pid, &status, 0), pid);
     CU_ASSERT_TRUE(WIFEXITED(status));
     CU_ASSERT_EQUAL(WEXITSTATUS(status), 0);
-    free(img);
+    free(simg);
+    free(cimg);
+}
+
+static void test_random_corruption_stats(void)
+{
+    corrupt_rounds(false);
+}
+
+static void test_random_corruption_control(void)
+{
+    corrupt_rounds(true);
 }
 
 static void test_open_or_create_race(void)
@@ -336,23 +625,182 @@ static void test_open_or_create_race(void)
     }
     CU_ASSERT_EQUAL(creators, 1);
     CU_ASSERT_EQUAL(adopters, N - 1);
-    shm_unlink(name);
+    msup_segment_unlink(name, NULL);
 }
 
 static void test_supervisor_alive(void)
 {
-    const char *name = msup_test_segment_name("alive");
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(msup_test_segment_setup("alive", 4, 2, NULL, &seg));
+    msup_header_t *h = msup_segment_hdr(&seg);
+    atomic_store(&h->supervisor_pid, 0);
+    CU_ASSERT_FALSE(msup_supervisor_alive(&seg));
+    atomic_store(&h->supervisor_pid, getpid());
+    atomic_store(&h->heartbeat_mono_ns, msup_mono_ns());
+    CU_ASSERT_TRUE(msup_supervisor_alive(&seg));
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_ALIVE);
+    atomic_store(&h->heartbeat_mono_ns, msup_mono_ns() - 4000000000ull);
+    CU_ASSERT_FALSE(msup_supervisor_alive(&seg));
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_STALLED);
+    msup_test_segment_teardown(&seg);
+}
+
+/* The one verdict: a lock held by a live process with a fresh heartbeat is
+ * alive; the moment the holder dies it is gone, heartbeat fresh or not
+ * (the old heartbeat-only answer said "alive" for 3 more seconds). */
+static void test_liveness_follows_lock(void)
+{
+    char name[MSUP_NAME_MAX];
+    snprintf(name, sizeof name, "%s", msup_test_segment_name("live"));
+    msup_segment_unlink(name, NULL);
+    int ready[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0);
+    pid_t sup = fork();
+    CU_ASSERT_FATAL(sup >= 0);
+    if (sup == 0) {
+        msup_segment_t mine;
+        mongosup_error_t err;
+        bool created;
+        msup_ctlseg_t *c = msup_segment_open_or_create(name, &geo4x2, &mine, &created, &err)
+                                ? msup_ctlseg_claim(name, &geo4x2, &created, &err)
+                                : NULL;
+        if (c == NULL)
+            _exit(2);
+        atomic_store(&c->hdr->heartbeat_timeout_ms, 3000);
+        atomic_store(&c->hdr->heartbeat_mono_ns, msup_mono_ns());
+        if (write(ready[1], "r", 1) != 1)
+            _exit(3);
+        for (;;) {
+            atomic_store(&c->hdr->heartbeat_mono_ns, msup_mono_ns());
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    char byte;
+    CU_ASSERT_EQUAL_FATAL(read(ready[0], &byte, 1), 1);
     msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_create(name, &geo4x2, &seg, &err));
-    CU_ASSERT_FALSE(msup_supervisor_alive(&seg));
-    atomic_store(&seg.hdr->supervisor_pid, getpid());
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns());
-    CU_ASSERT_TRUE(msup_supervisor_alive(&seg));
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns() - 4000000000ull);
-    CU_ASSERT_FALSE(msup_supervisor_alive(&seg));
+    CU_ASSERT_FATAL(msup_segment_open_readonly(name, (uid_t)-1, &seg, &err));
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_ALIVE);
+    kill(sup, SIGSTOP);
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_ALIVE); /* stopped, heartbeat still young */
+    kill(sup, SIGKILL);
+    int status;
+    waitpid(sup, &status, 0);
+    CU_ASSERT_TRUE(msup_supervisor_alive(&seg)); /* the heartbeat alone would still say alive */
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_GONE);
+    msup_snapshot_t snap;
+    CU_ASSERT_TRUE(msup_snapshot_take(&seg, &snap, &err));
+    CU_ASSERT_FALSE(snap.supervisor_alive);
+    msup_snapshot_free(&snap);
     msup_segment_close(&seg);
-    shm_unlink(name);
+    close(ready[0]);
+    close(ready[1]);
+    msup_segment_unlink(name, NULL);
+}
+
+/* A group member (another uid in the segment's group, as a worker of
+ * another user is): it may write the stats segment, but it can open the
+ * control segment read-only only, so it cannot forge health or phase. */
+static void test_group_member_cannot_write_control(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP (not root: needs a child of another uid) ");
+        return;
+    }
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL) {
+        printf("SKIP (no user nobody) ");
+        return;
+    }
+    char name[MSUP_NAME_MAX];
+    snprintf(name, sizeof name, "%s", msup_test_segment_name("group"));
+    msup_segment_unlink(name, NULL);
+    msup_geometry_t g = geo4x2;
+    g.mode = 0660;
+    g.group = pw->pw_gid;
+    msup_segment_t seg;
+    mongosup_error_t err;
+    bool created;
+    CU_ASSERT_FATAL(msup_segment_create(name, &g, &seg, &err));
+    msup_ctlseg_t *ctl = msup_ctlseg_claim(name, &g, &created, &err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ctl);
+    msup_segment_set_control(&seg, ctl);
+    char path[128];
+    struct stat st;
+    shm_path(name, "", path, sizeof path);
+    CU_ASSERT_EQUAL(stat(path, &st), 0);
+    CU_ASSERT_EQUAL(st.st_mode & 0777, 0640); /* the configured 0660 minus group write */
+    CU_ASSERT_EQUAL(st.st_gid, pw->pw_gid);
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+            _exit(2);
+        if (shm_open(name, O_RDWR, 0) >= 0 || errno != EACCES)
+            _exit(3); /* the control segment: not writable by the group */
+        msup_segment_t w;
+        mongosup_error_t e;
+        if (!msup_segment_adopt(name, &g, &w, &e)) /* the stats segment: writable (root owns it: accepted) */
+            _exit(4);
+        if (!msup_segment_bind_control(&w, &e))
+            _exit(5); /* read-only, trusted */
+        msup_segment_close(&w);
+        _exit(0);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+        fprintf(stderr, "\ngroup member child: step %d failed\n", WEXITSTATUS(status));
+    msup_segment_close(&seg);
+    msup_segment_unlink(name, NULL);
+}
+
+/* A worker believes a control row only for the same index and name: a
+ * forged registry name finds no trusted row. */
+static void test_trusted_row_needs_same_name(void)
+{
+    static const char *const names[] = {"users", "orders", NULL};
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(msup_test_segment_setup("trust", 4, 2, names, &seg));
+    CU_ASSERT_PTR_EQUAL(msup_segment_trusted_row(&seg, 0), msup_segment_row(&seg, 0));
+    snprintf(seg.reg[0].name, sizeof seg.reg[0].name, "orders"); /* a group member rewrites the registry */
+    CU_ASSERT_PTR_NULL(msup_segment_trusted_row(&seg, 0));
+    CU_ASSERT_PTR_NOT_NULL(msup_segment_trusted_row(&seg, 1));
+    atomic_store(&msup_segment_row(&seg, 1)->row_state, MSUP_ROW_REMOVED);
+    CU_ASSERT_PTR_NULL(msup_segment_trusted_row(&seg, 1));
+    msup_test_segment_teardown(&seg);
+}
+
+/* The check before any signal: the pid still has the slot's start time and
+ * maps this very stats segment. */
+static void test_proc_maps_segment(void)
+{
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(msup_test_segment_setup("maps", 4, 2, NULL, &seg));
+    uint64_t me = msup_proc_start_time(getpid());
+    CU_ASSERT_TRUE(msup_proc_maps_segment(getpid(), me, &seg));
+    CU_ASSERT_FALSE(msup_proc_maps_segment(getpid(), me + 1, &seg)); /* a reused pid */
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        execlp("sleep", "sleep", "30", (char *)NULL);
+        _exit(127);
+    }
+    uint64_t start = 0;
+    for (int i = 0; i < 200 && start == 0; i++) {
+        start = msup_proc_start_time(child);
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    struct timespec ts = {0, 100 * 1000 * 1000}; /* let exec drop the inherited mapping */
+    nanosleep(&ts, NULL);
+    CU_ASSERT_FALSE(msup_proc_maps_segment(child, msup_proc_start_time(child), &seg));
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    CU_ASSERT_FALSE(msup_proc_maps_segment(child, start, &seg)); /* gone */
+    msup_test_segment_teardown(&seg);
 }
 
 int main(int argc, char **argv)
@@ -364,10 +812,18 @@ int main(int argc, char **argv)
         {"/segment/open/missing", test_open_missing},
         {"/segment/adopt/same-owner-and-geometry", test_adopt_same},
         {"/segment/adopt/foreign-owner", test_adopt_foreign_owner},
+        {"/segment/owner/writable-modes-refused", test_writable_modes_refused},
+        {"/segment/control/claim-lock", test_control_claim_lock},
+        {"/segment/control/claim-race", test_control_claim_race},
         {"/segment/validate/bad-segments", test_bad_segments},
-        {"/segment/validate/random-corruption", test_random_corruption},
+        {"/segment/validate/random-corruption-stats", test_random_corruption_stats},
+        {"/segment/validate/random-corruption-control", test_random_corruption_control},
         {"/segment/open-or-create/race", test_open_or_create_race},
         {"/segment/supervisor/heartbeat", test_supervisor_alive},
+        {"/segment/supervisor/liveness-follows-lock", test_liveness_follows_lock},
+        {"/segment/trust/same-index-and-name", test_trusted_row_needs_same_name},
+        {"/segment/trust/group-member-cannot-write-control", test_group_member_cannot_write_control},
+        {"/segment/signal/proc-maps-segment", test_proc_maps_segment},
         {NULL, NULL},
     };
     return msup_test_main("segment", tests, argc, argv);

@@ -154,7 +154,7 @@ static void test_budget_tokens_returned_once(void)
     setup("tokens", 4);
     mongosup_error_t err;
     int idx = msup_slot_claim(&seg, getpid(), "t", &err);
-    msup_cluster_row_t *row = msup_segment_row(&seg, 0);
+    msup_reg_row_t *row = msup_segment_reg(&seg, 0);
     atomic_store(&row->budget_in_use, 7);
     atomic_store(&msup_slot_stats(&seg, (uint32_t)idx, 0)->budget_tokens, 5);
     msup_slot_release(&seg, (uint32_t)idx);
@@ -242,6 +242,81 @@ static void test_totals_monotonic_across_reaps(void)
     teardown();
 }
 
+/* The fold lock: taken and given back; a live holder makes others wait
+ * (and give up at their timeout, leaving the slot EXITED for later); a
+ * holder that died folding is stolen from, and its half-done fold finished. */
+static void test_fold_lock(void)
+{
+    setup("foldlock", 4);
+    CU_ASSERT_TRUE(msup_fold_lock(&seg, 10));
+    msup_fold_unlock(&seg);
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->fold_owner), 0);
+
+    /* A live holder (a child that sleeps holding it). */
+    int ready[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0);
+    pid_t holder = fork();
+    CU_ASSERT_FATAL(holder >= 0);
+    if (holder == 0) {
+        if (!msup_fold_lock(&seg, 100) || write(ready[1], "h", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    char byte;
+    CU_ASSERT_EQUAL_FATAL(read(ready[0], &byte, 1), 1);
+    CU_ASSERT_FALSE(msup_fold_lock(&seg, 50));
+    mongosup_error_t err;
+    int idx = msup_slot_claim(&seg, getpid(), "w", &err);
+    for (int i = 0; i < 5; i++)
+        msup_stats_record_op(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_OP_READ, 10);
+    CU_ASSERT_FALSE(msup_slot_free_own(&seg, (uint32_t)idx, 50)); /* busy: left EXITED */
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, (uint32_t)idx)->state), MSUP_SLOT_EXITED);
+    CU_ASSERT_EQUAL(total_ops(), 5);
+    /* The holder dies (as if in the middle of a fold): its lock is stolen. */
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    CU_ASSERT_NOT_EQUAL(atomic_load(&seg.retired->fold_owner), 0);
+    CU_ASSERT_EQUAL(msup_slot_reap(&seg, (uint32_t)idx, NULL), MSUP_REAP_EXITED);
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->fold_owner), 0);
+    CU_ASSERT_EQUAL(total_ops(), 5);
+    /* free_own: folded once, free at once. */
+    idx = msup_slot_claim(&seg, getpid(), "w2", &err);
+    msup_stats_record_op(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_OP_READ, 10);
+    CU_ASSERT_TRUE(msup_slot_free_own(&seg, (uint32_t)idx, 50));
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, (uint32_t)idx)->state), MSUP_SLOT_FREE);
+    CU_ASSERT_EQUAL(total_ops(), 6);
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0);
+    close(ready[0]);
+    close(ready[1]);
+    teardown();
+}
+
+/* A full table whose slots belong to workers that died (nobody reaped
+ * them: no supervisor): a new worker folds them and gets a slot. */
+static void test_full_of_dead_reaped_by_claimer(void)
+{
+    setup("fulldead", 4);
+    for (int i = 0; i < 4; i++) {
+        pid_t kid = fork();
+        if (kid == 0) {
+            mongosup_error_t err;
+            int idx = msup_slot_claim(&seg, getpid(), "dead", &err);
+            if (idx >= 0)
+                msup_stats_record_op(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_OP_READ, 10);
+            _exit(idx >= 0 ? 0 : 1); /* dies without detaching */
+        }
+        int status;
+        waitpid(kid, &status, 0);
+        CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    mongosup_error_t err;
+    int idx = msup_slot_claim(&seg, getpid(), "new", &err);
+    CU_ASSERT(idx >= 0);
+    CU_ASSERT_EQUAL(total_ops(), 4);
+    teardown();
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -251,6 +326,8 @@ int main(int argc, char **argv)
         {"/slots/reap/budget-tokens-once", test_budget_tokens_returned_once},
         {"/slots/reap/interrupted-fold", test_interrupted_fold},
         {"/slots/reap/totals-never-decrease", test_totals_monotonic_across_reaps},
+        {"/slots/fold-lock/wait-give-up-steal-from-dead", test_fold_lock},
+        {"/slots/claim/full-of-dead-reaped-by-claimer", test_full_of_dead_reaped_by_claimer},
         {NULL, NULL},
     };
     return msup_test_main("slots", tests, argc, argv);

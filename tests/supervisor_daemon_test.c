@@ -28,6 +28,8 @@
 #include "mongosup.h"
 #include "peer/peer.h"
 #include "segment.h"
+#include "segment_fixture.h"
+#include "slots.h"
 #include "snapshot.h"
 #include "stats.h"
 #include "testmain.h"
@@ -323,9 +325,9 @@ static bool open_segment(const char *name, msup_segment_t *seg, unsigned timeout
     uint64_t deadline = msup_test_now_ms() + timeout_ms;
     mongosup_error_t err;
     while (msup_test_now_ms() < deadline) {
-        if (msup_segment_open_readonly(name, seg, &err)) {
+        if (msup_segment_open_readonly(name, (uid_t)-1, seg, &err)) {
             while (msup_test_now_ms() < deadline) {
-                if (atomic_load(&seg->hdr->phase) == MSUP_PHASE_RUNNING)
+                if (atomic_load(&msup_segment_hdr(seg)->phase) == MSUP_PHASE_RUNNING)
                     return true;
                 msup_test_sleep_ms(10);
             }
@@ -657,11 +659,13 @@ static pid_t scenario_start_stubborn(scenario_t *s, const char *tag, const char 
 }
 
 /* Whether the segment file is still in /dev/shm. */
+/* Whether either object of the name (control or stats) exists. */
 static bool segment_file_exists(const char *seg_name)
 {
-    char path[128];
+    char path[128], stats[128];
     snprintf(path, sizeof path, "/dev/shm%s", seg_name);
-    return access(path, F_OK) == 0;
+    snprintf(stats, sizeof stats, "/dev/shm%s.stats", seg_name);
+    return access(path, F_OK) == 0 || access(stats, F_OK) == 0;
 }
 
 /* Stops a ping worker (exit 0) and asserts it completed some pings; fail count in *fail. */
@@ -707,15 +711,18 @@ static void reload_with(const scenario_t *s, const char *clusters)
     kill(s->sup, SIGHUP);
 }
 
-/* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`. */
+/* Waits for cluster "main" to leave the map; asserts row 0 is REMOVED and the configuration generation is `gen`
+ * (bumped after the rows are written: wait for both, or a slow supervisor is caught in between). */
 static void expect_main_removed(const scenario_t *s, uint64_t gen)
 {
     uint64_t t0 = msup_test_now_ms();
-    while (row_named(&s->seg, "main") != NULL && msup_test_now_ms() - t0 < slack(2000))
+    while ((row_named(&s->seg, "main") != NULL ||
+            atomic_load(&msup_segment_hdr(&s->seg)->config_generation) != gen) &&
+           msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(10);
     CU_ASSERT_PTR_NULL(row_named(&s->seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s->seg, 0)->row_state), MSUP_ROW_REMOVED);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->config_generation), gen);
 }
 
 /* Starts a victim and a survivor ping worker (results r1, r2) and waits for both slots; the victim's slot. */
@@ -761,18 +768,18 @@ static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
 {
     kill_hard(s->sup);
     uint64_t ops_at_crash = total_ops(&s->seg, row, MSUP_OP_COMMAND);
-    uint64_t restarts = atomic_load(&s->seg.hdr->supervisor_restarts);
+    uint64_t restarts = atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts);
     msup_test_sleep_ms(1000);
     uint64_t ops_alone = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
     s->sup = start_daemon(s->conf, s->log);
     uint64_t t1 = msup_test_now_ms();
-    while (atomic_load(&s->seg.hdr->supervisor_pid) != s->sup && msup_test_now_ms() - t1 < slack(3000))
+    while (atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid) != s->sup && msup_test_now_ms() - t1 < slack(3000))
         msup_test_sleep_ms(10);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_pid), s->sup);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid), s->sup);
     msup_test_sleep_ms(300);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->supervisor_restarts), restarts + 1);
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_RUNNING);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts), restarts + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->phase), MSUP_PHASE_RUNNING);
     CU_ASSERT_TRUE(total_ops(&s->seg, row, MSUP_OP_COMMAND) >= ops_alone);
 }
 
@@ -901,7 +908,7 @@ static void test_single_instance(void)
     pid_t first = spawn(log1, args1);
     msup_segment_t seg;
     CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
     char *pidtext = slurp(pidfile);
     CU_ASSERT_EQUAL(atoi(pidtext), first);
     free(pidtext);
@@ -914,16 +921,192 @@ static void test_single_instance(void)
     CU_ASSERT_EQUAL(run_daemon(log2, args1), 1);
     CU_ASSERT_TRUE(wait_log(log2, expect));
 
-    /* No pidfile: refused by the segment's owner record. */
+    /* No pidfile: refused by the control segment's lock. */
     const char *args3[] = {"-c", conf, NULL};
     CU_ASSERT_EQUAL(run_daemon(log2, args3), 1);
-    snprintf(expect, sizeof expect, "another mongosupd (pid %d) supervises %s", (int)first, seg_name);
+    snprintf(expect, sizeof expect, "another mongosupd (pid %d) holds %s", (int)first, seg_name);
     CU_ASSERT_TRUE(wait_log(log2, expect));
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->supervisor_pid), first);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
 
     terminate_ok(first, slack(5000));
     CU_ASSERT_NOT_EQUAL(access(pidfile, F_OK), 0); /* removed on exit */
     msup_segment_close(&seg);
+}
+
+/* Eight mongosupd started at the same moment on one segment, no pidfile:
+ * exactly one runs, the others exit 1 at once naming it (the old pid CAS
+ * had a window between the CAS and the start time and heartbeat). */
+static void test_startup_race(void)
+{
+    const char *seg_name = msup_test_segment_name("srace");
+    const char *conf = path_in_tmp("srace.conf");
+    write_config(conf, seg_name, NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    enum { N = 8 };
+    pid_t sups[N];
+    char logs[N][600];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "srace%d.log", i);
+        snprintf(logs[i], sizeof logs[i], "%s", path_in_tmp(name));
+        unlink(logs[i]);
+    }
+    for (int i = 0; i < N; i++)
+        sups[i] = start_daemon(conf, logs[i]);
+    /* The losers exit at once; the winner runs on (killed afterwards: -1).
+     * Who won, the logs say ("running").  One deadline for all of them:
+     * with the daemons under memcheck, eight starts share two cores and a
+     * loser may reach the claim seconds after the others. */
+    int rc[N];
+    bool ended[N] = {false};
+    int ended_n = 0;
+    uint64_t deadline = msup_test_now_ms() + slack(2000) * (daemon_under_valgrind() ? 4 : 1);
+    while (ended_n < N - 1 && msup_test_now_ms() < deadline) {
+        for (int i = 0; i < N; i++) {
+            int st;
+            if (!ended[i] && waitpid(sups[i], &st, WNOHANG) == sups[i]) {
+                ended[i] = true;
+                ended_n++;
+                rc[i] = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            }
+        }
+        msup_test_sleep_ms(10);
+    }
+    int refused = 0, killed = 0;
+    for (int i = 0; i < N; i++) {
+        if (!ended[i])
+            rc[i] = wait_exit(sups[i], 0); /* still running: killed, -1 */
+        refused += rc[i] == 1;
+        killed += rc[i] == -1;
+    }
+    CU_ASSERT_EQUAL(killed, 1);
+    int winners = 0;
+    pid_t winner = 0;
+    for (int i = 0; i < N; i++) {
+        if (file_contains(logs[i], "running: environment")) {
+            winners++;
+            winner = sups[i];
+        }
+    }
+    CU_ASSERT_EQUAL(winners, 1);
+    CU_ASSERT_EQUAL(refused, N - 1);
+    char want[128];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)winner, seg_name);
+    int naming = 0;
+    for (int i = 0; i < N; i++)
+        naming += file_contains(logs[i], want);
+    CU_ASSERT_EQUAL(naming, N - 1);
+    fprintf(stderr, "\n    %d simultaneous starts: %d ran, %d refused naming pid %d ", N, winners, naming, (int)winner);
+    msup_segment_unlink(seg_name, NULL);
+}
+
+/* A supervisor stopped (SIGSTOP) longer than the heartbeat timeout still
+ * holds its lock: a second one is refused meanwhile, and after SIGCONT the
+ * first carries on alone. */
+static void test_stopped_supervisor(void)
+{
+    scenario_t s;
+    scenario_start(&s, "sstop", NULL, "a = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    kill(s.sup, SIGSTOP);
+    msup_test_sleep_ms(3300); /* past heartbeat_timeout_ms (3000): the old check took the segment over */
+    CU_ASSERT_FALSE(msup_supervisor_alive(&s.seg));
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&s.seg), MSUP_SUPERVISOR_STALLED);
+    const char *log2 = path_in_tmp("sstop2.log");
+    const char *args[] = {"-c", s.conf, NULL};
+    CU_ASSERT_EQUAL(run_daemon(log2, args), 1);
+    char want[128];
+    snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)s.sup, s.seg_name);
+    CU_ASSERT_TRUE(file_contains(log2, want));
+    kill(s.sup, SIGCONT);
+    uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
+    msup_test_sleep_ms(500);
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->supervisor_pid), s.sup);
+    CU_ASSERT_EQUAL(msup_supervisor_liveness(&s.seg), MSUP_SUPERVISOR_ALIVE);
+    CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
+    scenario_stop(&s);
+}
+
+/* A slot forged (by anyone who can write the stats segment) to name a
+ * process that is not a worker of this segment: escalate = kill signals
+ * the real straggler and never the forged pid. */
+static void test_forged_slot_not_signalled(void)
+{
+    scenario_t s;
+    pid_t stubborn = scenario_start_stubborn(&s, "forged", "drain_timeout_ms = 300; escalate = \"kill\";");
+    pid_t victim = fork();
+    CU_ASSERT_FATAL(victim >= 0);
+    if (victim == 0) {
+        execlp("sleep", "sleep", "60", (char *)NULL);
+        _exit(127);
+    }
+    uint64_t start = 0;
+    for (int i = 0; i < 200 && start == 0; i++) {
+        msup_test_sleep_ms(5);
+        start = msup_proc_start_time(victim);
+    }
+    msup_test_sleep_ms(100); /* exec done: the victim maps nothing of ours */
+    msup_segment_t rw;
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
+    mongosup_error_t err;
+    int forged = msup_slot_claim(&rw, victim, "forged", &err);
+    CU_ASSERT_FATAL(forged >= 0);
+    CU_ASSERT_EQUAL(msup_segment_slot(&rw, (uint32_t)forged)->start_time, msup_proc_start_time(victim));
+    msup_segment_close(&rw);
+    long took;
+    CU_ASSERT_EQUAL(term_and_time(s.sup, slack(5000), &took), 0);
+    CU_ASSERT_EQUAL(wait_exit(stubborn, 2000), 128 + SIGKILL);
+    CU_ASSERT_EQUAL(waitpid(victim, NULL, WNOHANG), 0); /* alive: never signalled */
+    char want[160];
+    snprintf(want, sizeof want, "names pid %d, which is not a worker of segment", (int)victim);
+    CU_ASSERT_TRUE(file_contains(s.log, want));
+    kill(victim, SIGKILL);
+    waitpid(victim, NULL, 0);
+    msup_segment_close(&s.seg);
+    msup_segment_unlink(s.seg_name, NULL);
+}
+
+/* A deploy: every worker of a full segment exits and as many new ones
+ * attach at once (each as soon as its predecessor is gone, as a prefork
+ * master does).  A worker frees its slot itself: no attach waits for the
+ * reaper, none fails with NO_SLOT; every detach is counted once. */
+static void test_mass_replacement(void)
+{
+    scenario_t s;
+    scenario_start(&s, "mass", NULL, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; };");
+    enum { N = 16 }; /* write_config: max_workers = 16 */
+    pid_t old[N], fresh[N];
+    for (int i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "mass-old%d", i);
+        start_attached_worker(&s, "usr1", "main", path_in_tmp(name), &old[i]);
+    }
+    uint32_t active = atomic_load(&s.seg.retired->active) & 1u;
+    uint64_t reaped0 = atomic_load(&s.seg.retired->slots_reaped[active]);
+    uint64_t t0 = msup_test_now_ms();
+    for (int i = 0; i < N; i++)
+        kill(old[i], SIGUSR1);
+    int attach_failures = 0;
+    for (int i = 0; i < N; i++) {
+        CU_ASSERT_EQUAL(wait_exit(old[i], slack(5000)), 0);
+        char name[32];
+        snprintf(name, sizeof name, "mass-new%d", i);
+        fresh[i] = start_worker("usr1", s.conf, "main", path_in_tmp(name));
+    }
+    for (int i = 0; i < N; i++)
+        attach_failures += wait_slot_of_pid(&s.seg, fresh[i], slack(3000)) < 0;
+    long took = (long)(msup_test_now_ms() - t0);
+    fprintf(stderr, "\n    %d workers replaced in %ld ms, %d attach failures ", N, took, attach_failures);
+    CU_ASSERT_EQUAL(attach_failures, 0);
+    CU_ASSERT_FALSE(file_contains(path_in_tmp("workers.log"), "worker slots are taken"));
+    active = atomic_load(&s.seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.retired->slots_reaped[active]), reaped0 + N);
+    for (int i = 0; i < N; i++) {
+        kill(fresh[i], SIGUSR1);
+        CU_ASSERT_EQUAL(wait_exit(fresh[i], slack(5000)), 0);
+    }
+    active = atomic_load(&s.seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&s.seg.retired->slots_reaped[active]), reaped0 + 2 * N);
+    scenario_stop(&s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1233,7 +1416,7 @@ static void test_reload(void)
     scenario_t s;
     scenario_start(&s, "reload", NULL, clusters);
     expect_up(&s, "main", slack(3000));
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
 
     /* Broken file: logged with file:line, nothing changes. */
     write_file(s.conf, "segment = { name = \"%s\"; max_workers = 16; max_clusters = 4; };\n"
@@ -1243,7 +1426,7 @@ static void test_reload(void)
     msup_test_sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "reload rejected"));
     CU_ASSERT_TRUE(wait_log(s.log, "reload.conf:2"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen);
     CU_ASSERT_PTR_NOT_NULL(row_named(&s.seg, "main"));
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
@@ -1255,7 +1438,7 @@ static void test_reload(void)
     kill(s.sup, SIGHUP);
     msup_test_sleep_ms(slack(500));
     CU_ASSERT_TRUE(wait_log(s.log, "full restart is needed"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen);
 
     /* A cluster added: it appears and is checked. */
     snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; }; extra = { mongo_uri = \"%s\"; };",
@@ -1264,7 +1447,7 @@ static void test_reload(void)
     long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(4000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen + 1);
     CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
 
@@ -1281,7 +1464,7 @@ static void test_reload(void)
              test_peer_uri(peer));
     reload_with(&s, clusters);
     uint64_t t0 = msup_test_now_ms();
-    while (atomic_load(&s.seg.hdr->config_generation) != gen + 3 && msup_test_now_ms() - t0 < slack(2000))
+    while (atomic_load(&msup_segment_hdr(&s.seg)->config_generation) != gen + 3 && msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(1);
     CU_ASSERT_EQUAL(msup_segment_find_cluster(&s.seg, "main"), 0);
     CU_ASSERT_NOT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
@@ -1304,7 +1487,7 @@ static void test_reload_keeps_health(void)
     expect_up(&s, "main", slack(3000));
     static const char *const changes[] = {"max_pool_size = 7;", "max_pool_size = 9; check_interval_ms = 500;"};
     for (int i = 0; i < 2; i++) {
-        uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+        uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
         uint64_t transitions = atomic_load(&row_named(&s.seg, "main")->transitions);
         char clusters[512];
         snprintf(clusters, sizeof clusters, "main = { mongo_uri = \"%s\"; %s };", test_peer_uri(peer), changes[i]);
@@ -1314,7 +1497,7 @@ static void test_reload_keeps_health(void)
         while (msup_test_now_ms() - t0 < slack(3000) && (applied_at == 0 || msup_test_now_ms() - applied_at < 1000)) {
             const msup_cluster_row_t *row = row_named(&s.seg, "main");
             not_up += row == NULL || atomic_load(&row->health) != MSUP_HEALTH_UP;
-            if (applied_at == 0 && atomic_load(&s.seg.hdr->config_generation) > gen)
+            if (applied_at == 0 && atomic_load(&msup_segment_hdr(&s.seg)->config_generation) > gen)
                 applied_at = msup_test_now_ms();
             polls++;
             msup_test_sleep_ms(1);
@@ -1327,10 +1510,10 @@ static void test_reload_keeps_health(void)
     }
     CU_ASSERT_TRUE(wait_log(s.log, "cluster main changed: settings updated"));
     /* Another address is another deployment: its health starts afresh. */
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
     reload_with(&s, "main = { mongo_uri = \"mongodb://127.0.0.1:1/\"; max_pool_size = 9; };");
     uint64_t t0 = msup_test_now_ms();
-    while (atomic_load(&s.seg.hdr->config_generation) == gen && msup_test_now_ms() - t0 < slack(2000))
+    while (atomic_load(&msup_segment_hdr(&s.seg)->config_generation) == gen && msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(1);
     CU_ASSERT_NOT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
     CU_ASSERT_TRUE(wait_log(s.log, "cluster main changed: now mongodb://127.0.0.1:1/"));
@@ -1384,7 +1567,7 @@ static void test_worker_uri_mismatch(void)
     msup_snapshot_free(&snap);
 
     /* A reload (same file): both remap; the flag stays, no second warning. */
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
     kill(s.sup, SIGHUP);
     t0 = msup_test_now_ms();
     while ((atomic_load(&st_other->config_generation_seen) <= gen ||
@@ -1490,7 +1673,7 @@ static long collect_acked(const pid_t *workers, char (*results)[64])
 /* Asserts a kept segment is STOPPED with `acked` writes and every slot FREE; then unmaps and removes it. */
 static void expect_drained_and_unlink(scenario_t *s, uint32_t row, long acked)
 {
-    CU_ASSERT_EQUAL(atomic_load(&s->seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->phase), MSUP_PHASE_STOPPED);
     CU_ASSERT_EQUAL(total_ops(&s->seg, row, MSUP_OP_WRITE), (uint64_t)acked);
     CU_ASSERT_TRUE(wait_log(s->log, "final: cluster main"));
     for (uint32_t i = 0; i < s->seg.max_workers; i++)
@@ -1568,10 +1751,10 @@ static void test_shutdown_second_signal(void)
     pid_t stubborn = scenario_start_stubborn(&s, "twice", "drain_timeout_ms = 20000; escalate_grace_ms = 20000;");
     kill(s.sup, SIGTERM);
     uint64_t t0 = msup_test_now_ms();
-    while (atomic_load(&s.seg.hdr->phase) != MSUP_PHASE_DRAINING && msup_test_now_ms() - t0 < slack(2000))
+    while (atomic_load(&msup_segment_hdr(&s.seg)->phase) != MSUP_PHASE_DRAINING && msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(5);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_DRAINING);
-    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->drain_deadline_mono_ns) > msup_mono_ns());
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->phase), MSUP_PHASE_DRAINING);
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->drain_deadline_mono_ns) > msup_mono_ns());
     msup_test_sleep_ms(300);
     kill(s.sup, SIGTERM);
     int rc = wait_exit(s.sup, slack(3000));
@@ -1651,7 +1834,7 @@ static void test_shutdown_escalate_none(void)
     CU_ASSERT_TRUE(file_contains(s.log, "1 workers left attached"));
     CU_ASSERT_TRUE(file_contains(s.log, "kept: 1 workers still attached"));
     CU_ASSERT_FALSE(file_contains(s.log, "sent SIG"));
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->phase), MSUP_PHASE_STOPPED);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->phase), MSUP_PHASE_STOPPED);
     CU_ASSERT_TRUE(segment_file_exists(s.seg_name));
 
     /* The worker goes; the next supervisor adopts the segment and reaps it. */
@@ -1874,9 +2057,9 @@ static void test_health_watchdog(void)
     write_config(conf, seg_name, NULL, clusters);
     uint64_t t_hup = msup_test_now_ms();
     kill(sup, SIGHUP);
-    uint64_t max_gap = 0, last_hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+    uint64_t max_gap = 0, last_hb = atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns);
     while (atomic_load(&row->health) != MSUP_HEALTH_UP && msup_test_now_ms() - t_hup < slack(3000)) {
-        uint64_t hb = atomic_load(&seg.hdr->heartbeat_mono_ns);
+        uint64_t hb = atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns);
         if (hb != last_hb) {
             if (hb - last_hb > max_gap)
                 max_gap = hb - last_hb;
@@ -1934,22 +2117,22 @@ static void test_segment_under_it(void)
     expect_up(&s, "main", slack(3000));
     msup_segment_t rw;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(msup_segment_adopt(s.seg_name, NULL, &rw, &err));
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
 
     /* A wrong magic and a cluster name without its terminator. */
-    uint64_t magic = atomic_load(&rw.hdr->magic);
-    atomic_store(&rw.hdr->magic, 0x0badc0ffee0ddf00ull);
+    uint64_t magic = atomic_load(&msup_segment_hdr(&rw)->magic);
+    atomic_store(&msup_segment_hdr(&rw)->magic, 0x0badc0ffee0ddf00ull);
     msup_cluster_row_t *row = msup_segment_row(&rw, 0);
     char name_saved[sizeof row->name];
     memcpy(name_saved, row->name, sizeof name_saved);
     memset(row->name, 'X', sizeof row->name);
     CU_ASSERT_TRUE(wait_log(s.log, "segment is foreign: bad magic"));
-    uint64_t hb = atomic_load(&s.seg.hdr->heartbeat_mono_ns);
+    uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
     msup_test_sleep_ms(300);
-    CU_ASSERT_TRUE(atomic_load(&s.seg.hdr->heartbeat_mono_ns) > hb); /* still supervising */
+    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb); /* still supervising */
     CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
     memcpy(row->name, name_saved, sizeof name_saved);
-    atomic_store(&rw.hdr->magic, magic);
+    atomic_store(&msup_segment_hdr(&rw)->magic, magic);
     CU_ASSERT_TRUE(wait_log(s.log, "layout is valid again"));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&s.seg, 0)->health), MSUP_HEALTH_UP);
     msup_segment_close(&rw);
@@ -2119,14 +2302,14 @@ static void test_real_reload(void)
     scenario_t s;
     scenario_start(&s, "rreload", NULL, main_block);
     expect_up(&s, "main", slack(5000));
-    uint64_t gen = atomic_load(&s.seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&s.seg)->config_generation);
 
     snprintf(clusters, sizeof clusters, "%s %s", main_block, extra_block);
     reload_with(&s, clusters);
     long up_ms = wait_health(&s.seg, "extra", MSUP_HEALTH_UP, slack(5000));
     fprintf(stderr, "\n    added cluster UP %ld ms after SIGHUP ", up_ms);
     CU_ASSERT_TRUE(up_ms >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&s.seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->config_generation), gen + 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(row_named(&s.seg, "extra"));
     CU_ASSERT_TRUE(atomic_load(&row_named(&s.seg, "extra")->checks_passed) > 0);
     CU_ASSERT_EQUAL(atomic_load(&row_named(&s.seg, "main")->health), MSUP_HEALTH_UP);
@@ -2191,6 +2374,10 @@ static const msup_test_t tests[] = {
     {"/supervisor/cli/check-config", test_check_config},
     {"/supervisor/single-instance", test_single_instance},
     {"/supervisor/start/closed-stdio", test_closed_stdio},
+    {"/supervisor/single-instance/simultaneous-starts", test_startup_race},
+    {"/supervisor/single-instance/stopped-supervisor", test_stopped_supervisor},
+    {"/supervisor/shutdown/forged-slot-not-signalled", test_forged_slot_not_signalled},
+    {"/supervisor/slots/mass-replacement", test_mass_replacement},
     {"/supervisor/health/down-up-reconnect", test_health_down_up_reconnect},
     {"/supervisor/health/hung-peer", test_health_hung_peer},
     {"/supervisor/health/replica-set", test_health_replica_set},

@@ -1,4 +1,6 @@
 /* tools_ctl_test.c: mongosupctl's commands against a hand-filled segment and a scripted control socket. */
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,7 +105,7 @@ static void test_status_codes(void)
     CU_ASSERT_EQUAL(st, 2); /* UNKNOWN counts as down */
     set_health(0, MSUP_HEALTH_UP);
     /* A stale heartbeat: no supervisor. */
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_mono_ns, msup_mono_ns() - 10ull * 1000000000ull);
     out = ctl("status", &st);
     CU_ASSERT_EQUAL(st, 3);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no live supervisor"));
@@ -144,9 +146,11 @@ static void test_usage(void)
 static void test_requests_without_socket(void)
 {
     pid_t sup = setup();
-    void *before = malloc(seg.size);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(before);
+    const msup_ctlseg_t *c = msup_segment_control(&seg);
+    void *before = malloc(seg.size), *ctl_before = malloc(c->size);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(before && ctl_before);
     memcpy(before, seg.base, seg.size);
+    memcpy(ctl_before, c->base, c->size);
     static const char *const cmds[] = {"reconnect users", "reload", "shutdown", "ping"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         int st;
@@ -155,8 +159,10 @@ static void test_requests_without_socket(void)
         CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "no control socket at"));
         free(out);
     }
-    CU_ASSERT_EQUAL(memcmp(before, seg.base, seg.size), 0); /* not a byte written */
+    CU_ASSERT_EQUAL(memcmp(before, seg.base, seg.size), 0); /* not a byte written, in either segment */
+    CU_ASSERT_EQUAL(memcmp(ctl_before, c->base, c->size), 0);
     free(before);
+    free(ctl_before);
     /* The live process the segment names as supervisor got nothing. */
     CU_ASSERT_EQUAL(end_signal(sup, 300), 0);
     teardown(sup);
@@ -194,10 +200,10 @@ static pid_t spawn_fake_control(const char *answer, int how)
         if (strncmp(req, "shutdown", 8) != 0 || how < 0)
             continue;
         sleep_ms(100);
-        atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+        atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_DRAINING);
         sleep_ms(200);
         if (how == 0)
-            atomic_store(&seg.hdr->phase, MSUP_PHASE_STOPPED);
+            atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_STOPPED);
         else if (how == 1)
             msup_segment_unlink(seg_name, NULL);
         if (how != 2)
@@ -307,9 +313,89 @@ static void test_workers(void)
     teardown(sup);
 }
 
+/* Name squatting: another uid (nobody) creates the segment's names before
+ * any supervisor, with a convincing image (a live "supervisor" pid, a fresh
+ * heartbeat, its lock held).  Every tool that reads the segment refuses it
+ * with one line naming the owner and mode and a non-zero exit; the requests
+ * go to the control socket only, and nothing is signalled. */
+static void test_squatted_by_another_uid(void)
+{
+    if (geteuid() != 0) {
+        printf("SKIP (not root: cannot create objects as another uid) ");
+        return;
+    }
+    struct passwd *pw = getpwnam("nobody");
+    if (pw == NULL) {
+        printf("SKIP (no user nobody) ");
+        return;
+    }
+    uid_t nobody = pw->pw_uid;
+    gid_t nogroup = pw->pw_gid;
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("squat"));
+    msup_segment_unlink(seg_name, NULL);
+    pid_t victim = spawn_sleep(); /* the pid the squatter publishes as its "supervisor" */
+    int ready[2];
+    CU_ASSERT_FATAL(pipe(ready) == 0);
+    pid_t squatter = fork();
+    CU_ASSERT_FATAL(squatter >= 0);
+    if (squatter == 0) {
+        close(ready[0]);
+        if (setgroups(0, NULL) != 0 || setgid(nogroup) != 0 || setuid(nobody) != 0)
+            _exit(2);
+        msup_segment_t fake;
+        if (!fx_create(seg_name, victim, getpid(), &fake))
+            _exit(3);
+        if (write(ready[1], "r", 1) != 1)
+            _exit(4);
+        for (;;) {
+            fx_heartbeat(&fake);
+            sleep_ms(50);
+        }
+    }
+    close(ready[1]);
+    char byte = 0;
+    CU_ASSERT_EQUAL_FATAL(read(ready[0], &byte, 1), 1);
+    close(ready[0]);
+    char want[96];
+    snprintf(want, sizeof want, "is owned by uid %u (mode 0600)", (unsigned)nobody);
+    const char *ctl_cmds[] = {"status", "status -q", "workers"};
+    for (size_t i = 0; i < sizeof ctl_cmds / sizeof ctl_cmds[0]; i++) {
+        int st;
+        char *out = ctl(ctl_cmds[i], &st);
+        CU_ASSERT_EQUAL(st, 3);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "refused"));
+        CU_ASSERT(out && strchr(out, '\n') == out + strlen(out) - 1); /* one line */
+        if (out == NULL || strstr(out, want) == NULL)
+            fprintf(stderr, "\nmongosupctl %s: %s\n", ctl_cmds[i], out ? out : "(none)");
+        free(out);
+    }
+    const char *requests[] = {"reload", "shutdown", "reconnect users"};
+    for (size_t i = 0; i < sizeof requests / sizeof requests[0]; i++) {
+        int st;
+        free(ctl(requests[i], &st));
+        CU_ASSERT_NOT_EQUAL(st, 0);
+    }
+    const char *top_modes[] = {"--once", "--json", "--prometheus"};
+    for (size_t i = 0; i < sizeof top_modes / sizeof top_modes[0]; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s -n %s %s", fx_tool("mongosup-top"), seg_name, top_modes[i]);
+        int st;
+        char *out = fx_run(cmd, true, &st);
+        CU_ASSERT_EQUAL(st, 1);
+        CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
+        free(out);
+    }
+    CU_ASSERT_EQUAL(end_signal(victim, 300), 0); /* never signalled: still sleeping */
+    reap(victim);
+    reap(squatter);
+    msup_segment_unlink(seg_name, NULL);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
+        {"/ctl/squatted-by-another-uid", test_squatted_by_another_uid},
         {"/ctl/status/exit-codes", test_status_codes},
         {"/ctl/usage", test_usage},
         {"/ctl/requests/no-socket-no-signal", test_requests_without_socket},

@@ -16,6 +16,7 @@
 
 #include "slots.h"
 #include "stats.h"
+#include "segment_fixture.h"
 #include "testmain.h"
 #include "tools_fixture.h"
 #include "tools_promcheck.h"
@@ -62,12 +63,15 @@ static pid_t start_daemon(const char *tag, const char *seg_name, int port, char 
 }
 
 /* Maps the daemon's segment once it exists (5 s at most). */
+/* Both segments, as the supervisor maps them (mongosupd creates the control one first). */
 static bool wait_segment(const char *seg_name, msup_segment_t *seg)
 {
-    mongosup_error_t err;
     for (int i = 0; i < 100; i++) {
-        if (msup_segment_adopt(seg_name, NULL, seg, &err))
-            return true;
+        if (msup_test_segment_open_rw(seg_name, seg)) {
+            if (msup_segment_control(seg) != NULL)
+                return true;
+            msup_segment_close(seg);
+        }
         sleep_ms(50);
     }
     return false;
@@ -154,7 +158,7 @@ static void test_daemon_end_to_end(void)
     CU_ASSERT_EQUAL(atomic_load(&row->reconnect_generation), rgen + 1);
 
     /* reload: the answer carries the new configuration generation. */
-    uint64_t gen = atomic_load(&seg.hdr->config_generation);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&seg)->config_generation);
     snprintf(cmd, sizeof cmd, "%s -n %s reload", fx_tool("mongosupctl"), seg_name);
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 0);
@@ -162,7 +166,7 @@ static void test_daemon_end_to_end(void)
     snprintf(want, sizeof want, "reload: generation %llu", (unsigned long long)(gen + 1));
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
     free(out);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->config_generation), gen + 1);
 
     /* shutdown --wait: the worker leaves, the supervisor stops and removes the segment. */
     msup_slot_release(&seg, (uint32_t)slot);
@@ -341,7 +345,7 @@ static void test_metrics_flood(void)
     for (int i = 0; i < SCRAPES; i++) {
         ms[i] = scrape_ms(port, bound);
         answered += ms[i] >= 0;
-        uint64_t age = (msup_mono_ns() - atomic_load(&seg.hdr->heartbeat_mono_ns)) / 1000000u;
+        uint64_t age = (msup_mono_ns() - atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns)) / 1000000u;
         worst_age_ms = age > worst_age_ms ? age : worst_age_ms;
         sleep_ms(200);
     }
@@ -377,11 +381,99 @@ static void test_metrics_flood(void)
     unlink(logf);
 }
 
+/* What each tool says about the supervisor, as one word. */
+static void verdicts(const char *seg_name, bool *ctl_alive, bool *json_alive, bool *prom_up, bool *text_alive)
+{
+    char cmd[1024];
+    int st;
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    free(fx_run(cmd, true, &st));
+    *ctl_alive = st != 3;
+    snprintf(cmd, sizeof cmd, "%s -n %s --json", fx_tool("mongosup-top"), seg_name);
+    char *out = fx_run(cmd, false, &st);
+    *json_alive = out && (strstr(out, "\"alive\":true") || strstr(out, "\"alive\": true"));
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s -n %s --prometheus", fx_tool("mongosup-top"), seg_name);
+    out = fx_run(cmd, false, &st);
+    const char *v = out ? prom_value(out, "mongosup_up") : NULL;
+    *prom_up = v && strcmp(v, "1") == 0;
+    free(out);
+    snprintf(cmd, sizeof cmd, "%s -n %s --once", fx_tool("mongosup-top"), seg_name);
+    out = fx_run(cmd, false, &st);
+    *text_alive = out && strstr(out, "(alive)");
+    free(out);
+}
+
+/* One liveness verdict: right after mongosupd is SIGKILLed, while its
+ * heartbeat is still fresh (a 60 s heartbeat timeout, so that asking four
+ * tools on a loaded machine or under valgrind stays well inside it), every
+ * tool says it is gone, at once. */
+static void test_liveness_agrees_after_kill(void)
+{
+    if (access(daemon_path(), X_OK) != 0) {
+        fprintf(stderr, "\nmongosupd missing: skipped\n");
+        return;
+    }
+    char seg_name[64], cfg[128], logf[128];
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("killed"));
+    snprintf(cfg, sizeof cfg, "/tmp/msup-test-%d-killed.cfg", (int)getpid());
+    snprintf(logf, sizeof logf, "/tmp/msup-test-%d-killed.log", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fprintf(f,
+            "segment = { name = \"%s\"; max_workers = 8; };\n"
+            "supervisor = { heartbeat_timeout_ms = 60000; };\n"
+            "default_environment = \"test\";\n"
+            "environments = { test = { clusters = { users = { mongo_uri = \"mongodb://127.0.0.1:1/\"; }; }; }; };\n",
+            seg_name);
+    fclose(f);
+    pid_t d = fork();
+    if (d == 0) {
+        FILE *lf = freopen(logf, "w", stderr);
+        (void)lf;
+        execl(daemon_path(), "mongosupd", "-c", cfg, (char *)NULL);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(d > 0);
+    bool c = false, j = false, p = false, t = false;
+    for (int i = 0; i < 100 && !(c && j && p && t); i++) {
+        sleep_ms(50);
+        verdicts(seg_name, &c, &j, &p, &t);
+    }
+    CU_ASSERT(c && j && p && t);
+    kill(d, SIGKILL);
+    waitpid(d, NULL, 0);
+    uint64_t t0 = msup_mono_ns();
+    verdicts(seg_name, &c, &j, &p, &t);
+    uint64_t took_ms = (msup_mono_ns() - t0) / 1000000u;
+    fprintf(stderr, "\n    after SIGKILL (%llu ms to ask all four): status %s, json %s, metrics %s, text %s ",
+            (unsigned long long)took_ms, c ? "alive" : "gone", j ? "alive" : "gone", p ? "up" : "down",
+            t ? "alive" : "gone");
+    CU_ASSERT_FALSE(c);
+    CU_ASSERT_FALSE(j);
+    CU_ASSERT_FALSE(p);
+    CU_ASSERT_FALSE(t);
+    /* The heartbeat is still fresh now: "gone" came from the lock, not from its age. */
+    msup_segment_t seg;
+    mongosup_error_t err;
+    if (msup_segment_open_readonly(seg_name, (uid_t)-1, &seg, &err)) {
+        CU_ASSERT_TRUE(msup_supervisor_alive(&seg));
+        CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_GONE);
+        msup_segment_close(&seg);
+    } else {
+        CU_FAIL("segment left by the killed supervisor not readable");
+    }
+    msup_segment_unlink(seg_name, NULL);
+    unlink(cfg);
+    unlink(logf);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/tools/daemon/end-to-end", test_daemon_end_to_end},
         {"/tools/daemon/metrics-flood", test_metrics_flood},
+        {"/tools/daemon/liveness-agrees-after-kill", test_liveness_agrees_after_kill},
         {NULL, NULL},
     };
     return msup_test_main("tools_daemon", tests, argc, argv);

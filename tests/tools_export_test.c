@@ -515,18 +515,18 @@ static void test_corrupted_segment(void)
     int st;
     snprintf(cmd, sizeof cmd, "%s -n %s --json", fx_tool("mongosup-top"), seg_name);
     /* A cluster count beyond the table, then a foreign layout version. */
-    atomic_store(&seg.hdr->cluster_count, 1000);
+    atomic_store(&msup_segment_hdr(&seg)->cluster_count, 1000);
     char *out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "corrupted"));
     free(out);
-    atomic_store(&seg.hdr->cluster_count, 4);
-    seg.hdr->layout_version = 77;
+    atomic_store(&msup_segment_hdr(&seg)->cluster_count, 4);
+    msup_segment_hdr(&seg)->layout_version = 77;
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 1);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "layout version 77"));
     free(out);
-    seg.hdr->layout_version = MSUP_LAYOUT_VERSION;
+    msup_segment_hdr(&seg)->layout_version = MSUP_LAYOUT_VERSION;
     teardown();
 }
 
@@ -594,9 +594,14 @@ static void test_usage_and_target(void)
 static void hostile_setup(void)
 {
     setup();
+    /* The name in both tables: the registry's is shown, the control row's
+     * must match it for the row to be believed (layout.h). */
     msup_cluster_row_t *orders = msup_segment_row(&seg, 1);
     memset(orders->name, 0, sizeof orders->name);
     memcpy(orders->name, HOSTILE_CLUSTER, strlen(HOSTILE_CLUSTER));
+    msup_reg_row_t *orders_reg = msup_segment_reg(&seg, 1);
+    memset(orders_reg->name, 0, sizeof orders_reg->name);
+    memcpy(orders_reg->name, HOSTILE_CLUSTER, strlen(HOSTILE_CLUSTER));
     msup_slot_t *slot = msup_segment_slot(&seg, 0);
     memset(slot->appname, 0, sizeof slot->appname);
     memcpy(slot->appname, HOSTILE_APP, strlen(HOSTILE_APP));

@@ -9,9 +9,13 @@
 
 #define STORE(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
 
+/* A cluster in both tables: the registry row (stats) and the control row. */
 static msup_cluster_row_t *add_row(msup_segment_t *seg, uint32_t i, const char *name, uint32_t state,
                                    uint32_t health)
 {
+    msup_reg_row_t *reg = msup_segment_reg(seg, i);
+    snprintf(reg->name, sizeof reg->name, "%s", name);
+    STORE(reg->row_state, state);
     msup_cluster_row_t *row = msup_segment_row(seg, i);
     snprintf(row->name, sizeof row->name, "%s", name);
     snprintf(row->uri_display, sizeof row->uri_display, "mongodb://%s.example:27017/", name);
@@ -41,13 +45,34 @@ static void ops(msup_stats_t *s, enum msup_op_class cls, unsigned n, uint64_t us
 
 void fx_heartbeat(msup_segment_t *seg)
 {
-    STORE(seg->hdr->heartbeat_ns, msup_now_ns());
-    atomic_store_explicit(&seg->hdr->heartbeat_mono_ns, msup_mono_ns(), memory_order_release);
+    STORE(msup_segment_hdr(seg)->heartbeat_ns, msup_now_ns());
+    atomic_store_explicit(&msup_segment_hdr(seg)->heartbeat_mono_ns, msup_mono_ns(), memory_order_release);
+}
+
+/* The stats segment and its control segment, claimed by this process (it
+ * holds the lock, as mongosupd would: the tools see a held lock). */
+static bool create_pair(const char *name, const msup_geometry_t *geo, msup_segment_t *seg)
+{
+    mongosup_error_t err;
+    msup_segment_unlink(name, NULL);
+    if (!msup_segment_create(name, geo, seg, &err)) {
+        fprintf(stderr, "fixture: %s\n", err.message);
+        return false;
+    }
+    bool created;
+    msup_ctlseg_t *ctl = msup_ctlseg_claim(name, geo, &created, &err);
+    if (ctl == NULL) {
+        fprintf(stderr, "fixture: %s\n", err.message);
+        msup_segment_close(seg);
+        return false;
+    }
+    msup_segment_set_control(seg, ctl);
+    return true;
 }
 
 void fx_set_supervisor(msup_segment_t *seg, pid_t pid)
 {
-    msup_header_t *h = seg->hdr;
+    msup_header_t *h = msup_segment_hdr(seg);
     STORE(h->supervisor_start_time, pid ? msup_proc_start_time(pid) : 0);
     STORE(h->supervisor_started_ns, msup_now_ns() - (uint64_t)FX_UPTIME_S * 1000000000ull);
     STORE(h->heartbeat_timeout_ms, 3000);
@@ -58,15 +83,11 @@ void fx_set_supervisor(msup_segment_t *seg, pid_t pid)
 bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t *seg)
 {
     msup_geometry_t geo = {.max_workers = 8, .max_clusters = 4, .mode = 0600, .group = (gid_t)-1,
-                           .environment = FX_ENV};
-    mongosup_error_t err;
-    msup_segment_unlink(name, NULL);
-    if (!msup_segment_create(name, &geo, seg, &err)) {
-        fprintf(stderr, "fx_create: %s\n", err.message);
+                           .owner = (uid_t)-1, .environment = FX_ENV};
+    if (!create_pair(name, &geo, seg))
         return false;
-    }
     uint64_t now = msup_now_ns();
-    msup_header_t *h = seg->hdr;
+    msup_header_t *h = msup_segment_hdr(seg);
     STORE(h->config_generation, 5);
     STORE(h->supervisor_restarts, 1);
     STORE(h->phase, MSUP_PHASE_RUNNING);
@@ -85,10 +106,10 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     STORE(users->checks_failed, 2);
     STORE(users->reconnect_generation, 4);
     STORE(users->max_pool_size, 10);
-    STORE(users->budget_in_use, 7);
-    STORE(users->budget_connecting, 1);
-    STORE(users->max_connections, 50);
-    STORE(users->max_connecting, 4);
+    STORE(seg->reg[0].budget_in_use, 7);
+    STORE(seg->reg[0].budget_connecting, 1);
+    STORE(users->limits.max_connections, 50);
+    STORE(users->limits.max_connecting, 4);
 
     msup_cluster_row_t *orders = add_row(seg, 1, "orders", MSUP_ROW_ACTIVE, MSUP_HEALTH_DEGRADED);
     STORE(orders->health_since_ns, now - 10 * 1000000000ull);
@@ -96,7 +117,7 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     STORE(orders->last_rtt_us, FX_ORDERS_RTT_US);
     STORE(orders->checks_passed, 50);
     STORE(orders->transitions, 1);
-    STORE(orders->budget_in_use, 2);
+    STORE(seg->reg[1].budget_in_use, 2);
 
     msup_cluster_row_t *billing = add_row(seg, 2, "billing", MSUP_ROW_ACTIVE, MSUP_HEALTH_DOWN);
     STORE(billing->health_since_ns, now - 5 * 1000000000ull);
@@ -108,6 +129,7 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
 
     add_row(seg, 3, "legacy", MSUP_ROW_REMOVED, MSUP_HEALTH_UP);
     STORE(h->cluster_count, 4);
+    STORE(seg->shdr->cluster_count, 4);
 
     /* Worker slot 0: most of the traffic. */
     add_slot(seg, 0, worker_pid, MSUP_SLOT_ACTIVE, now - 600 * 1000000000ull, "web-0");
@@ -170,13 +192,9 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
 bool fx_create_big(const char *name, uint32_t workers, uint32_t clusters, msup_segment_t *seg)
 {
     msup_geometry_t geo = {.max_workers = workers, .max_clusters = clusters, .mode = 0600, .group = (gid_t)-1,
-                           .environment = FX_ENV};
-    mongosup_error_t err;
-    msup_segment_unlink(name, NULL);
-    if (!msup_segment_create(name, &geo, seg, &err)) {
-        fprintf(stderr, "fx_create_big: %s\n", err.message);
+                           .owner = (uid_t)-1, .environment = FX_ENV};
+    if (!create_pair(name, &geo, seg))
         return false;
-    }
     uint64_t now = msup_now_ns();
     for (uint32_t c = 0; c < clusters; c++) {
         char cname[32];
@@ -184,10 +202,11 @@ bool fx_create_big(const char *name, uint32_t workers, uint32_t clusters, msup_s
         msup_cluster_row_t *row = add_row(seg, c, cname, MSUP_ROW_ACTIVE, MSUP_HEALTH_UP);
         STORE(row->last_check_ns, now);
         STORE(row->last_rtt_us, 900 + c);
-        STORE(row->max_connections, 4096);
+        STORE(row->limits.max_connections, 4096);
     }
-    STORE(seg->hdr->cluster_count, clusters);
-    STORE(seg->hdr->phase, MSUP_PHASE_RUNNING);
+    STORE(msup_segment_hdr(seg)->cluster_count, clusters);
+    STORE(seg->shdr->cluster_count, clusters);
+    STORE(msup_segment_hdr(seg)->phase, MSUP_PHASE_RUNNING);
     for (uint32_t w = 0; w < workers; w++) {
         char app[32];
         snprintf(app, sizeof app, "bench-%u", w);

@@ -108,12 +108,12 @@ static void test_scrape_while_recording(void)
     free(out);
 
     /* A segment that turned corrupted: 503 with the reason, no crash. */
-    seg.hdr->layout_version = 99;
+    msup_segment_hdr(&seg)->layout_version = 99;
     snprintf(args, sizeof args, "-w ' %%{http_code}' %s", url);
     out = curl(args, &st);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "layout version 99") && strstr(out, " 503"));
     free(out);
-    seg.hdr->layout_version = MSUP_LAYOUT_VERSION;
+    msup_segment_hdr(&seg)->layout_version = MSUP_LAYOUT_VERSION;
 
     msup_metrics_stop();
     CU_ASSERT_EQUAL(msup_metrics_port(), 0);

@@ -110,18 +110,21 @@ static void test_live_view(void)
     CU_ASSERT(screen_has("does not exist", true));
     CU_ASSERT_FATAL(fx_create(seg_name, getpid(), getpid(), &seg));
     strcpy(msup_segment_row(&seg, 1)->name, "reborn");
+    strcpy(msup_segment_reg(&seg, 1)->name, "reborn");
     CU_ASSERT(screen_has("reborn", true));
     CU_ASSERT(screen_has("waiting", false));
 
     /* Corruption in place: a clear message, the view keeps running. */
-    seg.hdr->layout_version = 42;
+    msup_segment_hdr(&seg)->layout_version = 42;
     CU_ASSERT(screen_has("layout version 42", true));
-    seg.hdr->layout_version = MSUP_LAYOUT_VERSION;
+    msup_segment_hdr(&seg)->layout_version = MSUP_LAYOUT_VERSION;
     CU_ASSERT(screen_has("reborn", true));
 
     /* Truncated under the map: a clear message instead of a fault. */
     msup_segment_close(&seg);
-    int fd = shm_open(seg_name, O_RDWR, 0);
+    char stats_name[MSUP_NAME_MAX + 8];
+    snprintf(stats_name, sizeof stats_name, "%s.stats", seg_name);
+    int fd = shm_open(stats_name, O_RDWR, 0);
     CU_ASSERT_FATAL(fd >= 0);
     CU_ASSERT(ftruncate(fd, 4096) == 0);
     close(fd);

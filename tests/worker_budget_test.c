@@ -134,11 +134,20 @@ static int wait_child(pid_t pid, int timeout_ms)
     return -1;
 }
 
+/* The cluster's control row (health, generation, the limits a live supervisor sets). */
 static msup_cluster_row_t *main_row(msup_segment_t *seg)
 {
     int row = msup_segment_find_cluster(seg, "main");
     CU_ASSERT_FATAL(row >= 0);
     return msup_segment_row(seg, (uint32_t)row);
+}
+
+/* Its registry row: the budget line every worker writes. */
+static msup_reg_row_t *main_line(msup_segment_t *seg)
+{
+    int row = msup_segment_find_cluster(seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    return msup_segment_reg(seg, (uint32_t)row);
 }
 
 /* ---- 8 workers x 16 threads share a budget of 20 ---- */
@@ -251,8 +260,8 @@ static void cap_across_workers(bool real)
     /* Every worker detached: every token came back. */
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    CU_ASSERT_EQUAL(atomic_load(&main_row(&seg)->budget_in_use), 0);
-    CU_ASSERT_EQUAL(atomic_load(&main_row(&seg)->budget_connecting), 0);
+    CU_ASSERT_EQUAL(atomic_load(&main_line(&seg)->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&main_line(&seg)->budget_connecting), 0);
     printf("\n    %s conn.max %ld (budget %u), budget waits %llu ", real ? "server" : "peer", conn_max, budget,
            (unsigned long long)t.budget_waits);
     msup_segment_close(&seg);
@@ -293,7 +302,7 @@ static void killed_worker_tokens(bool real)
     close(fds[0]);
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_cluster_row_t *row = main_row(&seg);
+    msup_reg_row_t *row = main_line(&seg);
     /* docs/budget.md: a standalone with polling monitors costs 1 token for
      * the pool and 1 per client.  A real deployment's topology is not
      * known here: at least the three clients. */
@@ -375,10 +384,10 @@ static void test_reconnect_storm(void)
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_cluster_row_t *row = main_row(&seg);
-    uint32_t row_index = (uint32_t)(row - seg.rows);
-    atomic_store(&seg.hdr->supervisor_start_time, msup_proc_start_time(getpid()));
-    atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&seg.hdr->supervisor_pid, (int32_t)getpid());
+    uint32_t row_index = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    atomic_store(&msup_segment_hdr(&seg)->supervisor_start_time, msup_proc_start_time(getpid()));
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&msup_segment_hdr(&seg)->supervisor_pid, (int32_t)getpid());
     uint64_t generation = atomic_fetch_add(&row->reconnect_generation, 1) + 1;
     atomic_store(&row->reconnect_at_ns, msup_now_ns());
     long before[32];
@@ -389,7 +398,7 @@ static void test_reconnect_storm(void)
      * old pools' endSessions may hold a worker for a while). */
     bool done = false;
     for (int i = 0; i < 9000 && !done; i++) {
-        atomic_store(&seg.hdr->heartbeat_mono_ns, msup_mono_ns());
+        atomic_store(&msup_segment_hdr(&seg)->heartbeat_mono_ns, msup_mono_ns());
         done = all_acked(&seg, row_index, generation, workers);
         for (int w = 0; w < workers && done; w++)
             done = atomic_load(&ctl->worker_ok[w]) >= before[w] + 2;
@@ -408,9 +417,9 @@ static void test_reconnect_storm(void)
     atomic_store(&ctl->phase, STOP);
     for (int w = 0; w < workers; w++)
         CU_ASSERT_EQUAL(wait_child(pids[w], 60000), 0);
-    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
-    CU_ASSERT_EQUAL(atomic_load(&row->budget_connecting), 0);
-    atomic_store(&seg.hdr->supervisor_pid, 0);
+    CU_ASSERT_EQUAL(atomic_load(&main_line(&seg)->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&main_line(&seg)->budget_connecting), 0);
+    atomic_store(&msup_segment_hdr(&seg)->supervisor_pid, 0);
     msup_segment_close(&seg);
     munmap(ctl, sizeof *ctl);
     wfix_stop(&f);
@@ -448,7 +457,7 @@ static bool peer_conns_at_most(void *arg)
 
 static bool budget_at_most_4(void *arg)
 {
-    msup_cluster_row_t *row = arg;
+    msup_reg_row_t *row = arg;
     return atomic_load(&row->budget_in_use) <= 4;
 }
 
@@ -463,7 +472,12 @@ static void test_lowered_budget(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_cluster_row_t *row = main_row(&seg);
+    msup_reg_row_t *row = main_line(&seg);
+    /* A live supervisor (its limits are the ones workers enforce). */
+    msup_header_t *hdr = msup_segment_hdr(&seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
 
     pthread_barrier_t held, lowered;
     pthread_barrier_init(&held, NULL, THREADS + 1);
@@ -476,7 +490,10 @@ static void test_lowered_budget(void)
     }
     pthread_barrier_wait(&held);
     CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), THREADS + 1); /* 8 clients + the monitor */
-    msup_budget_apply_limits(row, 4, 0); /* the test plays a reload */
+    /* The test plays a reload: the control row's limit.  A forged line
+     * limit would change nothing (nobody reads one from the line). */
+    msup_budget_apply_limits(&row->limits, 1, 1);
+    msup_budget_apply_limits(&main_row(&seg)->limits, 4, 0);
     pthread_barrier_wait(&lowered);
     for (int i = 0; i < THREADS; i++) {
         pthread_join(th[i], NULL);

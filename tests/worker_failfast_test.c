@@ -59,7 +59,7 @@ static const char *daemon_path(void)
 
 static uint32_t health_of(const ffix_t *f, int row)
 {
-    return atomic_load_explicit(&f->seg.rows[row].health, memory_order_acquire);
+    return atomic_load_explicit(&msup_segment_row(&f->seg, (uint32_t)row)->health, memory_order_acquire);
 }
 
 /* Polls every millisecond: the time the row turned `want`, or 0. */
@@ -112,8 +112,9 @@ static void ffix_start(ffix_t *f, const char *tag)
     CU_ASSERT_FATAL(f->sup > 0);
     mongosup_error_t error;
     for (int i = 0; i < 500 && !f->mapped; i++) {
-        f->mapped = msup_segment_open_readonly(f->segment, &f->seg, &error) &&
-                    atomic_load(&f->seg.hdr->supervisor_pid) == f->sup;
+        f->mapped = msup_segment_open_readonly(f->segment, (uid_t)-1, &f->seg, &error) &&
+                    msup_segment_control(&f->seg) != NULL &&
+                    atomic_load(&msup_segment_hdr(&f->seg)->supervisor_pid) == f->sup;
         if (!f->mapped && f->seg.base != NULL)
             msup_segment_close(&f->seg);
         if (!f->mapped)
@@ -670,7 +671,7 @@ static void test_flaky_no_flap(void)
             /* When the supervisor made the change (written before the
              * health it stores with release), not when we saw it. */
             if (hnow == MSUP_HEALTH_RECOVERING && n < 64)
-                entries[n++] = atomic_load_explicit(&f.seg.rows[f.row_main].health_since_ns, memory_order_relaxed);
+                entries[n++] = atomic_load_explicit(&msup_segment_row(&f.seg, (uint32_t)f.row_main)->health_since_ns, memory_order_relaxed);
             seen_up = seen_up || hnow == MSUP_HEALTH_UP || hnow == MSUP_HEALTH_DEGRADED;
             last = hnow;
         }
@@ -695,9 +696,9 @@ static void test_flaky_no_flap(void)
 
 static void play_supervisor(msup_segment_t *seg)
 {
-    atomic_store(&seg->hdr->heartbeat_timeout_ms, 60000);
-    atomic_store(&seg->hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 60000);
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
 }
 
 static void test_gate_half_open_trials(void)
@@ -715,14 +716,14 @@ static void test_gate_half_open_trials(void)
     mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     mongosup_checkin(h, c1, NULL);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
     /* No failed check came first: the calm look sees DOWN, then the
      * follow-up window passes. */
     msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     /* Half-open: one trial, the next checkout refused until it proves. */
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_RECOVERING);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_RECOVERING);
     c1 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -749,11 +750,11 @@ static void test_gate_half_open_trials(void)
     if (c3 != NULL)
         mongosup_checkin(h, c3, NULL);
     /* A new DOWN verdict voids what the trial proved. */
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
     msup_test_sleep_ms(50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
     c1 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c1);
     if (c1 != NULL)

@@ -5,9 +5,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "budget.h"
 #include "failfast.h" /* MSUP_CUTOFF_FOLLOW_MS */
+#include "slots.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 static bool insert_one(mongoc_client_t *client, bson_t *reply, bson_error_t *error)
@@ -199,9 +205,9 @@ static void test_auth(void)
 
 static void play_supervisor(msup_segment_t *seg, bool fresh)
 {
-    atomic_store(&seg->hdr->heartbeat_timeout_ms, 3000);
-    atomic_store(&seg->hdr->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
-    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 3000);
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
 }
 
 static void test_circuit_breaker(void)
@@ -210,8 +216,8 @@ static void test_circuit_breaker(void)
     mongosup_t *h = start_attached(&f, "circuit", "");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg); /* registered by the worker */
-    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 1);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 1);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
 
     play_supervisor(&seg, true);
     /* Eleven refusals, each timed; the median must be far below 1 ms
@@ -246,10 +252,10 @@ static void test_circuit_breaker(void)
     expect_checkout_ok(h);
     /* Breaker off for the cluster: fail open too. */
     play_supervisor(&seg, true);
-    atomic_store(&seg.rows[row].circuit_breaker, 0);
+    atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 0);
     expect_checkout_ok(h);
-    atomic_store(&seg.rows[row].circuit_breaker, 1);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 1);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_UP);
     expect_checkout_ok(h);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_CIRCUIT_OPEN), 11); /* unchanged: fail-open checkouts are not refusals */
     msup_segment_close(&seg);
@@ -263,8 +269,8 @@ static void test_circuit_breaker_config_off(void)
     mongosup_t *h = start_attached(&f, "circuitoff", "circuit_breaker = false;");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg);
-    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].circuit_breaker), 0);
-    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 0);
+    atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
     play_supervisor(&seg, true);
     expect_checkout_ok(h);
     msup_segment_close(&seg);
@@ -285,7 +291,7 @@ static void test_draining(void)
     msup_slot_t *slot = msup_segment_slot(&seg, (uint32_t)mongosup_worker_slot(h));
     CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 0);
     CU_ASSERT_FALSE(mongosup_draining(h));
-    atomic_store(&seg.hdr->phase, MSUP_PHASE_DRAINING);
+    atomic_store(&msup_segment_hdr(&seg)->phase, MSUP_PHASE_DRAINING);
     CU_ASSERT(mongosup_draining(h));
     CU_ASSERT_EQUAL(atomic_load(&slot->draining_ack), 1);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -294,8 +300,14 @@ static void test_draining(void)
     CU_ASSERT(wfix_ping(held, &berr)); /* a client already out keeps working */
     mongosup_checkin(h, held, NULL);
     CU_ASSERT_EQUAL(failures(&f, MSUP_FAIL_SHUTTING_DOWN), 1);
+    uint32_t active = atomic_load(&seg.retired->active) & 1u;
+    uint64_t reaped = atomic_load(&seg.retired->slots_reaped[active]);
     CU_ASSERT(mongosup_detach(&h, 1000));
-    CU_ASSERT_EQUAL(atomic_load(&slot->state), MSUP_SLOT_EXITED);
+    /* It folded and freed its own slot: reusable at once, counted once. */
+    CU_ASSERT_EQUAL(atomic_load(&slot->state), MSUP_SLOT_FREE);
+    active = atomic_load(&seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->slots_reaped[active]), reaped + 1);
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0);
     msup_segment_close(&seg);
     wfix_stop(&f);
 }
@@ -395,13 +407,17 @@ static void test_remap_on_config_generation(void)
     uint32_t slot = (uint32_t)mongosup_worker_slot(h);
     int old_row = msup_segment_find_cluster(&seg, "main");
     CU_ASSERT_EQUAL_FATAL(old_row, 0); /* registered at its index in the configuration */
-    /* The supervisor reloads: "main" moves to row 2. */
-    msup_cluster_row_t *moved = &seg.rows[2];
+    /* The supervisor reloads: "main" moves to row 2 (registry and control). */
+    msup_reg_row_t *moved_reg = msup_segment_reg(&seg, 2);
+    snprintf(moved_reg->name, sizeof moved_reg->name, "main");
+    atomic_store(&moved_reg->row_state, MSUP_ROW_ACTIVE);
+    atomic_store(&msup_segment_reg(&seg, (uint32_t)old_row)->row_state, MSUP_ROW_REMOVED);
+    msup_cluster_row_t *moved = msup_segment_row(&seg, 2);
     snprintf(moved->name, sizeof moved->name, "main");
     atomic_store(&moved->circuit_breaker, 1);
     atomic_store(&moved->row_state, MSUP_ROW_ACTIVE);
-    atomic_store(&seg.rows[old_row].row_state, MSUP_ROW_REMOVED);
-    atomic_store(&seg.hdr->config_generation, 9);
+    atomic_store(&msup_segment_row(&seg, old_row)->row_state, MSUP_ROW_REMOVED);
+    atomic_store(&msup_segment_hdr(&seg)->config_generation, 9);
     client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
     msup_stats_t *now = msup_slot_stats(&seg, slot, 2), *before = msup_slot_stats(&seg, slot, (uint32_t)old_row);
@@ -419,6 +435,71 @@ static void test_remap_on_config_generation(void)
     detach_and_stop(&f, &h);
 }
 
+/* ---- forgery through the stats segment (any member of its group can write it) ---- */
+
+/* Whatever is written to the stats segment, a worker's belief about health,
+ * phase, reconnect generation and budget limits stays what the control
+ * segment (the supervisor's, mapped read-only) says. */
+static void test_forged_stats_change_no_belief(void)
+{
+    wfix_t f;
+    mongosup_t *h = start_attached(&f, "forge", "max_pool_size = 4;");
+    msup_segment_t seg;
+    int row = open_main_row(&f, &seg);
+    play_supervisor(&seg, true);
+    atomic_store(&msup_segment_hdr(&seg)->heartbeat_timeout_ms, 600000);
+    /* The forger: budget limits of 1 on the line, a registry and slot scribbled over. */
+    msup_reg_row_t *line = msup_segment_reg(&seg, (uint32_t)row);
+    msup_budget_apply_limits(&line->limits, 1, 1);
+    atomic_store(&line->budget_share, 1);
+    atomic_store(&line->budget_interested, 1000);
+    atomic_store(&line->budget_share_mono_ns, msup_mono_ns() + 60ull * 1000000000ull);
+    atomic_store(&line->budget_wait_mono_ns, msup_mono_ns());
+    msup_slot_t *mine = msup_segment_slot(&seg, (uint32_t)mongosup_worker_slot(h));
+    atomic_store(&mine->draining_ack, 1);
+    for (uint32_t i = 0; i < seg.max_clusters; i++)
+        if ((int)i != row)
+            snprintf(msup_segment_reg(&seg, i)->name, MSUP_NAME_MAX, "main"); /* decoy rows */
+    /* Four clients at once: the forged cap of 1 binds nobody. */
+    mongosup_error_t error;
+    mongoc_client_t *c[4];
+    for (int i = 0; i < 4; i++) {
+        c[i] = mongosup_checkout(h, "main", &error);
+        CU_ASSERT_PTR_NOT_NULL(c[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        if (c[i] != NULL)
+            mongosup_checkin(h, c[i], NULL);
+    CU_ASSERT_FALSE(mongosup_draining(h)); /* the phase lives in the control segment only */
+    /* The control row is still the one believed: DOWN there opens the circuit. */
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+
+    /* And a worker cannot write the control segment at all: its map is
+     * read-only (a child attached like any worker dies trying). */
+    pid_t child = fork();
+    CU_ASSERT_FATAL(child >= 0);
+    if (child == 0) {
+        mongosup_t *w = mongosup_attach(f.cfg, &error);
+        if (w == NULL)
+            _exit(2);
+        msup_ctlseg_t *ctl = msup_segment_control(msup_handle_seg(w));
+        if (ctl == NULL)
+            _exit(3);
+        atomic_store(&ctl->rows[row].health, MSUP_HEALTH_DOWN); /* SIGSEGV */
+        _exit(4);
+    }
+    int status;
+    waitpid(child, &status, 0);
+    CU_ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGSEGV);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_UP);
+    msup_slots_reap_all(&seg); /* the child's slot */
+    msup_segment_close(&seg);
+    detach_and_stop(&f, &h);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
@@ -432,6 +513,7 @@ int main(int argc, char **argv)
         {"/worker/run/retries-transient", test_run_retries_transient},
         {"/worker/run/not-transient", test_run_not_transient},
         {"/worker/rows/remap-on-config-generation", test_remap_on_config_generation},
+        {"/worker/trust/forged-stats-change-no-belief", test_forged_stats_change_no_belief},
         {NULL, NULL},
     };
     int rc = msup_test_main("worker_faults", tests, argc, argv);

@@ -5,9 +5,46 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "segment.h"
+#include "segment_fixture.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
+
+/* What mongosupd does before any worker attaches: both segments, the
+ * control segment claimed, every configured cluster registered and
+ * published in its control row (heartbeat left to the test). */
+static bool supervise(wfix_t *f)
+{
+    const mongosup_config_t *cfg = f->cfg;
+    msup_geometry_t geo = {.max_workers = cfg->max_workers, .max_clusters = cfg->max_clusters,
+                           .mode = cfg->segment_mode, .group = cfg->segment_group, .owner = cfg->segment_owner,
+                           .environment = cfg->environment};
+    mongosup_error_t error;
+    bool created;
+    if (!msup_segment_open_or_create(cfg->segment_name, &geo, &f->sup, &created, &error) ||
+        !msup_test_control_attach(&f->sup)) {
+        fprintf(stderr, "supervise: %s\n", error.message);
+        return false;
+    }
+    for (size_t i = 0; i < cfg->cluster_count; i++) {
+        const msup_cluster_cfg_t *cc = &cfg->clusters[i];
+        int idx = msup_registry_map(&f->sup, cc, (uint32_t)i);
+        if (idx < 0)
+            return false;
+        msup_cluster_row_t *row = msup_segment_row(&f->sup, (uint32_t)idx);
+        snprintf(row->name, sizeof row->name, "%s", cc->name);
+        snprintf(row->uri_display, sizeof row->uri_display, "%s", cc->uri_display);
+        atomic_store(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u);
+        atomic_store(&row->max_pool_size, cc->max_pool_size);
+        msup_budget_apply_limits(&row->limits, cc->max_connections, cc->max_connecting);
+        atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
+        atomic_fetch_add(&msup_segment_hdr(&f->sup)->cluster_count, 1);
+    }
+    atomic_store(&msup_segment_hdr(&f->sup)->supervisor_pid, 0); /* no heartbeat until a test gives one */
+    return true;
+}
 
 mongosup_config_t *wfix_load(wfix_t *f, const char *uri, const char *keys)
 {
@@ -82,7 +119,7 @@ bool wfix_start_on(wfix_t *f, const char *tag, const char *keys, const char *uri
     char *uri = wfix_uri_with(f, uri_options);
     f->cfg = wfix_load(f, uri, keys);
     free(uri);
-    return f->cfg != NULL;
+    return f->cfg != NULL && supervise(f);
 }
 
 bool wfix_start(wfix_t *f, const char *tag, const char *keys, const char *uri_options)
@@ -116,6 +153,8 @@ void wfix_stop(wfix_t *f)
         drop_real_database(f);
     if (f->conf_path[0] != '\0')
         unlink(f->conf_path);
+    if (f->sup.base != NULL)
+        msup_segment_close(&f->sup);
     if (f->segment[0] != '\0')
         msup_segment_unlink(f->segment, NULL);
 }
@@ -165,18 +204,14 @@ long wfix_server_connections(const wfix_t *f, mongoc_client_t *probe)
 
 bool wfix_segment(const wfix_t *f, msup_segment_t *seg)
 {
-    mongosup_error_t error;
-    if (msup_segment_adopt(f->segment, NULL, seg, &error))
-        return true;
-    fprintf(stderr, "segment: %s\n", error.message);
-    return false;
+    return msup_test_segment_open_rw(f->segment, seg);
 }
 
 bool wfix_totals(const wfix_t *f, const char *name, msup_totals_t *out)
 {
     msup_segment_t seg;
     mongosup_error_t error;
-    if (!msup_segment_open_readonly(f->segment, &seg, &error))
+    if (!msup_segment_open_readonly(f->segment, (uid_t)-1, &seg, &error))
         return false;
     msup_snapshot_t snap;
     bool found = false;

@@ -18,6 +18,11 @@ typedef struct wfix {
     char conf_path[128];
     char segment[64];
     mongosup_config_t *cfg;
+    /* Both segments as a supervisor set them up before any worker: the
+     * control segment claimed (this process holds its lock) with the
+     * configuration's clusters published, so that a test can play the
+     * supervisor (health, heartbeat, phase) through wfix_segment. */
+    msup_segment_t sup;
 } wfix_t;
 
 /* Starts a standalone peer and loads a config whose one cluster "main"
@@ -51,7 +56,7 @@ long wfix_server_connections(const wfix_t *f, mongoc_client_t *probe);
 /* Writes and loads a configuration for an arbitrary URI. */
 mongosup_config_t *wfix_load(wfix_t *f, const char *uri, const char *keys);
 
-/* Opens the segment writable (the test plays the supervisor). */
+/* Opens both segments writable (the test plays the supervisor). */
 bool wfix_segment(const wfix_t *f, msup_segment_t *seg);
 
 /* Totals of cluster `name` in a fresh snapshot (retired + live slots). */

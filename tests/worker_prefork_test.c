@@ -198,18 +198,23 @@ static void prefork_totals(bool real)
                                    wfix_peer_stat(&f, "cmd.delete")),
                         expect.ops[MSUP_OP_WRITE]);
 
-    /* Eight workers registered the missing row at once: one row only. */
+    /* Eight workers mapped the registered row: one registry row only. */
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     int rows = 0;
     for (uint32_t i = 0; i < seg.max_clusters; i++)
-        rows += atomic_load(&seg.rows[i].row_state) == MSUP_ROW_ACTIVE && strcmp(seg.rows[i].name, "main") == 0;
+        rows += atomic_load(&msup_segment_reg(&seg, i)->row_state) == MSUP_ROW_ACTIVE &&
+                strcmp(msup_segment_reg(&seg, i)->name, "main") == 0;
     CU_ASSERT_EQUAL(rows, 1);
-    CU_ASSERT_EQUAL(atomic_load(&seg.hdr->cluster_count), 1);
+    CU_ASSERT_EQUAL(atomic_load(&seg.shdr->cluster_count), 1);
 
-    /* Playing the supervisor: the reaper folds every EXITED slot once and
-     * the totals do not move. */
-    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), (unsigned)workers);
+    /* Every worker folded and freed its own slot at detach, exactly once:
+     * nothing is left for a reaper, and the totals do not move. */
+    CU_ASSERT_EQUAL(msup_slots_reap_all(&seg), 0);
+    uint32_t active = atomic_load(&seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->slots_reaped[active]), (uint64_t)workers);
+    for (uint32_t i = 0; i < seg.max_workers; i++)
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_slot(&seg, i)->state), MSUP_SLOT_FREE);
     msup_segment_close(&seg);
     msup_totals_t after;
     CU_ASSERT_FATAL(wfix_totals(&f, "main", &after));
@@ -391,11 +396,54 @@ static void test_real_fork_with_mutexes_held(void)
         fork_with_mutexes_held(true);
 }
 
+/* No supervisor: max_workers + 8 worker lifetimes one after the other
+ * (as a prefork server recycles children) never fail with NO_SLOT: each
+ * worker frees its own slot at detach, its counters folded exactly once.
+ * (Before, nothing freed an EXITED slot without a supervisor.) */
+static void test_lifetimes_without_supervisor(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "lifetimes", NULL, NULL));
+    uint32_t lifetimes = f.cfg->max_workers + 8;
+    int no_slot = 0, failed = 0;
+    for (uint32_t i = 0; i < lifetimes; i++) {
+        pid_t pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+            mongosup_error_t error;
+            mongosup_t *h = mongosup_attach(f.cfg, &error);
+            if (h == NULL)
+                _exit(error.code == MONGOSUP_E_NO_SLOT ? 10 : 11);
+            mongoc_client_t *c = mongosup_checkout(h, "main", &error);
+            if (c == NULL)
+                _exit(12);
+            mongosup_checkin(h, c, NULL);
+            _exit(mongosup_detach(&h, 2000) ? 0 : 13);
+        }
+        int rc = wait_child(pid, 20000);
+        no_slot += rc == 10;
+        failed += rc != 0;
+    }
+    CU_ASSERT_EQUAL(no_slot, 0);
+    CU_ASSERT_EQUAL(failed, 0);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(t.checkouts, (uint64_t)lifetimes); /* exactly once each */
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    CU_ASSERT_FALSE(msup_supervisor_alive(&seg));
+    uint32_t active = atomic_load(&seg.retired->active) & 1u;
+    CU_ASSERT_EQUAL(atomic_load(&seg.retired->slots_reaped[active]), (uint64_t)lifetimes);
+    msup_segment_close(&seg);
+    wfix_stop(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/worker/prefork/totals-match-workers", test_prefork_totals},
         {"/worker/prefork/fork-safety", test_fork_safety},
+        {"/worker/prefork/lifetimes-without-supervisor", test_lifetimes_without_supervisor},
         {"/worker/prefork/fork-with-mutexes-held", test_fork_with_mutexes_held},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
         {"/real/worker/prefork/totals-match-workers", test_real_prefork_totals},

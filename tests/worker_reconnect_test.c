@@ -83,7 +83,7 @@ static void staggered_reconnect(bool real)
     msup_segment_t seg;
     bool opened = false;
     for (int waited = 0; waited < 30000 && !opened; waited += 10) {
-        opened = msup_segment_open_readonly(f.segment, &seg, NULL) && msup_segment_find_cluster(&seg, "main") >= 0;
+        opened = msup_segment_open_readonly(f.segment, (uid_t)-1, &seg, NULL) && msup_segment_find_cluster(&seg, "main") >= 0;
         if (!opened)
             sleep_ms(10);
     }
@@ -105,8 +105,8 @@ static void staggered_reconnect(bool real)
     CU_ASSERT_FATAL(ready);
 
     uint64_t bumped_ns = msup_now_ns();
-    atomic_store(&seg.rows[row].reconnect_at_ns, bumped_ns);
-    atomic_store(&seg.rows[row].reconnect_generation, 1);
+    atomic_store(&msup_segment_row(&seg, row)->reconnect_at_ns, bumped_ns);
+    atomic_store(&msup_segment_row(&seg, row)->reconnect_generation, 1);
 
     /* Scheduling slack for a loaded 2-core machine.  Under valgrind the
      * workers run under valgrind too (threads serialised, the old pool's
@@ -169,7 +169,7 @@ static void retire_after_last_checkin(bool real)
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     int row = msup_segment_find_cluster(&seg, "main");
-    atomic_store(&seg.rows[row].reconnect_generation, 7);
+    atomic_store(&msup_segment_row(&seg, row)->reconnect_generation, 7);
     mongoc_client_t *fresh = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(fresh);
     CU_ASSERT(fresh != old_client);

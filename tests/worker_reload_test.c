@@ -43,7 +43,7 @@ static void bump_generation(const wfix_t *f)
 {
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(f, &seg));
-    atomic_fetch_add(&seg.hdr->config_generation, 1);
+    atomic_fetch_add(&msup_segment_hdr(&seg)->config_generation, 1);
     msup_segment_close(&seg);
 }
 
@@ -193,7 +193,7 @@ static bool recreate_segment(const wfix_t *f, bool stop_first)
     if (!wfix_segment(f, &old))
         return false;
     if (stop_first)
-        atomic_store(&old.hdr->phase, MSUP_PHASE_STOPPED);
+        atomic_store(&msup_segment_hdr(&old)->phase, MSUP_PHASE_STOPPED);
     msup_segment_unlink(f->segment, NULL);
     msup_segment_close(&old);
     msup_geometry_t geo = {.max_workers = 32, .max_clusters = 4, .mode = 0600, .group = (gid_t)-1,
@@ -213,7 +213,7 @@ static bool slot_in_current_segment(void *arg)
     const wfix_t *f = arg;
     msup_segment_t seg;
     mongosup_error_t error;
-    if (!msup_segment_open_readonly(f->segment, &seg, &error))
+    if (!msup_segment_open_readonly(f->segment, (uid_t)-1, &seg, &error))
         return false;
     bool found = false;
     for (uint32_t i = 0; i < seg.max_workers && !found; i++) {

@@ -44,23 +44,29 @@ static void usage(FILE *out)
             "Exit status 64: usage error.\n");
 }
 
+/* The configuration's segment.owner ((uid_t)-1: none): owners we accept besides us and root. */
+static uid_t segment_owner = (uid_t)-1;
+
 static int open_segment(const char *name, msup_segment_t *seg)
 {
     mongosup_error_t err;
-    if (!msup_segment_open_readonly(name, seg, &err)) {
+    if (!msup_segment_open_readonly(name, segment_owner, seg, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
         return CTL_NO_SUPERVISOR;
     }
     return CTL_OK;
 }
 
-/* The supervisor process the segment publishes, if it still runs (the pid
- * alone could have been reused: the start time tells).  Only displayed:
- * nothing is ever sent to it. */
+/* The supervisor process the control segment publishes, if it holds the
+ * segment's lock and still runs (the pid alone could have been reused: the
+ * start time tells).  Only displayed: nothing is ever sent to it. */
 static pid_t live_supervisor(const msup_segment_t *seg)
 {
-    pid_t pid = atomic_load_explicit(&seg->hdr->supervisor_pid, memory_order_acquire);
-    uint64_t start = atomic_load_explicit(&seg->hdr->supervisor_start_time, memory_order_acquire);
+    const msup_ctlseg_t *ctl = msup_segment_control(seg);
+    if (ctl == NULL || msup_supervisor_liveness(seg) == MSUP_SUPERVISOR_GONE)
+        return 0;
+    pid_t pid = atomic_load_explicit(&ctl->hdr->supervisor_pid, memory_order_acquire);
+    uint64_t start = atomic_load_explicit(&ctl->hdr->supervisor_start_time, memory_order_acquire);
     if (pid <= 0 || start == 0)
         return 0;
     return msup_proc_start_time(pid) == start ? pid : 0;
@@ -96,8 +102,9 @@ static int cmd_status(const char *name, bool quiet)
         char seg_shown[MSUP_TEXT_ESCAPE_CAP(sizeof snap.segment_name)];
         msup_text_escape(seg_shown, sizeof seg_shown, snap.segment_name, sizeof snap.segment_name);
         if (!alive)
-            printf("segment %s: no live supervisor (pid %d, heartbeat %llums old)\n", seg_shown,
-                   (int)snap.supervisor_pid, (unsigned long long)snap.heartbeat_age_ms);
+            printf("segment %s: no live supervisor (%s; pid %d, heartbeat %llums old)\n", seg_shown,
+                   msup_liveness_name(snap.liveness), (int)snap.supervisor_pid,
+                   (unsigned long long)snap.heartbeat_age_ms);
         else
             printf("segment %s: supervisor pid %d, phase %s, %u cluster(s), %u worker(s)\n", seg_shown,
                    (int)snap.supervisor_pid, msup_phase_name(snap.phase), snap.cluster_count, snap.worker_count);
@@ -174,11 +181,11 @@ static int cmd_shutdown(const char *socket_path, const char *name, bool wait, do
     /* The answer comes just before the phase moves: RUNNING is not news. */
     uint32_t last_phase = MSUP_PHASE_RUNNING;
     for (;;) {
-        if (msup_segment_replaced(&seg)) {
+        if (msup_segment_replaced(&seg) || msup_ctlseg_replaced(&seg)) {
             printf("shutdown: segment %s removed: the supervisor has stopped\n", name);
             break;
         }
-        uint32_t phase = atomic_load_explicit(&seg.hdr->phase, memory_order_acquire);
+        uint32_t phase = msup_segment_phase(&seg);
         if (phase != last_phase) {
             printf("shutdown: phase %s\n", msup_phase_name(phase));
             fflush(stdout);
@@ -336,7 +343,7 @@ int main(int argc, char **argv)
     /* A file we cannot read names no socket: for a request that is a
      * failure to ask (1), not an absent supervisor (3). */
     int unresolved = on_socket ? CTL_FAILED : CTL_NO_SUPERVISOR;
-    if ((!on_socket || socket_flag == NULL || wait) && !msup_target_resolve(&target, name, sizeof name, &err)) {
+    if ((!on_socket || socket_flag == NULL || wait) && !msup_target_resolve(&target, name, sizeof name, &segment_owner, &err)) {
         fprintf(stderr, "%s: %s\n", progname, err.message);
         return err.code == MONGOSUP_E_INVALID_ARG ? CTL_USAGE : unresolved;
     }

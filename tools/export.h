@@ -84,10 +84,11 @@ void msup_view_sort_workers(msup_view_t *view, int col, bool desc);
 void msup_fmt_duration_s(char *out, size_t n, uint64_t seconds); /* 3d04h, 1h02m, 5m12s, 42s */
 void msup_fmt_latency_us(char *out, size_t n, uint64_t us);      /* 850us, 1.2ms, 3.40s */
 
-/* Maps the segment `name` read-only, takes one snapshot and unmaps it: for
+/* Maps the segments `name` read-only (owner and mode checked: `owner` is
+ * segment.owner, or (uid_t)-1), takes one snapshot and unmaps them: for
  * readers that keep no mapping between requests (mod_mongosup's status
  * handler).  Free the snapshot with msup_snapshot_free. */
-bool msup_snapshot_read(const char *name, msup_snapshot_t *snap, mongosup_error_t *error);
+bool msup_snapshot_read(const char *name, uid_t owner, msup_snapshot_t *snap, mongosup_error_t *error);
 
 /* --once: header, cluster table and worker table as aligned plain text. */
 bool msup_export_text(const msup_view_t *view, FILE *out);

@@ -5,13 +5,15 @@
 
 #include "../lib/config.h" /* not autoconf's config.h, which -I. finds first */
 #include "error.h"
+#include "shmname.h"
 #include "target.h"
 
-bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, mongosup_error_t *error)
+bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, uid_t *owner, mongosup_error_t *error)
 {
+    *owner = (uid_t)-1;
     if (target->segment != NULL) {
-        if (target->segment[0] != '/')
-            return msup_fail(error, MONGOSUP_E_INVALID_ARG, "segment name '%s' must start with '/'", target->segment);
+        if (!msup_shm_name_check(target->segment, error))
+            return false;
         snprintf(out, n, "%s", target->segment);
         return true;
     }
@@ -20,13 +22,17 @@ bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, mongo
         if (cfg == NULL)
             return false;
         snprintf(out, n, "%s", cfg->segment_name);
+        *owner = cfg->segment_owner;
         mongosup_config_destroy(&cfg);
         return true;
     }
     const char *env = getenv("MONGOSUP_SEGMENT");
     if (env != NULL && env[0] != '\0') {
-        if (env[0] != '/')
-            return msup_fail(error, MONGOSUP_E_INVALID_ARG, "MONGOSUP_SEGMENT='%s' must start with '/'", env);
+        if (!msup_shm_name_check(env, error)) {
+            char why[sizeof error->message];
+            snprintf(why, sizeof why, "%s", error->message);
+            return msup_fail(error, MONGOSUP_E_INVALID_ARG, "MONGOSUP_SEGMENT: %s", why);
+        }
         snprintf(out, n, "%s", env);
         return true;
     }

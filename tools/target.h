@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "mongosup.h"
 
@@ -14,8 +15,10 @@ typedef struct msup_target {
 } msup_target_t;
 
 /* Resolves the segment name into out: -n wins, then the configuration file
- * (its segment name for the environment), then $MONGOSUP_SEGMENT.  Fails
- * with a one-line reason (an invalid configuration gives its file:line). */
-bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, mongosup_error_t *error);
+ * (its segment name for the environment), then $MONGOSUP_SEGMENT.  *owner
+ * is the configuration's segment.owner ((uid_t)-1 without one): the only
+ * owner besides us and root that the tools accept.  Fails with a one-line
+ * reason (an invalid configuration gives its file:line). */
+bool msup_target_resolve(const msup_target_t *target, char *out, size_t n, uid_t *owner, mongosup_error_t *error);
 
 #endif

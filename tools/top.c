@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "export.h"
 #include "top.h"
@@ -15,6 +16,7 @@ enum { PAIR_UP = 1, PAIR_DEGRADED, PAIR_DOWN, PAIR_TITLE };
 
 typedef struct top_state {
     const char *name;
+    uid_t owner;
     double interval_s;
     msup_segment_t seg;
     bool attached;
@@ -72,21 +74,34 @@ static bool segment_shrunk(const msup_segment_t *seg)
 {
     char path[128];
     struct stat st;
+    snprintf(path, sizeof path, "/dev/shm%s", seg->stats_name);
+    if (stat(path, &st) == 0 && (uint64_t)st.st_size < (uint64_t)seg->size)
+        return true;
+    const msup_ctlseg_t *ctl = msup_segment_control(seg);
     snprintf(path, sizeof path, "/dev/shm%s", seg->name);
-    return stat(path, &st) == 0 && (uint64_t)st.st_size < (uint64_t)seg->size;
+    return ctl != NULL && stat(path, &st) == 0 && (uint64_t)st.st_size < (uint64_t)ctl->size;
+}
+
+/* A supervisor created its control segment after we attached without one. */
+static bool control_appeared(const msup_segment_t *seg)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm%s", seg->name);
+    return msup_segment_control(seg) == NULL && access(path, F_OK) == 0;
 }
 
 /* One refresh: (re)attach when needed, take a snapshot, rates against the previous one. */
 static void refresh_data(top_state_t *st)
 {
     mongosup_error_t err;
-    if (st->attached && msup_segment_replaced(&st->seg)) {
+    if (st->attached && (msup_segment_replaced(&st->seg) || msup_ctlseg_replaced(&st->seg) ||
+                         control_appeared(&st->seg))) {
         /* The supervisor restarted and recreated the segment (or removed
          * it): counters start again, so the previous snapshot is no base for rates. */
         detach(st);
     }
     if (!st->attached) {
-        if (!msup_segment_open_readonly(st->name, &st->seg, &err)) {
+        if (!msup_segment_open_readonly(st->name, st->owner, &st->seg, &err)) {
             snprintf(st->status, sizeof st->status, "%s; waiting for it", err.message);
             return;
         }
@@ -283,11 +298,12 @@ static bool handle_key(top_state_t *st, int ch)
     return true;
 }
 
-int msup_top_live(const char *segment_name, double interval_s)
+int msup_top_live(const char *segment_name, uid_t owner, double interval_s)
 {
     top_state_t st;
     memset(&st, 0, sizeof st);
     st.name = segment_name;
+    st.owner = owner;
     st.interval_s = interval_s;
 
     struct sigaction sa;

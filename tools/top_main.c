@@ -38,11 +38,11 @@ static void sleep_s(double s)
 }
 
 /* The non-interactive modes: one snapshot (two for --once -i), one document. */
-static int print_once(const char *name, int mode, bool pretty, double interval_s, bool sample_twice)
+static int print_once(const char *name, uid_t owner, int mode, bool pretty, double interval_s, bool sample_twice)
 {
     msup_segment_t seg;
     mongosup_error_t err;
-    if (!msup_segment_open_readonly(name, &seg, &err)) {
+    if (!msup_segment_open_readonly(name, owner, &seg, &err)) {
         fprintf(stderr, "mongosup-top: %s\n", err.message);
         return 1;
     }
@@ -137,12 +137,13 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     char name[MSUP_NAME_MAX];
+    uid_t owner;
     mongosup_error_t err;
-    if (!msup_target_resolve(&target, name, sizeof name, &err)) {
+    if (!msup_target_resolve(&target, name, sizeof name, &owner, &err)) {
         fprintf(stderr, "mongosup-top: %s\n", err.message);
         return err.code == MONGOSUP_E_INVALID_ARG ? EXIT_USAGE : 1;
     }
     if (mode != 0)
-        return print_once(name, mode, pretty, interval_s, interval_given);
-    return msup_top_live(name, interval_s);
+        return print_once(name, owner, mode, pretty, interval_s, interval_given);
+    return msup_top_live(name, owner, interval_s);
 }
