@@ -67,6 +67,15 @@ bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *se
     return false;
 }
 
+bool msup_failfast_circuit_open(struct msup_wcluster *c)
+{
+    msup_segment_t *seg;
+    msup_cluster_row_t *r = row_of(c, &seg);
+    return r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
+           atomic_load_explicit(&c->failfast.local, memory_order_relaxed) == MSUP_LOCAL_NONE &&
+           breaker_in_force(seg, r);
+}
+
 enum msup_fail_class msup_failfast_reclass(struct msup_wcluster *c, enum msup_fail_class cls)
 {
     if (cls != MSUP_FAIL_NETWORK && cls != MSUP_FAIL_TIMEOUT && cls != MSUP_FAIL_SERVER_SELECTION)
@@ -124,6 +133,7 @@ void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c)
      * DOWN: half-open, unless the verdict is still fresh (the follow-up
      * window) and the reply may predate it. */
     if (r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
+        atomic_load_explicit(&ff->verdict_acted, memory_order_acquire) != 0 &&
         msup_mono_ns() >= atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed)) {
         uint32_t none = MSUP_LOCAL_NONE;
         atomic_compare_exchange_strong_explicit(&ff->local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
@@ -212,9 +222,12 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             health = atomic_load_explicit(&r->health, memory_order_acquire);
             near = near || verdict_near(seg, r, health);
         }
-        if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING &&
-            atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
-            atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
+        if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING) {
+            if (atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
+                atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
+            if (atomic_load_explicit(&ff->verdict_acted, memory_order_relaxed) != 0)
+                atomic_store_explicit(&ff->verdict_acted, 0, memory_order_relaxed);
+        }
         entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN &&
                      breaker_in_force(seg, msup_segment_row(seg, (uint32_t)row));
         ff->seen_health = health;
@@ -229,6 +242,7 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
             ff->follow_until_ns = now + MSUP_CUTOFF_FOLLOW_MS * NS_PER_MS;
             atomic_store_explicit(&ff->next_trial_ns, ff->follow_until_ns, memory_order_relaxed);
+            atomic_store_explicit(&ff->verdict_acted, 1, memory_order_release);
             atomic_fetch_add_explicit(&ff->cutoffs, 1, memory_order_relaxed);
             cut(h, c);
         } else if (ff->seen_health == MSUP_HEALTH_DOWN && now < ff->follow_until_ns &&

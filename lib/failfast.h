@@ -56,6 +56,10 @@ typedef struct msup_failfast {
     /* Half-open gate (any thread). */
     _Atomic uint32_t local;         /* enum msup_local_circuit */
     _Atomic uint64_t next_trial_ns; /* CLOCK_MONOTONIC */
+    /* The upkeep thread acted on the current DOWN verdict (cutoff, follow-up
+     * window set): only then does the driver's own monitor count as
+     * evidence, a reply read before the cutoff may predate the fault. */
+    _Atomic uint32_t verdict_acted;
 
     /* Upkeep thread only. */
     uint32_t seen_health;
@@ -81,6 +85,12 @@ uint32_t msup_failfast_selection_timeout_ms(const msup_cluster_cfg_t *c);
 /* Checkout gate for a row that reads DOWN or RECOVERING: true to refuse. */
 bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *seg, const msup_cluster_row_t *r,
                           uint32_t health);
+
+/* The breaker refuses c's checkouts right now: the row reads DOWN behind a
+ * live supervisor and this worker has no half-open evidence of its own.  A
+ * retry would be refused, so mongosup_run does not wait its backoff first
+ * (and ends a backoff that is under way). */
+bool msup_failfast_circuit_open(struct msup_wcluster *c);
 
 /* A failure seen by APM or at checkin: the class it is counted as (network,
  * timeout and selection failures while the cluster is DOWN are the circuit

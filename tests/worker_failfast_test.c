@@ -763,10 +763,157 @@ static void test_gate_half_open_trials(void)
     wfix_stop(&f);
 }
 
+/* ---- mongosup_run: no retry waits out its backoff on an open circuit ---- */
+
+typedef struct run_ctx {
+    msup_segment_t *seg;
+    int row;
+    bool down_in_callback;     /* the callback itself brings the verdict */
+    _Atomic int calls;
+    _Atomic uint64_t failed_ns; /* the first attempt's failure */
+} run_ctx_t;
+
+/* Fails with a network error, the kind mongosup_run retries. */
+static bool failing_op(mongoc_client_t *client, void *arg, bson_t *reply, bson_error_t *error)
+{
+    (void)client;
+    (void)reply;
+    run_ctx_t *x = arg;
+    atomic_fetch_add(&x->calls, 1);
+    if (x->down_in_callback)
+        atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+    bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET, "simulated: connection reset");
+    atomic_store(&x->failed_ns, msup_mono_ns());
+    return false;
+}
+
+static void *down_later_main(void *arg)
+{
+    run_ctx_t *x = arg;
+    while (atomic_load(&x->failed_ns) == 0)
+        msup_test_sleep_ms(1);
+    msup_test_sleep_ms(100); /* well inside the first backoff (1000-2000 ms) */
+    atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+    return (void *)(uintptr_t)msup_mono_ns();
+}
+
+static void test_run_retry_stops_at_down(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "ffrun", "retry_max_attempts = 3; retry_backoff_ms = 2000; retry_deadline_ms = 60000;",
+                               NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    play_supervisor(&seg);
+
+    /* DOWN arrives while the retry sleeps its backoff: it ends the wait. */
+    run_ctx_t x = {.seg = &seg, .row = row};
+    pthread_t t;
+    pthread_create(&t, NULL, down_later_main, &x);
+    bool ok = mongosup_run(h, "main", failing_op, &x, &error);
+    uint64_t end = msup_mono_ns();
+    void *down_ret;
+    pthread_join(t, &down_ret);
+    uint64_t down = (uint64_t)(uintptr_t)down_ret;
+    CU_ASSERT_FALSE(ok);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT_EQUAL(atomic_load(&x.calls), 1);
+    uint64_t after_down_ms = end > down ? (end - down) / NS_PER_MS : 0;
+    printf("(backoff ended %llu ms after DOWN: %s) ", (unsigned long long)after_down_ms, error.message);
+    CU_ASSERT(after_down_ms <= slack_ms(CUT_BOUND_MS));
+
+    /* DOWN already when the attempt fails: no backoff at all. */
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + 20);
+    run_ctx_t y = {.seg = &seg, .row = row, .down_in_callback = true};
+    uint64_t start = msup_mono_ns();
+    ok = mongosup_run(h, "main", failing_op, &y, &error);
+    uint64_t took_ms = (msup_mono_ns() - start) / NS_PER_MS;
+    printf("(DOWN during the attempt: refused %llu ms after it began) ", (unsigned long long)took_ms);
+    CU_ASSERT_FALSE(ok);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT_EQUAL(atomic_load(&y.calls), 1);
+    CU_ASSERT(took_ms <= slack_ms(CUT_BOUND_MS));
+
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* ---- half-open on the worker's own evidence, before any good check ---- */
+
+static void test_gate_monitor_evidence(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "ffmon", "", NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    play_supervisor(&seg);
+    mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    CU_ASSERT(wfix_ping(c1, NULL)); /* the pool and its monitor run */
+    mongosup_checkin(h, c1, NULL);
+    /* The supervisor (this test) says DOWN and never anything else: no
+     * RECOVERING, no rise.  The server is in fact reachable. */
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    /* The pool's own monitor (heartbeat 500 ms in the fixture) reaches the
+     * server within a heartbeat or two after the follow-up window: a checkout gets through while the row
+     * still reads DOWN. */
+    uint64_t deadline = msup_test_now_ms() + slack_ms(3 * 500 + MSUP_CUTOFF_FOLLOW_MS + 500);
+    mongoc_client_t *trial = NULL;
+    unsigned refused = 0;
+    while (trial == NULL && msup_test_now_ms() < deadline) {
+        trial = mongosup_checkout(h, "main", &error);
+        if (trial == NULL) {
+            CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+            refused++;
+            msup_test_sleep_ms(5);
+        }
+    }
+    printf("(%u checkouts refused before the monitor's evidence let one through) ", refused);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(trial);
+    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].health), MSUP_HEALTH_DOWN);
+    CU_ASSERT(refused > 0);
+    bson_error_t berr;
+    bool ok = wfix_ping(trial, &berr);
+    if (!ok)
+        printf("(trial: %s) ", berr.message);
+    CU_ASSERT(ok);
+    mongosup_checkin(h, trial, ok ? NULL : &berr);
+    /* The trial proved the server: every checkout goes through, row DOWN. */
+    c1 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c1);
+    CU_ASSERT_PTR_NOT_NULL(c2);
+    if (c1 != NULL)
+        mongosup_checkin(h, c1, NULL);
+    if (c2 != NULL)
+        mongosup_checkin(h, c2, NULL);
+    atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/failfast/gate/half-open-trials", test_gate_half_open_trials},
+        {"/failfast/gate/own-monitor-opens-half-open", test_gate_monitor_evidence},
+        {"/failfast/run/retry-stops-at-down", test_run_retry_stops_at_down},
         {"/failfast/hang/in-flight-end-at-down", test_hang_in_flight},
         {"/failfast/kill/selection-bounded-by-checks", test_kill_selection},
         {"/failfast/half-open/first-op-after-restart", test_half_open_recovery},
