@@ -125,20 +125,40 @@ void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *
     hosts_unlock(ff);
 }
 
-void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c)
+/* DOWN in the row, acted on by this worker, past the follow-up window:
+ * evidence of reachability may open half-open (a reply read earlier may
+ * predate the verdict). */
+static bool evidence_counts(struct msup_wcluster *c)
 {
     msup_failfast_t *ff = &c->failfast;
     msup_cluster_row_t *r = row_of(c, NULL);
-    /* The driver's own monitor reached the server while the row says
-     * DOWN: half-open, unless the verdict is still fresh (the follow-up
-     * window) and the reply may predate it. */
-    if (r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
-        atomic_load_explicit(&ff->verdict_acted, memory_order_acquire) != 0 &&
-        msup_mono_ns() >= atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed)) {
+    return r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
+           atomic_load_explicit(&ff->verdict_acted, memory_order_acquire) != 0 &&
+           msup_mono_ns() >= atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed);
+}
+
+void msup_failfast_note_reached(struct msup_wcluster *c)
+{
+    if (evidence_counts(c)) {
         uint32_t none = MSUP_LOCAL_NONE;
-        atomic_compare_exchange_strong_explicit(&ff->local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
+        atomic_compare_exchange_strong_explicit(&c->failfast.local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
                                                 memory_order_relaxed);
     }
+}
+
+bool msup_failfast_probe_wanted(struct msup_wcluster *c)
+{
+    msup_segment_t *seg;
+    msup_cluster_row_t *r = row_of(c, &seg);
+    return r != NULL && !atomic_load_explicit(&c->removed, memory_order_relaxed) &&
+           atomic_load_explicit(&c->failfast.local, memory_order_relaxed) == MSUP_LOCAL_NONE && evidence_counts(c) &&
+           breaker_in_force(seg, r);
+}
+
+void msup_failfast_stop(struct mongosup *h)
+{
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
+        msup_probe_stop(&h->clusters[i]);
 }
 
 /* The URI's hosts and the members the driver discovered, resolved to
@@ -254,6 +274,7 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             cut(h, c);
         }
         near = near || now < ff->follow_until_ns;
+        msup_probe_tend(c);
     }
     return near ? MSUP_FAILFAST_TICK_MS : MSUP_FAILFAST_CALM_TICK_MS;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "cutoff.h"
 #include "layout.h"
+#include "probe.h"
 
 struct mongosup;
 struct msup_wcluster;
@@ -70,6 +71,8 @@ typedef struct msup_failfast {
     /* Diagnostics (read by tests): DOWN verdicts acted on, sockets shut. */
     _Atomic uint64_t cutoffs;
     _Atomic uint64_t sockets_shut;
+
+    msup_probe_t probe; /* the worker's own probe while DOWN (probe.c) */
 } msup_failfast_t;
 
 /*
@@ -107,9 +110,19 @@ static inline void msup_failfast_note_success(msup_failfast_t *ff)
     }
 }
 
-/* APM (monitor threads): the driver opened a server / a heartbeat succeeded. */
+/* APM (monitor threads): the driver opened a server / a heartbeat succeeded;
+ * also the worker's own probe reaching the cluster (probe.c).  Evidence that
+ * opens half-open while the row still reads DOWN. */
 void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *host);
-void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c);
+void msup_failfast_note_reached(struct msup_wcluster *c);
+
+/* The cluster reads DOWN, this worker acted on the verdict and its
+ * follow-up window is over, and nothing has opened half-open yet: what the
+ * worker's own probe is for. */
+bool msup_failfast_probe_wanted(struct msup_wcluster *c);
+
+/* Stops and joins the probes (the upkeep thread is stopped already). */
+void msup_failfast_stop(struct mongosup *h);
 
 /* Upkeep thread: learns the hosts, sees DOWN verdicts and shuts this
  * process's sockets to the DOWN clusters.  Returns the delay before the

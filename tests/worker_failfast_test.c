@@ -17,6 +17,7 @@
 #include "failfast.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 #define NS_PER_MS 1000000ull
@@ -716,13 +717,19 @@ static void test_gate_half_open_trials(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     mongosup_checkin(h, c1, NULL);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
-    /* No failed check came first: the calm look sees DOWN, then the
-     * follow-up window passes. */
-    msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    /* Half-open: one trial, the next checkout refused until it proves. */
+    /* No failed check came first: the calm look sees DOWN (the cutoff);
+     * RECOVERING comes within the follow-up window, before the worker's
+     * own evidence may count (the server is reachable), and the window
+     * passes. */
+    const _Atomic uint64_t *cutoffs = &h->clusters[0].failfast.cutoffs;
+    for (int i = 0; i < 2000 && atomic_load(cutoffs) == 0; i++)
+        msup_test_sleep_ms(1);
+    CU_ASSERT_EQUAL_FATAL(atomic_load(cutoffs), 1);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_RECOVERING);
+    msup_test_sleep_ms(MSUP_CUTOFF_FOLLOW_MS + 20);
+    /* Half-open: one trial, the next checkout refused until it proves. */
     c1 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -848,10 +855,16 @@ static void test_run_retry_stops_at_down(void)
 
 /* ---- half-open on the worker's own evidence, before any good check ---- */
 
-static void test_gate_monitor_evidence(void)
+/* The supervisor (the test) says DOWN and never anything else: no
+ * RECOVERING, no rise, while the server is in fact reachable.  The
+ * worker's own evidence (its probe, or its pool's monitor) lets a trial
+ * checkout through while the row still reads DOWN; a trial that succeeds
+ * opens the circuit for every checkout.  Returns the ms from DOWN to the
+ * first successful trial, 0 if none came within bound_ms. */
+static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bound_ms, uint64_t *probes_reached)
 {
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "ffmon", "", NULL));
+    CU_ASSERT_FATAL(wfix_start(&f, tag, keys, NULL));
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -864,36 +877,44 @@ static void test_gate_monitor_evidence(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT(wfix_ping(c1, NULL)); /* the pool and its monitor run */
     mongosup_checkin(h, c1, NULL);
-    /* The supervisor (this test) says DOWN and never anything else: no
-     * RECOVERING, no rise.  The server is in fact reachable. */
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_DOWN);
+    uint64_t down = msup_mono_ns();
+    /* Fresh verdict: no evidence counts yet. */
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    /* The pool's own monitor (heartbeat 500 ms in the fixture) reaches the
-     * server within a heartbeat or two after the follow-up window: a checkout gets through while the row
-     * still reads DOWN. */
-    uint64_t deadline = msup_test_now_ms() + slack_ms(3 * 500 + MSUP_CUTOFF_FOLLOW_MS + 500);
-    mongoc_client_t *trial = NULL;
-    unsigned refused = 0;
-    while (trial == NULL && msup_test_now_ms() < deadline) {
-        trial = mongosup_checkout(h, "main", &error);
+    uint64_t deadline = msup_test_now_ms() + slack_ms(bound_ms);
+    unsigned refused = 0, failed_trials = 0;
+    uint64_t proved = 0;
+    while (proved == 0 && msup_test_now_ms() < deadline) {
+        mongoc_client_t *trial = mongosup_checkout(h, "main", &error);
         if (trial == NULL) {
             CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
             refused++;
             msup_test_sleep_ms(5);
+            continue;
+        }
+        CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].health), MSUP_HEALTH_DOWN);
+        bson_error_t berr;
+        bool ok = wfix_ping(trial, &berr);
+        mongosup_checkin(h, trial, ok ? NULL : &berr);
+        if (ok) {
+            proved = msup_mono_ns();
+        } else {
+            /* The DOWN verdict shut this client's socket: the trial fails
+             * on it and closes the half-open state; more evidence opens it
+             * again. */
+            CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
+            failed_trials++;
         }
     }
-    printf("(%u checkouts refused before the monitor's evidence let one through) ", refused);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(trial);
-    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].health), MSUP_HEALTH_DOWN);
+    *probes_reached = atomic_load(&h->clusters[0].failfast.probe.reached);
+    printf("(%s: %u refused, %u trials failed on a shut socket, proved %llu ms after DOWN, probe reached it %llu "
+           "times) ",
+           tag, refused, failed_trials, proved ? (unsigned long long)((proved - down) / NS_PER_MS) : 0ull,
+           (unsigned long long)*probes_reached);
+    CU_ASSERT(proved != 0);
     CU_ASSERT(refused > 0);
-    bson_error_t berr;
-    bool ok = wfix_ping(trial, &berr);
-    if (!ok)
-        printf("(trial: %s) ", berr.message);
-    CU_ASSERT(ok);
-    mongosup_checkin(h, trial, ok ? NULL : &berr);
-    /* The trial proved the server: every checkout goes through, row DOWN. */
+    /* Proved: every checkout goes through, the row still DOWN. */
     c1 = mongosup_checkout(h, "main", &error);
     mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c1);
@@ -902,17 +923,38 @@ static void test_gate_monitor_evidence(void)
         mongosup_checkin(h, c1, NULL);
     if (c2 != NULL)
         mongosup_checkin(h, c2, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&seg.rows[row].health), MSUP_HEALTH_DOWN);
     atomic_store(&seg.rows[row].health, MSUP_HEALTH_UP);
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
+    return proved ? (proved - down) / NS_PER_MS : 0;
+}
+
+/* The pool's monitor every 500 ms (the fixture's heartbeat) and the probe. */
+static void test_gate_monitor_evidence(void)
+{
+    uint64_t reached;
+    own_evidence_case("ffmon", "", MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 3 * 500 + 500, &reached);
+}
+
+/* A monitor that checks only every 60 s: the worker's own probe, every
+ * MSUP_PROBE_INTERVAL_MS, is what opens half-open. */
+static void test_gate_probe_evidence(void)
+{
+    uint64_t reached;
+    uint64_t bound = MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 3 * MSUP_PROBE_INTERVAL_MS + 300;
+    uint64_t took = own_evidence_case("ffprobe", "heartbeat_frequency_ms = 60000;", bound, &reached);
+    CU_ASSERT(took != 0 && took <= slack_ms(bound));
+    CU_ASSERT(reached >= 1);
 }
 
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/failfast/gate/half-open-trials", test_gate_half_open_trials},
-        {"/failfast/gate/own-monitor-opens-half-open", test_gate_monitor_evidence},
+        {"/failfast/gate/own-evidence-opens-half-open", test_gate_monitor_evidence},
+        {"/failfast/gate/own-probe-opens-half-open", test_gate_probe_evidence},
         {"/failfast/run/retry-stops-at-down", test_run_retry_stops_at_down},
         {"/failfast/hang/in-flight-end-at-down", test_hang_in_flight},
         {"/failfast/kill/selection-bounded-by-checks", test_kill_selection},
