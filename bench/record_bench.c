@@ -220,6 +220,20 @@ static double one_atomic_add_ns(void)
 int main(int argc, char **argv)
 {
     int runs = 5;
+    if (argc > 1 && strcmp(argv[1], "--reader") == 0) {
+        /* The reader alone, one case: for interleaved reruns on a shared
+         * machine and for counting its instructions under callgrind
+         * (--toggle-collect=msup_snapshot_take). */
+        bool worst = argc > 2 && strcmp(argv[2], "worst") == 0;
+        int n = argc > 3 ? atoi(argv[3]) : 15;
+        if ((argc > 2 && !worst && strcmp(argv[2], "typical") != 0) || n < 1 || n > 32) {
+            fprintf(stderr, "usage: record_bench --reader [typical|worst] [runs 1..32]\n");
+            return 2;
+        }
+        printf("| segment | median | worst | segment size |\n|---|---:|---:|---:|\n");
+        bench_reader(n, worst);
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "--quick") == 0) {
         iterations = 1000 * 1000;
         runs = 3;

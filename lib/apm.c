@@ -90,7 +90,7 @@ static void on_server_opening(const mongoc_apm_server_opening_t *event)
 
 static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t *event)
 {
-    msup_failfast_note_heartbeat_ok(mongoc_apm_server_heartbeat_succeeded_get_context(event));
+    msup_failfast_note_reached(mongoc_apm_server_heartbeat_succeeded_get_context(event));
 }
 
 mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)

@@ -65,6 +65,15 @@ bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *se
     return false;
 }
 
+bool msup_failfast_circuit_open(struct msup_wcluster *c)
+{
+    msup_segment_t *seg;
+    msup_cluster_row_t *r = row_of(c, &seg);
+    return r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
+           atomic_load_explicit(&c->failfast.local, memory_order_relaxed) == MSUP_LOCAL_NONE &&
+           breaker_in_force(seg, r);
+}
+
 enum msup_fail_class msup_failfast_reclass(struct msup_wcluster *c, enum msup_fail_class cls)
 {
     if (cls != MSUP_FAIL_NETWORK && cls != MSUP_FAIL_TIMEOUT && cls != MSUP_FAIL_SERVER_SELECTION)
@@ -114,19 +123,40 @@ void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *
     hosts_unlock(ff);
 }
 
-void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c)
+/* DOWN in the row, acted on by this worker, past the follow-up window:
+ * evidence of reachability may open half-open (a reply read earlier may
+ * predate the verdict). */
+static bool evidence_counts(struct msup_wcluster *c)
 {
     msup_failfast_t *ff = &c->failfast;
     msup_cluster_row_t *r = row_of(c, NULL);
-    /* The driver's own monitor reached the server while the row says
-     * DOWN: half-open, unless the verdict is still fresh (the follow-up
-     * window) and the reply may predate it. */
-    if (r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
-        msup_mono_ns() >= atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed)) {
+    return r != NULL && atomic_load_explicit(&r->health, memory_order_acquire) == MSUP_HEALTH_DOWN &&
+           atomic_load_explicit(&ff->verdict_acted, memory_order_acquire) != 0 &&
+           msup_mono_ns() >= atomic_load_explicit(&ff->next_trial_ns, memory_order_relaxed);
+}
+
+void msup_failfast_note_reached(struct msup_wcluster *c)
+{
+    if (evidence_counts(c)) {
         uint32_t none = MSUP_LOCAL_NONE;
-        atomic_compare_exchange_strong_explicit(&ff->local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
+        atomic_compare_exchange_strong_explicit(&c->failfast.local, &none, MSUP_LOCAL_PROBING, memory_order_relaxed,
                                                 memory_order_relaxed);
     }
+}
+
+bool msup_failfast_probe_wanted(struct msup_wcluster *c)
+{
+    msup_segment_t *seg;
+    msup_cluster_row_t *r = row_of(c, &seg);
+    return r != NULL && !atomic_load_explicit(&c->removed, memory_order_relaxed) &&
+           atomic_load_explicit(&c->failfast.local, memory_order_relaxed) == MSUP_LOCAL_NONE && evidence_counts(c) &&
+           breaker_in_force(seg, r);
+}
+
+void msup_failfast_stop(struct mongosup *h)
+{
+    for (size_t i = 0; i < msup_handle_cluster_count(h); i++)
+        msup_probe_stop(&h->clusters[i]);
 }
 
 /* The URI's hosts and the members the driver discovered, resolved to
@@ -209,10 +239,14 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             health = atomic_load_explicit(&r->health, memory_order_acquire);
             near = near || verdict_near(seg, r, health);
         }
-        if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING &&
-            atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
-            atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
-        entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN && breaker_in_force(seg, r);
+        if (health != MSUP_HEALTH_DOWN && health != MSUP_HEALTH_RECOVERING) {
+            if (atomic_load_explicit(&ff->local, memory_order_relaxed) != MSUP_LOCAL_NONE)
+                atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
+            if (atomic_load_explicit(&ff->verdict_acted, memory_order_relaxed) != 0)
+                atomic_store_explicit(&ff->verdict_acted, 0, memory_order_relaxed);
+        }
+        entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN &&
+                     breaker_in_force(seg, r);
         ff->seen_health = health;
     }
     for (size_t i = 0; i < n && i < MSUP_MAX_CLUSTERS; i++) {
@@ -225,6 +259,7 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             atomic_store_explicit(&ff->local, MSUP_LOCAL_NONE, memory_order_relaxed);
             ff->follow_until_ns = now + MSUP_CUTOFF_FOLLOW_MS * NS_PER_MS;
             atomic_store_explicit(&ff->next_trial_ns, ff->follow_until_ns, memory_order_relaxed);
+            atomic_store_explicit(&ff->verdict_acted, 1, memory_order_release);
             atomic_fetch_add_explicit(&ff->cutoffs, 1, memory_order_relaxed);
             cut(h, c);
         } else if (ff->seen_health == MSUP_HEALTH_DOWN && now < ff->follow_until_ns &&
@@ -236,6 +271,7 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             cut(h, c);
         }
         near = near || now < ff->follow_until_ns;
+        msup_probe_tend(c);
     }
     return near ? MSUP_FAILFAST_TICK_MS : MSUP_FAILFAST_CALM_TICK_MS;
 }

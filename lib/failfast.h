@@ -11,6 +11,7 @@
 #include "config.h"
 #include "cutoff.h"
 #include "layout.h"
+#include "probe.h"
 
 struct mongosup;
 struct msup_wcluster;
@@ -56,6 +57,10 @@ typedef struct msup_failfast {
     /* Half-open gate (any thread). */
     _Atomic uint32_t local;         /* enum msup_local_circuit */
     _Atomic uint64_t next_trial_ns; /* CLOCK_MONOTONIC */
+    /* The upkeep thread acted on the current DOWN verdict (cutoff, follow-up
+     * window set): only then does the driver's own monitor count as
+     * evidence, a reply read before the cutoff may predate the fault. */
+    _Atomic uint32_t verdict_acted;
 
     /* Upkeep thread only. */
     uint32_t seen_health;
@@ -66,6 +71,8 @@ typedef struct msup_failfast {
     /* Diagnostics (read by tests): DOWN verdicts acted on, sockets shut. */
     _Atomic uint64_t cutoffs;
     _Atomic uint64_t sockets_shut;
+
+    msup_probe_t probe; /* the worker's own probe while DOWN (probe.c) */
 } msup_failfast_t;
 
 /*
@@ -82,6 +89,12 @@ uint32_t msup_failfast_selection_timeout_ms(const msup_cluster_cfg_t *c);
 bool msup_failfast_refuse(struct msup_wcluster *c, const struct msup_segment *seg, const msup_cluster_row_t *r,
                           uint32_t health);
 
+/* The breaker refuses c's checkouts right now: the row reads DOWN behind a
+ * live supervisor and this worker has no half-open evidence of its own.  A
+ * retry would be refused, so mongosup_run does not wait its backoff first
+ * (and ends a backoff that is under way). */
+bool msup_failfast_circuit_open(struct msup_wcluster *c);
+
 /* A failure seen by APM or at checkin: the class it is counted as (network,
  * timeout and selection failures while the cluster is DOWN are the circuit
  * opening: circuit_open), and a failed half-open trial closes the trial. */
@@ -97,9 +110,19 @@ static inline void msup_failfast_note_success(msup_failfast_t *ff)
     }
 }
 
-/* APM (monitor threads): the driver opened a server / a heartbeat succeeded. */
+/* APM (monitor threads): the driver opened a server / a heartbeat succeeded;
+ * also the worker's own probe reaching the cluster (probe.c).  Evidence that
+ * opens half-open while the row still reads DOWN. */
 void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *host);
-void msup_failfast_note_heartbeat_ok(struct msup_wcluster *c);
+void msup_failfast_note_reached(struct msup_wcluster *c);
+
+/* The cluster reads DOWN, this worker acted on the verdict and its
+ * follow-up window is over, and nothing has opened half-open yet: what the
+ * worker's own probe is for. */
+bool msup_failfast_probe_wanted(struct msup_wcluster *c);
+
+/* Stops and joins the probes (the upkeep thread is stopped already). */
+void msup_failfast_stop(struct mongosup *h);
 
 /* Upkeep thread: learns the hosts, sees DOWN verdicts and shuts this
  * process's sockets to the DOWN clusters.  Returns the delay before the

@@ -433,6 +433,7 @@ void msup_upkeep_stop(mongosup_t *h)
         pthread_mutex_unlock(&h->upkeep_mu);
         pthread_join(h->upkeep, NULL);
         h->upkeep_running = false;
+        msup_failfast_stop(h); /* the probes the upkeep thread started */
     }
     pthread_cond_destroy(&h->upkeep_cv);
     pthread_mutex_destroy(&h->upkeep_mu);

@@ -1,9 +1,10 @@
-/* run.c: mongosup_run, a checkout-callback-checkin loop that retries transient failures with backoff and jitter. */
+/* run.c: mongosup_run, a checkout-callback-checkin loop that retries transient failures with backoff and jitter, and stops retrying once the circuit opens. */
 #include <stdio.h>
 #include <time.h>
 
 #include "classify.h"
 #include "error.h"
+#include "failfast.h"
 #include "redact.h"
 #include "stats.h"
 #include "worker.h"
@@ -32,6 +33,23 @@ static uint64_t backoff_ns(uint32_t base_ms, uint32_t retry)
     if (full == 0)
         return 0;
     return full / 2 + jitter_random() % (full / 2 + 1);
+}
+
+/* Sleeps the backoff in slices of the fail-fast look (5 ms), and stops as
+ * soon as the cluster's circuit opens: the retry's checkout then refuses at
+ * once instead of after the rest of a backoff that can reach seconds. */
+static void backoff_sleep(msup_wcluster_t *c, uint64_t pause_ns)
+{
+    uint64_t end = msup_mono_ns() + pause_ns;
+    for (;;) {
+        uint64_t now = msup_mono_ns();
+        if (now >= end || msup_failfast_circuit_open(c))
+            return;
+        uint64_t step = end - now < MSUP_FAILFAST_TICK_MS * NS_PER_MS ? end - now : MSUP_FAILFAST_TICK_MS * NS_PER_MS;
+        struct timespec ts = {(time_t)(step / 1000000000ull), (long)(step % 1000000000ull)};
+        while (nanosleep(&ts, &ts) != 0)
+            ;
+    }
 }
 
 static bool fail_attempt(mongosup_error_t *error, const char *cluster, const bson_error_t *berr, uint32_t attempt,
@@ -90,13 +108,15 @@ bool mongosup_run(mongosup_t *h, const char *cluster, mongosup_run_fn fn, void *
             return fail_attempt(error, cluster, &berr, attempt, ", not transient");
         if (attempt >= max_attempts)
             return fail_attempt(error, cluster, &berr, attempt, ", retries exhausted");
+        /* DOWN already (the failure was most likely the fault itself): the
+         * next checkout refuses at once with circuit_open, no backoff first. */
+        if (msup_failfast_circuit_open(c))
+            continue;
         uint64_t pause = backoff_ns(cfg->retry_backoff_ms, attempt);
         uint64_t now = msup_mono_ns();
         if (now + pause >= deadline)
             return fail_attempt(error, cluster, &berr, attempt, ", retry deadline reached");
         msup_stats_count(&msup_wcluster_stats(c)->retries, 1);
-        struct timespec ts = {(time_t)(pause / 1000000000ull), (long)(pause % 1000000000ull)};
-        while (nanosleep(&ts, &ts) != 0)
-            ;
+        backoff_sleep(c, pause);
     }
 }

@@ -7,6 +7,7 @@ LIB_WORKER_SOURCES = \
 	lib/apm.c \
 	lib/cutoff.h lib/cutoff.c \
 	lib/failfast.h lib/failfast.c \
+	lib/probe.h lib/probe.c \
 	lib/classify.h lib/classify.c \
 	lib/registry.c \
 	lib/run.c

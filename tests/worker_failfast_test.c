@@ -17,6 +17,7 @@
 #include "failfast.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 #define NS_PER_MS 1000000ull
@@ -608,8 +609,12 @@ static void test_half_open_recovery(void)
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
+    /* A failed step ends the test through `done`, never with threads or
+     * the handle left running (a FATAL assertion would leave both). */
     mongoc_client_t *client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    CU_ASSERT_PTR_NOT_NULL(client);
+    if (client == NULL)
+        goto done;
     CU_ASSERT(wfix_ping(client, NULL));
     mongosup_checkin(h, client, NULL);
     client = mongoc_client_pool_pop(pool);
@@ -617,22 +622,28 @@ static void test_half_open_recovery(void)
     mongoc_client_pool_push(pool, client);
 
     test_peer_kill(f.main, SIGKILL);
-    CU_ASSERT_FATAL(wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000) != 0);
+    bool down = wait_health(&f, f.row_main, MSUP_HEALTH_DOWN, 5000) != 0;
+    CU_ASSERT(down);
+    if (!down)
+        goto done;
     msup_test_sleep_ms(300);
     first_ok_t ms = {.h = h}, plain = {.pool = pool};
     pthread_t tm, tp;
     pthread_create(&tm, NULL, first_ok_main, &ms);
     pthread_create(&tp, NULL, first_ok_main, &plain);
     msup_test_sleep_ms(700); /* both are trying: plain in selection, mongosup refused */
-    CU_ASSERT_FATAL(test_peer_restart(f.main));
+    bool restarted = test_peer_restart(f.main);
+    CU_ASSERT(restarted);
     uint64_t ready = msup_mono_ns();
-    for (int i = 0; i < 1000 && (ms.at_ns == 0 || plain.at_ns == 0); i++)
+    for (int i = 0; restarted && i < 1000 && (ms.at_ns == 0 || plain.at_ns == 0); i++)
         msup_test_sleep_ms(10);
     atomic_store(&ms.stop, true);
     atomic_store(&plain.stop, true);
     pthread_join(tm, NULL);
     pthread_join(tp, NULL);
-    CU_ASSERT_FATAL(ms.at_ns != 0 && plain.at_ns != 0);
+    CU_ASSERT(ms.at_ns != 0 && plain.at_ns != 0);
+    if (!restarted || ms.at_ns == 0 || plain.at_ns == 0)
+        goto done;
     uint64_t ms_ms = ms.at_ns > ready ? (ms.at_ns - ready) / NS_PER_MS : 0;
     uint64_t plain_ms = plain.at_ns > ready ? (plain.at_ns - ready) / NS_PER_MS : 0;
     uint64_t up = wait_health(&f, f.row_main, MSUP_HEALTH_UP, 5000);
@@ -642,6 +653,7 @@ static void test_half_open_recovery(void)
     CU_ASSERT(ms_ms <= 2 * plain_ms + slack_ms(200));
     /* Before half-open, the first success waited for UP (rise checks). */
     CU_ASSERT(up == 0 || ms.at_ns <= up);
+done:
     CU_ASSERT(mongosup_detach(&h, 2000));
     mongoc_client_pool_destroy(pool);
     mongosup_config_destroy(&cfg);
@@ -717,13 +729,19 @@ static void test_gate_half_open_trials(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     mongosup_checkin(h, c1, NULL);
     atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
-    /* No failed check came first: the calm look sees DOWN, then the
-     * follow-up window passes. */
-    msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 50);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    /* Half-open: one trial, the next checkout refused until it proves. */
+    /* No failed check came first: the calm look sees DOWN (the cutoff);
+     * RECOVERING comes within the follow-up window, before the worker's
+     * own evidence may count (the server is reachable), and the window
+     * passes. */
+    const _Atomic uint64_t *cutoffs = &h->clusters[0].failfast.cutoffs;
+    for (int i = 0; i < 2000 && atomic_load(cutoffs) == 0; i++)
+        msup_test_sleep_ms(1);
+    CU_ASSERT_EQUAL_FATAL(atomic_load(cutoffs), 1);
     atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_RECOVERING);
+    msup_test_sleep_ms(MSUP_CUTOFF_FOLLOW_MS + 20);
+    /* Half-open: one trial, the next checkout refused until it proves. */
     c1 = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -764,10 +782,192 @@ static void test_gate_half_open_trials(void)
     wfix_stop(&f);
 }
 
+/* ---- mongosup_run: no retry waits out its backoff on an open circuit ---- */
+
+typedef struct run_ctx {
+    msup_segment_t *seg;
+    int row;
+    bool down_in_callback;     /* the callback itself brings the verdict */
+    _Atomic int calls;
+    _Atomic uint64_t failed_ns; /* the first attempt's failure */
+} run_ctx_t;
+
+/* Fails with a network error, the kind mongosup_run retries. */
+static bool failing_op(mongoc_client_t *client, void *arg, bson_t *reply, bson_error_t *error)
+{
+    (void)client;
+    (void)reply;
+    run_ctx_t *x = arg;
+    atomic_fetch_add(&x->calls, 1);
+    if (x->down_in_callback)
+        atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+    bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET, "simulated: connection reset");
+    atomic_store(&x->failed_ns, msup_mono_ns());
+    return false;
+}
+
+static void *down_later_main(void *arg)
+{
+    run_ctx_t *x = arg;
+    while (atomic_load(&x->failed_ns) == 0)
+        msup_test_sleep_ms(1);
+    msup_test_sleep_ms(100); /* well inside the first backoff (1000-2000 ms) */
+    atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+    return (void *)(uintptr_t)msup_mono_ns();
+}
+
+static void test_run_retry_stops_at_down(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "ffrun", "retry_max_attempts = 3; retry_backoff_ms = 2000; retry_deadline_ms = 60000;",
+                               NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    play_supervisor(&seg);
+
+    /* DOWN arrives while the retry sleeps its backoff: it ends the wait. */
+    run_ctx_t x = {.seg = &seg, .row = row};
+    pthread_t t;
+    pthread_create(&t, NULL, down_later_main, &x);
+    bool ok = mongosup_run(h, "main", failing_op, &x, &error);
+    uint64_t end = msup_mono_ns();
+    void *down_ret;
+    pthread_join(t, &down_ret);
+    uint64_t down = (uint64_t)(uintptr_t)down_ret;
+    CU_ASSERT_FALSE(ok);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT_EQUAL(atomic_load(&x.calls), 1);
+    uint64_t after_down_ms = end > down ? (end - down) / NS_PER_MS : 0;
+    printf("(backoff ended %llu ms after DOWN: %s) ", (unsigned long long)after_down_ms, error.message);
+    CU_ASSERT(after_down_ms <= slack_ms(CUT_BOUND_MS));
+
+    /* DOWN already when the attempt fails: no backoff at all. */
+    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + 20);
+    run_ctx_t y = {.seg = &seg, .row = row, .down_in_callback = true};
+    uint64_t start = msup_mono_ns();
+    ok = mongosup_run(h, "main", failing_op, &y, &error);
+    uint64_t took_ms = (msup_mono_ns() - start) / NS_PER_MS;
+    printf("(DOWN during the attempt: refused %llu ms after it began) ", (unsigned long long)took_ms);
+    CU_ASSERT_FALSE(ok);
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    CU_ASSERT_EQUAL(atomic_load(&y.calls), 1);
+    CU_ASSERT(took_ms <= slack_ms(CUT_BOUND_MS));
+
+    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
+/* ---- half-open on the worker's own evidence, before any good check ---- */
+
+/* The supervisor (the test) says DOWN and never anything else: no
+ * RECOVERING, no rise, while the server is in fact reachable.  The
+ * worker's own evidence (its probe, or its pool's monitor) lets a trial
+ * checkout through while the row still reads DOWN; a trial that succeeds
+ * opens the circuit for every checkout.  Returns the ms from DOWN to the
+ * first successful trial, 0 if none came within bound_ms. */
+static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bound_ms, uint64_t *probes_reached)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, tag, keys, NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    int row = msup_segment_find_cluster(&seg, "main");
+    CU_ASSERT_FATAL(row >= 0);
+    play_supervisor(&seg);
+    mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
+    CU_ASSERT(wfix_ping(c1, NULL)); /* the pool and its monitor run */
+    mongosup_checkin(h, c1, NULL);
+    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    uint64_t down = msup_mono_ns();
+    /* Fresh verdict: no evidence counts yet. */
+    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+    uint64_t deadline = msup_test_now_ms() + slack_ms(bound_ms);
+    unsigned refused = 0, failed_trials = 0;
+    uint64_t proved = 0;
+    while (proved == 0 && msup_test_now_ms() < deadline) {
+        mongoc_client_t *trial = mongosup_checkout(h, "main", &error);
+        if (trial == NULL) {
+            CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
+            refused++;
+            msup_test_sleep_ms(5);
+            continue;
+        }
+        CU_ASSERT_EQUAL(atomic_load(msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
+        bson_error_t berr;
+        bool ok = wfix_ping(trial, &berr);
+        mongosup_checkin(h, trial, ok ? NULL : &berr);
+        if (ok) {
+            proved = msup_mono_ns();
+        } else {
+            /* The DOWN verdict shut this client's socket: the trial fails
+             * on it and closes the half-open state; more evidence opens it
+             * again. */
+            CU_ASSERT_EQUAL(berr.domain, MONGOC_ERROR_STREAM);
+            failed_trials++;
+        }
+    }
+    *probes_reached = atomic_load(&h->clusters[0].failfast.probe.reached);
+    printf("(%s: %u refused, %u trials failed on a shut socket, proved %llu ms after DOWN, probe reached it %llu "
+           "times) ",
+           tag, refused, failed_trials, proved ? (unsigned long long)((proved - down) / NS_PER_MS) : 0ull,
+           (unsigned long long)*probes_reached);
+    CU_ASSERT(proved != 0);
+    CU_ASSERT(refused > 0);
+    /* Proved: every checkout goes through, the row still DOWN. */
+    c1 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c1);
+    CU_ASSERT_PTR_NOT_NULL(c2);
+    if (c1 != NULL)
+        mongosup_checkin(h, c1, NULL);
+    if (c2 != NULL)
+        mongosup_checkin(h, c2, NULL);
+    CU_ASSERT_EQUAL(atomic_load(msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
+    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+    return proved ? (proved - down) / NS_PER_MS : 0;
+}
+
+/* The pool's monitor every 500 ms (the fixture's heartbeat) and the probe. */
+static void test_gate_monitor_evidence(void)
+{
+    uint64_t reached;
+    own_evidence_case("ffmon", "", MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 3 * 500 + 500, &reached);
+}
+
+/* A monitor that checks only every 60 s: the worker's own probe, every
+ * MSUP_PROBE_INTERVAL_MS, is what opens half-open. */
+static void test_gate_probe_evidence(void)
+{
+    uint64_t reached;
+    uint64_t bound = MSUP_FAILFAST_CALM_TICK_MS + MSUP_CUTOFF_FOLLOW_MS + 3 * MSUP_PROBE_INTERVAL_MS + 300;
+    uint64_t took = own_evidence_case("ffprobe", "heartbeat_frequency_ms = 60000;", bound, &reached);
+    CU_ASSERT(took != 0 && took <= slack_ms(bound));
+    CU_ASSERT(reached >= 1);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/failfast/gate/half-open-trials", test_gate_half_open_trials},
+        {"/failfast/gate/own-evidence-opens-half-open", test_gate_monitor_evidence},
+        {"/failfast/gate/own-probe-opens-half-open", test_gate_probe_evidence},
+        {"/failfast/run/retry-stops-at-down", test_run_retry_stops_at_down},
         {"/failfast/hang/in-flight-end-at-down", test_hang_in_flight},
         {"/failfast/kill/selection-bounded-by-checks", test_kill_selection},
         {"/failfast/half-open/first-op-after-restart", test_half_open_recovery},

@@ -55,14 +55,15 @@ mongosup_config_t *wfix_load(wfix_t *f, const char *uri, const char *keys)
     keys = keys ? keys : "";
     /* Short driver timeouts unless the test sets its own. */
     const char *sel = strstr(keys, "server_selection_timeout_ms") ? "" : "server_selection_timeout_ms = 2000;";
+    const char *heartbeat = strstr(keys, "heartbeat_frequency_ms") ? "" : "heartbeat_frequency_ms = 500;";
     fprintf(fp,
             "segment = { name = \"%s\"; max_workers = 32; max_clusters = 4; };\n"
             "default_environment = \"test\";\n"
             "environments = { test = { clusters = {\n"
-            "  main = { mongo_uri = \"%s\"; database_name = \"%s\"; heartbeat_frequency_ms = 500;\n"
+            "  main = { mongo_uri = \"%s\"; database_name = \"%s\"; %s\n"
             "           connect_timeout_ms = 2000; %s %s };\n"
             "}; }; };\n",
-            f->segment, uri, f->database[0] ? f->database : "wtest", sel, keys);
+            f->segment, uri, f->database[0] ? f->database : "wtest", heartbeat, sel, keys);
     fclose(fp);
     mongosup_error_t error;
     mongosup_config_t *cfg = mongosup_config_load(f->conf_path, NULL, &error);
