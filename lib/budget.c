@@ -386,7 +386,14 @@ bool msup_budget_handshake(msup_budget_account_t *acct, mongoc_client_t *client,
     bson_t ping = BSON_INITIALIZER;
     BSON_APPEND_INT32(&ping, "ping", 1);
     bson_error_t local;
-    bool ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error ? error : &local);
+    if (error == NULL)
+        error = &local;
+    bool ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error);
+    /* A client re-checked after an outage may find its socket dead: the
+     * driver drops it on that error, and a second ping reconnects, in the
+     * same slot (command_simple is never retried by the driver itself). */
+    if (!ok && error->domain == MONGOC_ERROR_STREAM)
+        ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error);
     bson_destroy(&ping);
     msup_budget_end_connect(acct->row, acct->stats);
     if (ok)

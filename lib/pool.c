@@ -78,11 +78,12 @@ bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p)
 }
 
 /* Pops a client (reusing the newest idle one, else creating one), counted.
- * With an idle client at hand this touches nothing shared. */
-mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
+ * With an idle client at hand this touches nothing shared: the client's
+ * verified epoch is in this process's map. */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unverified)
 {
     bool grow = p->idle_count == 0;
-    *fresh = false;
+    *unverified = false;
     if (grow && (p->created >= p->idle_cap || !msup_pool_try_grow(c, p)))
         return NULL;
     mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver);
@@ -101,7 +102,7 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
             return NULL;
         }
         p->created++;
-        *fresh = true;
+        *unverified = true;
         msup_stats_count(&msup_wcluster_stats(c)->clients_created, 1);
     } else {
         /* The driver pops its head, our idle[n-1]; anything else would mean
@@ -117,6 +118,11 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
         p->idle_count--;
         if (p->idle_count < p->idle_low)
             p->idle_low = p->idle_count;
+        /* Its connection may have died since it last passed a slot (or it
+         * never did): the driver would reconnect it inside the
+         * application's first command, outside max_connecting. */
+        *unverified = msup_clientmap_verified(&c->handle->clients, client) !=
+                      atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
     }
     p->out++;
     c->in_use++;
@@ -133,6 +139,48 @@ bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
     p->out--;
     c->in_use--;
     return p->retired && p->out == 0;
+}
+
+bool msup_pool_discard(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+{
+    /* Out of the map before it is freed (see msup_pool_trim). */
+    msup_clientmap_remove(&c->handle->clients, client);
+    /* The driver can only destroy idle clients beyond its idle cap, never
+     * the last one, which under saturation is the only one that comes
+     * back: destroy it here (closing its sockets), as the driver's own
+     * push would.  Its size counter still counts the client, so its
+     * maximum goes up by one to keep the same room; our own count
+     * (created < idle_cap) is what bounds the pool. */
+    mongoc_client_destroy(client);
+    p->driver_lost++;
+    mongoc_client_pool_max_size(p->driver, p->idle_cap + p->driver_lost);
+    p->out--;
+    p->created--;
+    c->in_use--;
+    msup_budget_account_shrink(&p->budget, 1);
+    msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, 1);
+    return p->retired && p->out == 0;
+}
+
+bool msup_pool_verify(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t deadline_mono_ns,
+                      bson_error_t *error)
+{
+    /* Read before the ping: a bump while it runs leaves the client stale. */
+    uint64_t epoch = atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
+    bson_error_t local;
+    if (error == NULL)
+        error = &local;
+    msup_apm_internal(true);
+    bool ok = msup_budget_handshake(&p->budget, client, deadline_mono_ns, error);
+    msup_apm_internal(false);
+    /* A command error from the server means the connection is up. */
+    ok = ok || error->domain == MONGOC_ERROR_SERVER;
+    if (ok) {
+        msup_clientmap_set_verified(&c->handle->clients, client, epoch);
+        /* The server answered: a half-open trial (failfast.c) is proven. */
+        msup_failfast_note_success(&c->failfast);
+    }
+    return ok;
 }
 
 /* mongoc_client_pool_min_size is deprecated because its name misleads (it
@@ -246,33 +294,29 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     /* Idle clients come out first (LIFO): take until the pool has grown to
      * min_pool_size (or the connection budget says no). */
     mongoc_client_t **clients = calloc(c->max_pool_size, sizeof *clients);
-    bool *fresh = calloc(c->max_pool_size, sizeof *fresh);
-    if (clients == NULL || fresh == NULL) {
+    bool *unverified = calloc(c->max_pool_size, sizeof *unverified);
+    if (clients == NULL || unverified == NULL) {
         free(clients);
-        free(fresh);
+        free(unverified);
         return;
     }
     uint32_t got = 0;
     while (p->created < c->min_pool_size && got < c->max_pool_size &&
-           (clients[got] = msup_pool_take(c, p, &fresh[got])) != NULL)
+           (clients[got] = msup_pool_take(c, p, &unverified[got])) != NULL)
         got++;
     msup_pool_publish_gauges(c);
     pthread_mutex_unlock(&c->mu);
     /* Popping does not connect: a handshake (under max_connecting) opens
-     * each new client's connection; a failure leaves it for the first use. */
+     * each new client's connection; a client whose handshake failed is
+     * destroyed (an unconnected client must not reach the application). */
     uint64_t deadline = msup_mono_ns() + (uint64_t)c->cfg->server_selection_timeout_ms * NS_PER_MS;
-    msup_apm_internal(true);
-    for (uint32_t i = 0; i < got; i++) {
-        if (fresh[i])
-            msup_budget_handshake(&p->budget, clients[i], deadline, NULL);
-    }
-    msup_apm_internal(false);
+    for (uint32_t i = 0; i < got; i++)
+        unverified[i] = unverified[i] && !msup_pool_verify(c, p, clients[i], deadline, NULL);
     pthread_mutex_lock(&c->mu);
     msup_pool_t *doomed = NULL;
     for (uint32_t i = 0; i < got; i++) {
-        if (msup_pool_give(c, p, clients[i])) {
+        if (unverified[i] ? msup_pool_discard(c, p, clients[i]) : msup_pool_give(c, p, clients[i]))
             doomed = p;
-        }
     }
     if (doomed != NULL) {
         msup_pool_t **link = &c->retired;
@@ -285,7 +329,7 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     if (c->waiters > 0)
         pthread_cond_broadcast(&c->freed);
     free(clients);
-    free(fresh);
+    free(unverified);
     if (doomed != NULL) {
         pthread_mutex_unlock(&c->mu);
         msup_pool_destroy(doomed);
