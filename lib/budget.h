@@ -23,8 +23,9 @@
  * err high).  docs/budget.md describes the whole mechanism.
  */
 
-/* How long a budget wait keeps the cluster "contended". */
-#define MSUP_BUDGET_CONTENTION_NS (1000ull * 1000 * 1000)
+/* How long a budget wait keeps the cluster "contended" (or "starving"):
+ * a checkout that still waits renews it every 10 ms (worker.c). */
+#define MSUP_BUDGET_CONTENTION_NS (250ull * 1000 * 1000)
 /* How old the fair share may get before a worker recomputes it: about one
  * upkeep budget tick (pool.c), so a worker that starts asking is counted in
  * the share within ~50 ms (docs/budget.md, "Fairness"). */
@@ -69,8 +70,13 @@ int64_t msup_budget_reclaim(msup_cluster_row_t *row, msup_stats_t *dead);
 void msup_budget_note_wait(msup_cluster_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns);
 
 /* True when a worker below its fair share waited on the budget within the
- * last MSUP_BUDGET_CONTENTION_NS. */
+ * last MSUP_BUDGET_CONTENTION_NS: workers above their floor then hold at
+ * most ceil(B/N) tokens (B = max_connections, N = interested workers). */
 bool msup_budget_contended(const msup_cluster_row_t *row, uint64_t now_mono_ns);
+
+/* True when the wait came from a worker below its floor of clients or below
+ * floor(B/N): the others then hold at most floor(B/N). */
+bool msup_budget_starving(const msup_cluster_row_t *row, uint64_t now_mono_ns);
 
 /* Tokens per interested worker: max_connections / the ACTIVE slots that
  * hold tokens for this cluster or ever waited on its budget.  0 when the

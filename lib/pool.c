@@ -344,7 +344,6 @@ static void shed_if_pressed(msup_wcluster_t *c, msup_pool_t *p, uint64_t now)
 {
     bool limited = false;
     c->shed_watch = p != NULL && !p->retired && msup_budget_account_pressed(&p->budget, now, &limited);
-    c->budget_limited = limited;
     if (!c->shed_watch)
         return;
     bool shed = false;
@@ -379,6 +378,17 @@ static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The cluster's row has a max_connections: its budget line is watched at
+ * the budget tick from the start (a worker that is not watching when
+ * another starts to wait would keep its surplus until it looks). */
+static bool budget_capped(const mongosup_t *h, const msup_wcluster_t *c)
+{
+    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
+    return row >= 0 &&
+           atomic_load_explicit(&msup_segment_row(msup_handle_seg(h), (uint32_t)row)->max_connections,
+                                memory_order_relaxed) != 0;
+}
+
 static uint64_t upkeep_tick_ms(const mongosup_t *h)
 {
     uint64_t tick = 1000;
@@ -387,7 +397,7 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
         if (max_idle > 0 && max_idle / 4 < tick)
             tick = max_idle / 4;
         /* Budget pressure is noticed here, not at checkin: promptly. */
-        if (h->clusters[i].budget_limited && UPKEEP_BUDGET_TICK_MS < tick)
+        if (budget_capped(h, &h->clusters[i]) && UPKEEP_BUDGET_TICK_MS < tick)
             tick = UPKEEP_BUDGET_TICK_MS;
     }
     return tick < 5 ? 5 : tick;

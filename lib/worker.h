@@ -71,7 +71,6 @@ struct msup_wcluster {
      * does a checkin read the cluster's budget line (the hot path touches
      * nothing shared otherwise). */
     bool shed_watch;
-    bool budget_limited;                       /* upkeep thread only: a max_connections is set */
     /* Bumped (any thread) whenever this worker's connections to the
      * cluster may have died: a network failure of an operation, a failed
      * heartbeat of the driver's monitor, the row's health leaving UP.  A
