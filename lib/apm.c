@@ -45,22 +45,10 @@ static _Thread_local struct {
     uint32_t domain, code;
 } last_counted;
 
-/* An operation of this thread timed out: the driver closed that client's
- * socket, and its next operation would reconnect it outside max_connecting. */
-static _Thread_local bool socket_lost;
-
 void msup_apm_forget(void)
 {
     last_counted.domain = 0;
     last_counted.code = 0;
-    socket_lost = false;
-}
-
-bool msup_apm_take_socket_lost(void)
-{
-    bool lost = socket_lost;
-    socket_lost = false;
-    return lost;
 }
 
 bool msup_apm_counted(const bson_error_t *error)
@@ -86,12 +74,11 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
     msup_redact_text(error.message, message, sizeof message);
     enum msup_fail_class fail = msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms);
     /* A network error made the driver drop every pooled socket to that
-     * server (a new generation): every client of this worker is stale.
-     * A timeout closed this client's socket only. */
-    if (fail == MSUP_FAIL_NETWORK)
+     * server (a new generation): every client of this worker is stale.  A
+     * timeout closed this client's socket only, but the event does not say
+     * which client: all of them are re-checked (timeouts are rare). */
+    if (fail == MSUP_FAIL_NETWORK || fail == MSUP_FAIL_TIMEOUT)
         msup_outage_bump(c);
-    else if (fail == MSUP_FAIL_TIMEOUT)
-        socket_lost = true;
     msup_stats_record_failure(stats, msup_failfast_reclass(c, fail), error.domain, error.code, message);
     last_counted.domain = error.domain;
     last_counted.code = error.code;

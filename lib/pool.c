@@ -29,13 +29,15 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     }
     msup_pool_t *p = calloc(1, sizeof *p);
     mongoc_client_t **idle = calloc(c->max_pool_size, sizeof *idle);
-    mongoc_client_pool_t *driver = p && idle ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
+    uint64_t *idle_epoch = calloc(c->max_pool_size, sizeof *idle_epoch);
+    mongoc_client_pool_t *driver = p && idle && idle_epoch ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
     msup_budget_cost_t cost = msup_budget_cost_for_uri(uri);
     mongoc_uri_destroy(uri);
     if (driver == NULL) {
         free(p);
         free(idle);
-        if (p == NULL || idle == NULL) {
+        free(idle_epoch);
+        if (p == NULL || idle == NULL || idle_epoch == NULL) {
             msup_fail(error, MONGOSUP_E_SYSTEM, "cluster %s: out of memory", c->name);
         } else {
             bson_error_t shown = berr;
@@ -54,6 +56,7 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     p->cluster = c;
     p->generation = generation;
     p->idle = idle;
+    p->idle_epoch = idle_epoch;
     p->idle_cap = c->max_pool_size;
     p->warm_pending = c->min_pool_size > 0;
     p->settings_epoch = c->settings_epoch;
@@ -97,6 +100,7 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unveri
             /* Cannot happen with the map sized for every pool at its max;
              * refusing the client keeps checkin able to find every client. */
             mongoc_client_pool_push(p->driver, client);
+            p->idle_epoch[p->idle_count] = 0;
             p->idle[p->idle_count++] = client;
             p->created++;
             return NULL;
@@ -107,34 +111,40 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unveri
     } else {
         /* The driver pops its head, our idle[n-1]; anything else would mean
          * a pop behind our back: keep the mirror right regardless. */
-        if (p->idle[p->idle_count - 1] != client) {
-            for (uint32_t i = 0; i + 1 < p->idle_count; i++) {
+        uint32_t top = p->idle_count - 1;
+        uint64_t verified = p->idle_epoch[top];
+        if (p->idle[top] != client) {
+            verified = 0; /* not in the mirror: re-check it */
+            for (uint32_t i = 0; i < top; i++) {
                 if (p->idle[i] == client) {
-                    p->idle[i] = p->idle[p->idle_count - 1];
+                    verified = p->idle_epoch[i];
+                    p->idle[i] = p->idle[top];
+                    p->idle_epoch[i] = p->idle_epoch[top];
                     break;
                 }
             }
         }
-        p->idle_count--;
+        p->idle_count = top;
         if (p->idle_count < p->idle_low)
             p->idle_low = p->idle_count;
         /* Its connection may have died since it last passed a slot (or it
          * never did): the driver would reconnect it inside the
          * application's first command, outside max_connecting. */
-        *unverified = msup_clientmap_verified(&c->handle->clients, client) !=
-                      atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
+        *unverified = verified != atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
     }
     p->out++;
     c->in_use++;
     return client;
 }
 
-/* Pushes a client back into its pool.  Returns true when the pool is
+/* Pushes a client back into its pool, with the outage epoch its connection
+ * was verified at (its client map entry's).  Returns true when the pool is
  * retired and this was its last client out: the caller unlinks it and
  * destroys it after releasing the mutex. */
-bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t verified_epoch)
 {
     mongoc_client_pool_push(p->driver, client);
+    p->idle_epoch[p->idle_count] = verified_epoch;
     p->idle[p->idle_count++] = client;
     p->out--;
     c->in_use--;
@@ -226,6 +236,7 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
         msup_clientmap_remove(&c->handle->clients, p->idle[0]);
         mongoc_client_pool_push(p->driver, client); /* queue > cap: the driver destroys the oldest */
         memmove(&p->idle[0], &p->idle[1], (p->idle_count - 1) * sizeof p->idle[0]);
+        memmove(&p->idle_epoch[0], &p->idle_epoch[1], (p->idle_count - 1) * sizeof p->idle_epoch[0]);
         p->idle_count--;
         p->created--;
         msup_budget_account_shrink(&p->budget, 1);
@@ -272,6 +283,7 @@ void msup_pool_destroy(msup_pool_t *p)
     msup_budget_account_close(&p->budget);
     msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, p->created);
     free(p->idle);
+    free(p->idle_epoch);
     free(p);
 }
 
@@ -315,7 +327,8 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     pthread_mutex_lock(&c->mu);
     msup_pool_t *doomed = NULL;
     for (uint32_t i = 0; i < got; i++) {
-        if (unverified[i] ? msup_pool_discard(c, p, clients[i]) : msup_pool_give(c, p, clients[i]))
+        if (unverified[i] ? msup_pool_discard(c, p, clients[i])
+                          : msup_pool_give(c, p, clients[i], msup_clientmap_verified(&c->handle->clients, clients[i])))
             doomed = p;
     }
     if (doomed != NULL) {

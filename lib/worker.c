@@ -736,13 +736,15 @@ static void unlink_retired(msup_wcluster_t *c, msup_pool_t *p)
  * budget pressure (shed_watch): otherwise a checkin reads neither the
  * clock nor the shared budget line.  The pool is destroyed when it was
  * retired and this was its last client out. */
-static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, bool discard)
+static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, bool discard,
+                      uint64_t verified_epoch)
 {
     pthread_mutex_lock(&c->mu);
-    discard = discard || (p->retired && p->out > 1) ||
-              (c->shed_watch && !p->retired && p->budget.clients > p->budget.floor &&
-               msup_budget_account_should_shed(&p->budget, p->idle_count + 1, msup_mono_ns()));
-    bool doomed = discard ? msup_pool_discard(c, p, client) : msup_pool_give(c, p, client);
+    if (!discard && (p->retired || c->shed_watch))
+        discard = p->retired ? p->out > 1
+                             : p->budget.clients > p->budget.floor &&
+                                   msup_budget_account_should_shed(&p->budget, p->idle_count + 1, msup_mono_ns());
+    bool doomed = discard ? msup_pool_discard(c, p, client) : msup_pool_give(c, p, client, verified_epoch);
     if (doomed)
         unlink_retired(c, p);
     msup_pool_publish_gauges(c);
@@ -768,7 +770,7 @@ static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t
     bson_error_t berr;
     if (msup_pool_verify(c, p, client, deadline, &berr))
         return client;
-    give_back(h, c, p, client, true);
+    give_back(h, c, p, client, true, 0);
     msup_stats_t *s = msup_wcluster_stats(c);
     char message[MSUP_ERRMSG_MAX];
     msup_redact_text(berr.message, message, sizeof message);
@@ -955,29 +957,26 @@ void mongosup_checkin(mongosup_t *h, mongoc_client_t *client, const bson_error_t
 {
     if (h == NULL || client == NULL || msup_handle_inherited(h))
         return; /* a client of the parent's pool is abandoned with it */
-    msup_pool_t *p = msup_clientmap_get(&h->clients, client);
+    msup_clientmap_entry_t *entry = msup_clientmap_entry(&h->clients, client);
+    msup_pool_t *p = entry != NULL ? atomic_load_explicit(&entry->pool, memory_order_acquire) : NULL;
     if (p == NULL)
         return; /* not one of ours: never push a foreign client into a pool */
     msup_wcluster_t *c = p->cluster;
-    if (outcome != NULL && (outcome->code != 0 || outcome->domain != 0) && !msup_apm_counted(outcome)) {
-        /* No failed command event counted this one (see apm.c). */
-        char message[MSUP_ERRMSG_MAX];
-        msup_redact_text(outcome->message, message, sizeof message);
-        msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, msup_classify_error(outcome)),
-                                  outcome->domain, outcome->code, message);
-    }
     if (outcome != NULL && (outcome->code != 0 || outcome->domain != 0)) {
-        /* The driver drops its sockets after such failures: whatever
-         * reconnects them must pass a handshake slot first. */
         enum msup_fail_class cls = msup_classify_error(outcome);
-        if (cls == MSUP_FAIL_NETWORK || cls == MSUP_FAIL_SERVER_SELECTION)
+        if (!msup_apm_counted(outcome)) {
+            /* No failed command event counted this one (see apm.c). */
+            char message[MSUP_ERRMSG_MAX];
+            msup_redact_text(outcome->message, message, sizeof message);
+            msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, cls), outcome->domain,
+                                      outcome->code, message);
+        }
+        /* The driver drops its sockets after such failures: whatever
+         * reconnects them must pass a handshake slot first (apm.c). */
+        if (cls == MSUP_FAIL_NETWORK || cls == MSUP_FAIL_TIMEOUT || cls == MSUP_FAIL_SERVER_SELECTION)
             msup_outage_bump(c);
-        else if (cls == MSUP_FAIL_TIMEOUT)
-            msup_clientmap_set_verified(&h->clients, client, 0);
     }
-    if (msup_apm_take_socket_lost())
-        msup_clientmap_set_verified(&h->clients, client, 0);
-    give_back(h, c, p, client, false);
+    give_back(h, c, p, client, false, atomic_load_explicit(&entry->verified_epoch, memory_order_relaxed));
 }
 
 const char *mongosup_client_database(mongosup_t *h, const mongoc_client_t *client)

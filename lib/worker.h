@@ -32,6 +32,7 @@ typedef struct msup_pool {
     uint64_t settings_epoch;      /* the cluster's settings_epoch it was built with */
     msup_budget_account_t budget; /* its share of the cluster-wide connection budget */
     mongoc_client_t **idle;       /* idle[0] = oldest (driver tail), idle[n-1] = newest (head) */
+    uint64_t *idle_epoch;         /* idle_epoch[i]: outage epoch idle[i] was verified at (clientmap.h) */
     uint32_t idle_count;
     uint32_t idle_cap;            /* max_pool_size */
     uint32_t out;                 /* checked out from this pool */
@@ -144,7 +145,7 @@ bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p);
 mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unverified);
 /* True when the last take was refused by the connection budget alone. */
 bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p);
-bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client);
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t verified_epoch);
 /* Destroys a checked-out client instead of giving it back (shedding, a
  * failed handshake, a retired pool); its tokens go back.  Returns what
  * msup_pool_give returns. */
@@ -169,9 +170,6 @@ mongoc_apm_callbacks_t *msup_apm_callbacks_new(void);
 void msup_apm_forget(void);                       /* at checkout: a new operation begins */
 bool msup_apm_counted(const bson_error_t *error); /* a failed event on this thread counted it */
 void msup_apm_internal(bool on); /* our own commands (handshake pings) on this thread: not counted */
-/* Since the last msup_apm_forget, an operation on this thread lost its own
- * socket (a timeout): the client checked in is stale.  Clears the mark. */
-bool msup_apm_take_socket_lost(void);
 
 /* registry.c: cluster rows in the segment. */
 int msup_registry_map(msup_segment_t *seg, const msup_cluster_cfg_t *cfg, uint32_t preferred_row);
