@@ -763,22 +763,26 @@ static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_
  * passed a slot, connects (under max_connecting) before it is handed out;
  * mutex released.  Its ping is ours: APM does not count it as the
  * application's operation, the failure path below counts what failed.  A
- * client that failed is destroyed, never handed out later unconnected. */
+ * client that failed is destroyed, never handed out later unconnected; one
+ * that was connected before and only found no slot in time goes back as
+ * it was (still to be re-checked: its socket may be fine). */
 static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client,
                                   uint64_t deadline, mongosup_error_t *error)
 {
     bson_error_t berr;
     if (msup_pool_verify(c, p, client, deadline, &berr))
         return client;
-    give_back(h, c, p, client, true, 0);
-    msup_stats_t *s = msup_wcluster_stats(c);
-    char message[MSUP_ERRMSG_MAX];
-    msup_redact_text(berr.message, message, sizeof message);
     /* No handshake slot in time (budget.c).  MONGOSUP_ERROR_MONGOSUP is 1,
      * like MONGOC_ERROR_CLIENT: the code tells them apart (an auth failure
      * is CLIENT / 11). */
-    if (berr.domain == MONGOSUP_ERROR_MONGOSUP && berr.code == MONGOSUP_E_POOL_TIMEOUT &&
-        strstr(berr.message, "handshake slot") != NULL) {
+    bool no_slot = berr.domain == MONGOSUP_ERROR_MONGOSUP && berr.code == MONGOSUP_E_POOL_TIMEOUT &&
+                   strstr(berr.message, "handshake slot") != NULL;
+    uint64_t verified = msup_clientmap_verified(&h->clients, client);
+    give_back(h, c, p, client, !no_slot || verified == 0, verified);
+    msup_stats_t *s = msup_wcluster_stats(c);
+    char message[MSUP_ERRMSG_MAX];
+    msup_redact_text(berr.message, message, sizeof message);
+    if (no_slot) {
         msup_stats_count(&s->checkout_timeouts, 1);
         msup_last_error_write(&s->last_error, MSUP_FAIL_TIMEOUT, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
                               message);
