@@ -73,6 +73,12 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
     char message[MSUP_ERRMSG_MAX];
     msup_redact_text(error.message, message, sizeof message);
     enum msup_fail_class fail = msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms);
+    /* A network error made the driver drop every pooled socket to that
+     * server (a new generation): every client of this worker is stale.  A
+     * timeout closed this client's socket only, but the event does not say
+     * which client: all of them are re-checked (timeouts are rare). */
+    if (fail == MSUP_FAIL_NETWORK || fail == MSUP_FAIL_TIMEOUT)
+        msup_outage_bump(c);
     msup_stats_record_failure(stats, msup_failfast_reclass(c, fail), error.domain, error.code, message);
     last_counted.domain = error.domain;
     last_counted.code = error.code;
@@ -93,6 +99,14 @@ static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t
     msup_failfast_note_reached(mongoc_apm_server_heartbeat_succeeded_get_context(event));
 }
 
+/* The driver's monitor lost the server: it marks it Unknown and drops the
+ * pooled sockets to it, which the next operation of each client would
+ * reconnect on its own. */
+static void on_heartbeat_failed(const mongoc_apm_server_heartbeat_failed_t *event)
+{
+    msup_outage_bump(mongoc_apm_server_heartbeat_failed_get_context(event));
+}
+
 mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
 {
     mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
@@ -100,5 +114,6 @@ mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
     mongoc_apm_set_command_failed_cb(cbs, on_failed);
     mongoc_apm_set_server_opening_cb(cbs, on_server_opening);
     mongoc_apm_set_server_heartbeat_succeeded_cb(cbs, on_heartbeat_succeeded);
+    mongoc_apm_set_server_heartbeat_failed_cb(cbs, on_heartbeat_failed);
     return cbs;
 }

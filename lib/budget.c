@@ -92,21 +92,54 @@ int64_t msup_budget_reclaim(msup_reg_row_t *row, msup_stats_t *dead)
 
 /* ---- fairness ---- */
 
+/*
+ * Two levels of contention share one stamp, budget_wait_mono_ns: its low
+ * bit says "starving" (a worker below its floor or below floor(B/N)
+ * waits), clear it says "contended" (a worker below ceil(B/N) waits).  A
+ * fresh starving stamp is never overwritten by a contended one, so it lasts
+ * MSUP_BUDGET_CONTENTION_NS after the last starving wait.
+ */
+enum contention { CALM = 0, CONTENDED = 1, STARVING = 2 };
+
+static enum contention contention_at(const msup_reg_row_t *row, uint64_t now_mono_ns)
+{
+    uint64_t last = atomic_load_explicit(&row->budget_wait_mono_ns, memory_order_relaxed);
+    if (last == 0 || now_mono_ns >= (last & ~1ull) + MSUP_BUDGET_CONTENTION_NS)
+        return CALM;
+    return (last & 1) ? STARVING : CONTENDED;
+}
+
+static void stamp_contention(msup_reg_row_t *row, enum contention level, uint64_t now_mono_ns)
+{
+    if (level == CALM)
+        return;
+    uint64_t stamp = (now_mono_ns & ~1ull) | (level == STARVING ? 1u : 0u);
+    /* Many waiters stamp the same line: skip the store when it is fresh
+     * (and never let a contended stamp hide a starving one). */
+    uint64_t last = atomic_load_explicit(&row->budget_wait_mono_ns, memory_order_relaxed);
+    enum contention now_level = contention_at(row, now_mono_ns);
+    if (now_level == STARVING && level != STARVING)
+        return;
+    if (now_level == level && now_mono_ns <= (last & ~1ull) + NS_PER_MS)
+        return;
+    atomic_store_explicit(&row->budget_wait_mono_ns, stamp, memory_order_relaxed);
+}
+
 void msup_budget_note_wait(msup_reg_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns)
 {
     atomic_fetch_add_explicit(&mine->budget_waits, 1, memory_order_relaxed);
-    if (!signal)
-        return;
-    /* Many waiters stamp the same line: skip the store when it is fresh. */
-    uint64_t last = atomic_load_explicit(&row->budget_wait_mono_ns, memory_order_relaxed);
-    if (now_mono_ns > last + NS_PER_MS)
-        atomic_store_explicit(&row->budget_wait_mono_ns, now_mono_ns, memory_order_relaxed);
+    if (signal)
+        stamp_contention(row, CONTENDED, now_mono_ns);
 }
 
 bool msup_budget_contended(const msup_reg_row_t *row, uint64_t now_mono_ns)
 {
-    uint64_t last = atomic_load_explicit(&row->budget_wait_mono_ns, memory_order_relaxed);
-    return last != 0 && now_mono_ns < last + MSUP_BUDGET_CONTENTION_NS;
+    return contention_at(row, now_mono_ns) != CALM;
+}
+
+bool msup_budget_starving(const msup_reg_row_t *row, uint64_t now_mono_ns)
+{
+    return contention_at(row, now_mono_ns) == STARVING;
 }
 
 static uint32_t share_of(uint32_t max, uint32_t interested)
@@ -214,6 +247,22 @@ static int64_t worker_tokens(const msup_budget_account_t *acct)
     return atomic_load_explicit(&acct->stats->budget_tokens, memory_order_relaxed);
 }
 
+/* The most tokens a worker above its floor may hold while the cluster is
+ * contended: floor(B/N) while someone starves, ceil(B/N) while someone
+ * below that waits; 0 when nothing limits it. */
+static uint32_t share_limit(const msup_budget_account_t *acct, enum contention level, uint64_t now_mono_ns)
+{
+    if (level == CALM)
+        return 0;
+    uint32_t max = max_connections(acct);
+    uint32_t lo = msup_budget_fair_share(acct->seg, acct->row_index, max, now_mono_ns);
+    if (lo == 0 || level == STARVING)
+        return lo;
+    uint32_t n = atomic_load_explicit(&acct->row->budget_interested, memory_order_relaxed);
+    uint32_t hi = n > 0 ? (max + n - 1) / n : lo;
+    return hi > lo ? hi : lo;
+}
+
 bool msup_budget_account_grow(msup_budget_account_t *acct, uint64_t now_mono_ns)
 {
     if (acct->seg == NULL) {
@@ -222,10 +271,10 @@ bool msup_budget_account_grow(msup_budget_account_t *acct, uint64_t now_mono_ns)
         return true;
     }
     uint32_t n = acct->cost.per_client + (acct->monitors_paid ? 0 : acct->cost.per_pool);
-    if (acct->clients >= acct->floor && msup_budget_contended(acct->row, now_mono_ns)) {
+    if (acct->clients >= acct->floor) {
         /* Someone below its share waits: leave the freed tokens to it. */
-        uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
-        if (share != 0 && worker_tokens(acct) + (int64_t)n > (int64_t)share)
+        uint32_t limit = share_limit(acct, contention_at(acct->row, now_mono_ns), now_mono_ns);
+        if (limit != 0 && worker_tokens(acct) + (int64_t)n > (int64_t)limit)
             return false;
     }
     /* The first pop starts the monitors, which connect at once: their
@@ -292,31 +341,34 @@ void msup_budget_account_close(msup_budget_account_t *acct)
     acct->monitors_paid = false;
 }
 
-/* Whether a wait of this worker should make the others shed: only when it
- * is below its floor or its share (a worker above it waiting for more
- * would only churn connections). */
-static bool wait_signals(const msup_budget_account_t *acct, uint64_t now_mono_ns)
+/* What a wait of this worker says to the others: starving when it is below
+ * its floor or below floor(B/N) (they shed down to floor(B/N)), contended
+ * when it is below ceil(B/N) (they shed what they hold above it); nothing
+ * when it holds that much already (more would only churn connections). */
+static enum contention wait_signals(const msup_budget_account_t *acct, uint64_t now_mono_ns)
 {
     if (acct->clients < acct->floor)
-        return true;
-    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
-    return share == 0 || worker_tokens(acct) + (int64_t)acct->cost.per_client <= (int64_t)share;
+        return STARVING;
+    int64_t wanted = worker_tokens(acct) + (int64_t)acct->cost.per_client;
+    uint32_t lo = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
+    if (lo == 0 || wanted <= (int64_t)lo)
+        return STARVING;
+    return wanted <= (int64_t)share_limit(acct, CONTENDED, now_mono_ns) ? CONTENDED : CALM;
 }
 
 void msup_budget_account_note_wait(msup_budget_account_t *acct, uint64_t now_mono_ns)
 {
     if (acct->seg == NULL)
         return;
-    msup_budget_note_wait(acct->row, acct->stats, wait_signals(acct, now_mono_ns), now_mono_ns);
+    enum contention level = wait_signals(acct, now_mono_ns);
+    msup_budget_note_wait(acct->row, acct->stats, false, now_mono_ns);
+    stamp_contention(acct->row, level, now_mono_ns);
 }
 
 void msup_budget_account_renew_wait(msup_budget_account_t *acct, uint64_t now_mono_ns)
 {
-    if (acct->seg == NULL || !wait_signals(acct, now_mono_ns))
-        return;
-    uint64_t last = atomic_load_explicit(&acct->row->budget_wait_mono_ns, memory_order_relaxed);
-    if (now_mono_ns > last + NS_PER_MS)
-        atomic_store_explicit(&acct->row->budget_wait_mono_ns, now_mono_ns, memory_order_relaxed);
+    if (acct->seg != NULL)
+        stamp_contention(acct->row, wait_signals(acct, now_mono_ns), now_mono_ns);
 }
 
 bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t idle, uint64_t now_mono_ns)
@@ -326,12 +378,10 @@ bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t
     uint32_t max = max_connections(acct);
     if (max != 0 && atomic_load_explicit(&acct->row->budget_in_use, memory_order_relaxed) > (int64_t)max)
         return true; /* a reload lowered the budget */
-    if (!msup_budget_contended(acct->row, now_mono_ns))
-        return false;
-    uint32_t share = msup_budget_fair_share(acct->seg, acct->row_index, max_connections(acct), now_mono_ns);
-    /* Shed only while still at or above the share afterwards: no ping-pong
-     * with the grow rule, which refuses above it. */
-    return share != 0 && worker_tokens(acct) - (int64_t)acct->cost.per_client >= (int64_t)share;
+    uint32_t limit = share_limit(acct, contention_at(acct->row, now_mono_ns), now_mono_ns);
+    /* Shed only while still at or above the limit afterwards: no ping-pong
+     * with the grow rule, which refuses above the same limit. */
+    return limit != 0 && worker_tokens(acct) - (int64_t)acct->cost.per_client >= (int64_t)limit;
 }
 
 bool msup_budget_account_pressed(const msup_budget_account_t *acct, uint64_t now_mono_ns, bool *limited)
@@ -401,7 +451,14 @@ bool msup_budget_handshake(msup_budget_account_t *acct, mongoc_client_t *client,
     bson_t ping = BSON_INITIALIZER;
     BSON_APPEND_INT32(&ping, "ping", 1);
     bson_error_t local;
-    bool ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error ? error : &local);
+    if (error == NULL)
+        error = &local;
+    bool ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error);
+    /* A client re-checked after an outage may find its socket dead: the
+     * driver drops it on that error, and a second ping reconnects, in the
+     * same slot (command_simple is never retried by the driver itself). */
+    if (!ok && error->domain == MONGOC_ERROR_STREAM)
+        ok = mongoc_client_command_simple(client, "admin", &ping, NULL, NULL, error);
     bson_destroy(&ping);
     msup_budget_end_connect(acct->row, acct->stats);
     if (ok)

@@ -27,10 +27,13 @@
  * the supervisor is alive, its own configuration's otherwise).
  */
 
-/* How long a budget wait keeps the cluster "contended". */
-#define MSUP_BUDGET_CONTENTION_NS (1000ull * 1000 * 1000)
-/* How old the fair share may get before a worker recomputes it. */
-#define MSUP_BUDGET_SHARE_TTL_NS  (1000ull * 1000 * 1000)
+/* How long a budget wait keeps the cluster "contended" (or "starving"):
+ * a checkout that still waits renews it every 10 ms (worker.c). */
+#define MSUP_BUDGET_CONTENTION_NS (250ull * 1000 * 1000)
+/* How old the fair share may get before a worker recomputes it: about one
+ * upkeep budget tick (pool.c), so a worker that starts asking is counted in
+ * the share within ~50 ms (docs/budget.md, "Fairness"). */
+#define MSUP_BUDGET_SHARE_TTL_NS  (50ull * 1000 * 1000)
 
 /* ---- tokens (any process; lock-free) ---- */
 
@@ -74,8 +77,13 @@ int64_t msup_budget_reclaim(msup_reg_row_t *row, msup_stats_t *dead);
 void msup_budget_note_wait(msup_reg_row_t *row, msup_stats_t *mine, bool signal, uint64_t now_mono_ns);
 
 /* True when a worker below its fair share waited on the budget within the
- * last MSUP_BUDGET_CONTENTION_NS. */
+ * last MSUP_BUDGET_CONTENTION_NS: workers above their floor then hold at
+ * most ceil(B/N) tokens (B = max_connections, N = interested workers). */
 bool msup_budget_contended(const msup_reg_row_t *row, uint64_t now_mono_ns);
+
+/* True when the wait came from a worker below its floor of clients or below
+ * floor(B/N): the others then hold at most floor(B/N). */
+bool msup_budget_starving(const msup_reg_row_t *row, uint64_t now_mono_ns);
 
 /* Tokens per interested worker: max_connections / the ACTIVE slots that
  * hold tokens for this cluster or ever waited on its budget.  0 when the
@@ -155,10 +163,11 @@ void msup_budget_account_note_wait(msup_budget_account_t *acct, uint64_t now_mon
  * contention mark fresh without counting another budget wait. */
 void msup_budget_account_renew_wait(msup_budget_account_t *acct, uint64_t now_mono_ns);
 
-/* At checkin (or upkeep), with `idle` clients idle in this pool: true when
- * one of them should be destroyed now rather than kept: the cluster is
- * above a (lowered) max_connections, or contended while this worker holds
- * more than its fair share.  Never below the floor of clients. */
+/* At checkin (or upkeep), with `idle` clients idle in this pool (at
+ * checkin: counting the one coming back): true when one of them should be
+ * destroyed now rather than kept: the cluster is above a (lowered)
+ * max_connections, or contended while this worker holds more than its fair
+ * share.  Never below the floor of clients. */
 bool msup_budget_account_should_shed(const msup_budget_account_t *acct, uint32_t idle, uint64_t now_mono_ns);
 
 /* Upkeep: true while shedding may be due (the cluster is above a lowered
@@ -172,12 +181,14 @@ bool msup_budget_account_pressed(const msup_budget_account_t *acct, uint64_t now
  * reserved by msup_budget_cost_for_uri goes back.  Idempotent. */
 void msup_budget_account_settle_monitors(msup_budget_account_t *acct, mongoc_client_t *client);
 
-/* Opens a fresh client's connection under max_connecting: waits for a
- * handshake slot until deadline_mono_ns (or uses the one the pool's first
- * growth took), pings (which connects and
- * authenticates), ends the handshake, settles the monitors.  Without the
+/* Opens a fresh client's connection (or re-checks one that may have died
+ * in an outage) under max_connecting: waits for a handshake slot until
+ * deadline_mono_ns (or uses the one the pool's first growth took), pings
+ * (which connects and authenticates; once more when the first ping found
+ * the socket dead), ends the handshake, settles the monitors.  Without the
  * pool mutex.  Returns false (with *error set when not NULL) when no slot
- * came in time or the ping failed; the client stays usable either way. */
+ * came in time or the ping failed; the pool destroys such a client
+ * (pool.c: msup_pool_verify), it must not reach the application. */
 bool msup_budget_handshake(msup_budget_account_t *acct, mongoc_client_t *client, uint64_t deadline_mono_ns,
                            bson_error_t *error);
 

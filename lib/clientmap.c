@@ -1,4 +1,4 @@
-/* clientmap.c: the client -> pool map used by mongosup_checkin. */
+/* clientmap.c: the client -> (pool, verified epoch) map used by checkout and checkin. */
 #include <stdlib.h>
 
 #include "clientmap.h"
@@ -35,6 +35,7 @@ bool msup_clientmap_put(msup_clientmap_t *map, const void *client, struct msup_p
     for (size_t n = 0; n <= map->mask; n++, i = (i + 1) & map->mask) {
         uintptr_t k = atomic_load_explicit(&map->entries[i].key, memory_order_acquire);
         if (k == key) {
+            atomic_store_explicit(&map->entries[i].verified_epoch, 0, memory_order_relaxed);
             atomic_store_explicit(&map->entries[i].pool, pool, memory_order_release);
             return true;
         }
@@ -57,6 +58,7 @@ bool msup_clientmap_put(msup_clientmap_t *map, const void *client, struct msup_p
     if (free_entry == NULL)
         return false;
     atomic_store_explicit(&free_entry->pool, pool, memory_order_relaxed);
+    atomic_store_explicit(&free_entry->verified_epoch, 0, memory_order_relaxed);
     atomic_store_explicit(&free_entry->key, key, memory_order_release);
     return true;
 }

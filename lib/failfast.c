@@ -247,6 +247,11 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
         }
         entered[i] = health == MSUP_HEALTH_DOWN && ff->seen_health != MSUP_HEALTH_DOWN &&
                      breaker_in_force(seg, r);
+        /* The supervisor saw the cluster fail: this worker's sockets to it
+         * may be dead too, and must be re-checked under max_connecting
+         * before the application reuses them (pool.c, msup_pool_verify). */
+        if (health != ff->seen_health && (ff->seen_health == MSUP_HEALTH_UP || health == MSUP_HEALTH_DOWN))
+            msup_outage_bump(c);
         ff->seen_health = health;
     }
     for (size_t i = 0; i < n && i < MSUP_MAX_CLUSTERS; i++) {

@@ -29,13 +29,15 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     }
     msup_pool_t *p = calloc(1, sizeof *p);
     mongoc_client_t **idle = calloc(c->max_pool_size, sizeof *idle);
-    mongoc_client_pool_t *driver = p && idle ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
+    uint64_t *idle_epoch = calloc(c->max_pool_size, sizeof *idle_epoch);
+    mongoc_client_pool_t *driver = p && idle && idle_epoch ? mongoc_client_pool_new_with_error(uri, &berr) : NULL;
     msup_budget_cost_t cost = msup_budget_cost_for_uri(uri);
     mongoc_uri_destroy(uri);
     if (driver == NULL) {
         free(p);
         free(idle);
-        if (p == NULL || idle == NULL) {
+        free(idle_epoch);
+        if (p == NULL || idle == NULL || idle_epoch == NULL) {
             msup_fail(error, MONGOSUP_E_SYSTEM, "cluster %s: out of memory", c->name);
         } else {
             bson_error_t shown = berr;
@@ -54,6 +56,7 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     p->cluster = c;
     p->generation = generation;
     p->idle = idle;
+    p->idle_epoch = idle_epoch;
     p->idle_cap = c->max_pool_size;
     p->warm_pending = c->min_pool_size > 0;
     p->settings_epoch = c->settings_epoch;
@@ -78,11 +81,12 @@ bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p)
 }
 
 /* Pops a client (reusing the newest idle one, else creating one), counted.
- * With an idle client at hand this touches nothing shared. */
-mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
+ * With an idle client at hand this touches nothing shared: the client's
+ * verified epoch is in this process's map. */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unverified)
 {
     bool grow = p->idle_count == 0;
-    *fresh = false;
+    *unverified = false;
     if (grow && (p->created >= p->idle_cap || !msup_pool_try_grow(c, p)))
         return NULL;
     mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver);
@@ -96,43 +100,97 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh)
             /* Cannot happen with the map sized for every pool at its max;
              * refusing the client keeps checkin able to find every client. */
             mongoc_client_pool_push(p->driver, client);
+            p->idle_epoch[p->idle_count] = 0;
             p->idle[p->idle_count++] = client;
             p->created++;
             return NULL;
         }
         p->created++;
-        *fresh = true;
+        *unverified = true;
         msup_stats_count(&msup_wcluster_stats(c)->clients_created, 1);
     } else {
         /* The driver pops its head, our idle[n-1]; anything else would mean
          * a pop behind our back: keep the mirror right regardless. */
-        if (p->idle[p->idle_count - 1] != client) {
-            for (uint32_t i = 0; i + 1 < p->idle_count; i++) {
+        uint32_t top = p->idle_count - 1;
+        uint64_t verified = p->idle_epoch[top];
+        if (p->idle[top] != client) {
+            verified = 0; /* not in the mirror: re-check it */
+            for (uint32_t i = 0; i < top; i++) {
                 if (p->idle[i] == client) {
-                    p->idle[i] = p->idle[p->idle_count - 1];
+                    verified = p->idle_epoch[i];
+                    p->idle[i] = p->idle[top];
+                    p->idle_epoch[i] = p->idle_epoch[top];
                     break;
                 }
             }
         }
-        p->idle_count--;
+        p->idle_count = top;
         if (p->idle_count < p->idle_low)
             p->idle_low = p->idle_count;
+        /* Its connection may have died since it last passed a slot (or it
+         * never did): the driver would reconnect it inside the
+         * application's first command, outside max_connecting. */
+        *unverified = verified != atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
     }
     p->out++;
     c->in_use++;
     return client;
 }
 
-/* Pushes a client back into its pool.  Returns true when the pool is
+/* Pushes a client back into its pool, with the outage epoch its connection
+ * was verified at (its client map entry's).  Returns true when the pool is
  * retired and this was its last client out: the caller unlinks it and
  * destroys it after releasing the mutex. */
-bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t verified_epoch)
 {
     mongoc_client_pool_push(p->driver, client);
+    p->idle_epoch[p->idle_count] = verified_epoch;
     p->idle[p->idle_count++] = client;
     p->out--;
     c->in_use--;
     return p->retired && p->out == 0;
+}
+
+bool msup_pool_discard(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+{
+    /* Out of the map before it is freed (see msup_pool_trim). */
+    msup_clientmap_remove(&c->handle->clients, client);
+    /* The driver can only destroy idle clients beyond its idle cap, never
+     * the last one, which under saturation is the only one that comes
+     * back: destroy it here (closing its sockets), as the driver's own
+     * push would.  Its size counter still counts the client, so its
+     * maximum goes up by one to keep the same room; our own count
+     * (created < idle_cap) is what bounds the pool. */
+    mongoc_client_destroy(client);
+    p->driver_lost++;
+    mongoc_client_pool_max_size(p->driver, p->idle_cap + p->driver_lost);
+    p->out--;
+    p->created--;
+    c->in_use--;
+    msup_budget_account_shrink(&p->budget, 1);
+    msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, 1);
+    return p->retired && p->out == 0;
+}
+
+bool msup_pool_verify(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t deadline_mono_ns,
+                      bson_error_t *error)
+{
+    /* Read before the ping: a bump while it runs leaves the client stale. */
+    uint64_t epoch = atomic_load_explicit(&c->outage_epoch, memory_order_acquire);
+    bson_error_t local;
+    if (error == NULL)
+        error = &local;
+    msup_apm_internal(true);
+    bool ok = msup_budget_handshake(&p->budget, client, deadline_mono_ns, error);
+    msup_apm_internal(false);
+    /* A command error from the server means the connection is up. */
+    ok = ok || error->domain == MONGOC_ERROR_SERVER;
+    if (ok) {
+        msup_clientmap_set_verified(&c->handle->clients, client, epoch);
+        /* The server answered: a half-open trial (failfast.c) is proven. */
+        msup_failfast_note_success(&c->failfast);
+    }
+    return ok;
 }
 
 /* mongoc_client_pool_min_size is deprecated because its name misleads (it
@@ -178,6 +236,7 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
         msup_clientmap_remove(&c->handle->clients, p->idle[0]);
         mongoc_client_pool_push(p->driver, client); /* queue > cap: the driver destroys the oldest */
         memmove(&p->idle[0], &p->idle[1], (p->idle_count - 1) * sizeof p->idle[0]);
+        memmove(&p->idle_epoch[0], &p->idle_epoch[1], (p->idle_count - 1) * sizeof p->idle_epoch[0]);
         p->idle_count--;
         p->created--;
         msup_budget_account_shrink(&p->budget, 1);
@@ -224,6 +283,7 @@ void msup_pool_destroy(msup_pool_t *p)
     msup_budget_account_close(&p->budget);
     msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, p->created);
     free(p->idle);
+    free(p->idle_epoch);
     free(p);
 }
 
@@ -246,33 +306,30 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     /* Idle clients come out first (LIFO): take until the pool has grown to
      * min_pool_size (or the connection budget says no). */
     mongoc_client_t **clients = calloc(c->max_pool_size, sizeof *clients);
-    bool *fresh = calloc(c->max_pool_size, sizeof *fresh);
-    if (clients == NULL || fresh == NULL) {
+    bool *unverified = calloc(c->max_pool_size, sizeof *unverified);
+    if (clients == NULL || unverified == NULL) {
         free(clients);
-        free(fresh);
+        free(unverified);
         return;
     }
     uint32_t got = 0;
     while (p->created < c->min_pool_size && got < c->max_pool_size &&
-           (clients[got] = msup_pool_take(c, p, &fresh[got])) != NULL)
+           (clients[got] = msup_pool_take(c, p, &unverified[got])) != NULL)
         got++;
     msup_pool_publish_gauges(c);
     pthread_mutex_unlock(&c->mu);
     /* Popping does not connect: a handshake (under max_connecting) opens
-     * each new client's connection; a failure leaves it for the first use. */
+     * each new client's connection; a client whose handshake failed is
+     * destroyed (an unconnected client must not reach the application). */
     uint64_t deadline = msup_mono_ns() + (uint64_t)c->cfg->server_selection_timeout_ms * NS_PER_MS;
-    msup_apm_internal(true);
-    for (uint32_t i = 0; i < got; i++) {
-        if (fresh[i])
-            msup_budget_handshake(&p->budget, clients[i], deadline, NULL);
-    }
-    msup_apm_internal(false);
+    for (uint32_t i = 0; i < got; i++)
+        unverified[i] = unverified[i] && !msup_pool_verify(c, p, clients[i], deadline, NULL);
     pthread_mutex_lock(&c->mu);
     msup_pool_t *doomed = NULL;
     for (uint32_t i = 0; i < got; i++) {
-        if (msup_pool_give(c, p, clients[i])) {
+        if (unverified[i] ? msup_pool_discard(c, p, clients[i])
+                          : msup_pool_give(c, p, clients[i], msup_clientmap_verified(&c->handle->clients, clients[i])))
             doomed = p;
-        }
     }
     if (doomed != NULL) {
         msup_pool_t **link = &c->retired;
@@ -285,7 +342,7 @@ static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
     if (c->waiters > 0)
         pthread_cond_broadcast(&c->freed);
     free(clients);
-    free(fresh);
+    free(unverified);
     if (doomed != NULL) {
         pthread_mutex_unlock(&c->mu);
         msup_pool_destroy(doomed);
@@ -300,7 +357,6 @@ static void shed_if_pressed(msup_wcluster_t *c, msup_pool_t *p, uint64_t now)
 {
     bool limited = false;
     c->shed_watch = p != NULL && !p->retired && msup_budget_account_pressed(&p->budget, now, &limited);
-    c->budget_limited = limited;
     if (!c->shed_watch)
         return;
     bool shed = false;
@@ -335,6 +391,17 @@ static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* The cluster's row has a max_connections: its budget line is watched at
+ * the budget tick from the start (a worker that is not watching when
+ * another starts to wait would keep its surplus until it looks). */
+static bool budget_capped(const mongosup_t *h, const msup_wcluster_t *c)
+{
+    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
+    return row >= 0 &&
+           atomic_load_explicit(&msup_segment_row(msup_handle_seg(h), (uint32_t)row)->max_connections,
+                                memory_order_relaxed) != 0;
+}
+
 static uint64_t upkeep_tick_ms(const mongosup_t *h)
 {
     uint64_t tick = 1000;
@@ -343,7 +410,7 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
         if (max_idle > 0 && max_idle / 4 < tick)
             tick = max_idle / 4;
         /* Budget pressure is noticed here, not at checkin: promptly. */
-        if (h->clusters[i].budget_limited && UPKEEP_BUDGET_TICK_MS < tick)
+        if (budget_capped(h, &h->clusters[i]) && UPKEEP_BUDGET_TICK_MS < tick)
             tick = UPKEEP_BUDGET_TICK_MS;
     }
     return tick < 5 ? 5 : tick;

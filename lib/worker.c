@@ -418,6 +418,7 @@ static bool init_cluster(mongosup_t *h, msup_wcluster_t *c, const msup_cluster_c
     pthread_cond_init(&c->freed, &attr);
     pthread_condattr_destroy(&attr);
     pthread_mutex_init(&c->mu, NULL);
+    atomic_init(&c->outage_epoch, 1); /* new clients start at 0: unverified */
     return true;
 }
 
@@ -699,22 +700,25 @@ static void unlink_retired(msup_wcluster_t *c, msup_pool_t *p)
         *link = p->next_retired;
 }
 
-/* A client goes back to its pool: idle again, or destroyed at once when
- * the connection budget asks this worker to shed; its pool is destroyed
- * when it was retired and this was its last client out. */
-static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client)
+/* A client goes back to its pool: idle again, or destroyed at once (never
+ * one in use) when `discard` says so (its handshake failed), when its pool
+ * was retired (its sockets would only wait for the pool's end), or when
+ * the connection budget asks this worker to shed (a lowered budget, or a
+ * worker below its share waiting) -- the last only while the upkeep saw
+ * budget pressure (shed_watch): otherwise a checkin reads neither the
+ * clock nor the shared budget line.  The pool is destroyed when it was
+ * retired and this was its last client out. */
+static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, bool discard,
+                      uint64_t verified_epoch)
 {
     pthread_mutex_lock(&c->mu);
-    bool doomed = msup_pool_give(c, p, client);
+    if (!discard && (p->retired || c->shed_watch))
+        discard = p->retired ? p->out > 1
+                             : p->budget.clients > p->budget.floor &&
+                                   msup_budget_account_should_shed(&p->budget, p->idle_count + 1, msup_mono_ns());
+    bool doomed = discard ? msup_pool_discard(c, p, client) : msup_pool_give(c, p, client, verified_epoch);
     if (doomed)
         unlink_retired(c, p);
-    /* A lowered budget, or a worker below its share waiting: destroy an
-     * idle client rather than keep it (never one in use).  Only while the
-     * upkeep saw budget pressure (shed_watch): otherwise a checkin reads
-     * neither the clock nor the shared budget line. */
-    else if (c->shed_watch && !p->retired && p->budget.clients > p->budget.floor &&
-             msup_budget_account_should_shed(&p->budget, p->idle_count, msup_mono_ns()))
-        msup_pool_trim(c, p, 1);
     msup_pool_publish_gauges(c);
     if (c->waiters > 0) {
         if (atomic_load_explicit(&h->closing, memory_order_relaxed))
@@ -727,37 +731,39 @@ static void give_back(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_
         msup_pool_destroy(p);
 }
 
-/* A fresh client connects (under max_connecting) before it is handed out;
+/* A fresh client, or one whose connection may have died since it last
+ * passed a slot, connects (under max_connecting) before it is handed out;
  * mutex released.  Its ping is ours: APM does not count it as the
- * application's operation, the failure path below counts what failed. */
+ * application's operation, the failure path below counts what failed.  A
+ * client that failed is destroyed, never handed out later unconnected; one
+ * that was connected before and only found no slot in time goes back as
+ * it was (still to be re-checked: its socket may be fine). */
 static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client,
                                   uint64_t deadline, mongosup_error_t *error)
 {
     bson_error_t berr;
-    msup_apm_internal(true);
-    bool ok = msup_budget_handshake(&p->budget, client, deadline, &berr);
-    msup_apm_internal(false);
-    /* A command error from the server means the connection is up: the
-     * handshake's work is done; the application's operation will see what
-     * the server has to say. */
-    if (ok || berr.domain == MONGOC_ERROR_SERVER)
+    if (msup_pool_verify(c, p, client, deadline, &berr))
         return client;
-    give_back(h, c, p, client);
-    msup_stats_t *s = msup_wcluster_stats(c);
-    char message[MSUP_ERRMSG_MAX];
-    msup_redact_text(berr.message, message, sizeof message);
     /* No handshake slot in time (budget.c).  MONGOSUP_ERROR_MONGOSUP is 1,
      * like MONGOC_ERROR_CLIENT: the code tells them apart (an auth failure
      * is CLIENT / 11). */
-    if (berr.domain == MONGOSUP_ERROR_MONGOSUP && berr.code == MONGOSUP_E_POOL_TIMEOUT &&
-        strstr(berr.message, "handshake slot") != NULL) {
+    bool no_slot = berr.domain == MONGOSUP_ERROR_MONGOSUP && berr.code == MONGOSUP_E_POOL_TIMEOUT &&
+                   strstr(berr.message, "handshake slot") != NULL;
+    uint64_t verified = msup_clientmap_verified(&h->clients, client);
+    give_back(h, c, p, client, !no_slot || verified == 0, verified);
+    msup_stats_t *s = msup_wcluster_stats(c);
+    char message[MSUP_ERRMSG_MAX];
+    msup_redact_text(berr.message, message, sizeof message);
+    if (no_slot) {
         msup_stats_count(&s->checkout_timeouts, 1);
         msup_last_error_write(&s->last_error, MSUP_FAIL_TIMEOUT, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
                               message);
         msup_fail(error, MONGOSUP_E_POOL_TIMEOUT, "cluster %s: %s", c->name, message);
         return NULL;
     }
-    msup_stats_record_failure(s, msup_classify_error(&berr), berr.domain, berr.code, message);
+    /* Like an operation's failure (apm.c): a failed half-open trial closes it. */
+    msup_stats_record_failure(s, msup_failfast_reclass(c, msup_classify_error(&berr)), berr.domain, berr.code,
+                              message);
     bson_error_t shown = berr;
     snprintf(shown.message, sizeof shown.message, "%s", message);
     char what[160];
@@ -838,11 +844,11 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
     msup_stats_t *s = msup_wcluster_stats(c);
     uint32_t wq_ms = c->cfg->wait_queue_timeout_ms;
     uint64_t wait_start = 0, deadline = 0;
-    bool fresh = false, budget_waited = false;
+    bool unverified = false, budget_waited = false;
     msup_pool_t *from = NULL;
     for (;;) {
         from = c->pool;
-        if (from != NULL && c->in_use < c->max_pool_size && (client = msup_pool_take(c, from, &fresh)) != NULL)
+        if (from != NULL && c->in_use < c->max_pool_size && (client = msup_pool_take(c, from, &unverified)) != NULL)
             break;
         if (atomic_load_explicit(&h->closing, memory_order_acquire) || segment_draining(h)) {
             pthread_mutex_unlock(&c->mu);
@@ -884,11 +890,11 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         if (wq_ms != 0 && msup_mono_ns() >= deadline) {
             from = c->pool;
             if (from != NULL && c->in_use < c->max_pool_size)
-                client = msup_pool_take(c, from, &fresh);
+                client = msup_pool_take(c, from, &unverified);
             break;
         }
     }
-    uint64_t done = wait_start != 0 || fresh ? msup_mono_ns() : 0;
+    uint64_t done = wait_start != 0 || unverified ? msup_mono_ns() : 0;
     if (wait_start != 0)
         msup_stats_count(&s->checkout_wait_us, (done - wait_start) / 1000);
     if (client == NULL)
@@ -910,7 +916,7 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
                       c->name, wq_ms, max_pool);
         return NULL;
     }
-    if (fresh) {
+    if (unverified) {
         uint64_t hs_deadline = wq_ms != 0 ? (wait_start != 0 ? deadline : done + (uint64_t)wq_ms * NS_PER_MS)
                                           : done + (uint64_t)c->cfg->server_selection_timeout_ms * NS_PER_MS;
         if (handshake(h, c, from, client, hs_deadline, error) == NULL)
@@ -925,18 +931,26 @@ void mongosup_checkin(mongosup_t *h, mongoc_client_t *client, const bson_error_t
 {
     if (h == NULL || client == NULL || msup_handle_inherited(h))
         return; /* a client of the parent's pool is abandoned with it */
-    msup_pool_t *p = msup_clientmap_get(&h->clients, client);
+    msup_clientmap_entry_t *entry = msup_clientmap_entry(&h->clients, client);
+    msup_pool_t *p = entry != NULL ? atomic_load_explicit(&entry->pool, memory_order_acquire) : NULL;
     if (p == NULL)
         return; /* not one of ours: never push a foreign client into a pool */
     msup_wcluster_t *c = p->cluster;
-    if (outcome != NULL && (outcome->code != 0 || outcome->domain != 0) && !msup_apm_counted(outcome)) {
-        /* No failed command event counted this one (see apm.c). */
-        char message[MSUP_ERRMSG_MAX];
-        msup_redact_text(outcome->message, message, sizeof message);
-        msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, msup_classify_error(outcome)),
-                                  outcome->domain, outcome->code, message);
+    if (outcome != NULL && (outcome->code != 0 || outcome->domain != 0)) {
+        enum msup_fail_class cls = msup_classify_error(outcome);
+        if (!msup_apm_counted(outcome)) {
+            /* No failed command event counted this one (see apm.c). */
+            char message[MSUP_ERRMSG_MAX];
+            msup_redact_text(outcome->message, message, sizeof message);
+            msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, cls), outcome->domain,
+                                      outcome->code, message);
+        }
+        /* The driver drops its sockets after such failures: whatever
+         * reconnects them must pass a handshake slot first (apm.c). */
+        if (cls == MSUP_FAIL_NETWORK || cls == MSUP_FAIL_TIMEOUT || cls == MSUP_FAIL_SERVER_SELECTION)
+            msup_outage_bump(c);
     }
-    give_back(h, c, p, client);
+    give_back(h, c, p, client, false, atomic_load_explicit(&entry->verified_epoch, memory_order_relaxed));
 }
 
 const char *mongosup_client_database(mongosup_t *h, const mongoc_client_t *client)

@@ -32,6 +32,7 @@ typedef struct msup_pool {
     uint64_t settings_epoch;      /* the cluster's settings_epoch it was built with */
     msup_budget_account_t budget; /* its share of the cluster-wide connection budget */
     mongoc_client_t **idle;       /* idle[0] = oldest (driver tail), idle[n-1] = newest (head) */
+    uint64_t *idle_epoch;         /* idle_epoch[i]: outage epoch idle[i] was verified at (clientmap.h) */
     uint32_t idle_count;
     uint32_t idle_cap;            /* max_pool_size */
     uint32_t out;                 /* checked out from this pool */
@@ -39,6 +40,7 @@ typedef struct msup_pool {
     uint32_t idle_low;            /* low-water mark of idle_count in the trim window */
     bool retired;                 /* replaced by a rebuild: destroyed when out drops to 0 */
     bool warm_pending;            /* min_pool_size clients still to warm */
+    uint32_t driver_lost;         /* clients we destroyed ourselves: the driver's size counter keeps them */
     struct msup_pool *next_retired;
 } msup_pool_t;
 
@@ -78,7 +80,12 @@ struct msup_wcluster {
      * does a checkin read the cluster's budget line (the hot path touches
      * nothing shared otherwise). */
     bool shed_watch;
-    bool budget_limited;                       /* upkeep thread only: a max_connections is set */
+    /* Bumped (any thread) whenever this worker's connections to the
+     * cluster may have died: a network failure of an operation, a failed
+     * heartbeat of the driver's monitor, the row's health leaving UP.  A
+     * client verified at an older epoch handshakes again, under
+     * max_connecting, before the application gets it (pool.c). */
+    _Atomic uint64_t outage_epoch;
     msup_failfast_t failfast;                  /* DOWN cutoff and half-open gate (failfast.c) */
 };
 
@@ -161,11 +168,21 @@ void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns);
 /* pool.c: every function here but pool_destroy runs with c->mu held. */
 msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);
 bool msup_pool_try_grow(msup_wcluster_t *c, msup_pool_t *p);
-/* *fresh: the client was just created (not connected yet: handshake it). */
-mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *fresh);
+/* *unverified: the client was just created, or its connection was not
+ * verified at the current outage epoch: msup_pool_verify it before use. */
+mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unverified);
 /* True when the last take was refused by the connection budget alone. */
 bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p);
-bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client);
+bool msup_pool_give(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t verified_epoch);
+/* Destroys a checked-out client instead of giving it back (shedding, a
+ * failed handshake, a retired pool); its tokens go back.  Returns what
+ * msup_pool_give returns. */
+bool msup_pool_discard(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client);
+/* Opens or re-checks a checked-out client's connection under
+ * max_connecting (mutex NOT held) and records the epoch it passed at.
+ * True when the connection is up (a server error counts: it answered). */
+bool msup_pool_verify(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t deadline_mono_ns,
+                      bson_error_t *error);
 void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count);
 void msup_pool_publish_gauges(msup_wcluster_t *c);
 void msup_pool_destroy(msup_pool_t *p);  /* c->mu NOT held: the driver talks to the server */
@@ -193,6 +210,12 @@ static inline msup_segment_t *msup_handle_seg(const mongosup_t *h)
 static inline size_t msup_handle_cluster_count(const mongosup_t *h)
 {
     return atomic_load_explicit(&h->cluster_count, memory_order_acquire);
+}
+
+/* This worker's connections to the cluster may have died (see outage_epoch). */
+static inline void msup_outage_bump(msup_wcluster_t *c)
+{
+    atomic_fetch_add_explicit(&c->outage_epoch, 1, memory_order_release);
 }
 
 static inline msup_stats_t *msup_wcluster_stats(msup_wcluster_t *c)

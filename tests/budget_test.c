@@ -446,6 +446,65 @@ static void test_fairness_share_and_shedding(void)
     teardown();
 }
 
+/* B/N not whole: floor(B/N) while someone starves, ceil(B/N) while someone
+ * below it waits, and nobody sheds what the other rule lets it take. */
+static void test_fairness_two_levels(void)
+{
+    setup("fair2", 4);
+    msup_budget_apply_limits(row, 10, 0);
+    msup_stats_t *sa = claim(), *sb = claim(), *sc = claim();
+    CU_ASSERT_FATAL(sa != NULL && sb != NULL && sc != NULL);
+    msup_budget_cost_t cost = {.per_client = 1, .per_pool = 1};
+    msup_budget_account_t a, b, c;
+    msup_budget_account_init(&a, &seg, 0, sa, cost, 0);
+    msup_budget_account_init(&b, &seg, 0, sb, cost, 0);
+    msup_budget_account_init(&c, &seg, 0, sc, cost, 0);
+    uint64_t now = msup_mono_ns();
+    for (int i = 0; i < 7; i++)
+        CU_ASSERT(msup_budget_account_grow(&a, now)); /* 8 tokens */
+    CU_ASSERT(msup_budget_account_grow(&b, now));     /* 2 */
+    CU_ASSERT_EQUAL(in_use(), 10);
+
+    /* C has nothing: it starves; the others go down to floor(10/3) = 3. */
+    CU_ASSERT_FALSE(msup_budget_account_grow(&c, now));
+    msup_budget_account_note_wait(&c, now);
+    CU_ASSERT(msup_budget_starving(row, now + 1));
+    CU_ASSERT_EQUAL(msup_budget_fair_share(&seg, 0, now + 2), 3);
+    while (msup_budget_account_should_shed(&a, 1, now + 3))
+        msup_budget_account_shrink(&a, 1);
+    CU_ASSERT_EQUAL(atomic_load(&sa->budget_tokens), 3);
+    CU_ASSERT_FALSE(msup_budget_account_should_shed(&b, 1, now + 3));
+    CU_ASSERT_FALSE(msup_budget_account_grow(&a, now + 4)); /* 4 > 3 while C starves */
+    CU_ASSERT(msup_budget_account_grow(&c, now + 4));       /* monitor + client */
+    CU_ASSERT(msup_budget_account_grow(&c, now + 4));       /* 3 */
+    CU_ASSERT(msup_budget_account_grow(&b, now + 4));       /* 3 */
+    CU_ASSERT_EQUAL(in_use(), 9);
+
+    /* C is served; A, at 3, waits for more: only contended (ceil(10/3) = 4).
+     * A starving stamp is not hidden by it while fresh. */
+    msup_budget_account_note_wait(&a, now + 5);
+    CU_ASSERT(msup_budget_starving(row, now + 6));
+    uint64_t later = now + MSUP_BUDGET_CONTENTION_NS + 10;
+    msup_budget_account_note_wait(&a, later);
+    CU_ASSERT(msup_budget_contended(row, later + 1));
+    CU_ASSERT_FALSE(msup_budget_starving(row, later + 1));
+    CU_ASSERT(msup_budget_account_grow(&a, later + 2)); /* 4 = ceil */
+    CU_ASSERT_EQUAL(in_use(), 10);
+    CU_ASSERT_FALSE(msup_budget_account_grow(&a, later + 2)); /* 5 > 4 */
+    /* B waits too: the budget is full, but A at ceil(B/N) keeps its 4
+     * (shedding it would only let it grow back). */
+    msup_budget_account_note_wait(&b, later + 3);
+    CU_ASSERT_FALSE(msup_budget_account_should_shed(&a, 1, later + 4));
+    /* Room again: still no more than ceil(B/N) for A while contended. */
+    msup_budget_account_shrink(&b, 1); /* 9 in use */
+    CU_ASSERT_FALSE(msup_budget_account_grow(&a, later + 5));
+    msup_budget_account_close(&a);
+    msup_budget_account_close(&b);
+    msup_budget_account_close(&c);
+    CU_ASSERT_EQUAL(in_use(), 0);
+    teardown();
+}
+
 /* ---- cost rule ---- */
 
 static msup_budget_cost_t cost_of(const char *uri_text)
@@ -541,6 +600,7 @@ int main(int argc, char **argv)
         {"/budget/handshakes/wait-until-deadline", test_begin_connect_waits_until_deadline},
         {"/budget/account/pays-monitors-once", test_account_pays_monitors_once},
         {"/budget/fairness/share-and-shedding", test_fairness_share_and_shedding},
+        {"/budget/fairness/two-levels", test_fairness_two_levels},
         {"/budget/cost/uri-rule", test_cost_rule},
         {"/budget/peer/handshake-and-settle", test_handshake_against_peer},
         {NULL, NULL},

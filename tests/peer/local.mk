@@ -12,4 +12,4 @@ TESTS += %D%/peer_test
 %C%_peer_test_CPPFLAGS = $(AM_CPPFLAGS) $(PEER_CPPFLAGS)
 %C%_peer_test_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 %C%_peer_test_LDADD = $(MONGOC_LIBS) $(CUNIT_LIBS) $(PTHREAD_LIBS)
-EXTRA_DIST += %D%/mongopeer.py
+EXTRA_DIST += %D%/mongopeer.py %D%/countproxy.py

@@ -32,6 +32,7 @@
 
 struct test_peer {
    pthread_mutex_t mu;
+   char script[1024]; /* mongopeer.py, or countproxy.py beside it */
    char mode[16];
    int members;
    int ports[TEST_PEER_MAX_MEMBERS];
@@ -278,7 +279,7 @@ spawn (test_peer_t *peer, bool same_ports)
    int argc = 0;
 
    argv[argc++] = python_path ();
-   argv[argc++] = script_path ();
+   argv[argc++] = peer->script;
    argv[argc++] = "--mode";
    argv[argc++] = peer->mode;
    if (peer->members > 0) {
@@ -395,11 +396,12 @@ ignore_sigpipe (void)
    }
 }
 
-test_peer_t *
-test_peer_start_args (const char *mode,
-                      int members,
-                      const int *ports,
-                      const char *const *extra_args)
+static test_peer_t *
+start_script (const char *script,
+              const char *mode,
+              int members,
+              const int *ports,
+              const char *const *extra_args)
 {
    static pthread_once_t once = PTHREAD_ONCE_INIT;
 
@@ -419,6 +421,7 @@ test_peer_start_args (const char *mode,
       return NULL;
    }
    pthread_mutex_init (&peer->mu, NULL);
+   snprintf (peer->script, sizeof peer->script, "%s", script ? script : script_path ());
    snprintf (peer->mode, sizeof peer->mode, "%s", mode);
    peer->members = members > 0 ? members : 0;
    peer->pid = -1;
@@ -435,6 +438,32 @@ test_peer_start_args (const char *mode,
       return NULL;
    }
    return peer;
+}
+
+test_peer_t *
+test_peer_start_args (const char *mode,
+                      int members,
+                      const int *ports,
+                      const char *const *extra_args)
+{
+   return start_script (NULL, mode, members, ports, extra_args);
+}
+
+test_peer_t *
+test_peer_start_proxy (const test_peer_t *upstream)
+{
+   if (!upstream || strcmp (upstream->mode, "standalone") != 0) {
+      fprintf (stderr, "test_peer: the counting proxy fronts a standalone peer\n");
+      return NULL;
+   }
+   char script[sizeof upstream->script], port[16];
+   snprintf (script, sizeof script, "%s", upstream->script);
+   char *slash = strrchr (script, '/');
+   size_t dir = slash ? (size_t) (slash - script) + 1 : 0;
+   snprintf (script + dir, sizeof script - dir, "countproxy.py");
+   snprintf (port, sizeof port, "%d", upstream->ports[0]);
+   const char *const args[] = {"--upstream", port, NULL};
+   return start_script (script, "standalone", 1, NULL, args);
 }
 
 test_peer_t *

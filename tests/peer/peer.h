@@ -50,6 +50,18 @@ test_peer_t *test_peer_start_args (const char *mode,
                                    const char *const *extra_args);
 
 /*
+ * Start the counting TCP proxy (countproxy.py, beside the peer's script) in
+ * front of a standalone peer: its own process, forwarding every connection
+ * to the peer.  The returned handle works like a peer's: test_peer_uri is
+ * the proxy's address, test_peer_command / test_peer_stat speak the
+ * proxy's control protocol (see the top of countproxy.py: "conn.max",
+ * "handshakes.app_max", "bypass.count", "workers.open_max", ...), and
+ * test_peer_stop stops it.  The upstream peer may be killed and restarted
+ * behind it (same port).  Stop the proxy before the peer.
+ */
+test_peer_t *test_peer_start_proxy (const test_peer_t *upstream);
+
+/*
  * Send one control request (a JSON object, no newline) and wait up to 5 s
  * for its one-line reply.  The reply is copied into reply/reply_len when
  * reply is not NULL (truncated, always NUL-terminated).  Returns true when
