@@ -229,7 +229,7 @@ static void scenario_shrink(void)
         int row = msup_segment_find_cluster(&seg, "main");
         long failed_before = atomic_load(&sh->failed);
         uint64_t t0 = mono_ms();
-        msup_budget_apply_limits(msup_segment_row(&seg, (uint32_t)row), LOW, 0); /* what a reload does */
+        msup_budget_apply_limits(&msup_segment_row(&seg, (uint32_t)row)->limits, LOW, 0); /* what a reload does */
         while (mono_ms() - t0 < 15000) {
             if (stat_of("conn.current") <= LOW) {
                 within = (long)(mono_ms() - t0);

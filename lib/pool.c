@@ -394,12 +394,10 @@ static void upkeep_cluster(msup_wcluster_t *c, uint64_t now)
 /* The cluster's row has a max_connections: its budget line is watched at
  * the budget tick from the start (a worker that is not watching when
  * another starts to wait would keep its surplus until it looks). */
-static bool budget_capped(const mongosup_t *h, const msup_wcluster_t *c)
+static bool budget_capped(const msup_wcluster_t *c)
 {
-    int row = atomic_load_explicit(&c->row, memory_order_relaxed);
-    return row >= 0 &&
-           atomic_load_explicit(&msup_segment_row(msup_handle_seg(h), (uint32_t)row)->max_connections,
-                                memory_order_relaxed) != 0;
+    return atomic_load_explicit(&c->row, memory_order_relaxed) >= 0 &&
+           atomic_load_explicit((_Atomic uint32_t *)&c->limits.max_connections, memory_order_relaxed) != 0;
 }
 
 static uint64_t upkeep_tick_ms(const mongosup_t *h)
@@ -410,7 +408,7 @@ static uint64_t upkeep_tick_ms(const mongosup_t *h)
         if (max_idle > 0 && max_idle / 4 < tick)
             tick = max_idle / 4;
         /* Budget pressure is noticed here, not at checkin: promptly. */
-        if (budget_capped(h, &h->clusters[i]) && UPKEEP_BUDGET_TICK_MS < tick)
+        if (budget_capped(&h->clusters[i]) && UPKEEP_BUDGET_TICK_MS < tick)
             tick = UPKEEP_BUDGET_TICK_MS;
     }
     return tick < 5 ? 5 : tick;

@@ -451,14 +451,14 @@ static void test_fairness_share_and_shedding(void)
 static void test_fairness_two_levels(void)
 {
     setup("fair2", 4);
-    msup_budget_apply_limits(row, 10, 0);
+    msup_budget_apply_limits(&limits, 10, 0);
     msup_stats_t *sa = claim(), *sb = claim(), *sc = claim();
     CU_ASSERT_FATAL(sa != NULL && sb != NULL && sc != NULL);
     msup_budget_cost_t cost = {.per_client = 1, .per_pool = 1};
     msup_budget_account_t a, b, c;
-    msup_budget_account_init(&a, &seg, 0, sa, cost, 0);
-    msup_budget_account_init(&b, &seg, 0, sb, cost, 0);
-    msup_budget_account_init(&c, &seg, 0, sc, cost, 0);
+    msup_budget_account_init(&a, &seg, 0, sa, cost, 0, &limits);
+    msup_budget_account_init(&b, &seg, 0, sb, cost, 0, &limits);
+    msup_budget_account_init(&c, &seg, 0, sc, cost, 0, &limits);
     uint64_t now = msup_mono_ns();
     for (int i = 0; i < 7; i++)
         CU_ASSERT(msup_budget_account_grow(&a, now)); /* 8 tokens */
@@ -469,7 +469,7 @@ static void test_fairness_two_levels(void)
     CU_ASSERT_FALSE(msup_budget_account_grow(&c, now));
     msup_budget_account_note_wait(&c, now);
     CU_ASSERT(msup_budget_starving(row, now + 1));
-    CU_ASSERT_EQUAL(msup_budget_fair_share(&seg, 0, now + 2), 3);
+    CU_ASSERT_EQUAL(msup_budget_fair_share(&seg, 0, 10, now + 2), 3);
     while (msup_budget_account_should_shed(&a, 1, now + 3))
         msup_budget_account_shrink(&a, 1);
     CU_ASSERT_EQUAL(atomic_load(&sa->budget_tokens), 3);

@@ -699,13 +699,13 @@ static void test_fair_shares(void)
     nap_ms(100);
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_cluster_row_t *row = main_row(&seg);
-    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), test_peer_stat(proxy, "conn.current"));
+    msup_reg_row_t *line = main_line(&seg);
+    CU_ASSERT_EQUAL(atomic_load(&line->budget_in_use), test_peer_stat(proxy, "conn.current"));
     stop_all(ctl, pids, workers);
     CU_ASSERT_EQUAL(atomic_load(&ctl->failed), 0);
     if (atomic_load(&ctl->failed) != 0)
         fprintf(stderr, "last failure: %s\n", ctl->last_error);
-    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&line->budget_in_use), 0);
     msup_segment_close(&seg);
     munmap(ctl, sizeof *ctl);
     proxied_stop(&f, &proxy);
@@ -808,13 +808,14 @@ static void test_shrink_under_saturation(void)
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_cluster_row_t *row = main_row(&seg);
+    msup_reg_row_t *line = main_line(&seg);
     long full = (long)workers * (threads + 1) < (long)high ? (long)workers * (threads + 1) : (long)high;
     for (int i = 0; i < 1000 && test_peer_stat(proxy, "conn.current") < full - 2; i++)
         nap_ms(10);
     long before = test_peer_stat(proxy, "conn.current");
     CU_ASSERT(before > (long)low);
     uint64_t lowered = msup_mono_ns();
-    msup_budget_apply_limits(row, low, 0); /* the test plays the reload */
+    msup_budget_apply_limits(&row->limits, low, 0); /* the test plays the reload */
     uint64_t within_ms = UINT64_MAX;
     while ((msup_mono_ns() - lowered) / NS_PER_MS < bound_ms(5000)) {
         if (test_peer_stat(proxy, "conn.current") <= (long)low) {
@@ -831,13 +832,13 @@ static void test_shrink_under_saturation(void)
            workers, threads, before, high, low, (unsigned long long)within_ms, after_max);
     CU_ASSERT(within_ms <= bound_ms(1000));
     CU_ASSERT(after_max <= (long)low);
-    CU_ASSERT(atomic_load(&row->budget_in_use) <= (int64_t)low);
+    CU_ASSERT(atomic_load(&line->budget_in_use) <= (int64_t)low);
     stop_all(ctl, pids, workers);
     CU_ASSERT_EQUAL(atomic_load(&ctl->failed), 0);
     if (atomic_load(&ctl->failed) != 0)
         fprintf(stderr, "last failure: %s\n", ctl->last_error);
     CU_ASSERT(atomic_load(&ctl->ok) > 0);
-    CU_ASSERT_EQUAL(atomic_load(&row->budget_in_use), 0);
+    CU_ASSERT_EQUAL(atomic_load(&line->budget_in_use), 0);
     msup_segment_close(&seg);
     munmap(ctl, sizeof *ctl);
     proxied_stop(&f, &proxy);

@@ -819,7 +819,7 @@ static bool failing_op(mongoc_client_t *client, void *arg, bson_t *reply, bson_e
     run_ctx_t *x = arg;
     atomic_fetch_add(&x->calls, 1);
     if (x->down_in_callback)
-        atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+        atomic_store(&msup_segment_row(x->seg, (uint32_t)x->row)->health, MSUP_HEALTH_DOWN);
     bson_set_error(error, MONGOC_ERROR_STREAM, MONGOC_ERROR_STREAM_SOCKET, "simulated: connection reset");
     atomic_store(&x->failed_ns, msup_mono_ns());
     return false;
@@ -831,7 +831,7 @@ static void *down_later_main(void *arg)
     while (atomic_load(&x->failed_ns) == 0)
         msup_test_sleep_ms(1);
     msup_test_sleep_ms(100); /* well inside the first backoff (1000-2000 ms) */
-    atomic_store(&x->seg->rows[x->row].health, MSUP_HEALTH_DOWN);
+    atomic_store(&msup_segment_row(x->seg, (uint32_t)x->row)->health, MSUP_HEALTH_DOWN);
     return (void *)(uintptr_t)msup_mono_ns();
 }
 
@@ -866,7 +866,7 @@ static void test_run_retry_stops_at_down(void)
     CU_ASSERT(after_down_ms <= slack_ms(CUT_BOUND_MS));
 
     /* DOWN already when the attempt fails: no backoff at all. */
-    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
     msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + 20);
     run_ctx_t y = {.seg = &seg, .row = row, .down_in_callback = true};
     uint64_t start = msup_mono_ns();
@@ -878,7 +878,7 @@ static void test_run_retry_stops_at_down(void)
     CU_ASSERT_EQUAL(atomic_load(&y.calls), 1);
     CU_ASSERT(took_ms <= slack_ms(CUT_BOUND_MS));
 
-    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
@@ -908,7 +908,7 @@ static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bo
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT(wfix_ping(c1, NULL)); /* the pool and its monitor run */
     mongosup_checkin(h, c1, NULL);
-    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
     uint64_t down = msup_mono_ns();
     /* Fresh verdict: no evidence counts yet. */
     CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
@@ -924,7 +924,7 @@ static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bo
             msup_test_sleep_ms(5);
             continue;
         }
-        CU_ASSERT_EQUAL(atomic_load(msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
         bson_error_t berr;
         bool ok = wfix_ping(trial, &berr);
         mongosup_checkin(h, trial, ok ? NULL : &berr);
@@ -954,8 +954,8 @@ static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bo
         mongosup_checkin(h, c1, NULL);
     if (c2 != NULL)
         mongosup_checkin(h, c2, NULL);
-    CU_ASSERT_EQUAL(atomic_load(msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
-    atomic_store(msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
+    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
