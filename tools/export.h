@@ -57,6 +57,7 @@ typedef struct msup_view_row {
     char cell[MSUP_VIEW_COLS][MSUP_CELL_MAX];
     double key[MSUP_VIEW_COLS]; /* sort keys */
     uint32_t health;   /* clusters: for colouring */
+    bool moved;        /* some counter (ops, failures, checkouts) is not zero */
 } msup_view_row_t;
 
 typedef struct msup_view {

@@ -9,6 +9,13 @@ tools_libmsup_export_la_SOURCES = tools/export.h tools/view.c tools/export_text.
 tools_libmsup_export_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(JSONC_CFLAGS)
 tools_libmsup_export_la_LIBADD = $(JSONC_LIBS)
 
+# The live view's own models (history, drill-down, latency, filter): curses-free, unit-tested.
+noinst_LTLIBRARIES += tools/libmsup_topview.la
+tools_libmsup_topview_la_SOURCES = tools/history.h tools/history.c tools/drill.h tools/drill.c \
+	tools/latency.h tools/latency.c tools/filter.h tools/filter.c
+tools_libmsup_topview_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
+tools_libmsup_topview_la_LIBADD = -lm
+
 bin_PROGRAMS += tools/mongosup-top tools/mongosupctl
 tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_main.c
 tools_mongosup_top_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(CURSES_CFLAGS)

@@ -172,6 +172,7 @@ static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, co
 
     memset(key, 0, sizeof row->key);
     row->health = c->health;
+    row->moved = ops + fails + t->checkouts > 0;
     msup_text_escape(cell[MSUP_CCOL_NAME], MSUP_CELL_MAX, c->name, sizeof c->name);
     snprintf(cell[MSUP_CCOL_STATE], MSUP_CELL_MAX, "%s", msup_health_name(c->health));
     key[MSUP_CCOL_STATE] = c->health;
@@ -224,6 +225,7 @@ static void build_worker(msup_view_row_t *row, const msup_worker_snap_t *w, cons
 
     memset(key, 0, sizeof row->key);
     row->health = 0;
+    row->moved = w->ops + w->failures + w->checkouts > 0;
     snprintf(cell[MSUP_WCOL_SLOT], MSUP_CELL_MAX, "%u", w->slot);
     key[MSUP_WCOL_SLOT] = w->slot;
     snprintf(cell[MSUP_WCOL_PID], MSUP_CELL_MAX, "%d", (int)w->pid);
