@@ -76,6 +76,7 @@ typedef struct msup_totals {
     uint64_t ops[MSUP_OP__COUNT];
     uint64_t failures[MSUP_FAIL__COUNT];
     uint64_t retries, reconnects;
+    uint64_t slow_ops;                 /* msup_stats_t.slowlog.slow_ops */
     uint64_t hist_count, hist_sum_us, hist_max_us;
     uint64_t hist[MSUP_HIST_BUCKETS];
 } msup_totals_t;

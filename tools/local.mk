@@ -17,7 +17,7 @@ tools_libmsup_topview_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 tools_libmsup_topview_la_LIBADD = -lm
 
 bin_PROGRAMS += tools/mongosup-top tools/mongosupctl
-tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_state.h tools/top_draw.c tools/top_main.c
+tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_state.h tools/top_draw.c tools/top_slow.c tools/top_main.c
 tools_mongosup_top_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(CURSES_CFLAGS)
 tools_mongosup_top_LDADD = tools/libmsup_topview.la tools/libmsup_export.la lib/libmsup_core.la $(CURSES_LIBS)
 tools_mongosupctl_SOURCES = tools/ctl.c tools/ctlclient.c tools/ctlclient.h \

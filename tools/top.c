@@ -53,6 +53,10 @@ static const char *const *cluster_titles(void)
     t[TOP_CCOL_ERR_AVG100] = "ERR-AVG100";
     return t;
 }
+static const int slow_cols[] = {SL_TIME, SL_CLUSTER, SL_SLOT, SL_PID, SL_COMMAND, SL_DATABASE,
+                                SL_COLLECTION, SL_DURATION, SL_SERVER, SL_OUTCOME};
+static const char *const slow_titles[SL__COUNT] = {"CLUSTER", "TIME", "SLOT", "PID", "COMMAND", "DATABASE",
+                                                   "COLLECTION", "DURATION", "SERVER", "OUTCOME"};
 static const char *const drill_worker_titles[DW__COUNT] = {"SLOT", "PID", "APPNAME", "OPS", "ERRORS", "P50",
                                                            "P99", "POOL", "BUDGET", "LAST-ERROR"};
 static const char *const drill_cluster_titles[DC__COUNT] = {"CLUSTER", "STATE", "OPS", "ERRORS", "P50",
@@ -66,7 +70,8 @@ int top_columns(int table, const int **cols, const char *const **titles)
     case TABLE_CLUSTERS: *cols = cluster_cols; *titles = cluster_titles(); return NCOLS(cluster_cols);
     case TABLE_WORKERS: *cols = worker_cols; *titles = msup_worker_col_title; return NCOLS(worker_cols);
     case TABLE_CLUSTER_DRILL: *cols = drill_worker_cols; *titles = drill_worker_titles; return NCOLS(drill_worker_cols);
-    default: *cols = drill_cluster_cols; *titles = drill_cluster_titles; return NCOLS(drill_cluster_cols);
+    case TABLE_WORKER_DRILL: *cols = drill_cluster_cols; *titles = drill_cluster_titles; return NCOLS(drill_cluster_cols);
+    default: *cols = slow_cols; *titles = slow_titles; return NCOLS(slow_cols);
     }
 }
 
@@ -77,7 +82,8 @@ static bool text_column(int table, int col)
     case TABLE_CLUSTERS: return col == MSUP_CCOL_NAME;
     case TABLE_WORKERS: return col == MSUP_WCOL_APPNAME;
     case TABLE_CLUSTER_DRILL: return col == DW_APPNAME || col == DW_LAST_ERROR;
-    default: return col == DC_CLUSTER || col == DC_LAST_ERROR;
+    case TABLE_WORKER_DRILL: return col == DC_CLUSTER || col == DC_LAST_ERROR;
+    default: return col != SL_TIME && col != SL_SLOT && col != SL_PID && col != SL_DURATION;
     }
 }
 
@@ -87,6 +93,7 @@ int top_current_table(const top_state_t *st)
     case PANE_MAIN: return st->table;
     case PANE_CLUSTER: return TABLE_CLUSTER_DRILL;
     case PANE_WORKER: return TABLE_WORKER_DRILL;
+    case PANE_SLOW: return TABLE_SLOW;
     default: return -1;
     }
 }
@@ -138,7 +145,7 @@ static void add_averages(top_state_t *st)
     }
 }
 
-static bool reserve_rows(top_table_rows_t *t, size_t want)
+bool top_reserve_rows(top_table_rows_t *t, size_t want)
 {
     if (want <= t->cap)
         return true;
@@ -223,7 +230,7 @@ static void build_drill(top_state_t *st)
     top_table_rows_t *t = &st->drill[0];
     t->n = 0;
     const msup_cluster_snap_t *c = top_sel_cluster(st);
-    if (c != NULL && st->attached && reserve_rows(t, st->now.worker_count)) {
+    if (c != NULL && st->attached && top_reserve_rows(t, st->now.worker_count)) {
         for (uint32_t i = 0; i < st->now.worker_count; i++) {
             drill_row(st, &t->rows[t->n], &st->now.workers[i], c, true);
             t->rows[t->n++].src = i;
@@ -232,7 +239,7 @@ static void build_drill(top_state_t *st)
     t = &st->drill[1];
     t->n = 0;
     const msup_worker_snap_t *w = top_sel_worker(st);
-    if (w != NULL && st->attached && reserve_rows(t, st->now.cluster_count)) {
+    if (w != NULL && st->attached && top_reserve_rows(t, st->now.cluster_count)) {
         for (uint32_t i = 0; i < st->now.cluster_count; i++) {
             drill_row(st, &t->rows[t->n], w, &st->now.clusters[i], false);
             t->rows[t->n++].src = i;
@@ -275,6 +282,11 @@ static void rebuild_rows(top_state_t *st)
     build_drill(st);
     sort_table(st, TABLE_CLUSTER_DRILL, st->drill[0].rows, st->drill[0].n);
     sort_table(st, TABLE_WORKER_DRILL, st->drill[1].rows, st->drill[1].n);
+    if (!top_slow_rows(&st->slow, &st->now))
+        snprintf(st->status, sizeof st->status, "out of memory: slow operations not shown");
+    st->slow.n = msup_filter_rows(&st->filter, st->slow.rows, st->slow.n, false);
+    sort_table(st, TABLE_SLOW, st->slow.rows, st->slow.n);
+    clamp_selection(st, TABLE_SLOW, st->slow.n);
     clamp_selection(st, TABLE_CLUSTERS, st->view.cluster_rows);
     clamp_selection(st, TABLE_WORKERS, st->view.worker_rows);
     clamp_selection(st, TABLE_CLUSTER_DRILL, st->drill[0].n);
@@ -441,6 +453,7 @@ static uint32_t table_rows(const top_state_t *st, int table)
     case TABLE_WORKERS: return st->view.worker_rows;
     case TABLE_CLUSTER_DRILL: return st->drill[0].n;
     case TABLE_WORKER_DRILL: return st->drill[1].n;
+    case TABLE_SLOW: return st->slow.n;
     default: return 0;
     }
 }
@@ -501,6 +514,7 @@ static bool handle_key(top_state_t *st, int ch)
     case 'd': st->filter.hide_idle = !st->filter.hide_idle; break;
     case '\n': case '\r': case KEY_ENTER: case KEY_RIGHT: enter(st); break;
     case 'l': if (pick_cluster(st)) push_pane(st, PANE_LATENCY); break;
+    case 'o': if (top_pane(st) != PANE_SLOW) push_pane(st, PANE_SLOW); break;
     case 27: case 'b': case KEY_LEFT: case KEY_BACKSPACE: case 127: pop_pane(st); break;
     case KEY_UP: if (sel && *sel > 0) (*sel)--; break;
     case KEY_DOWN: if (sel && *sel + 1 < nrows) (*sel)++; break;
@@ -522,6 +536,7 @@ static void free_state(top_state_t *st)
     msup_view_free(&st->view);
     free(st->drill[0].rows);
     free(st->drill[1].rows);
+    free(st->slow.rows);
 }
 
 int msup_top_live(const char *segment_name, double interval_s)
@@ -530,6 +545,7 @@ int msup_top_live(const char *segment_name, double interval_s)
     memset(&st, 0, sizeof st);
     st.name = segment_name;
     st.interval_s = interval_s;
+    st.desc[TABLE_SLOW] = true; /* newest first */
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -122,7 +122,7 @@ static int draw_main(top_state_t *st, int y)
 {
     int room = LINES - y - 3;
     if (st->table == TABLE_CLUSTERS) {
-        put_line(y++, 0, "Clusters (TAB: workers, ENTER: drill down, l: latency)");
+        put_line(y++, 0, "Clusters (TAB: workers, ENTER: drill down, l: latency, o: slow operations)");
         if (st->view.cluster_rows == 0)
             put_line(y + 1, 2, st->have_now && st->now.cluster_count ? "no cluster matches the filter"
                                                                       : "no cluster configured yet");
@@ -302,6 +302,26 @@ static void draw_latency_pane(top_state_t *st, int y)
         put_line(y++, 0, lines[i]);
 }
 
+static void draw_slow_pane(top_state_t *st, int y)
+{
+    char line[600];
+    size_t len = (size_t)snprintf(line, sizeof line, "Slow operations since start:");
+    for (uint32_t i = 0; i < st->now.cluster_count && len < sizeof line; i++) {
+        char name[MSUP_CELL_MAX];
+        msup_text_escape(name, sizeof name, st->now.clusters[i].name, sizeof st->now.clusters[i].name);
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s %llu", name,
+                                (unsigned long long)st->now.clusters[i].totals.slow_ops);
+    }
+    msup_text_cut_tail(line);
+    put_line(y++, 0, line);
+    snprintf(line, sizeof line, "The newest %u entries of the workers' rings (slow_op_ms, log_failed_ops; ESC: back)",
+             st->slow.n);
+    put_line(y++, 0, line);
+    if (st->slow.n == 0)
+        put_line(y + 2, 2, "no slow operation recorded (slow_op_ms = 0 turns the log off)");
+    draw_table(st, y + 1, TABLE_SLOW, st->slow.rows, st->slow.n, LINES - y - 4, -1);
+}
+
 static void draw_help(void)
 {
     static const char *const lines[] = {
@@ -314,6 +334,7 @@ static void draw_help(void)
         "  ENTER / ->   drill down: a cluster's workers, a worker's clusters",
         "  ESC / b / <- back to the previous pane",
         "  l            latency view of the selected cluster",
+        "  o            slow operations (newest first; / filters by cluster)",
                 "  /            filter rows by name or pid: type, ENTER keeps,",
         "               ESC clears",
         "  d            hide / show rows that never moved",
@@ -347,7 +368,7 @@ static void draw_footer(const top_state_t *st)
     if (st->typing)
         snprintf(line, sizeof line, "filter: %s_   (ENTER keeps it, ESC clears it)", st->filter.text);
     else
-        snprintf(line, sizeof line, "q quit  ENTER drill  ESC back  l latency  / filter%s%s%s  d %s  s/< sort  "
+        snprintf(line, sizeof line, "q quit  ENTER drill  ESC back  l latency  o slow  / filter%s%s%s  d %s  s/< sort  "
                  "r reverse  p pause  h help",
                  st->filter.text[0] ? " [" : "", st->filter.text, st->filter.text[0] ? "]" : "",
                  st->filter.hide_idle ? "[idle hidden]" : "hide idle");
@@ -382,6 +403,7 @@ void top_draw(top_state_t *st)
         case PANE_CLUSTER: draw_cluster_pane(st, y); break;
         case PANE_WORKER: draw_worker_pane(st, y); break;
         case PANE_LATENCY: draw_latency_pane(st, y); break;
+        case PANE_SLOW: draw_slow_pane(st, y); break;
         default: draw_main(st, y); break;
         }
         if (st->status[0]) /* a stale view with the reason it is stale */

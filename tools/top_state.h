@@ -16,6 +16,7 @@ enum top_table {
     TABLE_WORKERS,       /* main: one row per worker slot */
     TABLE_CLUSTER_DRILL, /* one cluster: a row per worker, from each worker's own slot */
     TABLE_WORKER_DRILL,  /* one worker: a row per cluster */
+    TABLE_SLOW,          /* the recent slow (and failed) operations of every cluster */
     TABLE__COUNT
 };
 
@@ -36,6 +37,11 @@ _Static_assert(TOP_CCOL__END <= MSUP_VIEW_COLS, "the live columns fit a view row
 enum { DW_SLOT, DW_PID, DW_APPNAME, DW_OPS, DW_ERRORS, DW_P50, DW_P99, DW_POOL, DW_BUDGET, DW_LAST_ERROR, DW__COUNT };
 enum { DC_CLUSTER, DC_STATE, DC_OPS, DC_ERRORS, DC_P50, DC_P99, DC_POOL, DC_CHECKOUTS, DC_WAITS, DC_LAST_ERROR, DC__COUNT };
 
+/* The slow-operation table's cells; the cluster is cell 0 so that the
+ * filter matches it like a cluster row's name. */
+enum { SL_CLUSTER, SL_TIME, SL_SLOT, SL_PID, SL_COMMAND, SL_DATABASE, SL_COLLECTION, SL_DURATION, SL_SERVER,
+       SL_OUTCOME, SL__COUNT };
+
 #define TOP_PANE_DEPTH 6
 
 /* One table as drawn: rows, column order on screen, sort, selection. */
@@ -54,6 +60,7 @@ typedef struct top_state {
     bool have_now, have_prev;
     msup_view_t view;                  /* main tables (rows filtered and sorted in place) */
     top_table_rows_t drill[2];         /* TABLE_CLUSTER_DRILL, TABLE_WORKER_DRILL */
+    top_table_rows_t slow;             /* TABLE_SLOW */
     msup_history_t history;            /* the tool's own history of rates */
     uint64_t refreshed_ms;             /* monotonic time of the last snapshot */
     char status[sizeof(((mongosup_error_t *)0)->message) + 64]; /* why there is nothing to show */
@@ -89,6 +96,10 @@ const msup_worker_snap_t *top_sel_worker(const top_state_t *st);
 /* "[network] message", or "-" when !has: the record was redacted by its
  * worker; it is escaped here for the terminal. */
 void top_fmt_error(char *out, size_t cap, const msup_last_error_t *e, bool has);
+
+/* top_slow.c: the rows of the slow-operation table from the snapshot. */
+bool top_slow_rows(top_table_rows_t *t, const msup_snapshot_t *snap);
+bool top_reserve_rows(top_table_rows_t *t, size_t want);
 
 /* top_draw.c: the whole screen. */
 void top_draw(top_state_t *st);
