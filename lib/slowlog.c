@@ -65,12 +65,14 @@ static void sanitize(msup_slowop_t *e)
 static bool read_entry(const msup_slowop_t *src_c, msup_slowop_t *out)
 {
     msup_slowop_t *src = (msup_slowop_t *)src_c; /* atomic loads take non-const pointers */
-    for (int attempt = 0; attempt < 100; attempt++) {
+    /* Few attempts: a writer holds an entry for a few hundred nanoseconds,
+     * and a forged odd sequence must not stall a reader of many rings. */
+    for (int attempt = 0; attempt < 20; attempt++) {
         uint32_t before = atomic_load_explicit(&src->seq, memory_order_acquire);
         if (before == 0)
             return false;
         if (before & 1u) {
-            if (attempt > 10)
+            if (attempt > 4)
                 sched_yield(); /* the writer may be descheduled mid-write */
             continue;
         }

@@ -398,13 +398,34 @@ static void test_panes(void)
 
     /* The help lists every key. */
     keys("h");
-    static const char *const help[] = {"quit", "drill down", "back to the previous pane", "latency view", "filter rows",
+    static const char *const help[] = {"quit", "drill down", "back to the previous pane", "latency view",
+                                       "slow operations", "filter rows",
                                        "never moved", "sort by the next column", "reverse the sort", "pause",
                                        "this help"};
     for (size_t i = 0; i < sizeof help / sizeof help[0]; i++)
         CU_ASSERT(screen_has(help[i], true));
     keys("x");
     CU_ASSERT(screen_has("mongosup-top keys", false));
+
+    /* The slow operations: the fixture's rings, newest first. */
+    keys("o");
+    CU_ASSERT(screen_has("Slow operations since start: users 5 orders 0 billing 0", true));
+    CU_ASSERT(line_has(" find ", "app"));
+    CU_ASSERT(line_has(" find ", "orders"));
+    CU_ASSERT(line_has(" find ", "532.0ms"));
+    CU_ASSERT(line_has(" find ", "db1.example:27017"));
+    CU_ASSERT(line_has(" insert ", "network (failed)"));
+    CU_ASSERT(line_has("> ", " insert ")); /* newest first: the insert came last */
+    keys("/ b i l l Enter");
+    CU_ASSERT(screen_has(" find ", false));
+    CU_ASSERT(line_has(" insert ", "invoices"));
+    resize(100, 30);
+    CU_ASSERT(screen_has("Slow operations since start", true));
+    resize(220, 50);
+    keys("/ Escape");
+    CU_ASSERT(screen_has(" find ", true));
+    keys("b");
+    CU_ASSERT(screen_has("Workers: 3 (TAB", true)); /* back where 'o' was pressed */
 
     /* Colour: DOWN is red. */
     keys("c");
