@@ -12,6 +12,7 @@ include bench/budget.mk
 include bench/opcost.mk
 include bench/control.mk
 include bench/failfast.mk
+include bench/slowlog.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -113,10 +113,9 @@ static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
     enum msup_op_class cls = msup_classify_command(name);
     uint64_t us = duration_us(mongoc_apm_command_succeeded_get_duration(event));
     msup_stats_t *stats = msup_wcluster_stats(c);
-    msup_stats_record_op(stats, cls, us);
     /* The only cost of the slow-operation log for an operation that is not
-     * slow: this comparison (slow_us is UINT64_MAX when the log is off). */
-    if (__builtin_expect(us >= atomic_load_explicit(&c->slow_us, memory_order_relaxed), 0))
+     * slow: one comparison (slow_us is UINT64_MAX when the log is off). */
+    if (msup_stats_record_op_slow(stats, cls, us, &c->slow_us))
         log_op(stats, name, mongoc_apm_command_succeeded_get_request_id(event),
                mongoc_apm_command_succeeded_get_host(event), us, MSUP_SLOWOP_OK, true);
     msup_failfast_note_success(&c->failfast);
