@@ -302,7 +302,7 @@ static void test_panes(void)
     CU_ASSERT(field_within("users ", 5, 0, 0));
     CU_ASSERT(field_within("users ", 8, 0, 0)); /* ERR-AVG10 */
     /* Sparklines: orders' ops climb to the full block, users stays on the lowest one. */
-    CU_ASSERT(screen_has("Trends, last", true));
+    CU_ASSERT(screen_has("Trends, up to the last", true));
     CU_ASSERT(line_has("orders: ", "\xe2\x96\x88"));
     CU_ASSERT(line_has("users: ", "\xe2\x96\x81\xe2\x96\x81\xe2\x96\x81\xe2\x96\x81\xe2\x96\x81"));
     char *idle = line_with("top", "users: ");

@@ -11,10 +11,22 @@
 #include "textsafe.h"
 #include "top_state.h"
 
+/* The bytes of `text` that fill at most `columns` columns: curses counts
+ * bytes, a sparkline block is three of them and one column. */
+static int bytes_for_columns(const char *text, int columns)
+{
+    int n = 0;
+    for (int used = 0; text[n] != '\0'; n++) {
+        if (((unsigned char)text[n] & 0xC0) != 0x80 && used++ == columns)
+            break;
+    }
+    return n;
+}
+
 static void put_line(int y, int x, const char *text)
 {
     if (y >= 0 && y < LINES && x < COLS)
-        mvaddnstr(y, x, text, COLS - x);
+        mvaddnstr(y, x, text, bytes_for_columns(text, COLS - x));
 }
 
 /* How a state stands out: its colour, or without colour an attribute that
@@ -75,7 +87,7 @@ static int draw_table(top_state_t *st, int y, int table, const msup_view_row_t *
             if (selected)
                 a |= A_BOLD;
             attron(a);
-            mvaddnstr(y, x, rows[r].cell[cols[i]], COLS - x);
+            mvaddnstr(y, x, rows[r].cell[cols[i]], bytes_for_columns(rows[r].cell[cols[i]], COLS - x));
             attroff(a);
             x += width[i] + 2;
         }
@@ -91,7 +103,8 @@ static int draw_trends(top_state_t *st, int y)
     int w = (COLS - 2 - 16 - 3 * 10) / 3; /* name, then three labelled sparklines */
     w = w < 8 ? 8 : w > 120 ? 120 : w;
     char title[160];
-    snprintf(title, sizeof title, "Trends, last %d refreshes (%.0f s): ops/s, errors/s, p99", w, w * st->interval_s);
+    snprintf(title, sizeof title, "Trends, up to the last %d refreshes (%.0f s): ops/s, errors/s, p99", w,
+             w * st->interval_s);
     put_line(++y, 0, title);
     y++;
     for (uint32_t r = 0; r < st->view.cluster_rows && y < LINES - 2; r++, y++) {
