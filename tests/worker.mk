@@ -60,6 +60,6 @@ tests_worker_failfast_test_CFLAGS = $(TEST_CFLAGS)
 tests_worker_failfast_test_LDADD = $(TEST_LIBS)
 
 tests_worker_slowlog_test_SOURCES = tests/worker_slowlog_test.c $(WORKER_TEST_SOURCES)
-tests_worker_slowlog_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS)
-tests_worker_slowlog_test_CFLAGS = $(TEST_CFLAGS)
-tests_worker_slowlog_test_LDADD = $(TEST_LIBS)
+tests_worker_slowlog_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS) -I$(top_srcdir)/tools
+tests_worker_slowlog_test_CFLAGS = $(TEST_CFLAGS) $(JSONC_CFLAGS)
+tests_worker_slowlog_test_LDADD = tools/libmsup_export.la $(TEST_LIBS) $(JSONC_LIBS)

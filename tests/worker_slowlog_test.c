@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "export.h"
 #include "slowlog.h"
 #include "stats.h"
 #include "testmain.h"
@@ -115,10 +116,30 @@ static void test_delayed_and_failed(void)
     CU_ASSERT_PTR_NULL(memmem(seg.base, seg.size, SECRET_DOC, strlen(SECRET_DOC)));
     CU_ASSERT_PTR_NOT_NULL(memmem(seg.base, seg.size, "orders", 6)); /* the search itself works */
 
-    /* The snapshot carries them to the tools, the count too. */
+    /* The snapshot carries them to the tools, the count too: --json shows
+     * the delayed find and the failed insert, and no value. */
     msup_totals_t t;
     CU_ASSERT(wfix_totals(&f, "main", &t));
     CU_ASSERT_EQUAL(t.slow_ops, 1);
+    msup_snapshot_t snap;
+    CU_ASSERT_FATAL(msup_snapshot_take(&seg, &snap, &error));
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *out = open_memstream(&json, &json_len);
+    CU_ASSERT_FATAL(out != NULL);
+    CU_ASSERT(msup_export_json(&snap, out, false));
+    fclose(out);
+    char want[256];
+    snprintf(want, sizeof want,
+             "\"cluster\":\"main\",\"slot\":%u,\"pid\":%d,\"time_ns\":", snap.slow_ops[0].slot, (int)getpid());
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, want));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"command\":\"find\",\"database\":\"wtest\",\"collection\":\"orders\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"outcome\":\"server_error\",\"slow\":false"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(json, "\"slow_operations\":1,"));
+    CU_ASSERT_PTR_NULL(strstr(json, SECRET_FILTER));
+    CU_ASSERT_EQUAL(snap.slow_count, 2);
+    free(json);
+    msup_snapshot_free(&snap);
     msup_segment_close(&seg);
     CU_ASSERT(mongosup_detach(&h, 1000));
     wfix_stop(&f);
