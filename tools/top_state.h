@@ -44,7 +44,7 @@ enum { SL_CLUSTER, SL_TIME, SL_SLOT, SL_PID, SL_COMMAND, SL_DATABASE, SL_COLLECT
 
 #define TOP_PANE_DEPTH 6
 
-/* One table as drawn: rows, column order on screen, sort, selection. */
+/* The rows of a table the view builds itself (drill-downs, slow operations). */
 typedef struct top_table_rows {
     msup_view_row_t *rows;
     uint32_t n;
@@ -97,9 +97,11 @@ const msup_worker_snap_t *top_sel_worker(const top_state_t *st);
  * worker; it is escaped here for the terminal. */
 void top_fmt_error(char *out, size_t cap, const msup_last_error_t *e, bool has);
 
+/* top.c: room for `want` rows (false: out of memory). */
+bool top_reserve_rows(top_table_rows_t *t, size_t want);
+
 /* top_slow.c: the rows of the slow-operation table from the snapshot. */
 bool top_slow_rows(top_table_rows_t *t, const msup_snapshot_t *snap);
-bool top_reserve_rows(top_table_rows_t *t, size_t want);
 
 /* top_draw.c: the whole screen. */
 void top_draw(top_state_t *st);
