@@ -13,6 +13,7 @@ include bench/opcost.mk
 include bench/control.mk
 include bench/failfast.mk
 include bench/storm.mk
+include bench/slowlog.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -1,6 +1,9 @@
 /* apm.c: command monitoring callbacks that time every command and classify its failures; SDAM events for fail-fast. */
+#include <string.h>
+
 #include "classify.h"
 #include "redact.h"
+#include "slowlog.h"
 #include "stats.h"
 #include "worker.h"
 
@@ -26,13 +29,95 @@ void msup_apm_internal(bool on)
     internal_command = on;
 }
 
+/* ---- Slow-operation log (slowlog.h) ---------------------------------- */
+
+void msup_apm_configure(msup_wcluster_t *c)
+{
+    const msup_cluster_cfg_t *cfg = atomic_load_explicit(&c->cfg, memory_order_acquire);
+    atomic_store_explicit(&c->slow_us, cfg->slow_op_ms ? (uint64_t)cfg->slow_op_ms * 1000u : UINT64_MAX,
+                          memory_order_relaxed);
+    atomic_store_explicit(&c->log_failed_ops, cfg->log_failed_ops, memory_order_relaxed);
+}
+
+bool msup_apm_wants_started(const mongosup_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->cluster_count; i++)
+        if (cfg->clusters[i].slow_op_ms != 0 || cfg->clusters[i].log_failed_ops)
+            return true;
+    return false;
+}
+
+/* The started event of the command this thread runs: its database and
+ * collection, for the entry its succeeded or failed event may log.  Only
+ * names are kept: the collection is the string value of the command's first
+ * key ("find": "orders"), or getMore's "collection"; never another value. */
+static _Thread_local struct {
+    int64_t request_id;
+    char database[MSUP_SLOWLOG_DB_MAX];
+    char collection[MSUP_SLOWLOG_COLL_MAX];
+} started;
+
+static void copy_name(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
+static void on_started(const mongoc_apm_command_started_t *event)
+{
+    if (internal_command)
+        return;
+    started.request_id = mongoc_apm_command_started_get_request_id(event);
+    const char *db = mongoc_apm_command_started_get_database_name(event);
+    copy_name(started.database, sizeof started.database, db ? db : "", db ? strlen(db) : 0);
+    started.collection[0] = '\0';
+    const bson_t *cmd = mongoc_apm_command_started_get_command(event);
+    bson_iter_t it;
+    if (cmd == NULL || !bson_iter_init(&it, cmd) || !bson_iter_next(&it))
+        return;
+    if (strcmp(bson_iter_key(&it), "getMore") == 0 && !bson_iter_find(&it, "collection"))
+        return;
+    if (BSON_ITER_HOLDS_UTF8(&it)) {
+        uint32_t len;
+        const char *name = bson_iter_utf8(&it, &len);
+        copy_name(started.collection, sizeof started.collection, name, len);
+    }
+}
+
+/* Off the record path: only for an operation at or above slow_op_ms, or a
+ * failed one when log_failed_ops is set. */
+static void log_op(msup_stats_t *stats, const char *command, int64_t request_id, const mongoc_host_list_t *host,
+                   uint64_t us, uint32_t outcome, bool slow)
+{
+    bool same = started.request_id == request_id;
+    msup_slowop_in_t op = {
+        .command = command,
+        .database = same ? started.database : NULL,
+        .collection = same ? started.collection : NULL,
+        .server = host ? host->host_and_port : NULL,
+        .duration_us = us,
+        .outcome = outcome,
+        .slow = slow,
+    };
+    msup_slowlog_record(&stats->slowlog, &op);
+}
+
 static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
 {
     if (internal_command)
         return;
     msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
-    enum msup_op_class cls = msup_classify_command(mongoc_apm_command_succeeded_get_command_name(event));
-    msup_stats_record_op(msup_wcluster_stats(c), cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
+    const char *name = mongoc_apm_command_succeeded_get_command_name(event);
+    enum msup_op_class cls = msup_classify_command(name);
+    uint64_t us = duration_us(mongoc_apm_command_succeeded_get_duration(event));
+    msup_stats_t *stats = msup_wcluster_stats(c);
+    /* The only cost of the slow-operation log for an operation that is not
+     * slow: one comparison (slow_us is UINT64_MAX when the log is off). */
+    if (msup_stats_record_op_slow(stats, cls, us, &c->slow_us))
+        log_op(stats, name, mongoc_apm_command_succeeded_get_request_id(event),
+               mongoc_apm_command_succeeded_get_host(event), us, MSUP_SLOWOP_OK, true);
     msup_failfast_note_success(&c->failfast);
 }
 
@@ -79,7 +164,13 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
      * which client: all of them are re-checked (timeouts are rare). */
     if (fail == MSUP_FAIL_NETWORK || fail == MSUP_FAIL_TIMEOUT)
         msup_outage_bump(c);
-    msup_stats_record_failure(stats, msup_failfast_reclass(c, fail), error.domain, error.code, message);
+    fail = msup_failfast_reclass(c, fail);
+    msup_stats_record_failure(stats, fail, error.domain, error.code, message);
+    bool slow = us >= atomic_load_explicit(&c->slow_us, memory_order_relaxed);
+    if (slow || atomic_load_explicit(&c->log_failed_ops, memory_order_relaxed))
+        log_op(stats, mongoc_apm_command_failed_get_command_name(event),
+               mongoc_apm_command_failed_get_request_id(event), mongoc_apm_command_failed_get_host(event), us,
+               1u + (uint32_t)fail, slow);
     last_counted.domain = error.domain;
     last_counted.code = error.code;
 }
@@ -107,9 +198,13 @@ static void on_heartbeat_failed(const mongoc_apm_server_heartbeat_failed_t *even
     msup_outage_bump(mongoc_apm_server_heartbeat_failed_get_context(event));
 }
 
-mongoc_apm_callbacks_t *msup_apm_callbacks_new(void)
+mongoc_apm_callbacks_t *msup_apm_callbacks_new(bool with_started)
 {
     mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
+    /* The driver builds a started event only for a callback that wants it:
+     * without the slow-operation log, none. */
+    if (with_started)
+        mongoc_apm_set_command_started_cb(cbs, on_started);
     mongoc_apm_set_command_succeeded_cb(cbs, on_succeeded);
     mongoc_apm_set_command_failed_cb(cbs, on_failed);
     mongoc_apm_set_server_opening_cb(cbs, on_server_opening);

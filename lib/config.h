@@ -83,6 +83,10 @@ typedef struct msup_cluster_cfg {
     uint32_t max_connections;     /* 0 = unlimited */
     uint32_t max_connecting;      /* 0 = unlimited */
 
+    /* Slow-operation log (issue 15, lib/slowlog.h). */
+    uint32_t slow_op_ms;          /* 0 = off: operations at least this long go to the slot's ring */
+    bool log_failed_ops;          /* every failed operation goes to the ring as well */
+
     /* Where each setting came from, for --check-config and error messages. */
     char source_file[256];
     int source_line;              /* line of the cluster's block */

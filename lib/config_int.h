@@ -51,7 +51,7 @@ typedef struct {
 } cluster_src_t;
 
 /* Row counts, checked against the tables at compile time. */
-#define MSUP_CFG_N_CLUSTER_KEYS 37
+#define MSUP_CFG_N_CLUSTER_KEYS 39
 #define MSUP_CFG_N_SUPERVISOR_KEYS 13
 #define MSUP_CFG_N_SEGMENT_KEYS 6
 

@@ -54,6 +54,8 @@ const key_t_ msup_cfg_cluster_keys[MSUP_CFG_N_CLUSTER_KEYS] = {
     U32(retry_backoff_ms, 0, 60000, 50, NULL),
     U32(max_connections, 0, 1000000, 0, NULL),
     U32(max_connecting, 0, 100000, 0, NULL),
+    U32(slow_op_ms, 0, 3600000, 0, NULL),
+    BOOL(log_failed_ops, 0, NULL),
 };
 _Static_assert(sizeof msup_cfg_cluster_keys / sizeof msup_cfg_cluster_keys[0] == MSUP_CFG_N_CLUSTER_KEYS, "MSUP_CFG_N_CLUSTER_KEYS in config_int.h");
 

@@ -74,6 +74,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "slowlog.h"
+
 /* Version 3: the control/stats split.  Versions 1 and 2 were one segment
  * (magic MSUP_LEGACY_MAGIC, version at the same offset 8): readers recognise
  * them to refuse them with the reason and what to do (segment.c).
@@ -204,6 +206,11 @@ typedef struct msup_stats {
      * about this worker's connections.  Written by the worker (worker.c:
      * check_uri_matches), shown as uri_mismatch by the monitor. */
     _Atomic uint32_t uri_mismatch;
+    /* Slow (and, when configured, failed) operations of this worker on this
+     * cluster: a lock-free ring with per-entry sequences (slowlog.h).  Its
+     * slow_ops count is folded into the retired totals; its entries are not
+     * (they are live only, zeroed with the slot). */
+    alignas(MSUP_CACHE_LINE) msup_slowlog_t slowlog;
 } msup_stats_t;
 
 /* One worker process. */
@@ -364,10 +371,10 @@ _Static_assert(sizeof(msup_reg_row_t) % MSUP_CACHE_LINE == 0, "registry row is w
 _Static_assert(offsetof(msup_reg_row_t, budget_in_use) % MSUP_CACHE_LINE == 0, "budget counters on their own line");
 _Static_assert(sizeof(msup_stats_header_t) % MSUP_CACHE_LINE == 0, "stats header is whole cache lines");
 _Static_assert(offsetof(msup_stats_t, budget_connecting) > offsetof(msup_stats_t, last_error) &&
-               sizeof(msup_stats_t) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
+               offsetof(msup_stats_t, slowlog) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
                "budget_connecting lives in last_error's padding (no layout growth)");
-_Static_assert(offsetof(msup_stats_t, uri_mismatch) + sizeof(uint32_t) <= sizeof(msup_stats_t) &&
-               sizeof(msup_stats_t) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
+_Static_assert(offsetof(msup_stats_t, uri_mismatch) + sizeof(uint32_t) <= offsetof(msup_stats_t, slowlog) &&
+               offsetof(msup_stats_t, slowlog) - offsetof(msup_stats_t, last_error) == 3 * MSUP_CACHE_LINE,
                "uri_mismatch lives in last_error's padding (no layout growth)");
 _Static_assert(offsetof(msup_reg_row_t, budget_interested) < offsetof(msup_reg_row_t, budget_in_use) + MSUP_CACHE_LINE,
                "budget fields stay on the budget line");

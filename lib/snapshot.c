@@ -144,6 +144,53 @@ static bool aggregate_once(const msup_segment_t *seg, msup_snapshot_t *snap, con
     return atomic_load_explicit(&r->seq, memory_order_acquire) == seq;
 }
 
+static int by_time(const void *a, const void *b)
+{
+    const msup_slowop_snap_t *x = a, *y = b;
+    return (x->op.time_ns > y->op.time_ns) - (x->op.time_ns < y->op.time_ns);
+}
+
+/* The slow-operation rings of the slots in the snapshot: no consistency
+ * with the counters is needed, so no retry.  An empty ring costs a load. */
+static bool collect_slow_ops(const msup_segment_t *seg, msup_snapshot_t *snap, const uint32_t *row_of)
+{
+    size_t cap = 0, n = 0;
+    msup_slowop_snap_t *all = NULL;
+    msup_slowop_t ring[MSUP_SLOWLOG_ENTRIES];
+    for (uint32_t i = 0; i < snap->worker_count; i++) {
+        const msup_worker_snap_t *w = &snap->workers[i];
+        for (uint32_t k = 0; k < snap->cluster_count; k++) {
+            msup_slowlog_t *log = &msup_slot_stats(seg, w->slot, row_of[k])->slowlog;
+            if (atomic_load_explicit(&log->head, memory_order_relaxed) == 0)
+                continue;
+            uint32_t got = msup_slowlog_read(log, 0, ring, MSUP_SLOWLOG_ENTRIES);
+            if (n + got > cap) {
+                size_t c = cap ? cap * 2 : 64;
+                while (c < n + got)
+                    c *= 2;
+                msup_slowop_snap_t *p = realloc(all, c * sizeof *p);
+                if (p == NULL) {
+                    free(all);
+                    return false;
+                }
+                all = p;
+                cap = c;
+            }
+            for (uint32_t e = 0; e < got; e++)
+                all[n++] = (msup_slowop_snap_t){.cluster = k, .slot = w->slot, .pid = w->pid, .op = ring[e]};
+        }
+    }
+    if (n > 1)
+        qsort(all, n, sizeof *all, by_time);
+    if (n > MSUP_SNAPSHOT_SLOW_MAX) {
+        memmove(all, all + (n - MSUP_SNAPSHOT_SLOW_MAX), MSUP_SNAPSHOT_SLOW_MAX * sizeof *all);
+        n = MSUP_SNAPSHOT_SLOW_MAX;
+    }
+    snap->slow_ops = all;
+    snap->slow_count = (uint32_t)n;
+    return true;
+}
+
 bool msup_snapshot_take(const msup_segment_t *seg, msup_snapshot_t *snap, mongosup_error_t *error)
 {
     memset(snap, 0, sizeof *snap);
@@ -196,7 +243,12 @@ bool msup_snapshot_take(const msup_segment_t *seg, msup_snapshot_t *snap, mongos
     bool consistent = false;
     for (int attempt = 0; attempt < 1000 && !consistent; attempt++)
         consistent = aggregate_once(seg, snap, row_of);
+    bool slow_ok = !consistent || collect_slow_ops(seg, snap, row_of);
     free(row_of);
+    if (!slow_ok) {
+        msup_snapshot_free(snap);
+        return msup_fail(error, MONGOSUP_E_SYSTEM, "out of memory taking a snapshot");
+    }
     if (!consistent) {
         msup_snapshot_free(snap);
         return msup_fail(error, MONGOSUP_E_SEGMENT, "segment %s: retired totals kept changing while reading",
@@ -217,7 +269,10 @@ void msup_snapshot_free(msup_snapshot_t *snap)
 {
     free(snap->clusters);
     free(snap->workers);
+    free(snap->slow_ops);
     snap->clusters = NULL;
     snap->workers = NULL;
+    snap->slow_ops = NULL;
+    snap->slow_count = 0;
     snap->cluster_count = snap->worker_count = 0;
 }

@@ -40,6 +40,17 @@ typedef struct msup_worker_snap {
     bool uri_mismatch;           /* for some cluster (layout.h: msup_stats_t.uri_mismatch) */
 } msup_worker_snap_t;
 
+/* One entry of a live slot's slow-operation ring (slowlog.h). */
+typedef struct msup_slowop_snap {
+    uint32_t cluster;            /* index in msup_snapshot_t.clusters */
+    uint32_t slot;
+    int32_t pid;
+    msup_slowop_t op;            /* copied tear-free, strings sanitized */
+} msup_slowop_snap_t;
+
+/* The newest entries a snapshot keeps, over all slots and clusters. */
+#define MSUP_SNAPSHOT_SLOW_MAX 256
+
 typedef struct msup_snapshot {
     uint64_t taken_ns;
     char segment_name[MSUP_NAME_MAX];
@@ -58,6 +69,8 @@ typedef struct msup_snapshot {
     msup_cluster_snap_t *clusters;   /* cluster_count entries (ACTIVE rows only) */
     uint32_t worker_count;
     msup_worker_snap_t *workers;     /* non-FREE slots */
+    uint32_t slow_count;
+    msup_slowop_snap_t *slow_ops;    /* the newest slow_count ring entries, oldest first */
 } msup_snapshot_t;
 
 /* Takes a snapshot; totals are retired + live, never counting a slot twice

@@ -100,6 +100,7 @@ void msup_totals_add(msup_totals_t *dst, const msup_stats_t *src_c, bool with_ga
         dst->failures[i] += LOAD(src->failures[i]);
     dst->retries += LOAD(src->retries);
     dst->reconnects += LOAD(src->reconnects);
+    dst->slow_ops += LOAD(src->slowlog.slow_ops);
     uint64_t count = LOAD(src->ops[MSUP_OP_READ]) + LOAD(src->ops[MSUP_OP_WRITE]) + LOAD(src->ops[MSUP_OP_COMMAND]);
     if (count == 0)
         return;
@@ -140,6 +141,7 @@ void msup_stats_fold(msup_stats_t *dst, const msup_stats_t *base_c, const msup_s
         FOLD(failures[i]);
     FOLD(retries);
     FOLD(reconnects);
+    FOLD(slowlog.slow_ops);
     FOLD(hist_sum_us);
     for (uint32_t i = 0; i < MSUP_HIST_BUCKETS; i++)
         FOLD(hist[i]);

@@ -47,6 +47,17 @@ static inline void msup_stats_record_op(msup_stats_t *s, enum msup_op_class cls,
         ;
 }
 
+/* The record path of an operation with the slow-operation log: the record,
+ * then one comparison with the threshold (UINT64_MAX when the log is off);
+ * true when the operation goes to the ring (slowlog.h).  The cost over
+ * msup_stats_record_op is measured by bench/slowlog_bench. */
+static inline bool msup_stats_record_op_slow(msup_stats_t *s, enum msup_op_class cls, uint64_t us,
+                                             const _Atomic uint64_t *slow_us)
+{
+    msup_stats_record_op(s, cls, us);
+    return __builtin_expect(us >= atomic_load_explicit(slow_us, MSUP_RELAXED), 0);
+}
+
 static inline void msup_stats_count(_Atomic uint64_t *counter, uint64_t n)
 {
     atomic_fetch_add_explicit(counter, n, MSUP_RELAXED);
@@ -76,6 +87,7 @@ typedef struct msup_totals {
     uint64_t ops[MSUP_OP__COUNT];
     uint64_t failures[MSUP_FAIL__COUNT];
     uint64_t retries, reconnects;
+    uint64_t slow_ops;                 /* msup_stats_t.slowlog.slow_ops */
     uint64_t hist_count, hist_sum_us, hist_max_us;
     uint64_t hist[MSUP_HIST_BUCKETS];
 } msup_totals_t;

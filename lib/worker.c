@@ -191,6 +191,7 @@ static void reload_settings(mongosup_t *h)
         bool rebuild = !same_text(old->uri, cc->uri) || !same_text(old->appname, cc->appname) ||
                        max_pool != c->max_pool_size || cc->min_pool_size != c->min_pool_size;
         c->cfg = cc;
+        msup_apm_configure(c);
         c->max_pool_size = max_pool;
         c->min_pool_size = cc->min_pool_size;
         if (rebuild) {
@@ -401,6 +402,7 @@ static void free_handle(mongosup_t *h)
 static bool init_cluster(mongosup_t *h, msup_wcluster_t *c, const msup_cluster_cfg_t *cfg, mongosup_error_t *error)
 {
     atomic_init(&c->cfg, cfg);
+    msup_apm_configure(c);
     c->handle = h;
     snprintf(c->name, sizeof c->name, "%s", cfg->name);
     c->max_pool_size = cfg->max_pool_size > 0 ? cfg->max_pool_size : 100;
@@ -466,7 +468,7 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
         atomic_store_explicit(&h->cluster_count, i + 1, memory_order_release);
         max_clients += 2 * (size_t)h->clusters[i].max_pool_size; /* a pool and the one it replaces */
     }
-    h->apm = msup_apm_callbacks_new();
+    h->apm = msup_apm_callbacks_new(msup_apm_wants_started(cfg));
     /* Twice what this configuration needs: a reload may grow the pools
      * (the map stays below half full; reload_settings checks). */
     h->clients_capacity = 2 * max_clients + 64;

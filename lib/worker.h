@@ -87,6 +87,10 @@ struct msup_wcluster {
      * max_connecting, before the application gets it (pool.c). */
     _Atomic uint64_t outage_epoch;
     msup_failfast_t failfast;                  /* DOWN cutoff and half-open gate (failfast.c) */
+    /* From cfg (apm.c: msup_apm_configure): the slow-operation threshold,
+     * UINT64_MAX when slow_op_ms is 0, so the record path compares once. */
+    _Atomic uint64_t slow_us;
+    _Atomic bool log_failed_ops;
 };
 
 /* A configuration or segment mapping replaced while the handle lives:
@@ -194,7 +198,11 @@ void msup_upkeep_stop(mongosup_t *h);
 void msup_upkeep_kick(mongosup_t *h);
 
 /* apm.c */
-mongoc_apm_callbacks_t *msup_apm_callbacks_new(void);
+/* with_started: also the command-started event, which the slow-operation
+ * log needs for the database and collection (msup_apm_wants_started). */
+mongoc_apm_callbacks_t *msup_apm_callbacks_new(bool with_started);
+bool msup_apm_wants_started(const mongosup_config_t *cfg);
+void msup_apm_configure(msup_wcluster_t *c); /* after c->cfg is set or replaced */
 void msup_apm_forget(void);                       /* at checkout: a new operation begins */
 bool msup_apm_counted(const bson_error_t *error); /* a failed event on this thread counted it */
 void msup_apm_internal(bool on); /* our own commands (handshake pings) on this thread: not counted */

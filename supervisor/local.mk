@@ -11,7 +11,8 @@ supervisor_mongosupd_SOURCES = \
 	supervisor/reconnect.c supervisor/reconnect.h \
 	supervisor/reaper.c supervisor/reaper.h \
 	supervisor/reload.c supervisor/reload.h \
-	supervisor/shutdown.c supervisor/shutdown.h
+	supervisor/shutdown.c supervisor/shutdown.h \
+	supervisor/slowlog_drain.c supervisor/slowlog_drain.h
 supervisor_mongosupd_CPPFLAGS = $(AM_CPPFLAGS) -DMSUP_WITH_METRICS
 supervisor_mongosupd_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS)
 # The /metrics endpoint (supervisor/metrics.c, built in tools/local.mk) comes

@@ -25,6 +25,7 @@
 #include "reconnect.h"
 #include "reload.h"
 #include "shutdown.h"
+#include "slowlog_drain.h"
 #include "stdio_guard.h"
 #include "supervisor.h"
 
@@ -167,6 +168,7 @@ void msup_sup_tick(msup_sup_t *sup, bool reap_now)
         uint32_t every = sc->reap_interval_ms && sc->reap_interval_ms < 1000 ? sc->reap_interval_ms : 1000;
         sup->next_reap_mono_ns = now + (uint64_t)every * 1000000u;
     }
+    msup_slowlog_drain(sup, now);
 }
 
 int msup_sup_wait_signal(msup_sup_t *sup, uint32_t timeout_ms)

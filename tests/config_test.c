@@ -884,6 +884,36 @@ static void test_bad_range(void)
     CU_ASSERT(has(msg, "-1 is out of range"));
 }
 
+/* The slow-operation log: off by default, a threshold in range, file:line on a bad value. */
+static void test_slow_op_keys(void)
+{
+    mongosup_config_t *cfg = load_ok(one_uri(""), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].slow_op_ms, 0);
+    CU_ASSERT_FALSE(cfg->clusters[0].log_failed_ops);
+    mongosup_config_destroy(&cfg);
+    cfg = load_ok(one_uri("slow_op_ms = 250; log_failed_ops = true;"), NULL);
+    CU_ASSERT_EQUAL(cfg->clusters[0].slow_op_ms, 250);
+    CU_ASSERT_TRUE(cfg->clusters[0].log_failed_ops);
+    mongosup_config_destroy(&cfg);
+    load_bad("environments = {\n"
+             "  dev = {\n"
+             "    clusters = {\n"
+             "      users = { mongo_uri = \"mongodb://h/\";\n"
+             "                slow_op_ms = 3600001; };\n"
+             "    };\n"
+             "  };\n"
+             "};\n",
+             "dev");
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof want, "%s:5: environments.dev.clusters.users.slow_op_ms: 3600001 is out of range 0..3600000",
+             conf_path);
+    CU_ASSERT_STRING_EQUAL(msg, want);
+    load_bad(one_uri("slow_op_ms = \"fast\";"), NULL);
+    CU_ASSERT(has(msg, "slow_op_ms: expected an integer, got a string"));
+    load_bad(one_uri("log_failed_ops = 1;"), NULL);
+    CU_ASSERT(has(msg, "log_failed_ops: expected true or false, got an integer"));
+}
+
 static void test_bad_cross_fields(void)
 {
     load_bad(one_uri("max_pool_size = 10; min_pool_size = 11;"), NULL);
@@ -1353,6 +1383,7 @@ int main(void)
         {"/config/bad/unknown-key-levels", test_bad_unknown_key_levels},
         {"/config/bad/types", test_bad_types},
         {"/config/bad/range", test_bad_range},
+        {"/config/slow-op-keys", test_slow_op_keys},
         {"/config/bad/cross-fields", test_bad_cross_fields},
         {"/config/bad/cluster-names", test_bad_cluster_names},
         {"/config/bad/no-clusters", test_bad_no_clusters},

@@ -6,8 +6,11 @@ tests_libtestmain_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
 TEST_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(LIBCONFIG_CFLAGS)
 TEST_LIBS = tests/libtestmain.la lib/libmsup_core.la $(CUNIT_LIBS) $(MONGOC_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
 
-check_PROGRAMS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test
-TESTS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test
+check_PROGRAMS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test tests/slowlog_test
+TESTS += tests/segment_test tests/stats_test tests/slots_test tests/textsafe_test tests/slowlog_test
+tests_slowlog_test_SOURCES = tests/slowlog_test.c
+tests_slowlog_test_CFLAGS = $(TEST_CFLAGS)
+tests_slowlog_test_LDADD = $(TEST_LIBS)
 tests_segment_test_SOURCES = tests/segment_test.c
 tests_segment_test_CFLAGS = $(TEST_CFLAGS)
 tests_segment_test_LDADD = $(TEST_LIBS)

@@ -379,6 +379,11 @@ static void valid_images(uint8_t **stats, size_t *stats_len, uint8_t **ctl, size
     CU_ASSERT_FATAL(idx >= 0);
     msup_stats_record_op(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_OP_READ, 1234);
     msup_stats_record_failure(msup_slot_stats(&seg, (uint32_t)idx, 0), MSUP_FAIL_NETWORK, 2, 4, "boom");
+    for (int i = 0; i < 3; i++) {
+        msup_slowop_in_t op = {.command = "find", .database = "app", .collection = "orders", .server = "db:27017",
+                               .duration_us = 500000, .slow = true};
+        msup_slowlog_record(&msup_slot_stats(&seg, (uint32_t)idx, 0)->slowlog, &op);
+    }
     const msup_ctlseg_t *c = msup_segment_control(&seg);
     *stats_len = seg.size;
     *stats = malloc(seg.size);
@@ -507,6 +512,8 @@ static void test_bad_segments(void)
     CU_ASSERT_STRING_EQUAL(snap.clusters[0].last_error.message, "boom");
     /* Nobody holds the lock of this copy: gone, whatever its heartbeat says. */
     CU_ASSERT_EQUAL(snap.liveness, MSUP_SUPERVISOR_GONE);
+    CU_ASSERT_EQUAL(snap.slow_count, 3);
+    CU_ASSERT_EQUAL(snap.clusters[0].totals.slow_ops, 3);
     msup_snapshot_free(&snap);
     msup_segment_close(&seg);
     /* Without a control segment: readable, nobody supervises. */
@@ -545,12 +552,20 @@ static void corrupt_rounds(bool control)
         uint8_t *work = malloc(len);
         unsigned seed = control ? 777 : 12345;
         int opened = 0;
+        /* The first slot's slow-operation ring (valid_images claims slot 0). */
+        const msup_stats_header_t *sh = (const msup_stats_header_t *)simg;
+        size_t ring_at = sh->slot_off + sizeof(msup_slot_t) + offsetof(msup_stats_t, slowlog);
         for (int r = 0; r < rounds; r++) {
             memcpy(work, img, len);
             int flips = 1 + (int)(rand_r(&seed) % 8);
             for (int f = 0; f < flips; f++) {
-                /* Half the flips hit the header, where the offsets live. */
-                size_t at = (rand_r(&seed) & 1) ? rand_r(&seed) % hdr : rand_r(&seed) % len;
+                /* A third of the flips hit the header, where the offsets live, a
+                 * third (of the stats image) the slow-operation ring (entries the
+                 * snapshot copies). */
+                unsigned where = (unsigned)rand_r(&seed) % 3;
+                size_t at = where == 0                 ? rand_r(&seed) % hdr
+                            : where == 1 && !control ? ring_at + rand_r(&seed) % sizeof(msup_slowlog_t)
+                                                       : rand_r(&seed) % len;
                 work[at] ^= (uint8_t)(1u << (rand_r(&seed) % 8));
             }
             size_t cut = (rand_r(&seed) % 10 == 0) ? rand_r(&seed) % len : len;

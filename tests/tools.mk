@@ -39,3 +39,10 @@ tests_control_socket_test_SOURCES = tests/control_socket_test.c tools/ctlclient.
 	$(TOOLS_TEST_SOURCES)
 tests_control_socket_test_CFLAGS = $(TOOLS_TEST_CFLAGS)
 tests_control_socket_test_LDADD = $(TOOLS_TEST_LIBS)
+
+# The live view's models: history, averages, sparklines, filter, latency lines (no terminal).
+check_PROGRAMS += tests/tools_topview_test
+TESTS += tests/tools_topview_test
+tests_tools_topview_test_SOURCES = tests/tools_topview_test.c $(TOOLS_TEST_SOURCES)
+tests_tools_topview_test_CFLAGS = $(TOOLS_TEST_CFLAGS)
+tests_tools_topview_test_LDADD = tools/libmsup_topview.la $(TOOLS_TEST_LIBS)

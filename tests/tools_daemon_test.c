@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "slots.h"
+#include "slowlog.h"
 #include "stats.h"
 #include "segment_fixture.h"
 #include "testmain.h"
@@ -468,12 +469,143 @@ static void test_liveness_agrees_after_kill(void)
     unlink(logf);
 }
 
+/* ------------------------------------------------------------------ */
+/* mongosupd's slow-operation log                                       */
+
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 1 << 16, len = 0, n;
+    char *buf = malloc(cap);
+    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 4096) {
+            char *b = realloc(buf, cap * 2);
+            if (b == NULL)
+                break;
+            buf = b;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf != NULL)
+        buf[len] = '\0';
+    return buf;
+}
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Waits (up to 10 s) until the log holds `needle` `times` times; returns the log. */
+static char *log_until(const char *logf, const char *needle, int times)
+{
+    char *text = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(text);
+        text = read_file(logf);
+        if (text != NULL && count_in(text, needle) >= times)
+            return text;
+        sleep_ms(50);
+    }
+    fprintf(stderr, "\nthe log lacks %d x '%s':\n%s\n", times, needle, text ? text : "(none)");
+    return text;
+}
+
+static void slow(msup_segment_t *seg, int slot, int row, const char *cmd, const char *coll, uint32_t outcome)
+{
+    msup_slowop_in_t op = {.command = cmd, .database = "app", .collection = coll, .server = "db1:27017",
+                           .duration_us = 532000, .outcome = outcome, .slow = outcome == MSUP_SLOWOP_OK};
+    msup_slowlog_record(&msup_slot_stats(seg, (uint32_t)slot, (uint32_t)row)->slowlog, &op);
+}
+
+static void test_daemon_slow_log(void)
+{
+    if (access(daemon_path(), X_OK) != 0) {
+        fprintf(stderr, "\nmongosupd missing: skipped\n");
+        return;
+    }
+    char seg_name[64], cfg[128], logf[128];
+    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("slowlog"));
+    int port = msup_test_free_port();
+    CU_ASSERT_FATAL(port > 0);
+    pid_t d = start_daemon("slowlog", seg_name, port, cfg, logf, sizeof cfg);
+    CU_ASSERT_FATAL(d > 0);
+    msup_segment_t seg;
+    mongosup_error_t err;
+    CU_ASSERT_FATAL(wait_segment(seg_name, &seg));
+    int row = -1;
+    for (int i = 0; i < 100 && row < 0; i++) {
+        row = msup_segment_find_cluster(&seg, "users");
+        if (row < 0)
+            sleep_ms(50);
+    }
+    CU_ASSERT_FATAL(row >= 0);
+    /* This process plays three workers. */
+    int slots[3];
+    for (int i = 0; i < 3; i++) {
+        slots[i] = msup_slot_claim(&seg, getpid(), "slow", &err);
+        CU_ASSERT_FATAL(slots[i] >= 0);
+    }
+
+    /* One slow and one failed operation, a control character in a name: one line each, escaped. */
+    slow(&seg, slots[0], row, "find", "ord\ners", MSUP_SLOWOP_OK);
+    slow(&seg, slots[1], row, "insert", "invoices", 1 + MSUP_FAIL_NETWORK);
+    char want[256];
+    snprintf(want, sizeof want,
+             "slow operation: cluster users slot %d pid %d command find database app collection ord\\x0aers "
+             "server db1:27017 duration 532.0 ms outcome ok", slots[0], (int)getpid());
+    free(log_until(logf, want, 1));
+    char *text = log_until(logf, "failed operation: cluster users", 1);
+    CU_ASSERT(text != NULL && strstr(text, "command insert database app collection invoices") != NULL);
+    CU_ASSERT(text != NULL && strstr(text, "outcome network") != NULL);
+    CU_ASSERT(text != NULL && strstr(text, "not logged") == NULL);
+    free(text);
+
+    /* 24 at once over three rings, after that second is over: 10 lines,
+     * then one line with the count of the others. */
+    sleep_ms(1500);
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 8; k++)
+            slow(&seg, slots[i], row, "aggregate", "burst", MSUP_SLOWOP_OK);
+    text = log_until(logf, "slow operations: 14 not logged", 1);
+    CU_ASSERT(text != NULL && strstr(text, "(at most 10 lines a second), 0 overwritten") != NULL);
+    CU_ASSERT_EQUAL(count_in(text, "collection burst"), 10);
+    free(text);
+
+    /* 12 in one ring between two reads: the 4 oldest are overwritten, and said so. */
+    sleep_ms(1500);
+    for (int k = 0; k < 12; k++)
+        slow(&seg, slots[2], row, "update", "wrapped", MSUP_SLOWOP_OK);
+    text = log_until(logf, "4 overwritten in their ring", 1);
+    CU_ASSERT_EQUAL(count_in(text, "collection wrapped"), 8);
+    CU_ASSERT(text != NULL && strstr(text, "slow operations: 0 not logged") != NULL);
+    free(text);
+
+    for (int i = 0; i < 3; i++)
+        msup_slot_release(&seg, (uint32_t)slots[i]); /* the workers leave: the shutdown waits for none */
+    kill(d, SIGTERM);
+    int dst = 0;
+    CU_ASSERT_EQUAL(waitpid(d, &dst, 0), d);
+    msup_segment_close(&seg);
+    msup_segment_unlink(seg_name, NULL);
+    unlink(cfg);
+    unlink(logf);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/tools/daemon/end-to-end", test_daemon_end_to_end},
         {"/tools/daemon/metrics-flood", test_metrics_flood},
         {"/tools/daemon/liveness-agrees-after-kill", test_liveness_agrees_after_kill},
+        {"/tools/daemon/slow-operation-log", test_daemon_slow_log},
         {NULL, NULL},
     };
     return msup_test_main("tools_daemon", tests, argc, argv);

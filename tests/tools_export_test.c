@@ -321,6 +321,27 @@ static void test_json_values(void)
     expect_u64(root, "workers.1.failures", 9);
     expect_u64(root, "workers.2.pid", FX_EXITED_PID);
     expect_str(root, "workers.2.state", "EXITED");
+
+    /* The slow operations (schema revision 2): the recent ring entries, oldest first, and the totals. */
+    expect_u64(root, "schema_revision", 2);
+    expect_u64(root, "clusters.0.slow_operations", FX_USERS_SLOW_OPS);
+    expect_u64(root, "clusters.2.slow_operations", 0); /* a failed operation is logged, not counted slow */
+    CU_ASSERT_EQUAL(json_object_array_length(get(root, "slow_operations")), 2);
+    expect_str(root, "slow_operations.0.cluster", "users");
+    expect_u64(root, "slow_operations.0.slot", 0);
+    expect_u64(root, "slow_operations.0.pid", (uint64_t)getpid());
+    expect_str(root, "slow_operations.0.command", "find");
+    expect_str(root, "slow_operations.0.database", "app");
+    expect_str(root, "slow_operations.0.collection", "orders");
+    expect_str(root, "slow_operations.0.server", "db1.example:27017");
+    expect_u64(root, "slow_operations.0.duration_us", FX_SLOW_US);
+    expect_str(root, "slow_operations.0.outcome", "ok");
+    expect_bool(root, "slow_operations.0.slow", true);
+    CU_ASSERT(json_object_get_uint64(get(root, "slow_operations.0.time_ns")) > 0);
+    expect_str(root, "slow_operations.1.cluster", "billing");
+    expect_str(root, "slow_operations.1.command", "insert");
+    expect_str(root, "slow_operations.1.outcome", "network");
+    expect_bool(root, "slow_operations.1.slow", false);
     json_object_put(root);
     free(out);
     teardown();
@@ -367,6 +388,8 @@ static void test_prometheus_values(void)
         fprintf(stderr, "\nprometheus check: %s\n", why);
     CU_ASSERT(ok);
     expect_prom(out, "mongosup_up", "1");
+    expect_prom(out, "mongosup_slow_operations_total{cluster=\"users\"}", "5");
+    expect_prom(out, "mongosup_slow_operations_total{cluster=\"billing\"}", "0");
     expect_prom(out, "mongosup_supervisor_restarts_total", "1");
     expect_prom(out, "mongosup_phase{phase=\"running\"}", "1");
     expect_prom(out, "mongosup_phase{phase=\"draining\"}", "0");

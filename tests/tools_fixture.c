@@ -155,6 +155,9 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     ops(s, MSUP_OP_READ, 600, 80);
     ops(s, MSUP_OP_WRITE, 300, 3000);
     ops(s, MSUP_OP_COMMAND, 100, 200000);
+    msup_slowop_in_t slow = {.command = "find", .database = "app", .collection = "orders",
+                             .server = "db1.example:27017", .duration_us = FX_SLOW_US, .slow = true};
+    msup_slowlog_record(&s->slowlog, &slow);
     msup_stats_t *so = msup_slot_stats(seg, 0, 1);
     STORE(so->checkouts, 10);
     ops(so, MSUP_OP_READ, 10, 5);
@@ -170,6 +173,9 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     msup_stats_t *sb = msup_slot_stats(seg, 1, 2);
     STORE(sb->pool_max, 10);
     msup_stats_record_failure(sb, MSUP_FAIL_NETWORK, 2, 13053, FX_BILLING_ERROR);
+    msup_slowop_in_t failed = {.command = "insert", .database = "app", .collection = "invoices",
+                               .server = "db3.example:27017", .duration_us = 1200, .outcome = 1 + MSUP_FAIL_NETWORK};
+    msup_slowlog_record(&sb->slowlog, &failed);
     for (int i = 0; i < 8; i++)
         msup_stats_count(&sb->failures[MSUP_FAIL_NETWORK], 1);
 
@@ -183,6 +189,7 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     STORE(r->failures[MSUP_FAIL_SERVER], 7);
     STORE(r->clients_created, 4);
     STORE(r->clients_destroyed, 4);
+    STORE(r->slowlog.slow_ops, FX_USERS_SLOW_OPS - 1);
     STORE(seg->retired->slots_reaped[0], 2);
 
     fx_set_supervisor(seg, sup_pid);

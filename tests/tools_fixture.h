@@ -17,6 +17,11 @@
 #define FX_BILLING_ERROR    "No suitable servers found: mongodb://app:***@db3.example:27017"
 #define FX_BILLING_CHECK_ERROR "connection refused calling hello on 'db3.example:27017'"
 #define FX_EXITED_PID       4242
+/* Slow-operation rings: slot 0 on users one slow find (FX_SLOW_US), slot 1
+ * on billing one failed insert; the retired totals count 4 more slow
+ * operations on users. */
+#define FX_SLOW_US          532000u
+#define FX_USERS_SLOW_OPS   5u
 
 /* Creates the segment `name` (4 clusters of capacity, 8 workers) and fills
  * it: clusters users (UP), orders (DEGRADED), billing (DOWN), a REMOVED row

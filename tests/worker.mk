@@ -1,9 +1,10 @@
-# tests/worker.mk: the worker-side library's suites (attach, pools, APM, faults, prefork, reconnect, budget, reload, hot path, fail-fast).
+# tests/worker.mk: the worker-side library's suites (attach, pools, APM, faults, prefork, reconnect, budget, reload, hot path, fail-fast, slow-operation log).
 WORKER_TEST_SOURCES = tests/worker_fixture.c tests/worker_fixture.h tests/peer/peer.c tests/peer/peer.h
 WORKER_TEST_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests $(PEER_CPPFLAGS)
 WORKER_TESTS = tests/worker_classify_test tests/worker_pool_test tests/worker_faults_test \
 	tests/worker_prefork_test tests/worker_reconnect_test tests/worker_budget_test \
-	tests/worker_reload_test tests/worker_hotpath_test tests/worker_cutoff_test tests/worker_failfast_test
+	tests/worker_reload_test tests/worker_hotpath_test tests/worker_cutoff_test tests/worker_failfast_test \
+	tests/worker_slowlog_test
 
 check_PROGRAMS += $(WORKER_TESTS)
 TESTS += $(WORKER_TESTS)
@@ -57,3 +58,8 @@ tests_worker_failfast_test_SOURCES = tests/worker_failfast_test.c $(WORKER_TEST_
 tests_worker_failfast_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS) -DMONGOSUP_BUILDDIR=\"$(abs_top_builddir)\"
 tests_worker_failfast_test_CFLAGS = $(TEST_CFLAGS)
 tests_worker_failfast_test_LDADD = $(TEST_LIBS)
+
+tests_worker_slowlog_test_SOURCES = tests/worker_slowlog_test.c $(WORKER_TEST_SOURCES)
+tests_worker_slowlog_test_CPPFLAGS = $(WORKER_TEST_CPPFLAGS) -I$(top_srcdir)/tools
+tests_worker_slowlog_test_CFLAGS = $(TEST_CFLAGS) $(JSONC_CFLAGS)
+tests_worker_slowlog_test_LDADD = tools/libmsup_export.la $(TEST_LIBS) $(JSONC_LIBS)

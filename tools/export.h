@@ -17,7 +17,7 @@
  */
 
 #define MSUP_CELL_MAX 64  /* a cluster name (63 bytes) fits */
-#define MSUP_VIEW_COLS 16 /* >= both column counts */
+#define MSUP_VIEW_COLS 20 /* >= both column counts, with room for the live view's own (top_state.h) */
 
 enum msup_cluster_col {
     MSUP_CCOL_NAME,
@@ -57,6 +57,8 @@ typedef struct msup_view_row {
     char cell[MSUP_VIEW_COLS][MSUP_CELL_MAX];
     double key[MSUP_VIEW_COLS]; /* sort keys */
     uint32_t health;   /* clusters: for colouring */
+    uint32_t src;      /* position of the row's cluster / worker in the snapshot (drill-down) */
+    bool moved;        /* some counter (ops, failures, checkouts) is not zero */
 } msup_view_row_t;
 
 typedef struct msup_view {
@@ -79,6 +81,8 @@ void msup_view_free(msup_view_t *view);
 /* Stable sort of the rows by column `col`, descending when `desc`. */
 void msup_view_sort_clusters(msup_view_t *view, int col, bool desc);
 void msup_view_sort_workers(msup_view_t *view, int col, bool desc);
+/* The same for any rows: by key[col], or by cell[col] as text when `text`. */
+void msup_view_sort_rows(msup_view_row_t *rows, uint32_t n, int col, bool desc, bool text);
 
 /* Formatting helpers shared with the curses view. */
 void msup_fmt_duration_s(char *out, size_t n, uint64_t seconds); /* 3d04h, 1h02m, 5m12s, 42s */

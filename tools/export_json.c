@@ -9,6 +9,9 @@
 #include "textsafe.h"
 
 #define MSUP_JSON_SCHEMA "mongosup/1"
+/* Bumped by each addition within the schema (docs/monitoring.md): 2 added
+ * the slow operations. */
+#define MSUP_JSON_SCHEMA_REVISION 2
 
 static void put_u64(json_object *o, const char *key, uint64_t v)
 {
@@ -147,6 +150,7 @@ static json_object *cluster_json(const msup_cluster_snap_t *c)
         put_u64(fails, msup_fail_class_name((enum msup_fail_class)k), t->failures[k]);
     put_u64(fails, "total", msup_totals_failures(t));
     put_u64(o, "retries", t->retries);
+    put_u64(o, "slow_operations", t->slow_ops);
 
     json_object *lat = obj_in(o, "latency_us");
     put_u64(lat, "count", t->hist_count);
@@ -178,12 +182,31 @@ static json_object *worker_json(const msup_worker_snap_t *w)
     return o;
 }
 
+/* One ring entry: names and figures only (slowlog.h: never a document or a value). */
+static json_object *slow_op_json(const msup_snapshot_t *s, const msup_slowop_snap_t *e)
+{
+    json_object *o = json_object_new_object();
+    put_strn(o, "cluster", s->clusters[e->cluster].name, sizeof s->clusters[e->cluster].name);
+    put_u64(o, "slot", e->slot);
+    put_i64(o, "pid", e->pid);
+    put_u64(o, "time_ns", e->op.time_ns);
+    put_u64(o, "duration_us", e->op.duration_us);
+    put_strn(o, "command", e->op.command, sizeof e->op.command);
+    put_strn(o, "database", e->op.database, sizeof e->op.database);
+    put_strn(o, "collection", e->op.collection, sizeof e->op.collection);
+    put_strn(o, "server", e->op.server, sizeof e->op.server);
+    put_str(o, "outcome", msup_slowop_outcome_name(e->op.outcome));
+    put_bool(o, "slow", e->op.slow != 0);
+    return o;
+}
+
 bool msup_export_json(const msup_snapshot_t *s, FILE *out, bool pretty)
 {
     json_object *root = json_object_new_object();
     if (root == NULL)
         return false;
     put_str(root, "schema", MSUP_JSON_SCHEMA);
+    put_u64(root, "schema_revision", MSUP_JSON_SCHEMA_REVISION);
     put_u64(root, "taken_ns", s->taken_ns);
 
     json_object *seg = obj_in(root, "segment");
@@ -212,6 +235,11 @@ bool msup_export_json(const msup_snapshot_t *s, FILE *out, bool pretty)
     json_object_object_add(root, "workers", workers);
     for (uint32_t i = 0; i < s->worker_count; i++)
         json_object_array_add(workers, worker_json(&s->workers[i]));
+
+    json_object *slow = json_object_new_array();
+    json_object_object_add(root, "slow_operations", slow);
+    for (uint32_t i = 0; i < s->slow_count; i++)
+        json_object_array_add(slow, slow_op_json(s, &s->slow_ops[i]));
 
     int flags = (pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED : JSON_C_TO_STRING_PLAIN) | JSON_C_TO_STRING_NOSLASHESCAPE;
     const char *text = json_object_to_json_string_ext(root, flags);

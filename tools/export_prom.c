@@ -184,7 +184,7 @@ static void health_metrics(const msup_snapshot_t *s, FILE *out)
 /* Gauges and counters read from the per-cluster totals. */
 enum tot_field {
     T_IN_USE, T_IDLE, T_CLIENTS, T_MAX, T_CHECKOUTS, T_WAITS, T_TIMEOUTS, T_MAX_REACHED, T_CREATED,
-    T_DESTROYED, T_REBUILDS, T_BUDGET_WAITS, T_RETRIES
+    T_DESTROYED, T_REBUILDS, T_BUDGET_WAITS, T_RETRIES, T_SLOW_OPS
 };
 
 static const struct {
@@ -205,6 +205,8 @@ static const struct {
     {"mongosup_budget_waits_total", "counter", "Checkouts that waited on the cluster-wide connection budget.",
      T_BUDGET_WAITS},
     {"mongosup_operation_retries_total", "counter", "Operations retried.", T_RETRIES},
+    {"mongosup_slow_operations_total", "counter", "Operations that took at least the cluster's slow_op_ms.",
+     T_SLOW_OPS},
 };
 
 static int64_t total_value(const msup_totals_t *t, enum tot_field f)
@@ -223,6 +225,7 @@ static int64_t total_value(const msup_totals_t *t, enum tot_field f)
     case T_REBUILDS: return (int64_t)t->reconnects;
     case T_BUDGET_WAITS: return (int64_t)t->budget_waits;
     case T_RETRIES: return (int64_t)t->retries;
+    case T_SLOW_OPS: return (int64_t)t->slow_ops;
     }
     return 0;
 }

@@ -9,10 +9,17 @@ tools_libmsup_export_la_SOURCES = tools/export.h tools/view.c tools/export_text.
 tools_libmsup_export_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(JSONC_CFLAGS)
 tools_libmsup_export_la_LIBADD = $(JSONC_LIBS)
 
+# The live view's own models (history, drill-down, latency, filter): curses-free, unit-tested.
+noinst_LTLIBRARIES += tools/libmsup_topview.la
+tools_libmsup_topview_la_SOURCES = tools/history.h tools/history.c tools/drill.h tools/drill.c \
+	tools/latency.h tools/latency.c tools/filter.h tools/filter.c
+tools_libmsup_topview_la_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS)
+tools_libmsup_topview_la_LIBADD = -lm
+
 bin_PROGRAMS += tools/mongosup-top tools/mongosupctl
-tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_main.c
+tools_mongosup_top_SOURCES = tools/top.h tools/top.c tools/top_state.h tools/top_draw.c tools/top_slow.c tools/top_main.c
 tools_mongosup_top_CFLAGS = $(AM_CFLAGS) $(MONGOC_CFLAGS) $(CURSES_CFLAGS)
-tools_mongosup_top_LDADD = tools/libmsup_export.la lib/libmsup_core.la $(CURSES_LIBS)
+tools_mongosup_top_LDADD = tools/libmsup_topview.la tools/libmsup_export.la lib/libmsup_core.la $(CURSES_LIBS)
 tools_mongosupctl_SOURCES = tools/ctl.c tools/ctlclient.c tools/ctlclient.h \
 	supervisor/control_path.c supervisor/control_path.h
 tools_mongosupctl_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/supervisor

@@ -159,8 +159,8 @@ static void build_header(msup_view_t *view, const msup_snapshot_t *s)
     }
 }
 
-static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, const msup_cluster_snap_t *p,
-                          uint64_t taken_ns, double dt)
+static void build_cluster(msup_view_row_t *row, uint32_t src, const msup_cluster_snap_t *c,
+                          const msup_cluster_snap_t *p, uint64_t taken_ns, double dt)
 {
     const msup_totals_t *t = &c->totals;
     uint64_t ops = msup_totals_ops(t), fails = msup_totals_failures(t);
@@ -172,6 +172,8 @@ static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, co
 
     memset(key, 0, sizeof row->key);
     row->health = c->health;
+    row->src = src;
+    row->moved = ops + fails + t->checkouts > 0;
     msup_text_escape(cell[MSUP_CCOL_NAME], MSUP_CELL_MAX, c->name, sizeof c->name);
     snprintf(cell[MSUP_CCOL_STATE], MSUP_CELL_MAX, "%s", msup_health_name(c->health));
     key[MSUP_CCOL_STATE] = c->health;
@@ -215,8 +217,8 @@ static void build_cluster(msup_view_row_t *row, const msup_cluster_snap_t *c, co
     key[MSUP_CCOL_BUDGET_WAITS] = (double)t->budget_waits;
 }
 
-static void build_worker(msup_view_row_t *row, const msup_worker_snap_t *w, const msup_worker_snap_t *p,
-                         uint64_t taken_ns, double dt)
+static void build_worker(msup_view_row_t *row, uint32_t src, const msup_worker_snap_t *w,
+                         const msup_worker_snap_t *p, uint64_t taken_ns, double dt)
 {
     double ops_rate = p ? rate(w->ops, p->ops, dt) : -1;
     char (*cell)[MSUP_CELL_MAX] = row->cell;
@@ -224,6 +226,8 @@ static void build_worker(msup_view_row_t *row, const msup_worker_snap_t *w, cons
 
     memset(key, 0, sizeof row->key);
     row->health = 0;
+    row->src = src;
+    row->moved = w->ops + w->failures + w->checkouts > 0;
     snprintf(cell[MSUP_WCOL_SLOT], MSUP_CELL_MAX, "%u", w->slot);
     key[MSUP_WCOL_SLOT] = w->slot;
     snprintf(cell[MSUP_WCOL_PID], MSUP_CELL_MAX, "%d", (int)w->pid);
@@ -251,12 +255,12 @@ bool msup_view_build(msup_view_t *view, const msup_snapshot_t *now, const msup_s
     double dt = prev && now->taken_ns > prev->taken_ns ? (double)(now->taken_ns - prev->taken_ns) / 1e9 : 0;
     build_header(view, now);
     for (uint32_t i = 0; i < now->cluster_count; i++)
-        build_cluster(&view->clusters[i], &now->clusters[i], find_prev_cluster(prev, &now->clusters[i]),
+        build_cluster(&view->clusters[i], i, &now->clusters[i], find_prev_cluster(prev, &now->clusters[i]),
                       now->taken_ns, dt);
     view->cluster_rows = now->cluster_count;
     uint32_t hint = 0;
     for (uint32_t i = 0; i < now->worker_count; i++)
-        build_worker(&view->workers[i], &now->workers[i], find_prev_worker(prev, &now->workers[i], &hint),
+        build_worker(&view->workers[i], i, &now->workers[i], find_prev_worker(prev, &now->workers[i], &hint),
                      now->taken_ns, dt);
     view->worker_rows = now->worker_count;
     return true;
@@ -313,6 +317,12 @@ static void sort_rows(msup_view_row_t *rows, uint32_t n, sort_spec_t spec)
         rows[i] = *items[i].row;
     free(items);
     free(copy);
+}
+
+void msup_view_sort_rows(msup_view_row_t *rows, uint32_t n, int col, bool desc, bool text)
+{
+    if (col >= 0 && col < MSUP_VIEW_COLS)
+        sort_rows(rows, n, (sort_spec_t){col, desc, text});
 }
 
 void msup_view_sort_clusters(msup_view_t *view, int col, bool desc)
