@@ -11,14 +11,16 @@
 
 #include "control.h"
 #include "control_path.h"
+#include "../fleet/fleet.h"
 #include "error.h"
 #include "log.h"
 #include "reconnect.h"
 #include "reload.h"
 #include "snapshot.h"
 
-/* An answer: a status line per cluster at most, plus the verdict. */
-#define ANSWER_MAX ((MSUP_MAX_CLUSTERS + 2) * 128)
+/* An answer: a status line per cluster at most, the fleet's lines (one per
+ * cluster and one for the host, fleet/fleet.h), plus the verdict. */
+#define ANSWER_MAX ((2 * MSUP_MAX_CLUSTERS + 3) * 128)
 /* Connections accepted per serve pass: the main loop's other work waits
  * for no flood. */
 #define ACCEPTS_PER_PASS 64
@@ -319,6 +321,9 @@ static void cmd_status(msup_control_t *ctl, conn_t *c, msup_sup_t *sup, const ch
               (unsigned long long)atomic_load_explicit(&row->reconnect_generation, memory_order_acquire));
         n++;
     }
+    char line[320];
+    for (size_t i = 0; msup_fleet_status_line(sup->fleet, i, line, sizeof line); i++)
+        reply(c, "%s", line);
     reply(c, "ok %u clusters, phase %s, generation %llu", n, msup_phase_name(phase_of(sup)),
           (unsigned long long)generation_of(sup));
 }

@@ -16,7 +16,9 @@
 #include "control.h"
 #include "control_path.h"
 #include "error.h"
+#include "../fleet/fleet.h"
 #include "health.h"
+#include "hostcap.h"
 #include "log.h"
 #include "mongosup.h"
 #include "pidfile.h"
@@ -353,6 +355,10 @@ int main(int argc, char **argv)
              mongosup_version(), sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
              sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count, control_path);
     msup_reaper_run(&sup); /* what died while no supervisor ran */
+    /* Its own thread: etcd trouble never stalls the checks or the heartbeat. */
+    sup.fleet = msup_fleet_start(&sup.seg, sup.cfg, msup_hostcap_apply, &err);
+    if (sup.fleet == NULL && err.code != MONGOSUP_OK)
+        msup_log(LOG_ERR, "%s: the fleet's clusters keep their floors", err.message);
 
 #ifdef MSUP_WITH_METRICS
     bool metrics = false;
@@ -365,6 +371,10 @@ int main(int argc, char **argv)
     }
 #endif
     rc = run(&sup);
+    /* A completed drain left no worker holding connections: the room can go
+     * back to the other hosts now rather than at the lease's expiry. */
+    msup_fleet_stop(&sup.fleet, rc == 0 && atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire) ==
+                                               MSUP_PHASE_STOPPED);
     msup_control_close(&sup.control); /* STOPPED: clients find no socket rather than no answer */
 #ifdef MSUP_WITH_METRICS
     if (metrics)

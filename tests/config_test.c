@@ -1310,7 +1310,7 @@ static void test_strbuf(void)
 /* A fleet group (one line, first line of the file) and one cluster. */
 static const char *fleet_conf(const char *fleet, const char *cluster_keys)
 {
-    static char buf[20480];
+    static char buf[40960];
     snprintf(buf, sizeof buf, "fleet = { %s };\n%s", fleet, one_uri(cluster_keys));
     return buf;
 }
