@@ -62,8 +62,11 @@ struct msup_fleet {
     char last_error[256];
     bool error_logged;
     /* Corrupt records already reported: one line per key and revision. */
-    char bad_key[256];
-    int64_t bad_rev;
+    struct {
+        char key[256];
+        int64_t rev;
+    } reported[16];
+    unsigned reported_next;
 };
 
 /* ---- the host's cap: always through apply, under apply_mu ---- */
@@ -220,10 +223,12 @@ typedef struct view {
 
 static void report_bad(msup_fleet_t *f, const msup_etcd_kv_t *kv, const char *why)
 {
-    if (f->bad_rev == kv->mod_revision && strcmp(f->bad_key, kv->key) == 0)
-        return;
-    snprintf(f->bad_key, sizeof f->bad_key, "%s", kv->key);
-    f->bad_rev = kv->mod_revision;
+    for (size_t i = 0; i < sizeof f->reported / sizeof f->reported[0]; i++)
+        if (f->reported[i].rev == kv->mod_revision && strcmp(f->reported[i].key, kv->key) == 0)
+            return;
+    unsigned slot = f->reported_next++ % (sizeof f->reported / sizeof f->reported[0]);
+    snprintf(f->reported[slot].key, sizeof f->reported[slot].key, "%s", kv->key);
+    f->reported[slot].rev = kv->mod_revision;
     msup_log(LOG_WARNING, "fleet: ignoring the record at %.200s (revision %" PRId64 "): %s", kv->key,
              kv->mod_revision, why);
 }

@@ -10,3 +10,14 @@ TESTS += tests/fleet_share_test
 tests_fleet_share_test_SOURCES = tests/fleet_share_test.c
 tests_fleet_share_test_CFLAGS = $(TEST_CFLAGS)
 tests_fleet_share_test_LDADD = fleet/libmsup_fleet.la $(TEST_LIBS) $(CURL_LIBS) $(JSONC_LIBS)
+
+# End to end: 4 mongosupd against a real etcd (Debian's etcd-server, started by
+# the test on free loopback ports) and the test peer.
+check_PROGRAMS += tests/fleet_test
+TESTS += tests/fleet_test
+tests_fleet_test_SOURCES = tests/fleet_test.c tests/peer/peer.c tests/peer/peer.h
+tests_fleet_test_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests $(PEER_CPPFLAGS) \
+	-DMONGOSUP_BUILDDIR=\"$(abs_top_builddir)\" -DVALGRIND_SUPP=\"$(abs_top_srcdir)/tests/valgrind.supp\"
+tests_fleet_test_CFLAGS = $(TEST_CFLAGS)
+tests_fleet_test_LDADD = fleet/libmsup_fleet.la $(TEST_LIBS) $(CURL_LIBS) $(JSONC_LIBS)
+EXTRA_tests_fleet_test_DEPENDENCIES = supervisor/mongosupd

@@ -1,0 +1,621 @@
+/* fleet_test.c: the fleet-wide budget end to end: 4 mongosupd "hosts" with their own segments against a real etcd and the test peer; the sum of the caps is sampled throughout. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../fleet/etcd.h"
+#include "../fleet/record.h"
+#include "config.h"
+#include "mongosup.h"
+#include "peer/peer.h"
+#include "segment.h"
+#include "testmain.h"
+
+#define HOSTS 4
+#define FLEET_MAX 40
+#define FLOOR 4
+#define TTL_S 2
+#define ETCD_BIN "/usr/bin/etcd"
+
+static char tmpdir[64];
+static char prefix[64];
+
+static bool daemon_under_valgrind(void)
+{
+    const char *v = getenv("MONGOSUP_VALGRIND_DAEMON");
+    return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
+
+static unsigned slack(unsigned ms)
+{
+    return msup_test_under_valgrind() || daemon_under_valgrind() ? ms * 4 + 3000 : ms;
+}
+
+static const char *build_path(const char *rel)
+{
+    static char bufs[4][PATH_MAX];
+    static int next;
+    char *p = bufs[next++ % 4];
+    const char *b = getenv("MONGOSUP_TEST_BUILDDIR");
+    snprintf(p, PATH_MAX, "%s/%s", b != NULL && b[0] != '\0' ? b : MONGOSUP_BUILDDIR, rel);
+    return p;
+}
+
+static bool file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char line[2048];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* ---- etcd: a single member on free loopback ports, data in tmpdir ---- */
+
+typedef struct etcd_proc {
+    pid_t pid;
+    int client_port, peer_port;
+    char dir[PATH_MAX];
+    char endpoint[64];
+} etcd_proc_t;
+
+static bool have_etcd(void)
+{
+    if (access(ETCD_BIN, X_OK) == 0)
+        return true;
+    printf("\n    SKIP: %s is not installed (Debian: apt-get install etcd-server; scripts/install-deps.sh) ", ETCD_BIN);
+    return false;
+}
+
+/* A client of the test's own, to read and write records like a host. */
+static msup_etcd_t *test_client(const char *endpoint)
+{
+    static char ep[64];
+    snprintf(ep, sizeof ep, "%s", endpoint);
+    char *eps[2] = {ep, NULL};
+    msup_fleet_cfg_t fc = {.enabled = true, .endpoints = eps, .request_timeout_ms = 500};
+    char why[128];
+    msup_etcd_t *e = msup_etcd_new(&fc, why, sizeof why);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    return e;
+}
+
+static bool etcd_answers(const char *endpoint)
+{
+    msup_etcd_t *e = test_client(endpoint);
+    msup_etcd_range_t r;
+    bool ok = msup_etcd_range_prefix(e, "/probe", &r) == MSUP_ETCD_OK;
+    if (ok)
+        msup_etcd_range_free(&r);
+    msup_etcd_free(e);
+    return ok;
+}
+
+/* Starts etcd (again, on the same ports and data when e->pid was set before). */
+static bool etcd_start(etcd_proc_t *e)
+{
+    if (e->client_port == 0) {
+        e->client_port = msup_test_free_port();
+        e->peer_port = msup_test_free_port();
+        snprintf(e->dir, sizeof e->dir, "%s/etcd", tmpdir);
+        snprintf(e->endpoint, sizeof e->endpoint, "http://127.0.0.1:%d", e->client_port);
+    }
+    char client[64], peer[64], cluster[96], log[PATH_MAX + 16];
+    snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port);
+    snprintf(peer, sizeof peer, "http://127.0.0.1:%d", e->peer_port);
+    snprintf(cluster, sizeof cluster, "fleettest=%s", peer);
+    snprintf(log, sizeof log, "%s/etcd.log", tmpdir);
+    e->pid = fork();
+    CU_ASSERT_FATAL(e->pid >= 0);
+    if (e->pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        execl(ETCD_BIN, ETCD_BIN, "--name", "fleettest", "--data-dir", e->dir, "--listen-client-urls", client,
+              "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+              "--initial-cluster", cluster, "--log-level", "warn", (char *)NULL);
+        _exit(127);
+    }
+    for (unsigned waited = 0; waited < slack(10000); waited += 50) {
+        if (etcd_answers(e->endpoint))
+            return true;
+        if (waitpid(e->pid, NULL, WNOHANG) == e->pid) {
+            fprintf(stderr, "\n  etcd exited at start: see %s\n", log);
+            e->pid = 0;
+            return false;
+        }
+        msup_test_sleep_ms(50);
+    }
+    return false;
+}
+
+static void etcd_stop(etcd_proc_t *e)
+{
+    if (e->pid <= 0)
+        return;
+    kill(e->pid, SIGTERM);
+    waitpid(e->pid, NULL, 0);
+    e->pid = 0;
+}
+
+/* ---- hosts: one mongosupd each, its own segment, config, host id ---- */
+
+typedef struct ctl {
+    _Atomic int stop;
+    _Atomic long ok[HOSTS];
+    _Atomic long failed[HOSTS];
+    char last_error[512];
+} ctl_t;
+
+typedef struct host {
+    int idx;
+    char id[16];
+    char conf[PATH_MAX];
+    char log[PATH_MAX];
+    char seg_name[64];
+    pid_t pid;
+    pid_t workers[4];
+    int nworkers;
+    msup_segment_t seg;
+    bool mapped;
+    _Atomic bool alive;      /* counted by the sampler */
+} host_t;
+
+static host_t hosts[HOSTS];
+static test_peer_t *peer;
+static ctl_t *ctl;
+
+static void write_host_conf(host_t *h, const char *endpoint)
+{
+    FILE *f = fopen(h->conf, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(f,
+            "segment = { name = \"%s\"; max_workers = 16; };\n"
+            "supervisor = { control_socket = \"%s/%s.sock\"; heartbeat_interval_ms = 100; reap_interval_ms = 100; };\n"
+            "fleet = { endpoints = [\"%s\"]; host_id = \"%s\"; prefix = \"%s\"; lease_ttl_s = %d; max_hosts = %d;\n"
+            "          poll_interval_ms = 100; request_timeout_ms = 400; lower_wait_ms = 1000; };\n"
+            "default_environment = \"test\";\n"
+            "environments = { test = { clusters = { main = {\n"
+            "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
+            "  fleet_max_connections = %d; fleet_floor = %d; }; }; }; };\n",
+            h->seg_name, tmpdir, h->id, endpoint, h->id, prefix, TTL_S, HOSTS, test_peer_uri(peer), FLEET_MAX, FLOOR);
+    fclose(f);
+}
+
+static pid_t spawn_daemon(const char *conf, const char *log, bool valgrind)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        const char *d = build_path("supervisor/mongosupd");
+        if (valgrind)
+            execlp("valgrind", "valgrind", "--error-exitcode=1", "--leak-check=full",
+                   "--errors-for-leak-kinds=definite,indirect", "-q", "--fair-sched=yes",
+                   "--suppressions=" VALGRIND_SUPP, d, "-c", conf, (char *)NULL);
+        else
+            execl(d, d, "-c", conf, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+static bool host_start(host_t *h, int idx, const char *endpoint)
+{
+    memset(h, 0, sizeof *h);
+    h->idx = idx;
+    snprintf(h->id, sizeof h->id, "h%d", idx);
+    snprintf(h->conf, sizeof h->conf, "%s/%s.conf", tmpdir, h->id);
+    snprintf(h->log, sizeof h->log, "%s/%s.log", tmpdir, h->id);
+    char tag[16];
+    snprintf(tag, sizeof tag, "fleet%d", idx);
+    snprintf(h->seg_name, sizeof h->seg_name, "%s", msup_test_segment_name(tag));
+    write_host_conf(h, endpoint);
+    h->pid = spawn_daemon(h->conf, h->log, idx == 0 && daemon_under_valgrind());
+    CU_ASSERT_FATAL(h->pid > 0);
+    for (unsigned waited = 0; waited < slack(10000); waited += 20) {
+        mongosup_error_t err;
+        if (!h->mapped && msup_segment_open_readonly(h->seg_name, &h->seg, &err))
+            h->mapped = true;
+        if (h->mapped && atomic_load(&h->seg.hdr->phase) == MSUP_PHASE_RUNNING &&
+            msup_segment_find_cluster(&h->seg, "main") >= 0) {
+            atomic_store(&h->alive, true);
+            return true;
+        }
+        msup_test_sleep_ms(20);
+    }
+    fprintf(stderr, "\n  %s did not start: see %s\n", h->id, h->log);
+    return false;
+}
+
+static uint32_t host_cap(const host_t *h)
+{
+    int row = msup_segment_find_cluster(&h->seg, "main");
+    return row < 0 ? 0 : atomic_load(&msup_segment_row(&h->seg, (uint32_t)row)->max_connections);
+}
+
+/* A worker of host h: `threads` threads pinging (the peer delays each
+ * ping) until ctl->stop. */
+static void *worker_thread(void *arg)
+{
+    mongosup_t *m = ((void **)arg)[0];
+    int idx = (int)(intptr_t)((void **)arg)[1];
+    while (!atomic_load(&ctl->stop)) {
+        mongosup_error_t error;
+        mongoc_client_t *c = mongosup_checkout(m, "main", &error);
+        if (c == NULL) {
+            atomic_fetch_add(&ctl->failed[idx], 1);
+            snprintf(ctl->last_error, sizeof ctl->last_error, "%s", error.message);
+            msup_test_sleep_ms(10);
+            continue;
+        }
+        bson_t cmd = BSON_INITIALIZER;
+        BSON_APPEND_INT32(&cmd, "ping", 1);
+        bson_error_t berr;
+        bool ok = mongoc_client_command_simple(c, "admin", &cmd, NULL, NULL, &berr);
+        bson_destroy(&cmd);
+        mongosup_checkin(m, c, ok ? NULL : &berr);
+        atomic_fetch_add(ok ? &ctl->ok[idx] : &ctl->failed[idx], 1);
+    }
+    return NULL;
+}
+
+static void host_add_workers(host_t *h, int workers, int threads)
+{
+    for (int w = 0; w < workers; w++) {
+        pid_t pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+            mongosup_error_t err;
+            mongosup_config_t *cfg = mongosup_config_load(h->conf, NULL, &err);
+            mongosup_t *m = cfg != NULL ? mongosup_attach(cfg, &err) : NULL;
+            if (m == NULL)
+                _exit(2);
+            pthread_t th[16];
+            void *arg[2] = {m, (void *)(intptr_t)h->idx};
+            for (int t = 0; t < threads; t++)
+                pthread_create(&th[t], NULL, worker_thread, arg);
+            for (int t = 0; t < threads; t++)
+                pthread_join(th[t], NULL);
+            bool detached = mongosup_detach(&m, 10000);
+            mongosup_config_destroy(&cfg);
+            _exit(detached ? 0 : 3);
+        }
+        h->workers[h->nworkers++] = pid;
+    }
+}
+
+static void host_kill(host_t *h)
+{
+    atomic_store(&h->alive, false);
+    for (int w = 0; w < h->nworkers; w++)
+        kill(h->workers[w], SIGKILL);
+    kill(h->pid, SIGKILL);
+    for (int w = 0; w < h->nworkers; w++)
+        waitpid(h->workers[w], NULL, 0);
+    waitpid(h->pid, NULL, 0);
+    h->nworkers = 0;
+    h->pid = 0;
+}
+
+/* Stops workers (ctl->stop) and the daemon (SIGTERM, exit 0 expected). */
+static int host_stop(host_t *h)
+{
+    int status = -1;
+    for (int w = 0; w < h->nworkers; w++)
+        waitpid(h->workers[w], NULL, 0);
+    h->nworkers = 0;
+    if (h->pid > 0) {
+        kill(h->pid, SIGTERM);
+        waitpid(h->pid, &status, 0);
+        status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    atomic_store(&h->alive, false);
+    h->pid = 0;
+    if (h->mapped)
+        msup_segment_close(&h->seg);
+    h->mapped = false;
+    return status;
+}
+
+/* ---- the referee: every live host's enforced cap, summed every 2 ms;
+ * the caps published in etcd, summed every 50 ms ---- */
+
+typedef struct sampler {
+    pthread_t thread;
+    _Atomic bool stop;
+    _Atomic uint32_t max_sum;          /* of the enforced caps */
+    _Atomic uint32_t max_published;    /* of the caps in etcd */
+    _Atomic long samples;
+    const char *endpoint;
+} sampler_t;
+
+static uint32_t published_sum(msup_etcd_t *e)
+{
+    msup_etcd_range_t r;
+    if (msup_etcd_range_prefix(e, prefix, &r) != MSUP_ETCD_OK)
+        return 0;
+    uint32_t sum = 0;
+    for (size_t i = 0; i < r.count; i++) {
+        const char *host = strrchr(r.kvs[i].key, '/');
+        msup_fleet_record_t rec;
+        char why[128];
+        if (host != NULL && msup_fleet_record_decode(r.kvs[i].value, host + 1, &rec, why, sizeof why))
+            sum += rec.cap;
+    }
+    msup_etcd_range_free(&r);
+    return sum;
+}
+
+static void *sample(void *arg)
+{
+    sampler_t *s = arg;
+    msup_etcd_t *e = test_client(s->endpoint);
+    for (long n = 0; !atomic_load(&s->stop); n++) {
+        uint32_t sum = 0;
+        for (int i = 0; i < HOSTS; i++)
+            if (atomic_load(&hosts[i].alive))
+                sum += host_cap(&hosts[i]);
+        if (sum > atomic_load(&s->max_sum))
+            atomic_store(&s->max_sum, sum);
+        if (n % 25 == 0) {
+            uint32_t p = published_sum(e);
+            if (p > atomic_load(&s->max_published))
+                atomic_store(&s->max_published, p);
+        }
+        atomic_fetch_add(&s->samples, 1);
+        msup_test_sleep_ms(2);
+    }
+    msup_etcd_free(e);
+    return NULL;
+}
+
+/* Waits until pred holds (polling every 10 ms); returns the time it took, or -1. */
+static long wait_ms(bool (*pred)(void), unsigned timeout_ms)
+{
+    uint64_t t0 = msup_test_now_ms();
+    while (msup_test_now_ms() - t0 < timeout_ms) {
+        if (pred())
+            return (long)(msup_test_now_ms() - t0);
+        msup_test_sleep_ms(10);
+    }
+    return pred() ? (long)timeout_ms : -1;
+}
+
+static uint32_t live_sum(void)
+{
+    uint32_t s = 0;
+    for (int i = 0; i < HOSTS; i++)
+        if (atomic_load(&hosts[i].alive))
+            s += host_cap(&hosts[i]);
+    return s;
+}
+
+/* Hosts 0 and 3 saturate their pools, 1 and 2 are idle: the busy ones
+ * split the room above the floors. */
+static bool split_busy_idle(void)
+{
+    uint32_t c0 = host_cap(&hosts[0]), c1 = host_cap(&hosts[1]), c2 = host_cap(&hosts[2]), c3 = host_cap(&hosts[3]);
+    return live_sum() == FLEET_MAX && c1 == FLOOR && c2 == FLOOR && c0 == c3 && c0 == (FLEET_MAX - 2 * FLOOR) / 2;
+}
+
+/* Host 3 is gone: its floor stays reserved (it may come back), the rest of
+ * its room goes to host 0, the one busy host left. */
+static bool host0_took_room(void)
+{
+    return host_cap(&hosts[0]) == FLEET_MAX - 3 * FLOOR && host_cap(&hosts[1]) == FLOOR &&
+           host_cap(&hosts[2]) == FLOOR;
+}
+
+static bool all_at_floor(void)
+{
+    for (int i = 0; i < 3; i++)
+        if (host_cap(&hosts[i]) != FLOOR)
+            return false;
+    return true;
+}
+
+static void setup_dir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mongosup-fleet-test.XXXXXX");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
+    snprintf(prefix, sizeof prefix, "/msup-test-%d", (int)getpid());
+}
+
+static void remove_dir(void)
+{
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
+/* The whole life of a fleet: converge, demand, a corrupt record, a host
+ * SIGKILLed, etcd stopped and back; the referee throughout. */
+static void test_fleet_lifecycle(void)
+{
+    if (!have_etcd())
+        return;
+    setup_dir();
+    etcd_proc_t etcd = {0};
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":20,\"command\":\"ping\"}", NULL, 0));
+    ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CU_ASSERT_FATAL(ctl != MAP_FAILED);
+    memset(ctl, 0, sizeof *ctl);
+
+    for (int i = 0; i < HOSTS; i++)
+        CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint));
+    /* Workers first: no child inherits the sampler thread. */
+    bool vg = msup_test_under_valgrind();
+    host_add_workers(&hosts[0], vg ? 1 : 2, vg ? 12 : 8);
+    host_add_workers(&hosts[3], vg ? 1 : 2, vg ? 12 : 8);
+    sampler_t s = {.endpoint = etcd.endpoint};
+    pthread_create(&s.thread, NULL, sample, &s);
+
+    /* 1. Demand: the busy hosts split the room above the floors. */
+    long took = wait_ms(split_busy_idle, slack(15000));
+    CU_ASSERT(took >= 0);
+    printf("\n    busy/idle split %u/%u/%u/%u after %ld ms ", host_cap(&hosts[0]), host_cap(&hosts[1]),
+           host_cap(&hosts[2]), host_cap(&hosts[3]), took);
+    CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+
+    /* 2. A corrupt record and a foreign one claiming a huge cap: ignored,
+     * logged, nobody's cap moves. */
+    msup_etcd_t *e = test_client(etcd.endpoint);
+    int64_t lease = 0;
+    bool applied = false;
+    CU_ASSERT_EQUAL(msup_etcd_lease_grant(e, 30, &lease), MSUP_ETCD_OK);
+    char key[128];
+    snprintf(key, sizeof key, "%s/main/garbage", prefix);
+    CU_ASSERT_EQUAL(msup_etcd_put(e, key, "{not json", lease, NULL, 0, &applied), MSUP_ETCD_OK);
+    snprintf(key, sizeof key, "%s/main/other", prefix);
+    CU_ASSERT_EQUAL(msup_etcd_put(e, key, "{\"v\":1,\"host\":\"spoof\",\"floor\":0,\"demand\":0,\"cap\":0,"
+                                          "\"fleet_max\":1000,\"max_hosts\":1}", lease, NULL, 0, &applied),
+                    MSUP_ETCD_OK);
+    msup_test_sleep_ms(slack(600));
+    CU_ASSERT(split_busy_idle());
+    CU_ASSERT(file_has(hosts[1].log, "ignoring the record at "));
+    CU_ASSERT(file_has(hosts[1].log, "/main/garbage"));
+    CU_ASSERT(file_has(hosts[1].log, "its host does not match its key"));
+    CU_ASSERT_EQUAL(msup_etcd_lease_revoke(e, lease), MSUP_ETCD_OK);
+    msup_etcd_free(e);
+
+    /* 3. Host 3 SIGKILLed with its workers: its lease expires, host 0
+     * takes its room within TTL + 1 s (plus the poll and the raise). */
+    long peer_max = -1;
+    char reply[4096];
+    if (test_peer_command(peer, "{\"cmd\":\"stats\"}", reply, sizeof reply)) {
+        const char *m = strstr(reply, "\"max\":");
+        peer_max = m != NULL ? strtol(m + 6, NULL, 10) : -1;
+    }
+    host_kill(&hosts[3]);
+    took = wait_ms(host0_took_room, slack(10000));
+    printf("\n    host killed: host 0's cap %u after %ld ms (TTL %d s); peer conn.max %ld before ", host_cap(&hosts[0]),
+           took, TTL_S, peer_max);
+    CU_ASSERT(took >= 0);
+    CU_ASSERT(took <= (long)slack(TTL_S * 1000 + 1500));
+    /* The referee: every socket the workers opened was under a cap; the
+     * supervisors' own health checks (one socket each) are outside the budget. */
+    CU_ASSERT(peer_max > 0);
+    CU_ASSERT(peer_max <= FLEET_MAX + HOSTS);
+
+    /* 4. etcd stopped: every host falls to its floor before its lease could
+     * expire on the server, and keeps serving. */
+    long ops_before = atomic_load(&ctl->ok[0]);
+    uint64_t t_stop = msup_test_now_ms();
+    etcd_stop(&etcd);
+    took = wait_ms(all_at_floor, slack(TTL_S * 1000));
+    printf("\n    etcd stopped: hosts at their floors after %ld ms ", took);
+    CU_ASSERT(took >= 0);
+    CU_ASSERT(took < (long)slack(TTL_S * 1000));
+    msup_test_sleep_ms(slack(500));
+    CU_ASSERT(all_at_floor());
+    CU_ASSERT(atomic_load(&ctl->ok[0]) > ops_before); /* still serving, within the floor */
+    CU_ASSERT(file_has(hosts[0].log, "falls back to its floor"));
+    (void)t_stop;
+
+    /* 5. etcd back: the hosts rejoin and share again. */
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    took = wait_ms(host0_took_room, slack(10000));
+    printf("\n    etcd back: shares restored after %ld ms ", took);
+    CU_ASSERT(took >= 0);
+
+    atomic_store(&s.stop, true);
+    pthread_join(s.thread, NULL);
+    printf("\n    referee: %ld samples, highest sum of enforced caps %u, of published caps %u (fleet max %d) ",
+           atomic_load(&s.samples), atomic_load(&s.max_sum), atomic_load(&s.max_published), FLEET_MAX);
+    CU_ASSERT(atomic_load(&s.samples) > 100);
+    CU_ASSERT(atomic_load(&s.max_sum) <= FLEET_MAX);
+    CU_ASSERT(atomic_load(&s.max_published) <= FLEET_MAX);
+    CU_ASSERT(atomic_load(&s.max_published) > 0);
+
+    atomic_store(&ctl->stop, 1);
+    CU_ASSERT_EQUAL(atomic_load(&ctl->failed[0]), 0);
+    if (atomic_load(&ctl->failed[0]) != 0)
+        fprintf(stderr, "\n  last failure: %s\n", ctl->last_error);
+    for (int i = 0; i < 3; i++)
+        CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
+    /* host 3 was killed: its segment stays behind */
+    msup_segment_close(&hosts[3].seg);
+    msup_segment_unlink(hosts[3].seg_name, NULL);
+    hosts[3].mapped = false;
+    etcd_stop(&etcd);
+    test_peer_stop(&peer);
+    munmap(ctl, sizeof *ctl);
+    remove_dir();
+}
+
+/* No etcd answers at start: the host starts, holds its floor and says so. */
+static void test_unreachable_at_start(void)
+{
+    setup_dir();
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    char endpoint[64];
+    snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", msup_test_free_port()); /* nobody listens */
+    host_t *h = &hosts[0];
+    CU_ASSERT_FATAL(host_start(h, 0, endpoint));
+    msup_test_sleep_ms(slack(1000));
+    CU_ASSERT_EQUAL(host_cap(h), FLOOR);
+    CU_ASSERT(file_has(h->log, "fleet: lease grant: http://127.0.0.1:"));
+    CU_ASSERT_EQUAL(kill(h->pid, 0), 0); /* still running */
+    CU_ASSERT_EQUAL(host_stop(h), 0);
+    test_peer_stop(&peer);
+    remove_dir();
+}
+
+/* A bad fleet group: mongosupd refuses to start, one line with file:line. */
+static void test_bad_config(void)
+{
+    setup_dir();
+    char conf[PATH_MAX], log[PATH_MAX], expect[PATH_MAX + 32];
+    snprintf(conf, sizeof conf, "%s/bad.conf", tmpdir);
+    snprintf(log, sizeof log, "%s/bad.log", tmpdir);
+    FILE *f = fopen(conf, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fprintf(f, "default_environment = \"t\";\n"
+               "fleet = { endpoints = [\"http://127.0.0.1:1\"]; max_hosts = 4; };\n"
+               "environments = { t = { clusters = { main = { mongo_uri = \"mongodb://127.0.0.1:1/\";\n"
+               "  fleet_max_connections = 10; fleet_floor = 3; }; }; }; };\n");
+    fclose(f);
+    pid_t pid = spawn_daemon(conf, log, false);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    snprintf(expect, sizeof expect, "mongosupd: %s:4: ", conf);
+    CU_ASSERT(file_has(log, expect));
+    CU_ASSERT(file_has(log, "fleet_floor 3 x fleet.max_hosts 4 = 12 is more than fleet_max_connections 10"));
+    remove_dir();
+}
+
+int main(int argc, char **argv)
+{
+    static const msup_test_t tests[] = {
+        {"/fleet/bad-config", test_bad_config},
+        {"/fleet/unreachable-at-start", test_unreachable_at_start},
+        {"/fleet/lifecycle", test_fleet_lifecycle},
+        {NULL, NULL},
+    };
+    return msup_test_main("fleet", tests, argc, argv);
+}
