@@ -1,5 +1,6 @@
 /* etcd.c: etcd v3 lease, range and guarded put over the HTTP/JSON gateway: libcurl for HTTP, json-c for the bodies, base64 keys and values. */
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct msup_etcd {
     char *token;                    /* etcd auth token, NULL before authenticate */
     char *ca, *cert, *key;
     char error[256];
+    _Atomic uint64_t requests;      /* HTTP requests sent, for the status and the figures */
 };
 
 static void set_error(msup_etcd_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -39,6 +41,11 @@ static void set_error(msup_etcd_t *e, const char *fmt, ...)
 const char *msup_etcd_error(const msup_etcd_t *e)
 {
     return e->error;
+}
+
+uint64_t msup_etcd_requests(msup_etcd_t *e)
+{
+    return atomic_load_explicit(&e->requests, memory_order_relaxed);
 }
 
 static char *dup_or_null(const char *s)
@@ -145,6 +152,7 @@ static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char
         curl_easy_setopt(c, CURLOPT_SSLCERT, e->cert);
         curl_easy_setopt(c, CURLOPT_SSLKEY, e->key);
     }
+    atomic_fetch_add_explicit(&e->requests, 1, memory_order_relaxed);
     CURLcode rc = curl_easy_perform(c);
     curl_slist_free_all(headers);
     msup_etcd_status_t st = MSUP_ETCD_OK;

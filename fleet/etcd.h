@@ -39,6 +39,9 @@ void msup_etcd_free(msup_etcd_t *e);
 /* The last failure in one line (no secret, no request body). */
 const char *msup_etcd_error(const msup_etcd_t *e);
 
+/* HTTP requests sent so far (any thread). */
+uint64_t msup_etcd_requests(msup_etcd_t *e);
+
 msup_etcd_status_t msup_etcd_lease_grant(msup_etcd_t *e, uint32_t ttl_s, int64_t *lease);
 /* *ttl_left: seconds the server gives the lease from now. */
 msup_etcd_status_t msup_etcd_lease_keepalive(msup_etcd_t *e, int64_t lease, int64_t *ttl_left);

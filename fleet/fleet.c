@@ -20,6 +20,13 @@
 #define CLOCK_SLACK_MS 250       /* the server's clock may run a little faster than ours */
 #define MAX_RECORDS 1024
 
+#define SHOWN_RECORDS 32          /* hosts kept per cluster for `mongosupctl fleet` */
+
+typedef struct shown_record {
+    char host[64];
+    uint32_t floor, demand, cap;
+} shown_record_t;
+
 typedef struct fleet_cluster {
     char name[MSUP_NAME_MAX];
     msup_cluster_row_t *row;
@@ -37,6 +44,8 @@ typedef struct fleet_cluster {
     _Atomic uint32_t target;
     _Atomic uint32_t hosts_seen;
     _Atomic uint32_t demand;
+    shown_record_t shown[SHOWN_RECORDS]; /* under the fleet's view_mu */
+    size_t shown_count, seen_count;
 } fleet_cluster_t;
 
 struct msup_fleet {
@@ -46,6 +55,7 @@ struct msup_fleet {
     msup_etcd_t *etcd;
     msup_fleet_apply_fn apply;
     pthread_mutex_t apply_mu;         /* a cap read and written into the row as one step (reload vs thread) */
+    pthread_mutex_t view_mu;          /* the clusters' shown records */
     pthread_mutex_t mu;               /* stop, cv */
     pthread_cond_t cv;
     bool stop;
@@ -276,6 +286,22 @@ static void build_view(msup_fleet_t *f, const fleet_cluster_t *c, const msup_etc
     }
 }
 
+/* What `mongosupctl fleet` shows of the last read. */
+static void keep_shown(msup_fleet_t *f, fleet_cluster_t *c, const view_t *v)
+{
+    pthread_mutex_lock(&f->view_mu);
+    c->shown_count = 0;
+    c->seen_count = v->n;
+    for (size_t i = 0; i < v->n && i < SHOWN_RECORDS; i++) {
+        shown_record_t *s = &c->shown[c->shown_count++];
+        snprintf(s->host, sizeof s->host, "%s", v->recs[i].host);
+        s->floor = v->recs[i].floor;
+        s->demand = v->recs[i].demand;
+        s->cap = v->recs[i].cap;
+    }
+    pthread_mutex_unlock(&f->view_mu);
+}
+
 static bool publish(msup_fleet_t *f, fleet_cluster_t *c, uint32_t cap, uint32_t demand, int64_t guard_rev,
                     bool *applied)
 {
@@ -313,6 +339,7 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
     uint32_t demand = sample_demand(c, now);
     atomic_store(&c->demand, demand);
     build_view(f, c, r, v);
+    keep_shown(f, c, v);
     bool applied = false;
     uint32_t enforced = atomic_load(&c->enforced);
 
@@ -488,6 +515,7 @@ msup_fleet_t *msup_fleet_start(msup_segment_t *seg, const mongosup_config_t *cfg
     f->timeout_ms = fc->request_timeout_ms;
     f->apply = apply;
     pthread_mutex_init(&f->apply_mu, NULL);
+    pthread_mutex_init(&f->view_mu, NULL);
     pthread_mutex_init(&f->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -539,6 +567,7 @@ void msup_fleet_stop(msup_fleet_t **fleet, bool release_room)
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     pthread_mutex_destroy(&f->apply_mu);
+    pthread_mutex_destroy(&f->view_mu);
     free(f);
     *fleet = NULL;
 }
@@ -561,22 +590,98 @@ bool msup_fleet_reapply(msup_fleet_t *f, const msup_cluster_cfg_t *cc, msup_clus
     return false;
 }
 
-bool msup_fleet_status_line(msup_fleet_t *f, size_t i, char *buf, size_t n)
+static double contact_age_s(const msup_fleet_t *f)
 {
-    if (f == NULL || i > f->count)
-        return false;
-    if (i == 0) {
-        uint64_t last = atomic_load(&f->last_contact_ns), now = msup_now_ns();
-        char ago[32] = "never";
-        if (last != 0)
-            snprintf(ago, sizeof ago, "%.1fs", (double)(now > last ? now - last : 0) / 1e9);
-        snprintf(buf, n, "fleet host %s lease %s last-etcd-contact %s lease-losses %" PRIu64, f->host_id,
-                 atomic_load(&f->has_lease) ? "held" : "none", ago, atomic_load(&f->lease_losses));
-        return true;
+    uint64_t last = atomic_load(&f->last_contact_ns), now = msup_now_ns();
+    return last == 0 ? -1 : (double)(now > last ? now - last : 0) / 1e9;
+}
+
+void msup_fleet_describe(msup_fleet_t *f, void (*emit)(void *arg, const char *line), void *arg, size_t max_lines)
+{
+    char line[256], ago[32] = "never";
+    if (f == NULL || max_lines < 2)
+        return;
+    double age = contact_age_s(f);
+    if (age >= 0)
+        snprintf(ago, sizeof ago, "%.1fs ago", age);
+    snprintf(line, sizeof line, "host %s lease %s last-etcd-contact %s lease-losses %" PRIu64 " etcd-requests %" PRIu64,
+             f->host_id, atomic_load(&f->has_lease) ? "held" : "none", ago, atomic_load(&f->lease_losses),
+             msup_etcd_requests(f->etcd));
+    emit(arg, line);
+    size_t lines = 1, left_out = 0;
+    pthread_mutex_lock(&f->view_mu);
+    for (size_t i = 0; i < f->count; i++) {
+        const fleet_cluster_t *c = &f->clusters[i];
+        if (lines + 1 < max_lines) {
+            snprintf(line, sizeof line, "cluster %s cap %u target %u floor %u fleet-max %u hosts %zu demand %u", c->name,
+                     atomic_load(&c->enforced), atomic_load(&c->target), c->floor, c->fleet_max, c->seen_count,
+                     atomic_load(&c->demand));
+            emit(arg, line);
+            lines++;
+        } else {
+            left_out++;
+        }
+        for (size_t j = 0; j < c->shown_count; j++) {
+            if (lines + 1 >= max_lines) {
+                left_out++;
+                continue;
+            }
+            snprintf(line, sizeof line, "  host %s floor %u demand %u cap %u%s", c->shown[j].host, c->shown[j].floor,
+                     c->shown[j].demand, c->shown[j].cap, strcmp(c->shown[j].host, f->host_id) == 0 ? " (this host)" : "");
+            emit(arg, line);
+            lines++;
+        }
+        left_out += c->seen_count - c->shown_count;
     }
-    const fleet_cluster_t *c = &f->clusters[i - 1];
-    snprintf(buf, n, "fleet cluster %s cap %u target %u floor %u fleet-max %u hosts %u demand %u", c->name,
-             atomic_load(&c->enforced), atomic_load(&c->target), c->floor, c->fleet_max, atomic_load(&c->hosts_seen),
-             atomic_load(&c->demand));
-    return true;
+    pthread_mutex_unlock(&f->view_mu);
+    if (left_out > 0) {
+        snprintf(line, sizeof line, "(%zu more lines left out)", left_out);
+        emit(arg, line);
+    }
+}
+
+static void gauge(FILE *out, const char *name, const char *help)
+{
+    fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+}
+
+bool msup_fleet_prometheus(FILE *out, void *arg)
+{
+    msup_fleet_t *f = arg;
+    struct {
+        const char *name, *help;
+        int what;
+    } per_cluster[] = {
+        {"mongosup_fleet_cap_connections", "This host's cap for the cluster, from the fleet share (also the budget's max).", 0},
+        {"mongosup_fleet_target_connections", "This host's share computed from the last read of etcd.", 1},
+        {"mongosup_fleet_floor_connections", "This host's floor: the cap it keeps without etcd.", 2},
+        {"mongosup_fleet_max_connections", "fleet_max_connections: the total of every host's cap.", 3},
+        {"mongosup_fleet_hosts", "Hosts with a record for the cluster in the last read of etcd.", 4},
+        {"mongosup_fleet_demand_connections", "The demand this host publishes: recent peak use, more when at its cap.", 5},
+    };
+    for (size_t k = 0; k < sizeof per_cluster / sizeof per_cluster[0]; k++) {
+        gauge(out, per_cluster[k].name, per_cluster[k].help);
+        for (size_t i = 0; i < f->count; i++) {
+            const fleet_cluster_t *c = &f->clusters[i];
+            uint32_t v = per_cluster[k].what == 0   ? atomic_load(&c->enforced)
+                         : per_cluster[k].what == 1 ? atomic_load(&c->target)
+                         : per_cluster[k].what == 2 ? c->floor
+                         : per_cluster[k].what == 3 ? c->fleet_max
+                         : per_cluster[k].what == 4 ? atomic_load(&c->hosts_seen)
+                                                    : atomic_load(&c->demand);
+            /* Cluster names are [A-Za-z0-9_-] (the loader checks): no escaping needed. */
+            fprintf(out, "%s{cluster=\"%s\"} %u\n", per_cluster[k].name, c->name, v);
+        }
+    }
+    gauge(out, "mongosup_fleet_lease_held", "1 while this host holds its etcd lease.");
+    fprintf(out, "mongosup_fleet_lease_held %d\n", atomic_load(&f->has_lease) ? 1 : 0);
+    gauge(out, "mongosup_fleet_last_etcd_contact_age_seconds", "Seconds since etcd last answered (-1: never).");
+    fprintf(out, "mongosup_fleet_last_etcd_contact_age_seconds %.3f\n", contact_age_s(f));
+    fprintf(out, "# HELP mongosup_fleet_lease_losses_total Leases lost (etcd unreachable or expired).\n"
+                 "# TYPE mongosup_fleet_lease_losses_total counter\nmongosup_fleet_lease_losses_total %" PRIu64 "\n",
+            atomic_load(&f->lease_losses));
+    fprintf(out, "# HELP mongosup_fleet_etcd_requests_total HTTP requests sent to etcd.\n"
+                 "# TYPE mongosup_fleet_etcd_requests_total counter\nmongosup_fleet_etcd_requests_total %" PRIu64 "\n",
+            msup_etcd_requests(f->etcd));
+    return !ferror(out);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../lib/config.h"
 #include "segment.h"
@@ -37,8 +38,15 @@ void msup_fleet_stop(msup_fleet_t **fleet, bool release_room);
  * applies its floor until the next start). */
 bool msup_fleet_reapply(msup_fleet_t *fleet, const msup_cluster_cfg_t *cc, msup_cluster_row_t *row);
 
-/* Line i of the fleet's state for `mongosupctl status` (0: the host and
- * its lease; then one per cluster).  False past the last line. */
-bool msup_fleet_status_line(msup_fleet_t *fleet, size_t i, char *buf, size_t n);
+/* The fleet's state for `mongosupctl fleet`, one line per call of emit:
+ * the host and its lease, then per cluster its cap and share and the
+ * hosts seen in the last read with their demand and cap.  At most
+ * max_lines lines (the last one says how many were left out). */
+void msup_fleet_describe(msup_fleet_t *fleet, void (*emit)(void *arg, const char *line), void *arg,
+                         size_t max_lines);
+
+/* The mongosup_fleet_* Prometheus families (fleet is an msup_fleet_t *:
+ * the signature of supervisor/metrics.h's extra renderer). */
+bool msup_fleet_prometheus(FILE *out, void *fleet);
 
 #endif

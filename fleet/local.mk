@@ -15,9 +15,10 @@ tests_fleet_share_test_LDADD = fleet/libmsup_fleet.la $(TEST_LIBS) $(CURL_LIBS) 
 # the test on free loopback ports) and the test peer.
 check_PROGRAMS += tests/fleet_test
 TESTS += tests/fleet_test
-tests_fleet_test_SOURCES = tests/fleet_test.c tests/peer/peer.c tests/peer/peer.h
+tests_fleet_test_SOURCES = tests/fleet_test.c tests/peer/peer.c tests/peer/peer.h \
+	tests/tools_promcheck.c tests/tools_promcheck.h
 tests_fleet_test_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests $(PEER_CPPFLAGS) \
 	-DMONGOSUP_BUILDDIR=\"$(abs_top_builddir)\" -DVALGRIND_SUPP=\"$(abs_top_srcdir)/tests/valgrind.supp\"
-tests_fleet_test_CFLAGS = $(TEST_CFLAGS)
+tests_fleet_test_CFLAGS = $(TEST_CFLAGS) $(CURL_CFLAGS)
 tests_fleet_test_LDADD = fleet/libmsup_fleet.la $(TEST_LIBS) $(CURL_LIBS) $(JSONC_LIBS)
-EXTRA_tests_fleet_test_DEPENDENCIES = supervisor/mongosupd
+EXTRA_tests_fleet_test_DEPENDENCIES = supervisor/mongosupd tools/mongosupctl

@@ -362,6 +362,8 @@ int main(int argc, char **argv)
 
 #ifdef MSUP_WITH_METRICS
     bool metrics = false;
+    if (sup.fleet != NULL)
+        msup_metrics_set_extra(msup_fleet_prometheus, sup.fleet);
     if (sup.cfg->supervisor.metrics_listen != NULL && sup.cfg->supervisor.metrics_listen[0] != '\0') {
         metrics = msup_metrics_start(sup.cfg->supervisor.metrics_listen, &sup.seg, &err);
         if (!metrics)
@@ -371,15 +373,17 @@ int main(int argc, char **argv)
     }
 #endif
     rc = run(&sup);
-    /* A completed drain left no worker holding connections: the room can go
-     * back to the other hosts now rather than at the lease's expiry. */
-    msup_fleet_stop(&sup.fleet, rc == 0 && atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire) ==
-                                               MSUP_PHASE_STOPPED);
     msup_control_close(&sup.control); /* STOPPED: clients find no socket rather than no answer */
 #ifdef MSUP_WITH_METRICS
     if (metrics)
         msup_metrics_stop();
 #endif
+    /* After the endpoint, which renders the fleet.  A drain that left no
+     * worker attached: nothing holds connections, so the room can go back
+     * to the other hosts now rather than at the lease's expiry. */
+    msup_fleet_stop(&sup.fleet, atomic_load_explicit(&sup.seg.hdr->phase, memory_order_acquire) ==
+                                        MSUP_PHASE_STOPPED &&
+                                    msup_reaper_live_slots(&sup.seg, NULL) == 0);
     for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
         msup_checker_stop(&sup.checkers[i], 0); /* shutdown stopped them: a no-op */
     msup_segment_close(&sup.seg);

@@ -20,6 +20,9 @@
 #include "peer/peer.h"
 #include "segment.h"
 #include "testmain.h"
+#include "tools_promcheck.h"
+
+#include <curl/curl.h>
 
 #define HOSTS 4
 #define FLEET_MAX 40
@@ -169,6 +172,7 @@ typedef struct host {
     char conf[PATH_MAX];
     char log[PATH_MAX];
     char seg_name[64];
+    char metrics_listen[32]; /* "": no /metrics */
     pid_t pid;
     pid_t workers[4];
     int nworkers;
@@ -187,14 +191,15 @@ static void write_host_conf(host_t *h, const char *endpoint)
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fprintf(f,
             "segment = { name = \"%s\"; max_workers = 16; };\n"
-            "supervisor = { control_socket = \"%s/%s.sock\"; heartbeat_interval_ms = 100; reap_interval_ms = 100; };\n"
+            "supervisor = { control_socket = \"%s/%s.sock\"; heartbeat_interval_ms = 100; reap_interval_ms = 100;\n"
+            "               metrics_listen = \"%s\"; };\n"
             "fleet = { endpoints = [\"%s\"]; host_id = \"%s\"; prefix = \"%s\"; lease_ttl_s = %d; max_hosts = %d;\n"
             "          poll_interval_ms = 100; request_timeout_ms = 400; lower_wait_ms = 1000; };\n"
             "default_environment = \"test\";\n"
             "environments = { test = { clusters = { main = {\n"
             "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
             "  fleet_max_connections = %d; fleet_floor = %d; }; }; }; };\n",
-            h->seg_name, tmpdir, h->id, endpoint, h->id, prefix, TTL_S, HOSTS, test_peer_uri(peer), FLEET_MAX, FLOOR);
+            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, test_peer_uri(peer), FLEET_MAX, FLOOR);
     fclose(f);
 }
 
@@ -219,10 +224,12 @@ static pid_t spawn_daemon(const char *conf, const char *log, bool valgrind)
     return pid;
 }
 
-static bool host_start(host_t *h, int idx, const char *endpoint)
+static bool host_start(host_t *h, int idx, const char *endpoint, bool metrics)
 {
     memset(h, 0, sizeof *h);
     h->idx = idx;
+    if (metrics)
+        snprintf(h->metrics_listen, sizeof h->metrics_listen, "127.0.0.1:%d", msup_test_free_port());
     snprintf(h->id, sizeof h->id, "h%d", idx);
     snprintf(h->conf, sizeof h->conf, "%s/%s.conf", tmpdir, h->id);
     snprintf(h->log, sizeof h->log, "%s/%s.log", tmpdir, h->id);
@@ -335,6 +342,48 @@ static int host_stop(host_t *h)
         msup_segment_close(&h->seg);
     h->mapped = false;
     return status;
+}
+
+/* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
+static char *ctl_fleet(const host_t *h, int *status)
+{
+    char cmd[2 * PATH_MAX];
+    snprintf(cmd, sizeof cmd, "'%s' -c '%s' fleet 2>&1", build_path("tools/mongosupctl"), h->conf);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    char *out = calloc(1, 16384);
+    size_t n = fread(out, 1, 16383, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    char *buf = arg;
+    size_t have = strlen(buf), add = size * n;
+    if (have + add >= 65536)
+        add = 65535 - have;
+    memcpy(buf + have, data, add);
+    buf[have + add] = '\0';
+    return size * n;
+}
+
+/* GET /metrics of host h (malloc'd body). */
+static char *scrape(const host_t *h)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://%s/metrics", h->metrics_listen);
+    char *body = calloc(1, 65536);
+    CURL *c = curl_easy_init();
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+    CU_ASSERT_EQUAL(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    return body;
 }
 
 /* ---- the referee: every live host's enforced cap, summed every 2 ms;
@@ -465,7 +514,7 @@ static void test_fleet_lifecycle(void)
     memset(ctl, 0, sizeof *ctl);
 
     for (int i = 0; i < HOSTS; i++)
-        CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint));
+        CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint, i == 1));
     /* Workers first: no child inherits the sampler thread. */
     bool vg = msup_test_under_valgrind();
     host_add_workers(&hosts[0], vg ? 1 : 2, vg ? 12 : 8);
@@ -479,6 +528,48 @@ static void test_fleet_lifecycle(void)
     printf("\n    busy/idle split %u/%u/%u/%u after %ld ms ", host_cap(&hosts[0]), host_cap(&hosts[1]),
            host_cap(&hosts[2]), host_cap(&hosts[3]), took);
     CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+
+    /* What the host shows: mongosupctl fleet and /metrics. */
+    int st = -1;
+    char *out = ctl_fleet(&hosts[1], &st);
+    CU_ASSERT_EQUAL(st, 0);
+    CU_ASSERT(strstr(out, "host h1 lease held last-etcd-contact ") != NULL);
+    CU_ASSERT(strstr(out, "cluster main cap 4 target 4 floor 4 fleet-max 40 hosts 4 demand 0") != NULL);
+    CU_ASSERT(strstr(out, "  host h0 floor 4 demand ") != NULL);
+    CU_ASSERT(strstr(out, "  host h1 floor 4 demand 0 cap 4 (this host)") != NULL);
+    CU_ASSERT(strstr(out, "fleet: fleet of host h1") != NULL);
+    if (strstr(out, "cluster main cap 4") == NULL)
+        fprintf(stderr, "\n  mongosupctl fleet said:\n%s\n", out);
+    free(out);
+    char *metrics = scrape(&hosts[1]), why[256] = "";
+    CU_ASSERT(prom_check(metrics, why, sizeof why));
+    if (why[0] != '\0')
+        fprintf(stderr, "\n  /metrics: %s\n", why);
+    const char *v = prom_value(metrics, "mongosup_fleet_cap_connections{cluster=\"main\"}");
+    CU_ASSERT(v != NULL && strcmp(v, "4") == 0);
+    v = prom_value(metrics, "mongosup_fleet_hosts{cluster=\"main\"}");
+    CU_ASSERT(v != NULL && strcmp(v, "4") == 0);
+    v = prom_value(metrics, "mongosup_fleet_max_connections{cluster=\"main\"}");
+    CU_ASSERT(v != NULL && strcmp(v, "40") == 0);
+    v = prom_value(metrics, "mongosup_budget_max_connections{cluster=\"main\"}");
+    CU_ASSERT(v != NULL && strcmp(v, "4") == 0); /* the segment's budget is the fleet's cap */
+    v = prom_value(metrics, "mongosup_fleet_lease_held");
+    CU_ASSERT(v != NULL && strcmp(v, "1") == 0);
+    free(metrics);
+
+    /* etcd requests per host per second in the steady state (figure). */
+    char *o1 = ctl_fleet(&hosts[2], &st);
+    uint64_t t1 = msup_test_now_ms();
+    msup_test_sleep_ms(2000);
+    char *o2 = ctl_fleet(&hosts[2], &st);
+    uint64_t t2 = msup_test_now_ms();
+    const char *r1 = strstr(o1, "etcd-requests "), *r2 = strstr(o2, "etcd-requests ");
+    CU_ASSERT(r1 != NULL && r2 != NULL);
+    if (r1 != NULL && r2 != NULL)
+        printf("\n    steady state: %.1f etcd requests/s on an idle host (poll 100 ms, TTL %d s) ",
+               (double)(strtoull(r2 + 14, NULL, 10) - strtoull(r1 + 14, NULL, 10)) * 1000.0 / (double)(t2 - t1), TTL_S);
+    free(o1);
+    free(o2);
 
     /* 2. A corrupt record and a foreign one claiming a huge cap: ignored,
      * logged, nobody's cap moves. */
@@ -575,7 +666,7 @@ static void test_unreachable_at_start(void)
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", msup_test_free_port()); /* nobody listens */
     host_t *h = &hosts[0];
-    CU_ASSERT_FATAL(host_start(h, 0, endpoint));
+    CU_ASSERT_FATAL(host_start(h, 0, endpoint, false));
     msup_test_sleep_ms(slack(1000));
     CU_ASSERT_EQUAL(host_cap(h), FLOOR);
     CU_ASSERT(file_has(h->log, "fleet: lease grant: http://127.0.0.1:"));
