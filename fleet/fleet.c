@@ -12,6 +12,7 @@
 #include "error.h"
 #include "etcd.h"
 #include "fleet.h"
+#include "plan.h"
 #include "record.h"
 #include "share.h"
 
@@ -38,7 +39,6 @@ typedef struct fleet_cluster {
     uint64_t lowering_since_ns;         /* the cap was lowered and the record not yet */
     uint32_t peak[PEAK_BUCKETS];
     uint64_t peak_second;
-    char last_cause[96];
     /* Shown by status (any thread). */
     _Atomic uint32_t enforced;          /* what the row has: the host's cap */
     _Atomic uint32_t target;
@@ -176,15 +176,42 @@ static void lose_lease(msup_fleet_t *f, const char *why)
     atomic_fetch_add(&f->lease_losses, 1);
 }
 
+static void send_keepalive(msup_fleet_t *f)
+{
+    uint64_t now = msup_mono_ns();
+    if (now + (uint64_t)f->timeout_ms * MS >= f->lease_deadline_ns) {
+        lose_lease(f, "no keepalive answered within the lease TTL minus a margin");
+        return;
+    }
+    int64_t ttl_left = 0;
+    msup_etcd_status_t st = msup_etcd_lease_keepalive(f->etcd, f->lease, &ttl_left);
+    note_etcd(f, st, "lease keepalive");
+    if (st == MSUP_ETCD_OK) {
+        f->lease_deadline_ns = now + (uint64_t)ttl_left * 1000 * MS - lease_margin_ns(f);
+        f->next_keepalive_ns = now + (uint64_t)f->ttl_s * 1000 * MS / 4;
+    } else if (st == MSUP_ETCD_LEASE_GONE) {
+        lose_lease(f, "expired on the server");
+    } else {
+        f->next_keepalive_ns = now + (uint64_t)f->poll_ms * MS; /* retry soon */
+    }
+}
+
 /* True when a request may start: it ends (timeout) before our deadline.
- * Otherwise the lease is given up first: the cap must be at the floor
- * before the server can expire the lease and the others take the room. */
+ * When the request would leave no time for a keepalive after it, the
+ * keepalive goes first (a slow round must not cost the lease).  When even
+ * that cannot end in time, the lease is given up first: the cap must be at
+ * the floor before the server can expire the lease and the others take
+ * the room. */
 static bool may_request(msup_fleet_t *f)
 {
     if (f->lease == 0)
         return true;
-    uint64_t now = msup_mono_ns();
-    if (now + (uint64_t)f->timeout_ms * MS < f->lease_deadline_ns)
+    uint64_t now = msup_mono_ns(), request = (uint64_t)f->timeout_ms * MS;
+    if (now + 2 * request >= f->lease_deadline_ns)
+        send_keepalive(f);
+    if (f->lease == 0)
+        return false;
+    if (msup_mono_ns() + request < f->lease_deadline_ns)
         return true;
     lose_lease(f, "no keepalive answered within the lease TTL minus a margin");
     return false;
@@ -206,19 +233,8 @@ static void keep_lease(msup_fleet_t *f)
         msup_log(LOG_NOTICE, "fleet: host %s joined with lease %" PRIx64 " (TTL %u s)", f->host_id, (uint64_t)id, f->ttl_s);
         return;
     }
-    if (now < f->next_keepalive_ns || !may_request(f))
-        return;
-    int64_t ttl_left = 0;
-    msup_etcd_status_t st = msup_etcd_lease_keepalive(f->etcd, f->lease, &ttl_left);
-    note_etcd(f, st, "lease keepalive");
-    if (st == MSUP_ETCD_OK) {
-        f->lease_deadline_ns = now + (uint64_t)ttl_left * 1000 * MS - lease_margin_ns(f);
-        f->next_keepalive_ns = now + (uint64_t)f->ttl_s * 1000 * MS / 4;
-    } else if (st == MSUP_ETCD_LEASE_GONE) {
-        lose_lease(f, "expired on the server");
-    } else {
-        f->next_keepalive_ns = now + (uint64_t)f->poll_ms * MS; /* retry soon */
-    }
+    if (now >= f->next_keepalive_ns)
+        send_keepalive(f);
 }
 
 /* ---- one cluster's round ---- */
@@ -325,14 +341,6 @@ static bool publish(msup_fleet_t *f, fleet_cluster_t *c, uint32_t cap, uint32_t 
     return true;
 }
 
-/* Demand is republished when it moved by more than a tenth (at least 1):
- * every write makes the others' pending transactions retry. */
-static bool demand_moved(uint32_t now, uint32_t before)
-{
-    uint32_t d = now > before ? now - before : before - now;
-    return d > 0 && d > before / 10;
-}
-
 static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_range_t *r, view_t *v)
 {
     uint64_t now = msup_mono_ns();
@@ -340,94 +348,72 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
     atomic_store(&c->demand, demand);
     build_view(f, c, r, v);
     keep_shown(f, c, v);
-    bool applied = false;
-    uint32_t enforced = atomic_load(&c->enforced);
-
-    if (c->published == 0 || v->mine < 0) {
-        if (c->published != 0) {
-            /* Our record vanished while we thought the lease alive. */
-            lose_lease(f, "this host's record is gone from etcd");
-            return;
-        }
-        /* Joining: our floor is reserved while fewer than max_hosts hosts are seen. */
-        atomic_store(&c->hosts_seen, (uint32_t)v->n);
-        if (v->n >= f->max_hosts) {
-            snprintf(c->last_cause, sizeof c->last_cause, "%zu hosts already hold records", v->n);
-            msup_log(LOG_ERR, "fleet: cluster %s: %zu hosts already publish under %s and max_hosts is %u: this host "
-                     "stays at its floor without a record (raise max_hosts on every host)",
-                     c->name, v->n, f->prefix, f->max_hosts);
-            return;
-        }
-        if (enforced != c->floor)
-            set_cap(f, c, c->floor, "joining at the floor");
-        if (publish(f, c, c->floor, demand, r->revision, &applied))
-            msup_log(LOG_NOTICE, "fleet: cluster %s: published floor %u (demand %u, %zu other hosts)", c->name,
-                     c->floor, demand, v->n);
-        return;
-    }
-    v->hosts[v->mine].demand = demand;
     atomic_store(&c->hosts_seen, (uint32_t)v->n);
-    msup_share_params_t p = {.fleet_max = c->fleet_max, .max_hosts = f->max_hosts, .floor = c->floor};
-    uint32_t targets[MAX_RECORDS];
-    msup_share_compute(&p, v->hosts, v->n, targets);
-    uint32_t target = targets[v->mine];
-    if (c->ceiling != 0 && target > c->ceiling)
-        target = c->ceiling;
-    if (target < c->floor)
-        target = c->floor;
-    atomic_store(&c->target, target);
-
-    if (target < c->published) {
-        /* Lower: the row first, the record once the host is under it. */
-        if (enforced > target) {
-            char cause[96];
-            snprintf(cause, sizeof cause, "share of %zu hosts, demand %u", v->n, demand);
-            set_cap(f, c, target, cause);
-            c->lowering_since_ns = now;
-        } else if (enforced < target) {
-            set_cap(f, c, target, "a lowering ends above where it started");
-        }
-        if (c->lowering_since_ns == 0)
-            c->lowering_since_ns = now;
-        uint64_t used = row_in_use(c);
-        bool waited_enough = now - c->lowering_since_ns >= (uint64_t)f->lower_wait_ms * MS;
-        if (used > target && !waited_enough)
-            return;
-        /* After the bound, publish what is really open (never more than
-         * before): the others' room stays honest while in-use clients
-         * come back. */
-        uint32_t cap = used > target ? (used < c->published ? (uint32_t)used : c->published) : target;
-        if (used > target)
+    if (v->mine >= 0)
+        v->hosts[v->mine].demand = demand; /* ours as it is now, not as last published */
+    msup_plan_input_t in = {
+        .share = {.fleet_max = c->fleet_max, .max_hosts = f->max_hosts, .floor = c->floor},
+        .ceiling = c->ceiling,
+        .published = c->published,
+        .published_demand = c->published_demand,
+        .enforced = atomic_load(&c->enforced),
+        .in_use = row_in_use(c),
+        .demand = demand,
+        .now_ns = now,
+        .lower_wait_ns = (uint64_t)f->lower_wait_ms * MS,
+        .lowering_since_ns = c->lowering_since_ns,
+        .hosts = v->hosts,
+        .n = v->n,
+        .mine = v->mine,
+        .others_caps = v->others_caps,
+    };
+    msup_plan_t plan;
+    msup_plan_round(&in, &plan);
+    atomic_store(&c->target, plan.target);
+    c->lowering_since_ns = plan.lowering_since_ns;
+    char cause[128];
+    snprintf(cause, sizeof cause, "share of %zu hosts, demand %u", v->n, demand);
+    bool applied = false;
+    switch (plan.kind) {
+    case MSUP_PLAN_LOST:
+        lose_lease(f, "this host's record is gone from etcd");
+        return;
+    case MSUP_PLAN_FULL:
+        set_cap(f, c, plan.enforce_now, "no record: max_hosts hosts already have one");
+        msup_log(LOG_ERR, "fleet: cluster %s: %zu hosts already publish under %s and max_hosts is %u: this host "
+                 "stays at its floor without a record (raise max_hosts on every host)",
+                 c->name, v->n, f->prefix, f->max_hosts);
+        return;
+    case MSUP_PLAN_JOIN:
+        set_cap(f, c, plan.enforce_now, "joining at the floor");
+        if (publish(f, c, plan.publish_cap, demand, r->revision, &applied))
+            msup_log(LOG_NOTICE, "fleet: cluster %s: published floor %u (demand %u, %zu other hosts)", c->name,
+                     plan.publish_cap, demand, v->n - (v->mine >= 0 ? 1 : 0));
+        return;
+    case MSUP_PLAN_WAIT:
+        set_cap(f, c, plan.enforce_now, cause);
+        return;
+    case MSUP_PLAN_PUBLISH:
+        set_cap(f, c, plan.enforce_now, cause);
+        if (plan.publish_cap > plan.target && plan.publish_cap < c->published)
             msup_log(LOG_WARNING,
                      "fleet: cluster %s: %" PRIu64 " connections still open %u ms after lowering the cap to %u "
                      "(clients in use are never closed): publishing %u",
-                     c->name, used, f->lower_wait_ms, target, cap);
-        if (publish(f, c, cap, demand, 0, &applied) && cap == target)
+                     c->name, in.in_use, f->lower_wait_ms, plan.target, plan.publish_cap);
+        if (publish(f, c, plan.publish_cap, demand, 0, &applied) && plan.lowering_done)
             c->lowering_since_ns = 0;
         return;
-    }
-    c->lowering_since_ns = 0;
-    if (enforced < c->published) {
-        /* Room we hold already (a lowering we had not published). */
-        set_cap(f, c, target < c->published ? target : c->published, "share went back up");
-        enforced = atomic_load(&c->enforced);
-    }
-    if (target > c->published) {
-        uint32_t room = msup_share_room(&p, v->n, v->others_caps);
-        uint32_t cap = target < room ? target : room;
-        if (cap > c->published) {
-            /* Raise: the record first, by a transaction that fails if any
-             * host published since we read; then the row. */
-            if (publish(f, c, cap, demand, r->revision, &applied)) {
-                char cause[96];
-                snprintf(cause, sizeof cause, "share of %zu hosts, demand %u, room %u", v->n, demand, room);
-                set_cap(f, c, cap, cause);
-            }
-            return;
+    case MSUP_PLAN_RAISE:
+        set_cap(f, c, plan.enforce_now, "share went back up");
+        if (publish(f, c, plan.publish_cap, demand, r->revision, &applied)) {
+            snprintf(cause, sizeof cause, "share of %zu hosts, demand %u, room under the others' caps", v->n, demand);
+            set_cap(f, c, plan.publish_cap, cause);
         }
+        return;
+    case MSUP_PLAN_NOTHING:
+        set_cap(f, c, plan.enforce_now, "share went back up");
+        return;
     }
-    if (demand_moved(demand, c->published_demand))
-        publish(f, c, c->published, demand, 0, &applied);
 }
 
 /* ---- the thread ---- */
