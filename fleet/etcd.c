@@ -22,6 +22,7 @@ struct msup_etcd {
     size_t endpoint_count;
     size_t current;                 /* the endpoint tried first; moves on a transport failure */
     long timeout_ms;
+    bool patient;                   /* authenticate may take several timeouts (bcrypt on a busy server) */
     char *username, *password;      /* secret: only ever in a request body */
     char *token;                    /* etcd auth token, NULL before authenticate */
     char *ca, *cert, *key;
@@ -41,6 +42,11 @@ static void set_error(msup_etcd_t *e, const char *fmt, ...)
 const char *msup_etcd_error(const msup_etcd_t *e)
 {
     return e->error;
+}
+
+void msup_etcd_set_patient(msup_etcd_t *e, bool patient)
+{
+    e->patient = patient;
 }
 
 uint64_t msup_etcd_requests(msup_etcd_t *e)
@@ -120,8 +126,8 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 /* One POST of body to path on the current endpoint; *reply gets the parsed
  * answer (HTTP 200) or the gateway's error object.  A transport failure
  * moves to the next endpoint for the next call. */
-static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char *body, json_object **reply,
-                                    long *http_status)
+static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char *body, long timeout_ms,
+                                    json_object **reply, long *http_status)
 {
     *reply = NULL;
     const char *base = e->endpoints[e->current];
@@ -141,8 +147,8 @@ static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* a thread of its own: no SIGALRM for DNS timeouts */
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, e->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, e->timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &sb);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -210,7 +216,9 @@ static msup_etcd_status_t authenticate(msup_etcd_t *e)
     }
     json_object *reply = NULL;
     long http = 0;
-    msup_etcd_status_t st = post_once(e, "/v3/auth/authenticate", body, &reply, &http);
+    /* etcd checks the password with bcrypt, slow on a busy server. */
+    long timeout = e->patient ? 4 * e->timeout_ms : e->timeout_ms;
+    msup_etcd_status_t st = post_once(e, "/v3/auth/authenticate", body, timeout, &reply, &http);
     wipe_free(body);
     if (st == MSUP_ETCD_OK) {
         const char *token = str_member(reply, "token");
@@ -242,7 +250,7 @@ static msup_etcd_status_t call(msup_etcd_t *e, const char *path, json_object *re
         }
         long http = 0;
         json_object *r = NULL;
-        msup_etcd_status_t st = post_once(e, path, body, &r, &http);
+        msup_etcd_status_t st = post_once(e, path, body, e->timeout_ms, &r, &http);
         if (st != MSUP_ETCD_OK)
             return st;
         if (http == 200) {

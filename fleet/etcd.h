@@ -39,6 +39,11 @@ void msup_etcd_free(msup_etcd_t *e);
 /* The last failure in one line (no secret, no request body). */
 const char *msup_etcd_error(const msup_etcd_t *e);
 
+/* Patient: an authentication (needed first, and again when etcd forgot the
+ * token) may take 4 request timeouts instead of one.  For a caller that
+ * holds no lease, whose deadline nothing waits on. */
+void msup_etcd_set_patient(msup_etcd_t *e, bool patient);
+
 /* HTTP requests sent so far (any thread). */
 uint64_t msup_etcd_requests(msup_etcd_t *e);
 

@@ -20,6 +20,7 @@
 #define PEAK_BUCKETS 10          /* recent peak use: the highest of the last 10 one-second buckets */
 #define CLOCK_SLACK_MS 250       /* the server's clock may run a little faster than ours */
 #define MAX_RECORDS 1024
+#define REFUSED_RETRY_NS (5000 * MS)
 
 #define SHOWN_RECORDS 32          /* hosts kept per cluster for `mongosupctl fleet` */
 
@@ -37,6 +38,7 @@ typedef struct fleet_cluster {
     uint32_t published;                 /* the cap in our record; 0: no record under the current lease */
     uint32_t published_demand;
     uint64_t lowering_since_ns;         /* the cap was lowered and the record not yet */
+    bool full_logged;                   /* "max_hosts hosts already have records" said once */
     uint32_t peak[PEAK_BUCKETS];
     uint64_t peak_second;
     /* Shown by status (any thread). */
@@ -66,6 +68,7 @@ struct msup_fleet {
     int64_t lease;
     uint64_t lease_deadline_ns;       /* ours: last keepalive sent + TTL - margin */
     uint64_t next_keepalive_ns;
+    uint64_t next_grant_ns;           /* after a refusal (credentials): not every poll */
     _Atomic bool has_lease;
     _Atomic uint64_t last_contact_ns; /* CLOCK_REALTIME of etcd's last answer */
     _Atomic uint64_t lease_losses;
@@ -220,12 +223,24 @@ static bool may_request(msup_fleet_t *f)
 static void keep_lease(msup_fleet_t *f)
 {
     uint64_t now = msup_mono_ns();
+    /* Without a lease no deadline runs: etcd may take its time to check
+     * the password.  With one, every request fits before the deadline. */
+    msup_etcd_set_patient(f->etcd, f->lease == 0);
     if (f->lease == 0) {
+        if (now < f->next_grant_ns)
+            return;
         int64_t id = 0;
         msup_etcd_status_t st = msup_etcd_lease_grant(f->etcd, f->ttl_s, &id);
         note_etcd(f, st, "lease grant");
+        /* A refusal (wrong credentials, no permission) will not pass at the
+         * next poll: etcd's password check costs it a bcrypt each time. */
+        if (st == MSUP_ETCD_REFUSED)
+            f->next_grant_ns = now + REFUSED_RETRY_NS;
         if (st != MSUP_ETCD_OK)
             return;
+        msup_etcd_set_patient(f->etcd, false);
+        /* From before the request (and a slow authentication): the server
+         * started the TTL later, so our deadline passes first. */
         f->lease = id;
         f->lease_deadline_ns = now + (uint64_t)f->ttl_s * 1000 * MS - lease_margin_ns(f);
         f->next_keepalive_ns = now + (uint64_t)f->ttl_s * 1000 * MS / 4;
@@ -380,12 +395,16 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
         return;
     case MSUP_PLAN_FULL:
         set_cap(f, c, plan.enforce_now, "no record: max_hosts hosts already have one");
+        if (c->full_logged)
+            return;
+        c->full_logged = true;
         msup_log(LOG_ERR, "fleet: cluster %s: %zu hosts already publish under %s and max_hosts is %u: this host "
                  "stays at its floor without a record (raise max_hosts on every host)",
                  c->name, v->n, f->prefix, f->max_hosts);
         return;
     case MSUP_PLAN_JOIN:
         set_cap(f, c, plan.enforce_now, "joining at the floor");
+        c->full_logged = false;
         if (publish(f, c, plan.publish_cap, demand, r->revision, &applied))
             msup_log(LOG_NOTICE, "fleet: cluster %s: published floor %u (demand %u, %zu other hosts)", c->name,
                      plan.publish_cap, demand, v->n - (v->mine >= 0 ? 1 : 0));

@@ -34,6 +34,41 @@
 static char tmpdir[64];
 static char prefix[64];
 
+/* What a failed (FATAL) assertion would leave behind: children still
+ * running, etcd's data, segments.  Cleaned at exit. */
+static pid_t children[64];
+static int nchildren;
+static char etcd_dirs[4][PATH_MAX];
+static int netcd_dirs;
+
+static void remember_child(pid_t pid)
+{
+    if (pid > 0 && nchildren < (int)(sizeof children / sizeof children[0]))
+        children[nchildren++] = pid;
+}
+
+static void cleanup_at_exit(void)
+{
+    for (int i = 0; i < nchildren; i++) {
+        /* Only our own children that were never reaped: the pid is still theirs. */
+        if (waitpid(children[i], NULL, WNOHANG) == 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+        }
+    }
+    for (int i = 0; i < netcd_dirs; i++) {
+        char cmd[sizeof etcd_dirs + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", etcd_dirs[i]);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", etcd_dirs[i]);
+    }
+    char tag[16];
+    for (int i = 0; i < 4; i++) {
+        snprintf(tag, sizeof tag, "fleet%d", i);
+        msup_segment_unlink(msup_test_segment_name(tag), NULL); /* gone already after a clean stop */
+    }
+}
+
 static bool daemon_under_valgrind(void)
 {
     const char *v = getenv("MONGOSUP_VALGRIND_DAEMON");
@@ -122,6 +157,8 @@ static bool etcd_start(etcd_proc_t *e)
             snprintf(e->dir, sizeof e->dir, "%s", shm);
         else
             snprintf(e->dir, sizeof e->dir, "%s/etcd", tmpdir);
+        if (netcd_dirs < 4)
+            snprintf(etcd_dirs[netcd_dirs++], PATH_MAX, "%s", e->dir);
         snprintf(e->endpoint, sizeof e->endpoint, "http://127.0.0.1:%d", e->client_port);
     }
     char client[64], peer[64], cluster[96], log[PATH_MAX + 16];
@@ -142,6 +179,7 @@ static bool etcd_start(etcd_proc_t *e)
               "--initial-cluster", cluster, "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
+    remember_child(e->pid);
     for (unsigned waited = 0; waited < slack(10000); waited += 50) {
         if (etcd_answers(e->endpoint))
             return true;
@@ -200,6 +238,7 @@ typedef struct host {
 static host_t hosts[HOSTS];
 static test_peer_t *peer;
 static ctl_t *ctl;
+static char extra_fleet_keys[PATH_MAX + 128]; /* more keys of the next host's fleet group */
 
 static void write_host_conf(host_t *h, const char *endpoint)
 {
@@ -210,12 +249,13 @@ static void write_host_conf(host_t *h, const char *endpoint)
             "supervisor = { control_socket = \"%s/%s.sock\"; heartbeat_interval_ms = 100; reap_interval_ms = 100;\n"
             "               metrics_listen = \"%s\"; };\n"
             "fleet = { endpoints = [\"%s\"]; host_id = \"%s\"; prefix = \"%s\"; lease_ttl_s = %d; max_hosts = %d;\n"
-            "          poll_interval_ms = 100; request_timeout_ms = 500; lower_wait_ms = 1000; };\n"
+            "          poll_interval_ms = 100; request_timeout_ms = 500; lower_wait_ms = 1000; %s };\n"
             "default_environment = \"test\";\n"
             "environments = { test = { clusters = { main = {\n"
             "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
             "  fleet_max_connections = %d; fleet_floor = %d; }; }; }; };\n",
-            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, test_peer_uri(peer), FLEET_MAX, FLOOR);
+            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, extra_fleet_keys,
+            test_peer_uri(peer), FLEET_MAX, FLOOR);
     fclose(f);
 }
 
@@ -237,6 +277,7 @@ static pid_t spawn_daemon(const char *conf, const char *log, bool valgrind)
             execl(d, d, "-c", conf, (char *)NULL);
         _exit(127);
     }
+    remember_child(pid);
     return pid;
 }
 
@@ -324,6 +365,7 @@ static void host_add_workers(host_t *h, int workers, int threads)
             _exit(detached ? 0 : 3);
         }
         h->workers[h->nworkers++] = pid;
+        remember_child(pid);
     }
 }
 
@@ -411,7 +453,7 @@ typedef struct sampler {
     _Atomic uint32_t max_sum;          /* of the enforced caps */
     _Atomic uint32_t max_published;    /* of the caps in etcd */
     _Atomic long samples;
-    const char *endpoint;
+    msup_etcd_t *etcd;       /* made by the main thread: no CUnit assertion in the sampler */
 } sampler_t;
 
 static uint32_t published_sum(msup_etcd_t *e)
@@ -434,7 +476,7 @@ static uint32_t published_sum(msup_etcd_t *e)
 static void *sample(void *arg)
 {
     sampler_t *s = arg;
-    msup_etcd_t *e = test_client(s->endpoint);
+    msup_etcd_t *e = s->etcd;
     for (long n = 0; !atomic_load(&s->stop); n++) {
         uint32_t sum = 0;
         for (int i = 0; i < HOSTS; i++)
@@ -450,7 +492,6 @@ static void *sample(void *arg)
         atomic_fetch_add(&s->samples, 1);
         msup_test_sleep_ms(2);
     }
-    msup_etcd_free(e);
     return NULL;
 }
 
@@ -586,7 +627,7 @@ static void test_fleet_lifecycle(void)
      * each busy host gets, so they stay at their caps and ask for more. */
     host_add_workers(&hosts[0], 2, 8);
     host_add_workers(&hosts[3], 2, 8);
-    sampler_t s = {.endpoint = etcd.endpoint};
+    sampler_t s = {.etcd = test_client(etcd.endpoint)};
     sampler_endpoint = etcd.endpoint;
     pthread_create(&s.thread, NULL, sample, &s);
 
@@ -706,6 +747,7 @@ static void test_fleet_lifecycle(void)
 
     atomic_store(&s.stop, true);
     pthread_join(s.thread, NULL);
+    msup_etcd_free(s.etcd);
     printf("\n    referee: %ld samples, highest sum of enforced caps %u, of published caps %u (fleet max %d) ",
            atomic_load(&s.samples), atomic_load(&s.max_sum), atomic_load(&s.max_published), FLEET_MAX);
     CU_ASSERT(atomic_load(&s.samples) > 100);
@@ -748,6 +790,70 @@ static void test_unreachable_at_start(void)
     remove_dir();
 }
 
+static bool etcdctl(const etcd_proc_t *e, const char *args)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints %s %s >> '%s/etcdctl.log' 2>&1", e->endpoint, args,
+             tmpdir);
+    return system(cmd) == 0;
+}
+
+static bool h0_above_floor(void)
+{
+    return host_cap(&hosts[0]) == FLEET_MAX - (HOSTS - 1) * FLOOR;
+}
+
+/* etcd with authentication: the right password joins, a wrong one is
+ * refused (logged without the password) and that host keeps its floor. */
+static void test_credentials(void)
+{
+    if (!have_etcd())
+        return;
+    if (access("/usr/bin/etcdctl", X_OK) != 0) {
+        printf("\n    SKIP: /usr/bin/etcdctl is not installed (Debian: etcd-client; scripts/install-deps.sh) ");
+        return;
+    }
+    setup_dir();
+    etcd_proc_t etcd = {0};
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    char grant[160];
+    snprintf(grant, sizeof grant, "role grant-permission fleet --prefix=true readwrite %s/", prefix);
+    CU_ASSERT_FATAL(etcdctl(&etcd, "user add root:rootpw") && etcdctl(&etcd, "user grant-role root root") &&
+                    etcdctl(&etcd, "user add msup:good-pw") &&
+                    etcdctl(&etcd, "role add fleet") && etcdctl(&etcd, grant) &&
+                    etcdctl(&etcd, "user grant-role msup fleet") && etcdctl(&etcd, "auth enable"));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    char pw[PATH_MAX];
+    snprintf(pw, sizeof pw, "%s/etcd.pw", tmpdir);
+    FILE *f = fopen(pw, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("good-pw\n", f);
+    fclose(f);
+    chmod(pw, 0600);
+    snprintf(extra_fleet_keys, sizeof extra_fleet_keys, "username = \"msup\"; password_file = \"%s\";", pw);
+    CU_ASSERT_FATAL(host_start(&hosts[0], 0, etcd.endpoint, false));
+    setenv("MSUP_FLEET_TEST_PW", "wrong-pw-123", 1);
+    snprintf(extra_fleet_keys, sizeof extra_fleet_keys, "username = \"msup\"; password_env = \"MSUP_FLEET_TEST_PW\";");
+    CU_ASSERT_FATAL(host_start(&hosts[1], 1, etcd.endpoint, false));
+    unsetenv("MSUP_FLEET_TEST_PW");
+    extra_fleet_keys[0] = '\0';
+    long took = wait_ms(h0_above_floor, slack(5000));
+    CU_ASSERT(took >= 0);
+    msup_test_sleep_ms(slack(300));
+    CU_ASSERT_EQUAL(host_cap(&hosts[1]), FLOOR);
+    CU_ASSERT(file_has(hosts[1].log, "etcd refused the credentials of user msup"));
+    CU_ASSERT_FALSE(file_has(hosts[1].log, "wrong-pw-123"));
+    CU_ASSERT_FALSE(file_has(hosts[0].log, "good-pw"));
+    printf("\n    with authentication: h0 at %u after %ld ms, h1 (wrong password) at %u ", host_cap(&hosts[0]), took,
+           host_cap(&hosts[1]));
+    CU_ASSERT_EQUAL(host_stop(&hosts[0]), 0);
+    CU_ASSERT_EQUAL(host_stop(&hosts[1]), 0);
+    test_peer_stop(&peer);
+    etcd_remove(&etcd);
+    remove_dir();
+}
+
 /* A bad fleet group: mongosupd refuses to start, one line with file:line. */
 static void test_bad_config(void)
 {
@@ -777,8 +883,13 @@ int main(int argc, char **argv)
     static const msup_test_t tests[] = {
         {"/fleet/bad-config", test_bad_config},
         {"/fleet/unreachable-at-start", test_unreachable_at_start},
+        {"/fleet/credentials", test_credentials},
         {"/fleet/lifecycle", test_fleet_lifecycle},
         {NULL, NULL},
     };
+    /* As make check does: the driver's per-process counters stay in the heap
+     * (killed hosts and workers would leave /dev/shm/mongoc-PID files). */
+    setenv("MONGOC_DISABLE_SHM", "1", 1);
+    atexit(cleanup_at_exit);
     return msup_test_main("fleet", tests, argc, argv);
 }
