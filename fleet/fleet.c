@@ -74,6 +74,7 @@ struct msup_fleet {
     _Atomic uint64_t lease_losses;
     char last_error[256];
     bool error_logged;
+    msup_etcd_status_t error_logged_status; /* a new kind of trouble is logged too */
     /* Corrupt records already reported: one line per key and revision. */
     struct {
         char key[256];
@@ -148,9 +149,10 @@ static void note_etcd(msup_fleet_t *f, msup_etcd_status_t st, const char *what)
     if (st != MSUP_ETCD_UNREACHABLE)
         atomic_store(&f->last_contact_ns, msup_now_ns()); /* it answered, with a refusal */
     snprintf(f->last_error, sizeof f->last_error, "%s: %s", what, msup_etcd_error(f->etcd));
-    if (!f->error_logged)
+    if (!f->error_logged || f->error_logged_status != st)
         msup_log(LOG_WARNING, "fleet: %s", f->last_error);
     f->error_logged = true;
+    f->error_logged_status = st;
 }
 
 /* ---- the lease ---- */
