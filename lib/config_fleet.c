@@ -215,10 +215,7 @@ void msup_cfg_free_fleet(msup_fleet_cfg_t *f)
     free(f->prefix);
     free(f->host_id);
     free(f->username);
-    if (f->password != NULL) {
-        explicit_bzero(f->password, strlen(f->password));
-        free(f->password);
-    }
+    msup_cfg_free_secret(f->password);
     free(f->tls_ca_file);
     free(f->tls_cert_file);
     free(f->tls_key_file);

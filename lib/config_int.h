@@ -130,6 +130,9 @@ void msup_cfg_dump_keys(FILE *out, const key_t_ *keys, size_t n, const void *bas
 /* Prints the fleet group (secrets as "***"), for --check-config. */
 void msup_cfg_dump_fleet(const msup_fleet_cfg_t *fleet, FILE *out);
 
+/* Zeroes and frees a secret string (NULL: nothing) (lib/config_load.c). */
+void msup_cfg_free_secret(char *s);
+
 /* Frees what msup_cfg_parse_fleet allocated (the password wiped). */
 void msup_cfg_free_fleet(msup_fleet_cfg_t *fleet);
 

@@ -342,7 +342,7 @@ out:
     return cfg;
 }
 
-static void free_secret(char *s)
+void msup_cfg_free_secret(char *s)
 {
     if (s != NULL) {
         explicit_bzero(s, strlen(s));
@@ -357,12 +357,12 @@ void mongosup_config_destroy(mongosup_config_t **config)
     mongosup_config_t *cfg = *config;
     for (size_t i = 0; i < cfg->cluster_count; i++) {
         msup_cluster_cfg_t *c = &cfg->clusters[i];
-        free_secret(c->uri);
+        msup_cfg_free_secret(c->uri);
         free(c->database_name);
         free(c->appname);
         free(c->tls_ca_file);
         free(c->tls_certificate_key_file);
-        free_secret(c->tls_certificate_key_file_password);
+        msup_cfg_free_secret(c->tls_certificate_key_file_password);
     }
     free(cfg->clusters);
     free(cfg->supervisor.pidfile);

@@ -95,6 +95,18 @@ static bool lacks(const char *hay, const char *needle)
     return false;
 }
 
+/* What --check-config prints for cfg (malloc'd). */
+static char *dump_of(const mongosup_config_t *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    msup_config_dump(cfg, out);
+    fclose(out);
+    return buf;
+}
+
 /* "FILE:LINE: " of the fixture, for exact messages. */
 static const char *at_line(int line)
 {
@@ -671,11 +683,7 @@ static void test_password_env(void)
     CU_ASSERT(has(cfg->clusters[0].uri_source, "password from $TEST_PW"));
     CU_ASSERT(lacks(cfg->clusters[0].uri, "old"));
 
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    msup_config_dump(cfg, f);
-    fclose(f);
+    char *buf = dump_of(cfg);
     CU_ASSERT(lacks(buf, "p@ss"));
     CU_ASSERT(lacks(buf, "w/rd"));
     free(buf);
@@ -1134,11 +1142,7 @@ static void test_dump(void)
              "tls_certificate_key_file_password_file = \"%s\"; appname = \"say \\\"hi\\\"\";",
              f);
     mongosup_config_t *cfg = load_ok(one(keys), NULL);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    msup_config_dump(cfg, out);
-    fclose(out);
+    char *buf = dump_of(cfg);
     CU_ASSERT(has(buf, "environment = \"dev\";"));
     CU_ASSERT(has(buf, "name = \"/mongosup.dev\";"));
     CU_ASSERT(has(buf, "mode = \"0600\";"));
@@ -1362,11 +1366,7 @@ static void test_fleet_password(void)
         fleet_conf("endpoints = [\"https://e:2379\"]; username = \"msup\"; password_env = \"MSUP_TEST_ETCD_PW\";", ""),
         NULL);
     CU_ASSERT_STRING_EQUAL(cfg->fleet.password, "etcd-s3cret");
-    char *dump = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&dump, &len);
-    msup_config_dump(cfg, out);
-    fclose(out);
+    char *dump = dump_of(cfg);
     CU_ASSERT(has(dump, "password = \"***\""));
     CU_ASSERT(has(dump, "endpoints = [\"https://e:2379\"]"));
     CU_ASSERT(lacks(dump, "etcd-s3cret"));
