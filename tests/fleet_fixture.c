@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -236,6 +237,7 @@ void etcd_remove(etcd_proc_t *e)
 host_t hosts[HOSTS];
 test_peer_t *peer;
 ctl_t *ctl;
+static char ctl_path[PATH_MAX];
 char extra_fleet_keys[PATH_MAX + 128]; /* more keys of the next host's fleet group */
 
 static void write_host_conf(host_t *h, const char *endpoint)
@@ -251,6 +253,7 @@ static void write_host_conf(host_t *h, const char *endpoint)
             "default_environment = \"test\";\n"
             "environments = { test = { clusters = { main = {\n"
             "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
+            "  circuit_breaker = false; check_timeout_ms = 3000; check_interval_ms = 5000;\n"
             "  fleet_max_connections = %d; fleet_floor = %d; }; }; }; };\n",
             h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, extra_fleet_keys,
             test_peer_uri(peer), FLEET_MAX, FLOOR);
@@ -344,26 +347,64 @@ static void *worker_thread(void *arg)
     return NULL;
 }
 
+/* The worker: a process of its own (re-executed, so that under valgrind
+ * it runs natively: check-valgrind does not trace children), `threads`
+ * threads pinging until ctl->stop; ctl is a file mapped by both. */
+int fleet_worker_main(int argc, char **argv)
+{
+    if (argc != 6)
+        return 64;
+    const char *conf = argv[2], *ctl_file = argv[3];
+    int idx = atoi(argv[4]), threads = atoi(argv[5]);
+    int fd = open(ctl_file, O_RDWR | O_CLOEXEC);
+    ctl = fd >= 0 ? mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+    if (fd >= 0)
+        close(fd);
+    if (ctl == MAP_FAILED || threads < 1 || threads > 16 || idx < 0 || idx >= HOSTS)
+        return 2;
+    mongosup_error_t err;
+    mongosup_config_t *cfg = mongosup_config_load(conf, NULL, &err);
+    mongosup_t *m = cfg != NULL ? mongosup_attach(cfg, &err) : NULL;
+    if (m == NULL)
+        return 2;
+    pthread_t th[16];
+    void *arg[2] = {m, (void *)(intptr_t)idx};
+    for (int t = 0; t < threads; t++)
+        pthread_create(&th[t], NULL, worker_thread, arg);
+    for (int t = 0; t < threads; t++)
+        pthread_join(th[t], NULL);
+    bool detached = mongosup_detach(&m, 10000);
+    mongosup_config_destroy(&cfg);
+    return detached ? 0 : 3;
+}
+
+ctl_t *ctl_create(void)
+{
+    snprintf(ctl_path, sizeof ctl_path, "%s/ctl", tmpdir);
+    int fd = open(ctl_path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CU_ASSERT_FATAL(fd >= 0);
+    CU_ASSERT_FATAL(ftruncate(fd, sizeof *ctl) == 0);
+    ctl_t *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    CU_ASSERT_FATAL(c != MAP_FAILED);
+    return c;
+}
+
 void host_add_workers(host_t *h, int workers, int threads)
 {
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    CU_ASSERT_FATAL(n > 0);
+    self[n] = '\0';
+    char idx[8], nthreads[8];
+    snprintf(idx, sizeof idx, "%d", h->idx);
+    snprintf(nthreads, sizeof nthreads, "%d", threads);
     for (int w = 0; w < workers; w++) {
         pid_t pid = fork();
         CU_ASSERT_FATAL(pid >= 0);
         if (pid == 0) {
-            mongosup_error_t err;
-            mongosup_config_t *cfg = mongosup_config_load(h->conf, NULL, &err);
-            mongosup_t *m = cfg != NULL ? mongosup_attach(cfg, &err) : NULL;
-            if (m == NULL)
-                _exit(2);
-            pthread_t th[16];
-            void *arg[2] = {m, (void *)(intptr_t)h->idx};
-            for (int t = 0; t < threads; t++)
-                pthread_create(&th[t], NULL, worker_thread, arg);
-            for (int t = 0; t < threads; t++)
-                pthread_join(th[t], NULL);
-            bool detached = mongosup_detach(&m, 10000);
-            mongosup_config_destroy(&cfg);
-            _exit(detached ? 0 : 3);
+            execl(self, self, "--worker", h->conf, ctl_path, idx, nthreads, (char *)NULL);
+            _exit(127);
         }
         h->workers[h->nworkers++] = pid;
         remember_child(pid);

@@ -88,6 +88,10 @@ bool host_start(host_t *h, int idx, const char *endpoint, bool metrics);
 pid_t spawn_daemon(const char *conf, const char *log, bool valgrind);
 /* The cap in the host's row (its budget's max_connections). */
 uint32_t host_cap(const host_t *h);
+/* ctl in a file of tmpdir, mapped shared (the workers are re-executed). */
+ctl_t *ctl_create(void);
+/* main() of a worker: `--worker CONF CTL_PATH HOST_INDEX THREADS`. */
+int fleet_worker_main(int argc, char **argv);
 /* Worker processes of the host: `threads` threads pinging until ctl->stop. */
 void host_add_workers(host_t *h, int workers, int threads);
 /* SIGKILL to the workers and the supervisor. */

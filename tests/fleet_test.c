@@ -159,9 +159,7 @@ static void test_fleet_lifecycle(void)
     peer = test_peer_start("standalone", 1, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
     CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":20,\"command\":\"ping\"}", NULL, 0));
-    ctl = mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CU_ASSERT_FATAL(ctl != MAP_FAILED);
-    memset(ctl, 0, sizeof *ctl);
+    ctl = ctl_create();
 
     for (int i = 0; i < HOSTS; i++)
         CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint, i == 1));
@@ -470,6 +468,8 @@ static void test_bad_config(void)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--worker") == 0)
+        return fleet_worker_main(argc, argv);
     static const msup_test_t tests[] = {
         {"/fleet/bad-config", test_bad_config},
         {"/fleet/unreachable-at-start", test_unreachable_at_start},
