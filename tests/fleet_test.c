@@ -401,8 +401,26 @@ static bool two_idle_hosts_split(void)
            host_cap(&hosts[1]) == FLOOR + (FLEET_MAX - HOSTS * FLOOR) / 2;
 }
 
-/* A 3-member etcd loses the member the hosts talk to first: nothing
- * changes (no lease lost, no cap moves). */
+/* True when member e is not the leader (etcdctl endpoint status: the 5th
+ * field, IS LEADER, of its line). */
+static bool is_follower(const etcd_proc_t *e)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints %s endpoint status 2>/dev/null", e->endpoint);
+    FILE *p = popen(cmd, "r");
+    char line[512] = "";
+    bool got = p != NULL && fgets(line, sizeof line, p) != NULL;
+    if (p != NULL)
+        pclose(p);
+    const char *f = line;
+    for (int i = 0; got && i < 4 && f != NULL; i++)
+        f = (f = strchr(f, ',')) != NULL ? f + 1 : NULL;
+    return f != NULL && strncmp(f, " false,", 7) == 0;
+}
+
+/* A 3-member etcd loses a follower, the member the hosts talk to first:
+ * nothing changes (no lease lost, no cap moves).  (The leader's loss costs
+ * an election: not covered here.) */
 static void test_member_killed(void)
 {
     if (!have_etcd())
@@ -413,6 +431,22 @@ static void test_member_killed(void)
     CU_ASSERT_FATAL(etcd_cluster_start(m, 3));
     peer = test_peer_start("standalone", 1, NULL);
     CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    if (access("/usr/bin/etcdctl", X_OK) != 0) {
+        printf("\n    SKIP: /usr/bin/etcdctl is not installed (Debian: etcd-client; scripts/install-deps.sh) ");
+        for (int i = 0; i < 3; i++)
+            etcd_remove(&m[i]);
+        test_peer_stop(&peer);
+        remove_dir();
+        return;
+    }
+    int victim = -1;
+    for (int i = 0; i < 3 && victim < 0; i++)
+        if (is_follower(&m[i]))
+            victim = i;
+    CU_ASSERT_FATAL(victim >= 0);
+    etcd_proc_t tmp = m[0]; /* the follower first in the hosts' endpoints */
+    m[0] = m[victim];
+    m[victim] = tmp;
     char endpoints[256]; /* written between the quotes of endpoints = ["..."] */
     snprintf(endpoints, sizeof endpoints, "%s\", \"%s\", \"%s", m[0].endpoint, m[1].endpoint, m[2].endpoint);
     for (int i = 0; i < 2; i++)
@@ -427,7 +461,7 @@ static void test_member_killed(void)
         moved += !two_idle_hosts_split();
         msup_test_sleep_ms(20);
     }
-    printf("\n    member m0 killed: %ld of %ld samples with a cap moved over %d s ", moved, samples, 2 * TTL_S);
+    printf("\n    follower %s killed: %ld of %ld samples with a cap moved over %d s ", m[0].name, moved, samples, 2 * TTL_S);
     CU_ASSERT_EQUAL(moved, 0);
     for (int i = 0; i < 2; i++) {
         int st = -1;
