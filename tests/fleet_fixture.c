@@ -49,6 +49,12 @@ void cleanup_at_exit(void)
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", etcd_dirs[i]);
     }
+    if (tmpdir[0] != '\0' && getenv("MSUP_FLEET_TEST_KEEP") == NULL) {
+        char cmd[sizeof tmpdir + 16];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir); /* after a fatal assertion: remove_dir did not run */
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
     char tag[16];
     for (int i = 0; i < 4; i++) {
         snprintf(tag, sizeof tag, "fleet%d", i);
