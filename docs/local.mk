@@ -9,8 +9,8 @@ dist_man_MANS += docs/mongosupd.8 docs/mongosup.conf.5
 EXTRA_DIST += docs/concepts.md docs/troubleshooting.md docs/configuration.md docs/segment.md
 # The C API reference (lib/, worker side).
 EXTRA_DIST += docs/api.md
-# The connection budget (lib/budget.c).
-EXTRA_DIST += docs/budget.md
+# The connection budget (lib/budget.c) and the fleet-wide one (fleet/).
+EXTRA_DIST += docs/budget.md docs/fleet.md
 # The trust model (lib/segment, supervisor/control, tools).
 EXTRA_DIST += docs/security.md
 # mod_mongosup, the Apache httpd module (apache/).

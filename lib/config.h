@@ -86,6 +86,9 @@ typedef struct msup_cluster_cfg {
     /* Slow-operation log (issue 15, lib/slowlog.h). */
     uint32_t slow_op_ms;          /* 0 = off: operations at least this long go to the slot's ring */
     bool log_failed_ops;          /* every failed operation goes to the ring as well */
+    /* Fleet-wide budget (issue 13, fleet/): 0 = this cluster is not shared. */
+    uint32_t fleet_max_connections; /* the total across every host */
+    uint32_t fleet_floor;           /* this host's reserved cap; resolved: never 0 when fleet_max_connections is */
 
     /* Where each setting came from, for --check-config and error messages. */
     char source_file[256];
@@ -109,6 +112,28 @@ typedef struct msup_supervisor_cfg {
     char *control_socket;             /* NULL: the default (supervisor/control_path.h) */
 } msup_supervisor_cfg_t;
 
+/* The `fleet` group: how the supervisors of several hosts share
+ * fleet_max_connections through etcd (docs/fleet.md).  enabled is false
+ * without the group: nothing else is read then. */
+typedef struct msup_fleet_cfg {
+    bool enabled;
+    char **endpoints;             /* NULL-terminated list of base URLs ("http://10.0.0.1:2379") */
+    char *prefix;                 /* key prefix, default "/mongosup/fleet" */
+    char *host_id;                /* default: the hostname */
+    uint32_t lease_ttl_s;         /* default 10 */
+    uint32_t max_hosts;           /* hosts whose floors are reserved, default 16 */
+    uint32_t poll_interval_ms;    /* how often the prefix is read, default 250 */
+    uint32_t lower_wait_ms;       /* bound on waiting for connections under a lowered cap, default 5000 */
+    uint32_t request_timeout_ms;  /* one etcd request, default 1000 */
+    char *username;               /* etcd user, or NULL (no auth) */
+    char *password;               /* secret, from password_env/password_file: never log it */
+    char *tls_ca_file;
+    char *tls_cert_file;
+    char *tls_key_file;
+    char source_file[256];        /* where the group is, for messages */
+    int source_line;
+} msup_fleet_cfg_t;
+
 struct mongosup_config {
     char *path;
     char environment[MSUP_NAME_MAX];
@@ -119,6 +144,7 @@ struct mongosup_config {
     uint32_t max_workers;               /* 1..MSUP_MAX_WORKERS, default 64 */
     uint32_t max_clusters;              /* segment capacity, >= cluster count, default max(8, count) */
     msup_supervisor_cfg_t supervisor;
+    msup_fleet_cfg_t fleet;
     size_t cluster_count;
     msup_cluster_cfg_t *clusters;
 };

@@ -3,18 +3,25 @@
 
 #include "config_int.h"
 
-static void dump_string(FILE *out, const char *indent, const char *name, const char *v)
+static void dump_quoted(FILE *out, const char *v)
 {
-    fprintf(out, "%s%s = \"", indent, name);
+    fputc('"', out);
     for (const char *p = v != NULL ? v : ""; *p != '\0'; p++) {
         if (*p == '"' || *p == '\\')
             fputc('\\', out);
         fputc(*p, out);
     }
-    fputs("\";\n", out);
+    fputc('"', out);
 }
 
-static void dump_keys(FILE *out, const key_t_ *keys, size_t n, const void *base)
+static void dump_string(FILE *out, const char *indent, const char *name, const char *v)
+{
+    fprintf(out, "%s%s = ", indent, name);
+    dump_quoted(out, v);
+    fputs(";\n", out);
+}
+
+void msup_cfg_dump_keys(FILE *out, const key_t_ *keys, size_t n, const void *base)
 {
     for (size_t i = 0; i < n; i++) {
         const key_t_ *k = &keys[i];
@@ -41,6 +48,16 @@ static void dump_keys(FILE *out, const key_t_ *keys, size_t n, const void *base)
             dump_string(out, "    ", k->name, name);
             break;
         }
+        case KT_STRLIST: {
+            char *const *list = *(char **const *)(const void *)field;
+            fprintf(out, "    %s = [", k->name);
+            for (size_t j = 0; list != NULL && list[j] != NULL; j++) {
+                fputs(j > 0 ? ", " : "", out);
+                dump_quoted(out, list[j]);
+            }
+            fputs("];\n", out);
+            break;
+        }
         }
     }
 }
@@ -63,14 +80,16 @@ void msup_config_dump(const mongosup_config_t *config, FILE *out)
     fprintf(out, "    max_workers = %u;\n    max_clusters = %u;\n};\n", config->max_workers,
             config->max_clusters);
     fprintf(out, "supervisor = {\n");
-    dump_keys(out, msup_cfg_supervisor_keys, MSUP_CFG_N_SUPERVISOR_KEYS, &config->supervisor);
-    fprintf(out, "};\nclusters = {\n");
+    msup_cfg_dump_keys(out, msup_cfg_supervisor_keys, MSUP_CFG_N_SUPERVISOR_KEYS, &config->supervisor);
+    fprintf(out, "};\n");
+    msup_cfg_dump_fleet(&config->fleet, out);
+    fprintf(out, "clusters = {\n");
     for (size_t i = 0; i < config->cluster_count; i++) {
         const msup_cluster_cfg_t *c = &config->clusters[i];
         fprintf(out, "  %s = { # %s:%d\n", c->name, c->source_file, c->source_line);
         dump_string(out, "    ", "uri", c->uri_display);
         fprintf(out, "    # uri from %s%s\n", c->uri_source, c->is_replica_set ? "; replica set" : "");
-        dump_keys(out, msup_cfg_cluster_keys, MSUP_CFG_N_CLUSTER_KEYS, c);
+        msup_cfg_dump_keys(out, msup_cfg_cluster_keys, MSUP_CFG_N_CLUSTER_KEYS, c);
         if (c->tls_certificate_key_file_password != NULL)
             fprintf(out, "    tls_certificate_key_file_password = \"***\";\n");
         fprintf(out, "  };\n");

@@ -18,7 +18,9 @@
  * One row per setting drives validation, defaults, the URI options and the
  * dump (docs/configuration.md mirrors them). */
 
-typedef enum { KT_U32, KT_BOOL, KT_STR, KT_ENUM_INT, KT_ENUM_STR } key_type_t;
+/* KT_STRLIST: a non-empty list or array of strings (each at most max bytes),
+ * stored as a NULL-terminated char ** (IN_CFG only). */
+typedef enum { KT_U32, KT_BOOL, KT_STR, KT_ENUM_INT, KT_ENUM_STR, KT_STRLIST } key_type_t;
 
 /* Where a key's value lands: in the resolved struct, or in the cluster's
  * sources (URI and secret locations, used while resolving, not kept). */
@@ -51,7 +53,7 @@ typedef struct {
 } cluster_src_t;
 
 /* Row counts, checked against the tables at compile time. */
-#define MSUP_CFG_N_CLUSTER_KEYS 39
+#define MSUP_CFG_N_CLUSTER_KEYS 41
 #define MSUP_CFG_N_SUPERVISOR_KEYS 13
 #define MSUP_CFG_N_SEGMENT_KEYS 6
 
@@ -109,6 +111,30 @@ bool msup_cfg_layer_group(const load_ctx_t *ctx, mongosup_error_t *error, const 
  * false when out of memory. */
 bool msup_cfg_apply_keys(const key_t_ *keys, size_t nkeys, const config_setting_t *const *set,
                          void *cfg_base, void *src_base);
+
+/* ---- The fleet group (lib/config_fleet.c) ------------------------------ */
+
+/* Parses the optional `fleet` group into cfg->fleet (fleet == NULL: disabled). */
+bool msup_cfg_parse_fleet(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_config_t *cfg,
+                          const config_setting_t *fleet);
+
+/* Cross-checks one resolved cluster's fleet keys against the fleet group
+ * (resolves a fleet_floor of 0 to fleet_max_connections / max_hosts). */
+bool msup_cfg_check_cluster_fleet(const load_ctx_t *ctx, mongosup_error_t *error, const mongosup_config_t *cfg,
+                                  msup_cluster_cfg_t *c, const config_setting_t *cs,
+                                  const config_setting_t *const *set);
+
+/* Prints the IN_CFG keys of a table, one "    name = value;" line each (lib/config_dump.c). */
+void msup_cfg_dump_keys(FILE *out, const key_t_ *keys, size_t n, const void *base);
+
+/* Prints the fleet group (secrets as "***"), for --check-config. */
+void msup_cfg_dump_fleet(const msup_fleet_cfg_t *fleet, FILE *out);
+
+/* Zeroes and frees a secret string (NULL: nothing) (lib/config_load.c). */
+void msup_cfg_free_secret(char *s);
+
+/* Frees what msup_cfg_parse_fleet allocated (the password wiped). */
+void msup_cfg_free_fleet(msup_fleet_cfg_t *fleet);
 
 /* ---- Secrets (lib/secrets.c) -------------------------------------------- */
 

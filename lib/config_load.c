@@ -16,8 +16,8 @@
  * given by mistake fails with a message instead of exhausting memory). */
 #define CONFIG_FILE_MAX (4u << 20)
 
-static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, msup_cluster_cfg_t *c,
-                            const config_setting_t *file_defaults, const config_setting_t *env_defaults,
+static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, const mongosup_config_t *cfg,
+                            msup_cluster_cfg_t *c, const config_setting_t *file_defaults, const config_setting_t *env_defaults,
                             const config_setting_t *cs)
 {
     const config_setting_t *set[MSUP_CFG_N_CLUSTER_KEYS] = {0};
@@ -61,7 +61,7 @@ static bool resolve_cluster(const load_ctx_t *ctx, mongosup_error_t *error, msup
     if (c->appname != NULL && strlen(c->appname) > APPNAME_MAX)
         return msup_cfg_fail_at(ctx, error, set[i_len] != NULL ? set[i_len] : cs, "appname is longer than %d bytes",
                        APPNAME_MAX);
-    return true;
+    return msup_cfg_check_cluster_fleet(ctx, error, cfg, c, cs, set);
 }
 
 /* segment.owner: another uid whose segments readers and workers accept
@@ -284,6 +284,8 @@ static bool load_root(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_c
         return false;
     if (!parse_supervisor(ctx, error, cfg, config_setting_get_member(root, "supervisor")))
         return false;
+    if (!msup_cfg_parse_fleet(ctx, error, cfg, config_setting_get_member(root, "fleet")))
+        return false;
 
     const config_setting_t *env_defaults = config_setting_get_member(env, "defaults");
     const config_setting_t *clusters = config_setting_get_member(env, "clusters");
@@ -303,7 +305,7 @@ static bool load_root(const load_ctx_t *ctx, mongosup_error_t *error, mongosup_c
     for (size_t i = 0; i < n; i++) {
         const config_setting_t *cs = config_setting_get_elem(clusters, (unsigned)i);
         cfg->cluster_count = i + 1; /* so that destroy frees a half-made entry */
-        if (!resolve_cluster(ctx, error, &cfg->clusters[i], file_defaults, env_defaults, cs))
+        if (!resolve_cluster(ctx, error, cfg, &cfg->clusters[i], file_defaults, env_defaults, cs))
             return false;
         char vi[MSUP_NAME_MAX + 16], vj[MSUP_NAME_MAX + 16];
         msup_cfg_cluster_env_var(cfg->clusters[i].name, vi, sizeof vi);
@@ -368,7 +370,7 @@ out:
     return cfg;
 }
 
-static void free_secret(char *s)
+void msup_cfg_free_secret(char *s)
 {
     if (s != NULL) {
         explicit_bzero(s, strlen(s));
@@ -383,12 +385,12 @@ void mongosup_config_destroy(mongosup_config_t **config)
     mongosup_config_t *cfg = *config;
     for (size_t i = 0; i < cfg->cluster_count; i++) {
         msup_cluster_cfg_t *c = &cfg->clusters[i];
-        free_secret(c->uri);
+        msup_cfg_free_secret(c->uri);
         free(c->database_name);
         free(c->appname);
         free(c->tls_ca_file);
         free(c->tls_certificate_key_file);
-        free_secret(c->tls_certificate_key_file_password);
+        msup_cfg_free_secret(c->tls_certificate_key_file_password);
     }
     free(cfg->clusters);
     free(cfg->supervisor.pidfile);
@@ -396,6 +398,7 @@ void mongosup_config_destroy(mongosup_config_t **config)
     free(cfg->supervisor.escalate);
     free(cfg->supervisor.metrics_listen);
     free(cfg->supervisor.control_socket);
+    msup_cfg_free_fleet(&cfg->fleet);
     free(cfg->path);
     free(cfg);
     *config = NULL;

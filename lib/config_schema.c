@@ -56,6 +56,8 @@ const key_t_ msup_cfg_cluster_keys[MSUP_CFG_N_CLUSTER_KEYS] = {
     U32(max_connecting, 0, 100000, 0, NULL),
     U32(slow_op_ms, 0, 3600000, 0, NULL),
     BOOL(log_failed_ops, 0, NULL),
+    U32(fleet_max_connections, 0, 10000000, 0, NULL),
+    U32(fleet_floor, 0, 1000000, 0, NULL),
 };
 _Static_assert(sizeof msup_cfg_cluster_keys / sizeof msup_cfg_cluster_keys[0] == MSUP_CFG_N_CLUSTER_KEYS, "MSUP_CFG_N_CLUSTER_KEYS in config_int.h");
 
@@ -102,7 +104,7 @@ const key_t_ msup_cfg_segment_keys[MSUP_CFG_N_SEGMENT_KEYS] = {
 };
 _Static_assert(sizeof msup_cfg_segment_keys / sizeof msup_cfg_segment_keys[0] == MSUP_CFG_N_SEGMENT_KEYS, "MSUP_CFG_N_SEGMENT_KEYS in config_int.h");
 
-const char *const msup_cfg_root_names[] = {"segment", "supervisor", "default_environment", "defaults",
+const char *const msup_cfg_root_names[] = {"segment", "supervisor", "fleet", "default_environment", "defaults",
                                          "environments", NULL};
 const char *const msup_cfg_env_names[] = {"defaults", "clusters", NULL};
 const key_t_ *msup_cfg_find_key(const key_t_ *keys, size_t n, const char *name, size_t *idx)
@@ -165,6 +167,23 @@ static bool check_value(const load_ctx_t *ctx, mongosup_error_t *error, const co
         if (strlen(config_setting_get_string(s)) > k->max)
             return msup_cfg_fail_at(ctx, error, s, "longer than %u bytes", k->max);
         return true;
+    case KT_STRLIST: {
+        if (t != CONFIG_TYPE_LIST && t != CONFIG_TYPE_ARRAY)
+            return msup_cfg_fail_at(ctx, error, s, "expected a list of strings like [\"a\", \"b\"], got %s",
+                                    msup_cfg_type_name(t));
+        if (config_setting_length(s) == 0)
+            return msup_cfg_fail_at(ctx, error, s, "the list is empty");
+        for (int i = 0; i < config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+            if (config_setting_type(e) != CONFIG_TYPE_STRING)
+                return msup_cfg_fail_at(ctx, error, s, "element %d: expected a string, got %s", i + 1,
+                                        msup_cfg_type_name(config_setting_type(e)));
+            size_t len = strlen(config_setting_get_string(e));
+            if (len == 0 || len > k->max)
+                return msup_cfg_fail_at(ctx, error, s, "element %d: 1 to %u bytes", i + 1, k->max);
+        }
+        return true;
+    }
     case KT_ENUM_INT:
     case KT_ENUM_STR: {
         if (t != CONFIG_TYPE_STRING)
@@ -235,6 +254,19 @@ bool msup_cfg_apply_keys(const key_t_ *keys, size_t nkeys, const config_setting_
                     return false;
                 *(char **)(void *)(base + k->off) = copy;
             }
+            break;
+        }
+        case KT_STRLIST: {
+            if (s == NULL)
+                break;
+            int n = config_setting_length(s);
+            char **list = calloc((size_t)n + 1, sizeof *list);
+            if (list == NULL)
+                return false;
+            *(char ***)(void *)(base + k->off) = list; /* owned by cfg from here: freed with it */
+            for (int j = 0; j < n; j++)
+                if ((list[j] = strdup(config_setting_get_string(config_setting_get_elem(s, (unsigned)j)))) == NULL)
+                    return false;
             break;
         }
         case KT_ENUM_INT:

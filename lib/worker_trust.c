@@ -10,6 +10,18 @@
 
 #define NS_PER_MS 1000000ull
 
+/* The cap a worker enforces on its own (no live supervisor).  A cluster
+ * whose budget is shared across hosts (fleet_max_connections): only the
+ * host's floor, the room no other host may take (docs/fleet.md); the other
+ * hosts take the rest once this host's lease expires. */
+static uint32_t own_max_connections(const msup_cluster_cfg_t *cfg)
+{
+    if (cfg->fleet_max_connections != 0 && cfg->fleet_floor != 0 &&
+        (cfg->max_connections == 0 || cfg->fleet_floor < cfg->max_connections))
+        return cfg->fleet_floor;
+    return cfg->max_connections;
+}
+
 void msup_wcluster_refresh_trust(msup_segment_t *seg, msup_wcluster_t *c)
 {
     int row = atomic_load_explicit(&c->row, memory_order_relaxed);
@@ -21,7 +33,7 @@ void msup_wcluster_refresh_trust(msup_segment_t *seg, msup_wcluster_t *c)
         msup_budget_apply_limits(&c->limits, atomic_load_explicit(&ctl->limits.max_connections, memory_order_acquire),
                                  atomic_load_explicit(&ctl->limits.max_connecting, memory_order_acquire));
     else
-        msup_budget_apply_limits(&c->limits, cfg->max_connections, cfg->max_connecting);
+        msup_budget_apply_limits(&c->limits, own_max_connections(cfg), cfg->max_connecting);
 }
 
 void msup_wcluster_check_uri(const mongosup_t *h, msup_wcluster_t *c)

@@ -11,14 +11,17 @@
 
 #include "control.h"
 #include "control_path.h"
+#include "../fleet/fleet.h"
 #include "error.h"
 #include "log.h"
 #include "reconnect.h"
 #include "reload.h"
 #include "snapshot.h"
 
-/* An answer: a status line per cluster at most, plus the verdict. */
-#define ANSWER_MAX ((MSUP_MAX_CLUSTERS + 2) * 128)
+/* An answer: a status line per cluster at most, plus the verdict; `fleet`
+ * answers at most FLEET_LINES lines (fleet/fleet.h), plus the verdict. */
+#define FLEET_LINES (2 * MSUP_MAX_CLUSTERS + 2)
+#define ANSWER_MAX ((FLEET_LINES + 1) * 192)
 /* Connections accepted per serve pass: the main loop's other work waits
  * for no flood. */
 #define ACCEPTS_PER_PASS 64
@@ -323,6 +326,22 @@ static void cmd_status(msup_control_t *ctl, conn_t *c, msup_sup_t *sup, const ch
           (unsigned long long)generation_of(sup));
 }
 
+static void emit_fleet_line(void *arg, const char *line)
+{
+    reply(arg, "%s", line);
+}
+
+static void cmd_fleet(msup_control_t *ctl, conn_t *c, msup_sup_t *sup, const char *arg)
+{
+    (void)ctl, (void)arg;
+    if (sup->fleet == NULL) {
+        reply(c, "error no fleet: no fleet group, or no cluster with fleet_max_connections");
+        return;
+    }
+    msup_fleet_describe(sup->fleet, emit_fleet_line, c, FLEET_LINES);
+    reply(c, "ok fleet of host %s", sup->cfg->fleet.host_id);
+}
+
 static void cmd_reload(msup_control_t *ctl, conn_t *c, msup_sup_t *sup, const char *arg)
 {
     (void)ctl, (void)arg;
@@ -377,6 +396,7 @@ typedef struct command {
 
 static const command_t commands[] = {
     {"ping", PEER_READER, false, cmd_ping},        {"status", PEER_READER, false, cmd_status},
+    {"fleet", PEER_READER, false, cmd_fleet},
     {"reload", PEER_ADMIN, false, cmd_reload},     {"shutdown", PEER_ADMIN, false, cmd_shutdown},
     {"reconnect", PEER_ADMIN, true, cmd_reconnect},
 };
@@ -397,7 +417,7 @@ static void run_request(msup_control_t *ctl, conn_t *c, msup_sup_t *sup)
         if (strcmp(commands[i].name, line) == 0)
             cmd = &commands[i];
     if (cmd == NULL) {
-        reply(c, "error unknown command '%.64s' (commands: ping, status, reload, shutdown, reconnect CLUSTER)", line);
+        reply(c, "error unknown command '%.64s' (commands: ping, status, fleet, reload, shutdown, reconnect CLUSTER)", line);
         return;
     }
     if (cmd->takes_arg != (arg != NULL && *arg != '\0')) {

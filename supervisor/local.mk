@@ -11,6 +11,7 @@ supervisor_mongosupd_SOURCES = \
 	supervisor/reconnect.c supervisor/reconnect.h \
 	supervisor/reaper.c supervisor/reaper.h \
 	supervisor/reload.c supervisor/reload.h \
+	supervisor/hostcap.c supervisor/hostcap.h \
 	supervisor/shutdown.c supervisor/shutdown.h \
 	supervisor/slowlog_drain.c supervisor/slowlog_drain.h
 supervisor_mongosupd_CPPFLAGS = $(AM_CPPFLAGS) -DMSUP_WITH_METRICS
@@ -24,3 +25,7 @@ supervisor_mongosupd_LDADD = $(MSUP_METRICS_LIBS) lib/libmsup_core.la $(MONGOC_L
 supervisor_mongosupd_CFLAGS += -DMSUP_WITH_METRICS $(MHD_CFLAGS)
 supervisor_mongosupd_LDADD += $(MSUP_METRICS_LIBS) lib/libmsup_core.la $(MHD_LIBS) $(JSONC_LIBS)
 # ---- end of the /metrics block ----
+
+# ---- the fleet-wide budget (fleet/local.mk builds the library) ----
+supervisor_mongosupd_LDADD += fleet/libmsup_fleet.la lib/libmsup_core.la $(CURL_LIBS) $(JSONC_LIBS)
+# ---- end of the fleet block ----

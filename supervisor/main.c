@@ -16,7 +16,9 @@
 #include "control.h"
 #include "control_path.h"
 #include "error.h"
+#include "../fleet/fleet.h"
 #include "health.h"
+#include "hostcap.h"
 #include "log.h"
 #include "mongosup.h"
 #include "pidfile.h"
@@ -353,9 +355,15 @@ int main(int argc, char **argv)
              mongosup_version(), sup.cfg->environment, sup.seg.name, sup.segment_created ? "created" : "adopted",
              sup.seg.max_workers, sup.seg.max_clusters, sup.cfg->cluster_count, control_path);
     msup_reaper_run(&sup); /* what died while no supervisor ran */
+    /* Its own thread: etcd trouble never stalls the checks or the heartbeat. */
+    sup.fleet = msup_fleet_start(&sup.seg, sup.cfg, msup_hostcap_apply, &err);
+    if (sup.fleet == NULL && err.code != MONGOSUP_OK)
+        msup_log(LOG_ERR, "%s: the fleet's clusters keep their floors", err.message);
 
 #ifdef MSUP_WITH_METRICS
     bool metrics = false;
+    if (sup.fleet != NULL)
+        msup_metrics_set_extra(msup_fleet_prometheus, sup.fleet);
     if (sup.cfg->supervisor.metrics_listen != NULL && sup.cfg->supervisor.metrics_listen[0] != '\0') {
         metrics = msup_metrics_start(sup.cfg->supervisor.metrics_listen, &sup.seg, &err);
         if (!metrics)
@@ -370,6 +378,12 @@ int main(int argc, char **argv)
     if (metrics)
         msup_metrics_stop();
 #endif
+    /* After the endpoint, which renders the fleet.  A drain that left no
+     * worker attached: nothing holds connections, so the room can go back
+     * to the other hosts now rather than at the lease's expiry. */
+    msup_fleet_stop(&sup.fleet, atomic_load_explicit(&msup_segment_hdr(&sup.seg)->phase, memory_order_acquire) ==
+                                        MSUP_PHASE_STOPPED &&
+                                    msup_reaper_live_slots(&sup.seg, NULL) == 0);
     for (uint32_t i = 0; i < MSUP_MAX_CLUSTERS; i++)
         msup_checker_stop(&sup.checkers[i], 0); /* shutdown stopped them: a no-op */
     msup_segment_close(&sup.seg);

@@ -22,6 +22,9 @@ typedef enum MHD_Result msup_mhd_result_t;
 
 static struct MHD_Daemon *daemon_handle;
 static unsigned bound_port;
+/* More families after the segment's (the fleet's, fleet/fleet.h): set before start. */
+static msup_metrics_extra_fn extra_render;
+static void *extra_arg;
 
 /*
  * Keeping scrapes answering while hundreds of clients sit on the port.
@@ -205,6 +208,8 @@ static msup_mhd_result_t serve_metrics(struct MHD_Connection *conn, const msup_s
     size_t len = 0;
     FILE *out = open_memstream(&body, &len);
     bool ok = out != NULL && msup_export_prometheus(&snap, out);
+    if (ok && extra_render != NULL)
+        ok = extra_render(out, extra_arg);
     if (out != NULL && fclose(out) != 0)
         ok = false;
     msup_snapshot_free(&snap);
@@ -238,6 +243,12 @@ static msup_mhd_result_t on_request(void *cls, struct MHD_Connection *conn, cons
     if (strcmp(url, "/") == 0)
         return reply_text(conn, MHD_HTTP_OK, "mongosupd: metrics at /metrics\n");
     return reply_text(conn, MHD_HTTP_NOT_FOUND, "not found: try /metrics\n");
+}
+
+void msup_metrics_set_extra(msup_metrics_extra_fn render, void *arg)
+{
+    extra_render = render;
+    extra_arg = arg;
 }
 
 bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_error_t *err)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "segment.h"
 
@@ -13,6 +14,12 @@
  * thread and reads `seg` for each scrape: the segment must stay mapped at
  * the same address until msup_metrics_stop.  One server per process. */
 bool msup_metrics_start(const char *listen, const msup_segment_t *seg, mongosup_error_t *err);
+
+/* Families rendered after the segment's on every scrape (mongosupd's
+ * fleet, fleet/fleet.h); call before msup_metrics_start, and keep arg
+ * alive until msup_metrics_stop.  render returns false on a write error. */
+typedef bool (*msup_metrics_extra_fn)(FILE *out, void *arg);
+void msup_metrics_set_extra(msup_metrics_extra_fn render, void *arg);
 
 /* Stops the server (waits for its thread); harmless when none runs. */
 void msup_metrics_stop(void);

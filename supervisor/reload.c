@@ -7,6 +7,7 @@
 #include "budget.h"
 #include "error.h"
 #include "health.h"
+#include "hostcap.h"
 #include "log.h"
 #include "redact.h"
 #include "reconnect.h"
@@ -39,7 +40,8 @@ static bool cluster_changed(const msup_cluster_cfg_t *a, const msup_cluster_cfg_
            a->reconnect_network_errors_per_s != b->reconnect_network_errors_per_s ||
            a->retry_max_attempts != b->retry_max_attempts || a->retry_deadline_ms != b->retry_deadline_ms ||
            a->retry_backoff_ms != b->retry_backoff_ms || a->max_connections != b->max_connections ||
-           a->max_connecting != b->max_connecting;
+           a->max_connecting != b->max_connecting || a->fleet_max_connections != b->fleet_max_connections ||
+           a->fleet_floor != b->fleet_floor;
 }
 
 static bool same_uri_str(const mongoc_uri_t *a, const mongoc_uri_t *b, const char *option)
@@ -183,8 +185,9 @@ static bool register_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_c
 }
 
 /* Fills a row's description; the row becomes ACTIVE last (release). */
-static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cfg_t *cc, bool fresh)
+static void publish_row(msup_sup_t *sup, uint32_t idx, const msup_cluster_cfg_t *cc, bool fresh)
 {
+    msup_segment_t *seg = &sup->seg;
     msup_cluster_row_t *row = msup_segment_row(seg, idx);
     uint32_t state = atomic_load_explicit(&row->row_state, memory_order_acquire);
     if (!register_row(seg, idx, cc))
@@ -204,7 +207,7 @@ static void publish_row(msup_segment_t *seg, uint32_t idx, const msup_cluster_cf
     row->is_replica_set = cc->is_replica_set;
     atomic_store_explicit(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u, memory_order_relaxed);
     atomic_store_explicit(&row->max_pool_size, cc->max_pool_size, memory_order_relaxed);
-    msup_budget_apply_limits(&row->limits, cc->max_connections, cc->max_connecting);
+    msup_hostcap_publish(sup, row, cc);
     atomic_store_explicit(&row->row_state, MSUP_ROW_ACTIVE, memory_order_release);
 }
 
@@ -262,19 +265,19 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
                 msup_checker_stop(&sup->checkers[idx], 0);
                 atomic_store_explicit(&row->health, MSUP_HEALTH_UNKNOWN, memory_order_release);
                 atomic_store_explicit(&row->health_since_ns, msup_now_ns(), memory_order_relaxed);
-                publish_row(seg, idx, cc, false);
+                publish_row(sup, idx, cc, false);
                 msup_log(LOG_NOTICE, "cluster %s changed: now %s", cc->name, cc->uri_display);
             } else {
                 msup_check_params_t p;
                 msup_check_params_from_config(cc, &p);
                 msup_checker_update(sup->checkers[idx], &p);
-                publish_row(seg, idx, cc, false);
+                publish_row(sup, idx, cc, false);
                 msup_log(LOG_NOTICE, "cluster %s changed: settings updated", cc->name);
                 continue;
             }
         } else {
             bool fresh = state == MSUP_ROW_UNUSED;
-            publish_row(seg, idx, cc, fresh);
+            publish_row(sup, idx, cc, fresh);
             if (old != NULL) {
                 added++;
                 msup_log(LOG_NOTICE, "cluster %s added (row %u): %s", cc->name, idx, cc->uri_display);

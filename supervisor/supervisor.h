@@ -56,6 +56,7 @@ typedef struct msup_reconnect_state {
 } msup_reconnect_state_t;
 
 struct msup_control; /* control.h */
+struct msup_fleet;   /* fleet/fleet.h */
 
 typedef struct msup_sup {
     mongosup_config_t *cfg;
@@ -68,6 +69,7 @@ typedef struct msup_sup {
     msup_checker_t *checkers[MSUP_MAX_CLUSTERS];
     msup_reconnect_state_t reconnect[MSUP_MAX_CLUSTERS];
     struct msup_control *control; /* the control socket, NULL before it is open */
+    struct msup_fleet *fleet;     /* the fleet thread (fleet/), NULL without a fleet */
     const char *shutdown_request; /* set by the control socket's `shutdown`: the main loop's reason */
     uint64_t next_heartbeat_mono_ns;
     uint64_t next_reap_mono_ns;

@@ -95,6 +95,18 @@ static bool lacks(const char *hay, const char *needle)
     return false;
 }
 
+/* What --check-config prints for cfg (malloc'd). */
+static char *dump_of(const mongosup_config_t *cfg)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&buf, &len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(out);
+    msup_config_dump(cfg, out);
+    fclose(out);
+    return buf;
+}
+
 /* "FILE:LINE: " of the fixture, for exact messages. */
 static const char *at_line(int line)
 {
@@ -671,11 +683,7 @@ static void test_password_env(void)
     CU_ASSERT(has(cfg->clusters[0].uri_source, "password from $TEST_PW"));
     CU_ASSERT(lacks(cfg->clusters[0].uri, "old"));
 
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    msup_config_dump(cfg, f);
-    fclose(f);
+    char *buf = dump_of(cfg);
     CU_ASSERT(lacks(buf, "p@ss"));
     CU_ASSERT(lacks(buf, "w/rd"));
     free(buf);
@@ -821,7 +829,7 @@ static void test_bad_unknown_key_levels(void)
     load_bad("segments = { };\n" "default_environment = \"dev\"; environments = { dev = { clusters = { u = { mongo_uri = \"mongodb://h/\"; }; }; }; };\n", NULL);
     CU_ASSERT(has(msg, at_line(1)));
     CU_ASSERT(has(msg, "segments: unknown top-level setting (did you mean segment?); valid: segment, supervisor, "
-                       "default_environment, defaults, environments"));
+                       "fleet, default_environment, defaults, environments"));
 
     load_bad("default_environment = \"dev\"; environments = { dev = { cluster = { }; }; };\n", NULL);
     CU_ASSERT(has(msg, "environments.dev.cluster: unknown key (did you mean clusters?); valid: defaults, clusters"));
@@ -1175,11 +1183,7 @@ static void test_dump(void)
              "tls_certificate_key_file_password_file = \"%s\"; appname = \"say \\\"hi\\\"\";",
              f);
     mongosup_config_t *cfg = load_ok(one(keys), NULL);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    msup_config_dump(cfg, out);
-    fclose(out);
+    char *buf = dump_of(cfg);
     CU_ASSERT(has(buf, "environment = \"dev\";"));
     CU_ASSERT(has(buf, "name = \"/mongosup.dev\";"));
     CU_ASSERT(has(buf, "mode = \"0600\";"));
@@ -1346,6 +1350,128 @@ static void test_strbuf(void)
     CU_ASSERT_STRING_EQUAL(buf, "abcd%20");
 }
 
+/* ---- the fleet group (issue 13) ---------------------------------------- */
+
+/* A fleet group (one line, first line of the file) and one cluster. */
+static const char *fleet_conf(const char *fleet, const char *cluster_keys)
+{
+    static char buf[40960];
+    snprintf(buf, sizeof buf, "fleet = { %s };\n%s", fleet, one_uri(cluster_keys));
+    return buf;
+}
+
+static void test_fleet_absent_changes_nothing(void)
+{
+    mongosup_config_t *cfg = load_ok(one_uri(""), NULL);
+    CU_ASSERT_FALSE(cfg->fleet.enabled);
+    CU_ASSERT_EQUAL(cfg->clusters[0].fleet_max_connections, 0);
+    CU_ASSERT_EQUAL(cfg->clusters[0].fleet_floor, 0);
+    mongosup_config_destroy(&cfg);
+}
+
+static void test_fleet_defaults_and_floor(void)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    mongosup_config_t *cfg =
+        load_ok(fleet_conf("endpoints = [\"http://127.0.0.1:2379\", \"http://127.0.0.2:2379\"]; max_hosts = 4;",
+                           "fleet_max_connections = 100;"),
+                NULL);
+    const msup_fleet_cfg_t *f = &cfg->fleet;
+    CU_ASSERT_TRUE(f->enabled);
+    CU_ASSERT_STRING_EQUAL(f->endpoints[0], "http://127.0.0.1:2379");
+    CU_ASSERT_STRING_EQUAL(f->endpoints[1], "http://127.0.0.2:2379");
+    CU_ASSERT_PTR_NULL(f->endpoints[2]);
+    CU_ASSERT_STRING_EQUAL(f->prefix, "/mongosup/fleet");
+    CU_ASSERT_STRING_EQUAL(f->host_id, host);
+    CU_ASSERT_EQUAL(f->lease_ttl_s, 10);
+    CU_ASSERT_EQUAL(f->max_hosts, 4);
+    CU_ASSERT_EQUAL(cfg->clusters[0].fleet_max_connections, 100);
+    CU_ASSERT_EQUAL(cfg->clusters[0].fleet_floor, 25); /* 100 / max_hosts */
+    mongosup_config_destroy(&cfg);
+
+    cfg = load_ok(fleet_conf("endpoints = [\"http://e:2379\"]; host_id = \"web-3.dc1\"; prefix = \"/x/y\"; "
+                             "lease_ttl_s = 2; poll_interval_ms = 100; request_timeout_ms = 500;",
+                             "fleet_max_connections = 100; fleet_floor = 5;"),
+                  NULL);
+    CU_ASSERT_STRING_EQUAL(cfg->fleet.host_id, "web-3.dc1");
+    CU_ASSERT_STRING_EQUAL(cfg->fleet.prefix, "/x/y");
+    CU_ASSERT_EQUAL(cfg->clusters[0].fleet_floor, 5);
+    mongosup_config_destroy(&cfg);
+}
+
+static void test_fleet_password(void)
+{
+    setenv("MSUP_TEST_ETCD_PW", "etcd-s3cret", 1);
+    mongosup_config_t *cfg = load_ok(
+        fleet_conf("endpoints = [\"https://e:2379\"]; username = \"msup\"; password_env = \"MSUP_TEST_ETCD_PW\";", ""),
+        NULL);
+    CU_ASSERT_STRING_EQUAL(cfg->fleet.password, "etcd-s3cret");
+    char *dump = dump_of(cfg);
+    CU_ASSERT(has(dump, "password = \"***\""));
+    CU_ASSERT(has(dump, "endpoints = [\"https://e:2379\"]"));
+    CU_ASSERT(lacks(dump, "etcd-s3cret"));
+    free(dump);
+    mongosup_config_destroy(&cfg);
+    unsetenv("MSUP_TEST_ETCD_PW");
+
+    char pw[PATH_MAX];
+    snprintf(pw, sizeof pw, "%s", write_file("etcd.pw", "from-file\n", 0600));
+    char fleet[PATH_MAX + 128];
+    snprintf(fleet, sizeof fleet, "endpoints = [\"http://e:2379\"]; username = \"u\"; password_file = \"%s\";", pw);
+    cfg = load_ok(fleet_conf(fleet, ""), NULL);
+    CU_ASSERT_STRING_EQUAL(cfg->fleet.password, "from-file");
+    mongosup_config_destroy(&cfg);
+    write_file("etcd.pw", "from-file\n", 0644);
+    load_bad(fleet_conf(fleet, ""), NULL);
+    CU_ASSERT(has(msg, "is readable by everyone"));
+    CU_ASSERT(lacks(msg, "from-file"));
+}
+
+static void test_fleet_bad(void)
+{
+    const char *ep = "endpoints = [\"http://e:2379\"]; max_hosts = 4;";
+    struct {
+        const char *fleet, *cluster, *expect;
+    } cases[] = {
+        {"max_hosts = 4;", "", "fleet: no endpoints"},
+        {"endpoints = [];", "", "fleet.endpoints: the list is empty"},
+        {"endpoints = \"http://e:2379\";", "", "fleet.endpoints: expected a list of strings"},
+        {"endpoints = [\"e:2379\"];", "", "is not an http:// or https:// URL"},
+        {"endpoints = [\"http://user:pw@e:2379\"];", "", "without user information"},
+        {"endpoints = [\"http://e\"]; host_id = \"a b\";", "", "fleet.host_id: \"a b\" is not 1 to 63"},
+        {"endpoints = [\"http://e\"]; prefix = \"nope\";", "", "fleet.prefix: \"nope\" is not a key prefix"},
+        {"endpoints = [\"http://e\"]; lease_ttl_s = 1;", "", "fleet.lease_ttl_s: 1 is out of range 2..3600"},
+        {"endpoints = [\"http://e\"]; lease_ttl_s = 2; request_timeout_ms = 1000;", "",
+         "request_timeout_ms 1000 must be at most a quarter of lease_ttl_s"},
+        {"endpoints = [\"http://e\"]; lease_ttl_s = 2; poll_interval_ms = 1500; request_timeout_ms = 500;", "",
+         "poll_interval_ms 1500 must be at most half"},
+        {"endpoints = [\"http://e\"]; username = \"u\";", "", "username without password_env or password_file"},
+        {"endpoints = [\"http://e\"]; password_env = \"X\";", "", "a password without a username"},
+        {"endpoints = [\"http://e\"]; tls_cert_file = \"/c\";", "", "tls_cert_file and tls_key_file go together"},
+        {"endpoints = [\"http://e\"]; colour = 1;", "", "fleet.colour: unknown key"},
+        {ep, "fleet_max_connections = 100; fleet_floor = 26;",
+         "fleet_floor 26 x fleet.max_hosts 4 = 104 is more than fleet_max_connections 100"},
+        {ep, "fleet_max_connections = 3;", "leaves no floor for each of fleet.max_hosts 4 hosts"},
+        {ep, "fleet_floor = 3;", "fleet_floor without fleet_max_connections"},
+        {ep, "fleet_max_connections = 100; max_connections = 10;",
+         "max_connections 10 (this host's ceiling) is below its fleet_floor 25"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        load_bad(fleet_conf(cases[i].fleet, cases[i].cluster), NULL);
+        CU_ASSERT(has(msg, cases[i].expect));
+        CU_ASSERT(has(msg, conf_path)); /* every message names the file and line */
+    }
+    /* A cluster in the fleet without a fleet group: the key's line. */
+    load_bad(one_uri("fleet_max_connections = 100;"), NULL);
+    CU_ASSERT(has(msg, at_line(1)));
+    CU_ASSERT(has(msg, "fleet_max_connections needs a fleet = {"));
+    load_bad(fleet_conf(ep, "fleet_max_connections = 100; fleet_floor = 26;"), NULL);
+    CU_ASSERT(has(msg, at_line(2)));
+    load_bad(fleet_conf("endpoints = [\"http://e\"]; lease_ttl_s = 1;", ""), NULL);
+    CU_ASSERT(has(msg, at_line(1)));
+}
+
 int main(void)
 {
     static const struct {
@@ -1385,6 +1511,10 @@ int main(void)
         {"/config/bad/range", test_bad_range},
         {"/config/slow-op-keys", test_slow_op_keys},
         {"/config/bad/cross-fields", test_bad_cross_fields},
+        {"/config/fleet/absent", test_fleet_absent_changes_nothing},
+        {"/config/fleet/defaults-and-floor", test_fleet_defaults_and_floor},
+        {"/config/fleet/password", test_fleet_password},
+        {"/config/fleet/bad", test_fleet_bad},
         {"/config/bad/cluster-names", test_bad_cluster_names},
         {"/config/bad/no-clusters", test_bad_no_clusters},
         {"/config/segment/max-clusters", test_max_clusters},

@@ -14,6 +14,7 @@
 #include "slots.h"
 #include "stats.h"
 #include "testmain.h"
+#include "worker.h"
 #include "worker_fixture.h"
 
 /* Shared by the test and its forked workers (MAP_SHARED, before fork). */
@@ -582,6 +583,51 @@ static void test_lowered_budget(void)
     wfix_stop(&f);
 }
 
+/* ---- a budget shared across hosts (fleet), without a live supervisor ---- */
+
+/* The cap a worker enforces on its own for a cluster of a fleet budget is
+ * the host's floor, not its max_connections: once this host's supervisor
+ * is gone its lease expires and the other hosts take the rest of the room
+ * (docs/fleet.md).  With a live supervisor the control row's cap rules. */
+static void test_fleet_floor_without_supervisor(void)
+{
+    wfix_t f;
+    const char *keys = "max_pool_size = 8; max_connections = 40; fleet_max_connections = 12;";
+    CU_ASSERT_FATAL(wfix_start(&f, "fleetfloor", "max_pool_size = 8;", NULL));
+    /* No etcd is contacted: only mongosupd talks to it. */
+    f.top_level = "fleet = { endpoints = [\"http://127.0.0.1:1\"]; max_hosts = 4; };";
+    mongosup_config_destroy(&f.cfg);
+    f.cfg = wfix_load(&f, test_peer_uri(f.peer), keys);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_header_t *hdr = msup_segment_hdr(&seg);
+    msup_cluster_row_t *row = main_row(&seg);
+    msup_budget_apply_limits(&row->limits, 9, 0); /* the fleet's share for this host */
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    const _Atomic uint32_t *cap = (const _Atomic uint32_t *)&h->clusters[0].limits.max_connections;
+    CU_ASSERT_EQUAL(atomic_load(cap), 9);
+    /* The supervisor stops beating: within the worker's 1 s segment check
+     * the cap falls to the floor, 12 / max_hosts = 3. */
+    atomic_store(&hdr->heartbeat_mono_ns, 1);
+    atomic_store(&hdr->heartbeat_timeout_ms, 1);
+    for (int i = 0; i < 300 && atomic_load(cap) != 3; i++) {
+        mongoc_client_t *c = mongosup_checkout(h, "main", &error); /* the checks run on the worker's paths */
+        if (c != NULL)
+            mongosup_checkin(h, c, NULL);
+        msup_test_sleep_ms(10);
+    }
+    CU_ASSERT_EQUAL(atomic_load(cap), 3);
+    CU_ASSERT(mongosup_detach(&h, 5000));
+    msup_segment_close(&seg);
+    wfix_stop(&f);
+}
+
 /* ---- refereed by the counting proxy (tests/peer/countproxy.py) ---- */
 
 /* The peer behind a counting proxy; the configuration points at the proxy. */
@@ -885,6 +931,7 @@ int main(int argc, char **argv)
         {"/worker/budget/fair-shares-under-saturation", test_fair_shares},
         {"/worker/budget/storm-handshakes-refereed", test_storm_handshakes},
         {"/worker/budget/shrink-under-saturation", test_shrink_under_saturation},
+        {"/worker/budget/fleet-floor-without-supervisor", test_fleet_floor_without_supervisor},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
         {"/real/worker/budget/cap-across-workers", test_real_cap_across_workers},
         {"/real/worker/budget/killed-worker-tokens-reaped", test_real_killed_worker_tokens},

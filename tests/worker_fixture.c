@@ -56,6 +56,8 @@ mongosup_config_t *wfix_load(wfix_t *f, const char *uri, const char *keys)
     /* Short driver timeouts unless the test sets its own. */
     const char *sel = strstr(keys, "server_selection_timeout_ms") ? "" : "server_selection_timeout_ms = 2000;";
     const char *heartbeat = strstr(keys, "heartbeat_frequency_ms") ? "" : "heartbeat_frequency_ms = 500;";
+    if (f->top_level != NULL)
+        fprintf(fp, "%s\n", f->top_level);
     fprintf(fp,
             "segment = { name = \"%s\"; max_workers = 32; max_clusters = 4; };\n"
             "default_environment = \"test\";\n"

@@ -17,6 +17,7 @@ typedef struct wfix {
     char database[64];      /* "wtest" on the peer, "mongosup_test_<pid>" on a real deployment */
     char conf_path[128];
     char segment[64];
+    const char *top_level;  /* extra top-level groups wfix_load writes ("fleet = {...};"), or NULL */
     mongosup_config_t *cfg;
     /* Both segments as a supervisor set them up before any worker: the
      * control segment claimed (this process holds its lock) with the

@@ -37,10 +37,11 @@ static void usage(FILE *out)
             "                                   2 some DOWN/UNKNOWN, 3 no supervisor or segment\n"
             "  workers                          the worker table\n"
             "  ping                             is mongosupd answering on its control socket?\n"
+            "  fleet                            the fleet-wide budget: lease, this host's caps, the hosts seen\n"
             "  reconnect CLUSTER                make the workers rebuild their pools to CLUSTER\n"
             "  reload                           reload the configuration; exit 1 with the reason if rejected\n"
             "  shutdown [--wait [--timeout N]]  phased shutdown; --wait until STOPPED (N s, default 60)\n"
-            "The last four talk to the control socket; exit 1 when refused or failed, 3 when nothing listens.\n"
+            "The last five talk to the control socket; exit 1 when refused or failed, 3 when nothing listens.\n"
             "Exit status 64: usage error.\n");
 }
 
@@ -313,7 +314,8 @@ int main(int argc, char **argv)
         if (nargs != 1 || strlen(args[0]) >= MSUP_NAME_MAX || strpbrk(args[0], " \t\r\n") != NULL)
             goto bad_args;
         cluster = args[0];
-    } else if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "workers") == 0 || strcmp(cmd, "ping") == 0) {
+    } else if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "workers") == 0 || strcmp(cmd, "ping") == 0 ||
+               strcmp(cmd, "fleet") == 0) {
         if (nargs != 0)
             goto bad_args;
     } else if (strcmp(cmd, "shutdown") == 0) {
