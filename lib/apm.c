@@ -1,13 +1,12 @@
 /* apm.c: command monitoring callbacks that time every command and classify its failures; SDAM events for fail-fast. */
 #include "classify.h"
-#include "redact.h"
-#include "stats.h"
+#include "record.h"
 #include "worker.h"
 
 /*
  * These run on the application thread that runs the command, several at a
  * time in one worker: they only do relaxed atomic adds on the worker's own
- * slot (msup_stats_*), never block, never allocate and never call back into
+ * slot (record.c, shared with the driver-neutral API), never block, never allocate and never call back into
  * the driver.  The context is the worker's cluster; its stats pointer is
  * read atomically because a row remap may move it.
  */
@@ -32,8 +31,7 @@ static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
         return;
     msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_succeeded_get_command_name(event));
-    msup_stats_record_op(msup_wcluster_stats(c), cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
-    msup_failfast_note_success(&c->failfast);
+    msup_record_op_ok(c, cls, duration_us(mongoc_apm_command_succeeded_get_duration(event)));
 }
 
 /* The last failure a command event counted on this thread: a checkin with
@@ -63,17 +61,12 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
     if (internal_command)
         return; /* the checkout that ran it counts its failure */
     msup_wcluster_t *c = mongoc_apm_command_failed_get_context(event);
-    msup_stats_t *stats = msup_wcluster_stats(c);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_failed_get_command_name(event));
     uint64_t us = duration_us(mongoc_apm_command_failed_get_duration(event));
-    msup_stats_record_op(stats, cls, us);
-
     bson_error_t error;
     mongoc_apm_command_failed_get_error(event, &error);
-    char message[MSUP_ERRMSG_MAX];
-    msup_redact_text(error.message, message, sizeof message);
     enum msup_fail_class fail = msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms);
-    msup_stats_record_failure(stats, msup_failfast_reclass(c, fail), error.domain, error.code, message);
+    msup_record_op_failed(c, cls, us, fail, error.domain, error.code, error.message);
     last_counted.domain = error.domain;
     last_counted.code = error.code;
 }

@@ -72,6 +72,9 @@ struct msup_wcluster {
     bool shed_watch;
     bool budget_limited;                       /* upkeep thread only: a max_connections is set */
     msup_failfast_t failfast;                  /* DOWN cutoff and half-open gate (failfast.c) */
+    /* Another driver's pool, as its events report it (neutral.c), under
+     * mu: added to this cluster's gauges by msup_pool_publish_gauges. */
+    int64_t foreign_in_use, foreign_idle, foreign_created;
 };
 
 /* A configuration or segment mapping replaced while the handle lives:
@@ -129,6 +132,11 @@ bool msup_handle_inherited(const mongosup_t *h);
 msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name);
 void msup_handle_remap_rows(mongosup_t *h);
 void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns); /* upkeep: at most once a second */
+/* The gate of every operation on a cluster (checkout and neutral.c): the
+ * cluster, or NULL and error (forked, unknown, shutting down, circuit open). */
+msup_wcluster_t *msup_handle_gate(mongosup_t *h, const char *cluster, uint64_t *generation, mongosup_error_t *error);
+/* The worker serves the cluster's reconnect generation: acknowledged in the slot. */
+void msup_handle_acknowledge(msup_wcluster_t *c, uint64_t generation);
 
 /* pool.c: every function here but pool_destroy runs with c->mu held. */
 msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);
