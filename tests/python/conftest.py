@@ -130,7 +130,7 @@ class Setup(object):
             f.write("""
 segment = { name = "%s"; max_workers = 32; max_clusters = 4; };
 supervisor = { heartbeat_interval_ms = 100; reap_interval_ms = 100; drain_timeout_ms = 3000;
-               control_socket = "%s"; };
+               escalate = "none"; control_socket = "%s"; };
 default_environment = "test";
 environments = { test = {
   defaults = { server_selection_timeout_ms = 1500; connect_timeout_ms = 1000; heartbeat_frequency_ms = 500;
@@ -211,6 +211,22 @@ def make_setup(tmp_path, peer):
     yield make
     for s in made:
         s.close()
+
+
+@pytest.fixture
+def managers():
+    """Makes ConnectionManagers that are closed at the end of the test, whatever happened: a slot
+    left attached would hold up mongosupd's drain."""
+    import mongosup
+    made = []
+
+    def make(*args, **kwargs):
+        m = mongosup.ConnectionManager(*args, **kwargs)
+        made.append(m)
+        return m
+    yield make
+    for m in made:
+        m.close()
 
 
 def run_python(code, env=None, timeout=60, check=True):

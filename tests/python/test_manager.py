@@ -18,46 +18,44 @@ def totals(setup, name="users"):
     return c
 
 
-def test_records_land_in_the_segment(make_setup):
+def test_records_land_in_the_segment(make_setup, managers):
     s = make_setup("records")
-    m = mongosup.ConnectionManager(s.path)
-    try:
-        db = m.get_database("users")
-        assert db.name == "app"
-        for i in range(7):
-            db.items.insert_one({"i": i})
-        for i in range(3):
-            assert db.items.find_one({"i": i})["i"] == i
-        s.peer.command(cmd="fail", command="find", times=1, code=2, errmsg="bad value")
-        with pytest.raises(OperationFailure):
-            db.items.find_one({})
-        c = totals(s)
-        assert c["ops"]["write"] == 7
-        assert c["ops"]["read"] == 4
-        assert c["failures"]["server_error"] == 1
-        assert c["last_error"]["code"] == 2
-        assert c["latency_us"]["count"] == 11
-        assert c["pool"]["checkouts"] >= 11
-        assert c["pool"]["clients_created"] >= 1
-        assert c["pool"]["in_use"] == 0
-        assert c["pool"]["idle"] == c["pool"]["clients"] >= 1
-        assert c["budget"]["in_use"] == c["pool"]["clients"]  # a token per connection
-        slots = s.workers()
-        assert slots == {os.getpid(): "ACTIVE"}
-        assert m.worker_slot() >= 0
-        assert m.health() == {"users": {"health": "UNKNOWN", "supervisor": False},
-                              "analytics": {"health": "UNKNOWN", "supervisor": False}}
-    finally:
-        m.close()
+    m = managers(s.path)
+    db = m.get_database("users")
+    assert db.name == "app"
+    for i in range(7):
+        db.items.insert_one({"i": i})
+    for i in range(3):
+        assert db.items.find_one({"i": i})["i"] == i
+    s.peer.command(cmd="fail", command="find", times=1, code=2, errmsg="bad value")
+    with pytest.raises(OperationFailure):
+        db.items.find_one({})
+    c = totals(s)
+    assert c["ops"]["write"] == 7
+    assert c["ops"]["read"] == 4
+    assert c["failures"]["server_error"] == 1
+    assert c["last_error"]["code"] == 2
+    assert c["latency_us"]["count"] == 11
+    assert c["pool"]["checkouts"] >= 11
+    assert c["pool"]["clients_created"] >= 1
+    assert c["pool"]["in_use"] == 0
+    assert c["pool"]["idle"] == c["pool"]["clients"] >= 1
+    assert c["budget"]["in_use"] == c["pool"]["clients"]  # a token per connection
+    slots = s.workers()
+    assert slots == {os.getpid(): "ACTIVE"}
+    assert m.worker_slot() >= 0
+    assert m.health() == {"users": {"health": "UNKNOWN", "supervisor": False},
+                          "analytics": {"health": "UNKNOWN", "supervisor": False}}
+    m.close()
     assert s.workers() == {os.getpid(): "EXITED"}
     with pytest.raises(mongosup.ShuttingDown):
         m.get_client("users")
 
 
-def test_settings_become_client_kwargs(make_setup):
+def test_settings_become_client_kwargs(make_setup, managers):
     s = make_setup("kwargs", "max_pool_size = 7; min_pool_size = 2; wait_queue_timeout_ms = 1234; "
                              "retry_writes = false; max_idle_time_ms = 60000;")
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     kw = m.client_kwargs("users")
     assert kw["maxPoolSize"] == 7 and kw["minPoolSize"] == 2
     assert kw["waitQueueTimeoutMS"] == 1234 and kw["maxIdleTimeMS"] == 60000
@@ -70,14 +68,14 @@ def test_settings_become_client_kwargs(make_setup):
     m.close()
 
 
-def test_budget_caps_the_process_pool(make_setup):
+def test_budget_caps_the_process_pool(make_setup, managers):
     s = make_setup("budget", "max_pool_size = 50; max_connections = 3;")
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     assert m.client_kwargs("users")["maxPoolSize"] == 3
     m.close()
 
 
-def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd):
+def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd, managers):
     s = make_setup("secret")
     pw = tmp_path / "pw"
     pw.write_text("s3cretpw\n")
@@ -87,7 +85,7 @@ def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd):
         text = f.read().replace('mongodb://127.0.0.1', 'mongodb://alice@127.0.0.1')
     with open(s.path, "w") as f:
         f.write(text)
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     c = m._cluster("users")
     assert b"s3cretpw" in c.settings.uri
     assert b"s3cretpw" not in c.settings.uri_display
@@ -99,9 +97,9 @@ def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd):
     assert "s3cretpw" not in out + err
 
 
-def test_unknown_cluster_and_bad_config(make_setup, tmp_path):
+def test_unknown_cluster_and_bad_config(make_setup, tmp_path, managers):
     s = make_setup("unknown")
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     with pytest.raises(mongosup.ConfigError) as ei:
         m.get_client("nosuch")
     assert isinstance(ei.value, ConfigurationError)
@@ -116,25 +114,25 @@ def test_unknown_cluster_and_bad_config(make_setup, tmp_path):
         mongosup.ConnectionManager(str(tmp_path / "missing.conf"))
 
 
-def test_missing_segment_fails_open(make_setup):
+def test_missing_segment_fails_open(make_setup, managers):
     """No supervisor and no segment: the worker creates the segment, the gate fails open, records
     land (the C side's rule)."""
     s = make_setup("nosegment")
     assert not os.path.exists("/dev/shm" + s.segment)
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     m.get_database("users").items.insert_one({"a": 1})
     assert os.path.exists("/dev/shm" + s.segment)
     assert totals(s)["ops"]["write"] == 1
     m.close()
 
 
-def test_unusable_segment_serves_without_it(make_setup, capfd):
+def test_unusable_segment_serves_without_it(make_setup, capfd, managers):
     """A segment that cannot be attached (here: a foreign object under its name): a warning, and
     the application is still served."""
     s = make_setup("foreign")
     with open("/dev/shm" + s.segment, "wb") as f:
         f.write(b"not a mongosup segment" * 100)
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     m.get_database("users").items.insert_one({"a": 1})
     assert m.worker_slot() == -1
     assert m.health()["users"] == {"health": "UNKNOWN", "supervisor": False}
@@ -186,9 +184,9 @@ def test_fork_safety(make_setup):
     assert len(s.workers()) == 2
 
 
-def test_run_retries_transient_failures(make_setup):
+def test_run_retries_transient_failures(make_setup, managers):
     s = make_setup("retry", "retry_writes = false; retry_max_attempts = 3;")
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     attempts = []
 
     def insert(db):
@@ -207,10 +205,10 @@ def test_run_retries_transient_failures(make_setup):
     m.close()
 
 
-def test_circuit_open_fails_fast_and_recovers(make_setup):
+def test_circuit_open_fails_fast_and_recovers(make_setup, managers):
     s = make_setup("circuit")
     s.start_daemon()
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     db = m.get_database("users")
     db.items.insert_one({"a": 1})
     assert m.health()["users"] == {"health": "UP", "supervisor": True}
@@ -250,10 +248,10 @@ def test_circuit_open_fails_fast_and_recovers(make_setup):
     m.close()
 
 
-def test_drain_refuses_with_shutting_down(make_setup):
+def test_drain_refuses_with_shutting_down(make_setup, managers):
     s = make_setup("drain")
     s.start_daemon()
-    m = mongosup.ConnectionManager(s.path)
+    m = managers(s.path)
     m.get_database("users").items.insert_one({"a": 1})
     s.daemon.send_signal(signal.SIGTERM)
     wait_for(m.draining, 10, what="the drain")
