@@ -13,3 +13,4 @@ EXTRA_DIST += tests/python.sh tests/python/conftest.py tests/python/test_manager
 	python/pyproject.toml python/README.md python/mongosup/__init__.py python/mongosup/_native.py \
 	python/mongosup/errors.py python/mongosup/classify.py python/mongosup/listeners.py \
 	python/mongosup/manager.py python/mongosup/motor.py python/mongosup/retry.py python/mongosup/gunicorn.py
+EXTRA_DIST += bench/python_record_bench.py
