@@ -246,3 +246,24 @@ def test_graceful_stop_drains_and_keeps_totals(served):
     assert c["ops"]["read"] == g.counted("read") == 20
     assert c["pool"]["in_use"] == 0
     assert c["budget"]["in_use"] == 0  # every token back
+
+
+def test_supervisor_drain_stops_gunicorn_gracefully(served):
+    """The supervisor drains: requests are refused with ShuttingDown (503), the request in hand is
+    finished, and the post_request hook stops gunicorn gracefully; the slots are detached."""
+    s, g = served
+    pids = wait_workers(g)
+    load = Load(g.port, threads=3, pause=0.01)
+    wait_for(lambda: len(load.results) >= 30, 30, 0.05, "load")
+    s.daemon.send_signal(signal.SIGTERM)
+    g.proc.wait(20 * SLOW)
+    results = load.finish()
+    assert g.proc.returncode == 0, g.tail()
+    refused = [r for r in results if r[2] == 503 and r[3] == {"error": "ShuttingDown"}]
+    assert refused, results[-5:]
+    # Every answer is an answer: a request in hand was finished, not cut (None: refused connection,
+    # once gunicorn stopped listening).
+    answered = [r for r in results if r[2] is not None]
+    assert all(r[2] in (200, 503) for r in answered)
+    s.daemon.wait(20 * SLOW)
+    assert s.daemon.returncode == 0
