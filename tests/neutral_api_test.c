@@ -12,16 +12,6 @@
 #include "worker.h"
 #include "worker_fixture.h"
 
-/* Starts the peer fixture and attaches one handle. */
-static mongosup_t *start_attached(wfix_t *f, const char *tag, const char *keys)
-{
-    CU_ASSERT_FATAL(wfix_start(f, tag, keys, NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f->cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    return h;
-}
-
 /* The stats of a handle's slot for cluster "main" (the test's own mapping). */
 static msup_stats_t *slot_stats(msup_segment_t *seg, mongosup_t *h)
 {
@@ -35,13 +25,6 @@ static msup_cluster_row_t *main_row(msup_segment_t *seg)
     int row = msup_segment_find_cluster(seg, "main");
     CU_ASSERT_FATAL(row >= 0);
     return msup_segment_row(seg, (uint32_t)row);
-}
-
-static void play_supervisor(msup_segment_t *seg, bool fresh)
-{
-    atomic_store(&seg->hdr->heartbeat_timeout_ms, 3000);
-    atomic_store(&seg->hdr->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
-    atomic_store(&seg->hdr->supervisor_pid, (int32_t)getpid());
 }
 
 static msup_totals_t plain(const msup_stats_t *s)
@@ -94,7 +77,7 @@ static bool mongoc_find(mongosup_t *h, bson_error_t *berr)
 static void test_same_as_mongoc(void)
 {
     wfix_t f;
-    mongosup_t *a = start_attached(&f, "nsame", "");
+    mongosup_t *a = wfix_start_attached(&f, "nsame", "");
     mongosup_error_t error;
     mongosup_t *b = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b);
@@ -151,7 +134,7 @@ static void test_same_as_mongoc(void)
 static void test_latency_and_classes(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "nlat", "");
+    mongosup_t *h = wfix_start_attached(&f, "nlat", "");
     static const uint64_t us[] = {3, 150, 2500, 70000};
     for (size_t i = 0; i < 4; i++)
         mongosup_record_op(h, "main", (mongosup_op_class_t)(i % 3), us[i], MONGOSUP_FAIL_NONE, 0, NULL);
@@ -179,7 +162,7 @@ static void test_latency_and_classes(void)
 static void test_failures_redacted_and_reclassed(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "nfail", "");
+    mongosup_t *h = wfix_start_attached(&f, "nfail", "");
     mongosup_record_op(h, "main", MONGOSUP_OP_READ, 10, MONGOSUP_FAIL_AUTH, 18,
                        "auth failed for mongodb://alice:s3cret@db.example:27017/x");
     msup_segment_t seg;
@@ -194,7 +177,7 @@ static void test_failures_redacted_and_reclassed(void)
 
     mongosup_record_op(h, "main", MONGOSUP_OP_READ, 10, MONGOSUP_FAIL_NETWORK, 0, "connection reset");
     CU_ASSERT_EQUAL(atomic_load(&s->failures[MSUP_FAIL_NETWORK]), 1);
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     atomic_store(&main_row(&seg)->health, MSUP_HEALTH_DOWN);
     mongosup_record_op(h, "main", MONGOSUP_OP_READ, 10, MONGOSUP_FAIL_NETWORK, 0, "connection reset");
     CU_ASSERT_EQUAL(atomic_load(&s->failures[MSUP_FAIL_NETWORK]), 1);
@@ -221,7 +204,7 @@ static void test_failures_redacted_and_reclassed(void)
 static void test_pool_events(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "npool", "max_pool_size = 2;");
+    mongosup_t *h = wfix_start_attached(&f, "npool", "max_pool_size = 2;");
     mongosup_record_pool(h, "main", MONGOSUP_POOL_CONNECTION_CREATED, 0);
     mongosup_record_pool(h, "main", MONGOSUP_POOL_CHECKOUT_SUCCEEDED, 0);
     mongosup_record_pool(h, "main", MONGOSUP_POOL_CONNECTION_CREATED, 0);
@@ -277,7 +260,7 @@ static void test_pool_events(void)
 static void test_gate_health_and_drain(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "ngate", "");
+    mongosup_t *h = wfix_start_attached(&f, "ngate", "");
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_stats_t *s = slot_stats(&seg, h);
@@ -289,7 +272,7 @@ static void test_gate_health_and_drain(void)
     CU_ASSERT(mongosup_gate(h, "main", &gen, &error));
     CU_ASSERT_EQUAL(gen, 4);
 
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     atomic_store(&main_row(&seg)->health, MSUP_HEALTH_DOWN);
     bool alive = false;
     CU_ASSERT_EQUAL(mongosup_cluster_health(h, "main", &alive), MONGOSUP_HEALTH_DOWN);
@@ -307,11 +290,11 @@ static void test_gate_health_and_drain(void)
     CU_ASSERT(mongosup_gate(h, "main", &gen, &error));
     CU_ASSERT(!mongosup_gate(h, "main", &gen, &error));
     CU_ASSERT_EQUAL(atomic_load(&s->failures[MSUP_FAIL_CIRCUIT_OPEN]), 3);
-    play_supervisor(&seg, false); /* stale: fail open */
+    wfix_play_supervisor(&seg, false); /* stale: fail open */
     CU_ASSERT(mongosup_gate(h, "main", &gen, &error));
     CU_ASSERT_EQUAL(mongosup_cluster_health(h, "main", &alive), MONGOSUP_HEALTH_DOWN);
     CU_ASSERT(!alive);
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     atomic_store(&main_row(&seg)->health, MSUP_HEALTH_UP);
     CU_ASSERT(mongosup_gate(h, "main", &gen, &error));
     CU_ASSERT_EQUAL(atomic_load(&s->failures[MSUP_FAIL_CIRCUIT_OPEN]), 3);
@@ -338,7 +321,7 @@ static void test_gate_health_and_drain(void)
 static void test_gate_forked(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "nfork", "");
+    mongosup_t *h = wfix_start_attached(&f, "nfork", "");
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
@@ -362,7 +345,7 @@ static void test_gate_forked(void)
 static void test_budget_tokens(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "nbudget", "");
+    mongosup_t *h = wfix_start_attached(&f, "nbudget", "");
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_budget_apply_limits(main_row(&seg), 2, 0);
@@ -420,7 +403,7 @@ static void test_settings(void)
 static void test_serving_generation(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "ngen", "reconnect_window_ms = 1000;");
+    mongosup_t *h = wfix_start_attached(&f, "ngen", "reconnect_window_ms = 1000;");
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_stats_t *s = slot_stats(&seg, h);
