@@ -96,8 +96,8 @@ class PoolRecorder(monitoring.ConnectionPoolListener):
         r = self.r
         tl = r.local
         tl.counted = False
-        with r.lock:
-            waits = r.in_use.get(event.address, 0) >= r.max_pool_size
+        # A single dict read is atomic under the GIL; the updates below take the lock.
+        waits = r.in_use.get(event.address, 0) >= r.max_pool_size
         tl.wait_start = time.monotonic() if waits else None
         if waits:
             _lib.mongosup_record_pool(r.handle, r.cluster, n.POOL_CHECKOUT_WAIT, 1)

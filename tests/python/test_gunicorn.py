@@ -256,14 +256,15 @@ def test_supervisor_drain_stops_gunicorn_gracefully(served):
     load = Load(g.port, threads=3, pause=0.01)
     wait_for(lambda: len(load.results) >= 30, 30, 0.05, "load")
     s.daemon.send_signal(signal.SIGTERM)
+    # Nobody signals gunicorn here: the hook's graceful stop is what ends it.
     g.proc.wait(20 * SLOW)
     results = load.finish()
     assert g.proc.returncode == 0, g.tail()
-    refused = [r for r in results if r[2] == 503 and r[3] == {"error": "ShuttingDown"}]
-    assert refused, results[-5:]
-    # Every answer is an answer: a request in hand was finished, not cut (None: refused connection,
-    # once gunicorn stopped listening).
+    # Every answer is whole: 200, or 503 ShuttingDown for a request that met the drain at the gate
+    # (whether one does depends on which comes first, a request's gate or another's post_request);
+    # None: the connection was refused once gunicorn stopped listening.
     answered = [r for r in results if r[2] is not None]
-    assert all(r[2] in (200, 503) for r in answered)
+    assert answered and all(r[2] == 200 or (r[2] == 503 and r[3] == {"error": "ShuttingDown"})
+                            for r in answered), [r for r in answered if r[2] != 200][:3]
     s.daemon.wait(20 * SLOW)
     assert s.daemon.returncode == 0
