@@ -184,7 +184,7 @@ def test_peer_killed_fails_fast_then_served_again(served):
     s.peer.start()
     back = wait_for(lambda: s.cluster_health() == "UP" and time.monotonic(), 15, 0.02, "users UP")
     wait_for(lambda: any(r[2] == 200 for r in load.since(back + 1.0)), 15, 0.05, "answers again")
-    gen = s.cluster()["reconnect"]["generation"]
+    gen = wait_for(lambda: s.cluster()["reconnect"]["generation"], 10, 0.05, "a reconnect generation")
 
     def all_acked():
         r = s.cluster()["reconnect"]
