@@ -17,6 +17,14 @@ tmp=$(mktemp)
     "$b"
     echo
   done
+  # The Python package's record cost (needs Debian's python3-pymongo and the test peer).
+  for b in "$(dirname "$0")"/*_bench.py; do
+    [ -f "$b" ] || continue
+    echo "# $(basename "$b" .py)"
+    echo
+    /usr/bin/python3 "$b" "$builddir"
+    echo
+  done
 } > "$tmp"
 mv "$tmp" "$out"
 echo "results written to $out"

@@ -15,3 +15,5 @@ EXTRA_DIST += docs/budget.md docs/fleet.md
 EXTRA_DIST += docs/security.md
 # mod_mongosup, the Apache httpd module (apache/).
 EXTRA_DIST += docs/apache.md
+# The Python package (python/): pymongo / Motor / gunicorn guide.
+EXTRA_DIST += docs/python.md

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "classify.h"
-#include "redact.h"
+#include "record.h"
 #include "slowlog.h"
 #include "stats.h"
 #include "worker.h"
@@ -10,7 +10,7 @@
 /*
  * These run on the application thread that runs the command, several at a
  * time in one worker: they only do relaxed atomic adds on the worker's own
- * slot (msup_stats_*), never block, never allocate and never call back into
+ * slot (record.c, shared with the driver-neutral API), never block, never allocate and never call back into
  * the driver.  The context is the worker's cluster; its stats pointer is
  * read atomically because a row remap may move it.
  */
@@ -110,15 +110,10 @@ static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
         return;
     msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
     const char *name = mongoc_apm_command_succeeded_get_command_name(event);
-    enum msup_op_class cls = msup_classify_command(name);
     uint64_t us = duration_us(mongoc_apm_command_succeeded_get_duration(event));
-    msup_stats_t *stats = msup_wcluster_stats(c);
-    /* The only cost of the slow-operation log for an operation that is not
-     * slow: one comparison (slow_us is UINT64_MAX when the log is off). */
-    if (msup_stats_record_op_slow(stats, cls, us, &c->slow_us))
-        log_op(stats, name, mongoc_apm_command_succeeded_get_request_id(event),
+    if (msup_record_op_ok(c, msup_classify_command(name), us))
+        log_op(msup_wcluster_stats(c), name, mongoc_apm_command_succeeded_get_request_id(event),
                mongoc_apm_command_succeeded_get_host(event), us, MSUP_SLOWOP_OK, true);
-    msup_failfast_note_success(&c->failfast);
 }
 
 /* The last failure a command event counted on this thread: a checkin with
@@ -148,15 +143,10 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
     if (internal_command)
         return; /* the checkout that ran it counts its failure */
     msup_wcluster_t *c = mongoc_apm_command_failed_get_context(event);
-    msup_stats_t *stats = msup_wcluster_stats(c);
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_failed_get_command_name(event));
     uint64_t us = duration_us(mongoc_apm_command_failed_get_duration(event));
-    msup_stats_record_op(stats, cls, us);
-
     bson_error_t error;
     mongoc_apm_command_failed_get_error(event, &error);
-    char message[MSUP_ERRMSG_MAX];
-    msup_redact_text(error.message, message, sizeof message);
     enum msup_fail_class fail = msup_classify_failed_command(&error, us, c->cfg->socket_timeout_ms);
     /* A network error made the driver drop every pooled socket to that
      * server (a new generation): every client of this worker is stale.  A
@@ -164,11 +154,10 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
      * which client: all of them are re-checked (timeouts are rare). */
     if (fail == MSUP_FAIL_NETWORK || fail == MSUP_FAIL_TIMEOUT)
         msup_outage_bump(c);
-    fail = msup_failfast_reclass(c, fail);
-    msup_stats_record_failure(stats, fail, error.domain, error.code, message);
+    fail = msup_record_op_failed(c, cls, us, fail, error.domain, error.code, error.message);
     bool slow = us >= atomic_load_explicit(&c->slow_us, memory_order_relaxed);
     if (slow || atomic_load_explicit(&c->log_failed_ops, memory_order_relaxed))
-        log_op(stats, mongoc_apm_command_failed_get_command_name(event),
+        log_op(msup_wcluster_stats(c), mongoc_apm_command_failed_get_command_name(event),
                mongoc_apm_command_failed_get_request_id(event), mongoc_apm_command_failed_get_host(event), us,
                1u + (uint32_t)fail, slow);
     last_counted.domain = error.domain;

@@ -247,14 +247,14 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
 
 void msup_pool_publish_gauges(msup_wcluster_t *c)
 {
-    int64_t idle = 0, created = 0;
+    int64_t idle = c->foreign_idle, created = c->foreign_created;
     for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired) {
         idle += p->idle_count;
         created += p->created;
     }
     msup_stats_t *s = msup_wcluster_stats(c);
     /* Only this process writes these gauges, and only under c->mu. */
-    atomic_store_explicit(&s->pool_in_use, (int64_t)c->in_use, memory_order_relaxed);
+    atomic_store_explicit(&s->pool_in_use, (int64_t)c->in_use + c->foreign_in_use, memory_order_relaxed);
     atomic_store_explicit(&s->pool_idle, idle, memory_order_relaxed);
     atomic_store_explicit(&s->pool_created, created, memory_order_relaxed);
 }

@@ -8,6 +8,7 @@
 
 #include "classify.h"
 #include "error.h"
+#include "record.h"
 #include "redact.h"
 #include "slots.h"
 #include "snapshot.h"
@@ -614,7 +615,7 @@ static void count_failure(msup_wcluster_t *c, enum msup_fail_class cls, uint32_t
     msup_stats_record_failure(msup_wcluster_stats(c), cls, MONGOSUP_ERROR_MONGOSUP, code, message);
 }
 
-static void acknowledge(msup_wcluster_t *c, uint64_t generation)
+void msup_handle_acknowledge(msup_wcluster_t *c, uint64_t generation)
 {
     msup_stats_t *s = msup_wcluster_stats(c);
     atomic_store_explicit(&s->reconnect_ack_ns, msup_now_ns(), memory_order_relaxed);
@@ -638,7 +639,7 @@ static msup_pool_t *current_pool(msup_wcluster_t *c, uint64_t generation, msup_p
             return NULL;
         c->pool = p;
         c->trim_window_start_ns = msup_mono_ns();
-        acknowledge(c, generation);
+        msup_handle_acknowledge(c, generation);
         if (p->warm_pending)
             msup_upkeep_kick(c->handle);
         return p;
@@ -673,20 +674,20 @@ static msup_pool_t *current_pool(msup_wcluster_t *c, uint64_t generation, msup_p
     c->rebuild_due_ns = 0;
     c->trim_window_start_ns = now;
     msup_stats_count(&msup_wcluster_stats(c)->reconnects, 1);
-    acknowledge(c, generation);
+    msup_handle_acknowledge(c, generation);
     if (fresh->warm_pending)
         msup_upkeep_kick(c->handle);
     return fresh;
 }
 
-static mongoc_client_t *refuse_shutting_down(msup_wcluster_t *c, mongosup_error_t *error)
+static void *refuse_shutting_down(msup_wcluster_t *c, mongosup_error_t *error)
 {
     count_failure(c, MSUP_FAIL_SHUTTING_DOWN, MONGOSUP_E_SHUTTING_DOWN, "shutting down: checkout refused");
     msup_fail(error, MONGOSUP_E_SHUTTING_DOWN, "cluster %s: shutting down, checkout refused", c->name);
     return NULL;
 }
 
-static mongoc_client_t *refuse_unknown(const char *cluster, mongosup_error_t *error)
+static void *refuse_unknown(const char *cluster, mongosup_error_t *error)
 {
     msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
     return NULL;
@@ -778,12 +779,18 @@ static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t
  * tokens freed by other processes do not signal c->freed. */
 #define BUDGET_RETRY_NS (10 * NS_PER_MS)
 
-mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_error_t *error)
+/*
+ * The gate in front of every operation on a cluster, for the checkout and
+ * for the driver-neutral API (neutral.c): follows a recreated segment and
+ * a reload first, then refuses an inherited handle (MONGOSUP_E_FORKED), an
+ * unknown cluster, a drain or detach (MONGOSUP_E_SHUTTING_DOWN) and a DOWN
+ * verdict with the breaker in force (MONGOSUP_E_CIRCUIT_OPEN, half-open
+ * trials aside: failfast.c).  Refusals of the last two kinds are counted.
+ * Returns the cluster and, in *generation, its row's reconnect generation
+ * (0 without a row).  No syscall and no lock while nothing moved.
+ */
+msup_wcluster_t *msup_handle_gate(mongosup_t *h, const char *cluster, uint64_t *generation, mongosup_error_t *error)
 {
-    if (h == NULL || cluster == NULL) {
-        msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_checkout: no handle or cluster name");
-        return NULL;
-    }
     if (msup_handle_inherited(h)) {
         msup_fail(error, MONGOSUP_E_FORKED,
                   "this handle was inherited across fork(): call mongosup_attach in the child");
@@ -806,7 +813,7 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
     if (atomic_load_explicit(&h->closing, memory_order_acquire))
         return refuse_shutting_down(c, error);
 
-    uint64_t generation = 0;
+    *generation = 0;
     /* Health and generation only from a trusted control row (refresh_trust). */
     msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
     if (r != NULL) {
@@ -820,8 +827,23 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
                       msup_health_name(health));
             return NULL;
         }
-        generation = atomic_load_explicit(&r->reconnect_generation, memory_order_acquire);
+        *generation = atomic_load_explicit(&r->reconnect_generation, memory_order_acquire);
     }
+    return c;
+}
+
+mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_error_t *error)
+{
+    if (h == NULL || cluster == NULL) {
+        msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_checkout: no handle or cluster name");
+        return NULL;
+    }
+    uint64_t generation;
+    msup_wcluster_t *c = msup_handle_gate(h, cluster, &generation, error);
+    if (c == NULL)
+        return NULL;
+    /* The trusted control row the gate read (refresh_trust), if any. */
+    msup_cluster_row_t *r = atomic_load_explicit(&c->ctl_row, memory_order_acquire);
 
     msup_pool_t *doomed = NULL;
     mongoc_client_t *client = NULL;
@@ -843,7 +865,6 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
             return NULL;
         }
     }
-    msup_stats_t *s = msup_wcluster_stats(c);
     uint32_t wq_ms = c->cfg->wait_queue_timeout_ms;
     uint64_t wait_start = 0, deadline = 0;
     bool unverified = false, budget_waited = false;
@@ -866,9 +887,7 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         if (wait_start == 0) {
             wait_start = now;
             deadline = wait_start + (uint64_t)wq_ms * NS_PER_MS;
-            msup_stats_count(&s->checkout_waits, 1);
-            if (c->in_use >= c->max_pool_size)
-                msup_stats_count(&s->max_reached, 1);
+            msup_record_checkout_wait(c, c->in_use >= c->max_pool_size);
         }
         uint64_t wake = wq_ms == 0 ? UINT64_MAX : deadline; /* 0: no bound, as in the driver */
         if (msup_pool_budget_refused(c, from)) {
@@ -897,18 +916,15 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         }
     }
     uint64_t done = wait_start != 0 || unverified ? msup_mono_ns() : 0;
-    if (wait_start != 0)
-        msup_stats_count(&s->checkout_wait_us, (done - wait_start) / 1000);
-    if (client == NULL)
-        msup_stats_count(&s->checkout_timeouts, 1);
+    msup_record_checkout_end(c, wait_start != 0, wait_start != 0 ? (done - wait_start) / 1000 : 0,
+                             client != NULL ? NULL
+                             : budget_waited ? "no connection-budget token within wait_queue_timeout_ms"
+                                             : "no client within wait_queue_timeout_ms");
     msup_pool_publish_gauges(c);
     uint32_t max_pool = c->max_pool_size;
     pthread_mutex_unlock(&c->mu);
     msup_pool_destroy(doomed);
     if (client == NULL) {
-        msup_last_error_write(&s->last_error, MSUP_FAIL_TIMEOUT, MONGOSUP_ERROR_MONGOSUP, MONGOSUP_E_POOL_TIMEOUT,
-                              budget_waited ? "no connection-budget token within wait_queue_timeout_ms"
-                                            : "no client within wait_queue_timeout_ms");
         if (budget_waited)
             msup_fail(error, MONGOSUP_E_POOL_TIMEOUT,
                       "cluster %s: no client within %u ms (the cluster's connection budget, max_connections, is spent)",
@@ -924,7 +940,7 @@ mongoc_client_t *mongosup_checkout(mongosup_t *h, const char *cluster, mongosup_
         if (handshake(h, c, from, client, hs_deadline, error) == NULL)
             return NULL;
     }
-    msup_stats_count(&s->checkouts, 1);
+    msup_record_checkout_granted(c);
     msup_apm_forget();
     return client;
 }
@@ -940,13 +956,9 @@ void mongosup_checkin(mongosup_t *h, mongoc_client_t *client, const bson_error_t
     msup_wcluster_t *c = p->cluster;
     if (outcome != NULL && (outcome->code != 0 || outcome->domain != 0)) {
         enum msup_fail_class cls = msup_classify_error(outcome);
-        if (!msup_apm_counted(outcome)) {
-            /* No failed command event counted this one (see apm.c). */
-            char message[MSUP_ERRMSG_MAX];
-            msup_redact_text(outcome->message, message, sizeof message);
-            msup_stats_record_failure(msup_wcluster_stats(c), msup_failfast_reclass(c, cls), outcome->domain,
-                                      outcome->code, message);
-        }
+        /* No failed command event counted this one (see apm.c). */
+        if (!msup_apm_counted(outcome))
+            msup_record_failure(c, cls, outcome->domain, outcome->code, outcome->message);
         /* The driver drops its sockets after such failures: whatever
          * reconnects them must pass a handshake slot first (apm.c). */
         if (cls == MSUP_FAIL_NETWORK || cls == MSUP_FAIL_TIMEOUT || cls == MSUP_FAIL_SERVER_SELECTION)

@@ -91,6 +91,9 @@ struct msup_wcluster {
      * UINT64_MAX when slow_op_ms is 0, so the record path compares once. */
     _Atomic uint64_t slow_us;
     _Atomic bool log_failed_ops;
+    /* Another driver's pool, as its events report it (neutral.c), under
+     * mu: added to this cluster's gauges by msup_pool_publish_gauges. */
+    int64_t foreign_in_use, foreign_idle, foreign_created;
 };
 
 /* A configuration or segment mapping replaced while the handle lives:
@@ -168,6 +171,11 @@ bool msup_handle_bind_control(mongosup_t *h, msup_segment_t *seg);
  * segment been unlinked or recreated, has a control segment appeared or
  * been replaced, which limits apply now. */
 void msup_handle_check_segment(mongosup_t *h, uint64_t now_mono_ns);
+/* The gate of every operation on a cluster (checkout and neutral.c): the
+ * cluster, or NULL and error (forked, unknown, shutting down, circuit open). */
+msup_wcluster_t *msup_handle_gate(mongosup_t *h, const char *cluster, uint64_t *generation, mongosup_error_t *error);
+/* The worker serves the cluster's reconnect generation: acknowledged in the slot. */
+void msup_handle_acknowledge(msup_wcluster_t *c, uint64_t generation);
 
 /* pool.c: every function here but pool_destroy runs with c->mu held. */
 msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_error_t *error);

@@ -5,6 +5,8 @@ LIB_WORKER_SOURCES = \
 	lib/budget.h lib/budget.c \
 	lib/clientmap.h lib/clientmap.c \
 	lib/apm.c \
+	lib/record.h lib/record.c \
+	lib/neutral.c \
 	lib/cutoff.h lib/cutoff.c \
 	lib/failfast.h lib/failfast.c \
 	lib/probe.h lib/probe.c \

@@ -5,7 +5,9 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
   libmongoc-dev libbson-dev libconfig-dev libcunit1-dev libjson-c-dev libmicrohttpd-dev libncurses-dev
   valgrind python3 python3-mockupdb tmux curl procps prometheus strace
   apache2 apache2-dev apache2-utils
-  etcd-server etcd-client libcurl4-openssl-dev"
+  etcd-server etcd-client libcurl4-openssl-dev
+
+  python3-pymongo python3-motor python3-pytest gunicorn"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

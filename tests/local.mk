@@ -31,6 +31,7 @@ include tests/tools.mk
 include tests/supervisor.mk
 include tests/budget.mk
 include tests/apache.mk
+include tests/neutral.mk
 
 # The README's demo, run against the built tree (a shell test: not run under valgrind).
 TESTS += tests/demo_test.sh

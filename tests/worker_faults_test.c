@@ -47,16 +47,6 @@ static uint64_t failures(const wfix_t *f, enum msup_fail_class cls)
     return t.failures[cls];
 }
 
-/* Starts the peer fixture (cluster "main" with `keys`) and attaches a worker to it. */
-static mongosup_t *start_attached(wfix_t *f, const char *tag, const char *keys)
-{
-    CU_ASSERT_FATAL(wfix_start(f, tag, keys, NULL));
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f->cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    return h;
-}
-
 /* Replaces the fixture's configuration with one for `uri` and attaches a worker to it. */
 static mongosup_t *attach_to_uri(wfix_t *f, const char *uri, const char *keys)
 {
@@ -113,7 +103,7 @@ static void expect_checkout_ok(mongosup_t *h)
 static void test_network_and_timeout(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "netfail", "socket_timeout_ms = 300;");
+    mongosup_t *h = wfix_start_attached(&f, "netfail", "socket_timeout_ms = 300;");
     bson_error_t berr;
     CU_ASSERT(op_with_outcome(h, false, &berr));
     peer_fault(&f, "{\"cmd\":\"hangup\",\"mode\":\"before\",\"command\":\"ping\",\"times\":1}");
@@ -143,7 +133,7 @@ static void test_network_and_timeout(void)
 static void test_server_errors(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "srvfail", "");
+    mongosup_t *h = wfix_start_attached(&f, "srvfail", "");
     bson_error_t berr;
     CU_ASSERT(op_with_outcome(h, false, &berr)); /* connected: the faults below hit our operations */
     peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"ping\",\"times\":1,\"code\":2}");
@@ -209,23 +199,16 @@ static void test_auth(void)
 
 /* ---- circuit breaker: the test plays the supervisor ---- */
 
-static void play_supervisor(msup_segment_t *seg, bool fresh)
-{
-    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 3000);
-    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
-    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
-}
-
 static void test_circuit_breaker(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "circuit", "");
+    mongosup_t *h = wfix_start_attached(&f, "circuit", "");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg); /* registered by the worker */
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 1);
     atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
 
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     /* Eleven refusals, each timed; the median must be far below 1 ms
      * (the median: one preemption on a loaded CI machine is not what is
      * measured).  Under valgrind only "did not wait for server selection"
@@ -252,12 +235,12 @@ static void test_circuit_breaker(void)
     /* A stale heartbeat: the supervisor may be dead, fail open.  Past the
      * cutoff's follow-up window of the DOWN above (failfast.c): this test is
      * about the gate, not about a cutoff racing the new connection. */
-    play_supervisor(&seg, false);
+    wfix_play_supervisor(&seg, false);
     struct timespec follow = {0, (long)(MSUP_CUTOFF_FOLLOW_MS + 50) * 1000000L};
     nanosleep(&follow, NULL);
     expect_checkout_ok(h);
     /* Breaker off for the cluster: fail open too. */
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 0);
     expect_checkout_ok(h);
     atomic_store(&msup_segment_row(&seg, row)->circuit_breaker, 1);
@@ -272,12 +255,12 @@ static void test_circuit_breaker(void)
 static void test_circuit_breaker_config_off(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "circuitoff", "circuit_breaker = false;");
+    mongosup_t *h = wfix_start_attached(&f, "circuitoff", "circuit_breaker = false;");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg);
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, row)->circuit_breaker), 0);
     atomic_store(&msup_segment_row(&seg, row)->health, MSUP_HEALTH_DOWN);
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     expect_checkout_ok(h);
     msup_segment_close(&seg);
     detach_and_stop(&f, &h);
@@ -288,7 +271,7 @@ static void test_circuit_breaker_config_off(void)
 static void test_draining(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "drain", "");
+    mongosup_t *h = wfix_start_attached(&f, "drain", "");
     mongosup_error_t error;
     mongoc_client_t *held = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(held);
@@ -346,7 +329,7 @@ static uint64_t retries(const wfix_t *f)
 static void test_run_retries_transient(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "runretry", "retry_max_attempts = 4; retry_backoff_ms = 5;");
+    mongosup_t *h = wfix_start_attached(&f, "runretry", "retry_max_attempts = 4; retry_backoff_ms = 5;");
     mongosup_error_t error;
     /* A labelled error with a code outside the NotWritablePrimary family:
      * the label alone makes it transient. */
@@ -385,7 +368,7 @@ static void test_run_retries_transient(void)
 static void test_run_not_transient(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "runnot", "retry_backoff_ms = 5;");
+    mongosup_t *h = wfix_start_attached(&f, "runnot", "retry_backoff_ms = 5;");
     mongosup_error_t error;
     peer_fault(&f, "{\"cmd\":\"fail\",\"command\":\"insert\",\"times\":1,\"code\":2}");
     run_ctx_t x = {0};
@@ -403,7 +386,7 @@ static void test_run_not_transient(void)
 static void test_remap_on_config_generation(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "remap", "max_pool_size = 5;");
+    mongosup_t *h = wfix_start_attached(&f, "remap", "max_pool_size = 5;");
     mongosup_error_t error;
     mongoc_client_t *client = mongosup_checkout(h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(client);
@@ -449,10 +432,10 @@ static void test_remap_on_config_generation(void)
 static void test_forged_stats_change_no_belief(void)
 {
     wfix_t f;
-    mongosup_t *h = start_attached(&f, "forge", "max_pool_size = 4;");
+    mongosup_t *h = wfix_start_attached(&f, "forge", "max_pool_size = 4;");
     msup_segment_t seg;
     int row = open_main_row(&f, &seg);
-    play_supervisor(&seg, true);
+    wfix_play_supervisor(&seg, true);
     atomic_store(&msup_segment_hdr(&seg)->heartbeat_timeout_ms, 600000);
     /* The forger: budget limits of 1 on the line, a registry and slot scribbled over. */
     msup_reg_row_t *line = msup_segment_reg(&seg, (uint32_t)row);

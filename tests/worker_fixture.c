@@ -1,4 +1,5 @@
 /* worker_fixture.c: shared set-up of the worker tests (peer or real deployment, config file, segment). */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,22 @@ bool wfix_start_on(wfix_t *f, const char *tag, const char *keys, const char *uri
 bool wfix_start(wfix_t *f, const char *tag, const char *keys, const char *uri_options)
 {
     return wfix_start_on(f, tag, keys, uri_options, false);
+}
+
+mongosup_t *wfix_start_attached(wfix_t *f, const char *tag, const char *keys)
+{
+    CU_ASSERT_FATAL(wfix_start(f, tag, keys, NULL));
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f->cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    return h;
+}
+
+void wfix_play_supervisor(msup_segment_t *seg, bool fresh)
+{
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 3000);
+    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, fresh ? msup_mono_ns() : msup_mono_ns() - 10ull * 1000000000ull);
+    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
 }
 
 /* Drops the run's database on the real deployment; says so if it cannot. */

@@ -33,6 +33,11 @@ bool wfix_start(wfix_t *f, const char *tag, const char *keys, const char *uri_op
 /* The same against a real deployment ($MONGOSUP_TEST_URI) when `real`:
  * no peer, a database of its own that wfix_stop drops. */
 bool wfix_start_on(wfix_t *f, const char *tag, const char *keys, const char *uri_options, bool real);
+/* wfix_start on the peer, then one attached handle; both asserted (fatal). */
+mongosup_t *wfix_start_attached(wfix_t *f, const char *tag, const char *keys);
+/* The test plays a supervisor in seg: its pid, and a heartbeat fresh or 10 s stale. */
+void wfix_play_supervisor(msup_segment_t *seg, bool fresh);
+
 /* Stops the peer, or drops the test's database on a real deployment. */
 void wfix_stop(wfix_t *f);
 

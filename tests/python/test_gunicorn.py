@@ -1,0 +1,270 @@
+"""test_gunicorn: a real gunicorn (4 prefork workers) serving a CRUD app through the manager, next to C workers, under load and faults."""
+
+import glob
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import BUILDDIR, PYTHON, SLOW, env_for_children, free_port, have, wait_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEMO_SERVER = os.path.join(BUILDDIR, "examples", "mongosup-demo-server")
+
+pytestmark = pytest.mark.skipif(not have("gunicorn"), reason="Debian's gunicorn is not installed")
+
+
+def request(port, path, timeout=10):
+    """(status, decoded JSON body or None, seconds)."""
+    t0 = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * SLOW)
+    try:
+        conn.request("POST" if path == "/events" else "GET", path)
+        resp = conn.getresponse()
+        raw = resp.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        return resp.status, body, time.monotonic() - t0
+    except OSError:
+        return None, None, time.monotonic() - t0
+    finally:
+        conn.close()
+
+
+class Load(object):
+    """A few client threads sending /insert and /find, recording every answer with its time."""
+
+    def __init__(self, port, threads=4, pause=0.0):
+        self.port = port
+        self.pause = pause
+        self.results = []  # (monotonic end, path, status, body, seconds)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _loop(self, i):
+        n = 0
+        while not self.stop.is_set():
+            path = "/insert" if (n + i) % 2 == 0 else "/find"
+            n += 1
+            status, body, took = request(self.port, path)
+            with self.lock:
+                self.results.append((time.monotonic(), path, status, body, took))
+            if self.pause:
+                time.sleep(self.pause)
+
+    def finish(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(30)
+        return list(self.results)
+
+    def since(self, t):
+        with self.lock:
+            return [r for r in self.results if r[0] >= t]
+
+
+class Gunicorn(object):
+    def __init__(self, setup, tmp_path):
+        self.port = free_port()
+        self.counts = tmp_path / "counts"
+        self.counts.mkdir(exist_ok=True)
+        self.log = str(tmp_path / "gunicorn.log")
+        env = env_for_children(MONGOSUP_CONFIG=setup.path, APP_COUNTS_DIR=str(self.counts),
+                               APP_PORT=str(self.port))
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen([PYTHON, "-m", "gunicorn", "-c", os.path.join(HERE, "gunicorn_conf.py"),
+                                      "--chdir", HERE, "wsgi_app:app"], stdin=subprocess.DEVNULL, stdout=log,
+                                     stderr=log, env=env)
+        log.close()
+        wait_for(lambda: request(self.port, "/pid", 2)[0] == 200, 30, 0.1, "gunicorn to answer")
+
+    def worker_pids(self):
+        r = subprocess.run(["pgrep", "-P", str(self.proc.pid)], stdout=subprocess.PIPE)
+        return set(int(p) for p in r.stdout.split())
+
+    def counted(self, kind):
+        return sum(len(open(p).readlines()) for p in glob.glob(str(self.counts / ("*." + kind))))
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30 * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def tail(self):
+        with open(self.log, "rb") as f:
+            return f.read()[-3000:].decode("utf-8", "replace")
+
+
+@pytest.fixture
+def served(make_setup, tmp_path):
+    s = make_setup("gunicorn")
+    s.start_daemon()
+    g = Gunicorn(s, tmp_path)
+    yield s, g
+    g.stop()
+
+
+def wait_workers(g, count=4):
+    return wait_for(lambda: len(g.worker_pids()) == count and g.worker_pids(), 20, 0.1, "%d workers" % count)
+
+
+def active_slots(s):
+    return set(pid for pid, state in s.workers().items() if state == "ACTIVE")
+
+
+def test_totals_equal_what_the_app_counted_side_by_side_with_c_workers(served):
+    s, g = served
+    pids = wait_workers(g)
+    demo = subprocess.Popen([DEMO_SERVER, "-c", s.path, "-w", "2", "-t", "1", "-p", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env_for_children())
+    try:
+        line = demo.stdout.readline().decode()
+        demo_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
+        load = Load(g.port, threads=4)
+        for _ in range(10):
+            assert request(demo_port, "/events")[0] == 200
+        wait_for(lambda: len(load.results) >= 120, 60, 0.05, "120 answers")
+        results = load.finish()
+        assert all(r[2] == 200 for r in results), [r for r in results if r[2] != 200][:3]
+        # Every gunicorn worker attached one slot of its own (a request went to each: sync
+        # workers take turns), beside the C workers of the demo server.
+        wait_for(lambda: pids <= active_slots(s), 20, 0.1, "a slot per gunicorn worker")
+        slots = s.workers()
+        assert len([p for p in slots if p in pids]) == 4
+        demo_workers = set(int(p) for p in subprocess.run(["pgrep", "-P", str(demo.pid)],
+                                                          stdout=subprocess.PIPE).stdout.split())
+        assert len(demo_workers) == 2 and demo_workers <= set(slots)
+        users = s.cluster("users")
+        assert users["ops"]["write"] == g.counted("write")
+        assert users["ops"]["read"] == g.counted("read")
+        assert users["ops"]["write"] + users["ops"]["read"] == len(results)
+        assert users["failures"]["total"] == 0
+        assert s.cluster("analytics")["ops"]["write"] == 10  # the C workers' events
+    finally:
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(20)
+
+
+def test_peer_killed_fails_fast_then_served_again(served):
+    s, g = served
+    wait_workers(g)
+    load = Load(g.port, threads=4, pause=0.01)
+    wait_for(lambda: len(load.results) >= 40, 30, 0.05, "load")
+    s.peer.kill()
+    killed = time.monotonic()
+    wait_for(lambda: s.cluster_health() == "DOWN", 10, 0.02, "users DOWN")
+    down = time.monotonic()
+
+    def refusals():
+        return [r for r in load.since(down) if r[2] == 503 and r[3] == {"error": "CircuitOpen"}]
+    # Requests in flight at the verdict may still wait out server selection (1.5 s); new ones are refused.
+    circuit = wait_for(lambda: len(refusals()) >= 10 and refusals(), 10, 0.05, "CircuitOpen answers")
+    first = min(r[0] for r in circuit)
+    # Detection bound of this configuration: check_interval + fall x (check_timeout +
+    # check_fastinter) = 700 ms, plus the heartbeat of the verdict; the load has room too.
+    assert first - killed < 3.0 * SLOW, first - killed
+    # Failing fast: no server-selection wait (1.5 s) once the circuit is open.
+    quick = sorted(r[4] for r in circuit)
+    assert quick[len(quick) // 2] < 0.1 * SLOW, quick[len(quick) // 2]
+    s.peer.start()
+    back = wait_for(lambda: s.cluster_health() == "UP" and time.monotonic(), 15, 0.02, "users UP")
+    wait_for(lambda: any(r[2] == 200 for r in load.since(back + 1.0)), 15, 0.05, "answers again")
+    gen = wait_for(lambda: s.cluster()["reconnect"]["generation"], 10, 0.05, "a reconnect generation")
+
+    def all_acked():
+        r = s.cluster()["reconnect"]
+        return r["generation"] == gen and r["workers_acked"] == r["workers_live"] >= 4
+    wait_for(all_acked, 15, 0.1, "every worker acknowledging generation %d" % gen)
+    acked = time.monotonic()
+    time.sleep(1.0)
+    results = load.finish()
+    late = [r for r in results if r[0] > acked]
+    assert late and all(r[2] == 200 for r in late), [r for r in late if r[2] != 200][:3]
+    assert s.cluster()["failures"]["circuit_open"] >= len(circuit)
+
+
+def test_hup_under_load_reaps_old_slots_and_totals_never_decrease(served):
+    s, g = served
+    old = wait_workers(g)
+    load = Load(g.port, threads=3, pause=0.005)
+    wait_for(lambda: old <= active_slots(s), 20, 0.1, "every worker attached")
+    seen = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            c = s.cluster()
+            if c:
+                seen.append(c["ops"]["total"])
+            time.sleep(0.05)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    g.proc.send_signal(signal.SIGHUP)
+    new = wait_for(lambda: (lambda p: len(p) == 4 and not (p & old) and p)(g.worker_pids()), 30, 0.1,
+                   "4 new workers")
+    wait_for(lambda: new <= active_slots(s), 20, 0.1, "the new workers attached")
+    wait_for(lambda: not (set(s.workers()) & old), 20, 0.1, "the old slots reaped")
+    time.sleep(0.5)
+    stop.set()
+    sampler.join()
+    results = load.finish()
+    assert all(b >= a for a, b in zip(seen, seen[1:])), "a total went down: %s" % seen
+    assert len(seen) >= 5  # sampled across the reload
+    ok = [r for r in results if r[2] == 200]
+    assert len(ok) > 20 and len(ok) >= 0.9 * len(results), [r for r in results if r[2] != 200][:3]
+    c = s.cluster()
+    assert c["ops"]["write"] == g.counted("write") and c["ops"]["read"] == g.counted("read")
+
+
+def test_graceful_stop_drains_and_keeps_totals(served):
+    s, g = served
+    pids = wait_workers(g)
+    for i in range(40):
+        assert request(g.port, "/insert" if i % 2 else "/find")[0] == 200
+    wait_for(lambda: len(active_slots(s) & pids) >= 1, 10, 0.1, "slots")
+    g.stop(signal.SIGTERM)
+    assert g.proc.returncode == 0, g.tail()
+    # Every worker detached (worker_exit) and the supervisor folded and freed its slot.
+    wait_for(lambda: not (set(s.workers()) & pids), 20, 0.1, "the workers' slots reaped")
+    c = s.cluster()
+    assert c["ops"]["write"] == g.counted("write") == 20
+    assert c["ops"]["read"] == g.counted("read") == 20
+    assert c["pool"]["in_use"] == 0
+    assert c["budget"]["in_use"] == 0  # every token back
+
+
+def test_supervisor_drain_stops_gunicorn_gracefully(served):
+    """The supervisor drains: requests are refused with ShuttingDown (503), the request in hand is
+    finished, and the post_request hook stops gunicorn gracefully; the slots are detached."""
+    s, g = served
+    pids = wait_workers(g)
+    load = Load(g.port, threads=3, pause=0.01)
+    wait_for(lambda: len(load.results) >= 30, 30, 0.05, "load")
+    s.daemon.send_signal(signal.SIGTERM)
+    # Nobody signals gunicorn here: the hook's graceful stop is what ends it.
+    g.proc.wait(20 * SLOW)
+    results = load.finish()
+    assert g.proc.returncode == 0, g.tail()
+    # Every answer is whole: 200, or 503 ShuttingDown for a request that met the drain at the gate
+    # (whether one does depends on which comes first, a request's gate or another's post_request);
+    # None: the connection was refused once gunicorn stopped listening.
+    answered = [r for r in results if r[2] is not None]
+    assert answered and all(r[2] == 200 or (r[2] == 503 and r[3] == {"error": "ShuttingDown"})
+                            for r in answered), [r for r in answered if r[2] != 200][:3]
+    s.daemon.wait(20 * SLOW)
+    assert s.daemon.returncode == 0

@@ -1,0 +1,51 @@
+"""test_motor: MotorConnectionManager in several forked asyncio processes records exactly what each one sent."""
+
+import pytest
+
+from conftest import env_for_children, run_python
+
+pytest.importorskip("motor")
+
+PROGRAM = r"""
+import asyncio, os, sys
+import mongosup
+from mongosup import MotorConnectionManager
+
+manager = MotorConnectionManager(os.environ["CONF"])   # built in the parent, used only after fork
+N = int(os.environ["N"])
+
+async def work(tag):
+    db = await manager.get_database("users")
+    for i in range(N):
+        await db.items.insert_one({"tag": tag, "i": i})
+    for i in range(N // 2):
+        assert (await db.items.find_one({"tag": tag, "i": i}))["i"] == i
+    await manager.run("users", lambda d: d.items.insert_one({"tag": tag, "run": 1}))
+    # The same listeners as the sync manager's: the client is Motor's.
+    assert type(manager.get_client("users")).__name__ == "AsyncIOMotorClient"
+    return manager.worker_slot()
+
+children = []
+for k in range(3):
+    pid = os.fork()
+    if pid == 0:
+        slot = asyncio.new_event_loop().run_until_complete(work("p%d" % k))
+        manager.close()
+        os._exit(0 if slot >= 0 else 3)
+    children.append(pid)
+codes = [os.waitpid(p, 0)[1] for p in children]
+print(codes)
+sys.exit(0 if all(c == 0 for c in codes) else 1)
+"""
+
+
+def test_motor_in_forked_processes(make_setup):
+    s = make_setup("motor")
+    run_python(PROGRAM, env=env_for_children(CONF=s.path, N="20"), timeout=90)
+    c = s.cluster()
+    assert c["ops"]["write"] == 3 * 21
+    assert c["ops"]["read"] == 3 * 10
+    assert c["failures"]["total"] == 0
+    slots = s.workers()
+    assert len(slots) == 3 and set(slots.values()) == {"EXITED"}
+    assert c["pool"]["in_use"] == 0
