@@ -855,13 +855,21 @@ static void test_shrink_under_saturation(void)
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_cluster_row_t *row = main_row(&seg);
     msup_reg_row_t *line = main_line(&seg);
+    /* A live supervisor: its control row's limits are what workers enforce. */
+    msup_header_t *hdr = msup_segment_hdr(&seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
     long full = (long)workers * (threads + 1) < (long)high ? (long)workers * (threads + 1) : (long)high;
     for (int i = 0; i < 1000 && test_peer_stat(proxy, "conn.current") < full - 2; i++)
         nap_ms(10);
     long before = test_peer_stat(proxy, "conn.current");
     CU_ASSERT(before > (long)low);
     uint64_t lowered = msup_mono_ns();
-    msup_budget_apply_limits(&row->limits, low, 0); /* the test plays the reload */
+    /* The test plays the reload: the control row's limit, then the
+     * configuration generation (workers remap and take the new limits). */
+    msup_budget_apply_limits(&row->limits, low, 0);
+    atomic_fetch_add(&hdr->config_generation, 1);
     uint64_t within_ms = UINT64_MAX;
     while ((msup_mono_ns() - lowered) / NS_PER_MS < bound_ms(5000)) {
         if (test_peer_stat(proxy, "conn.current") <= (long)low) {

@@ -47,7 +47,9 @@ def test_records_land_in_the_segment(make_setup, managers):
     assert m.health() == {"users": {"health": "UNKNOWN", "supervisor": False},
                           "analytics": {"health": "UNKNOWN", "supervisor": False}}
     m.close()
-    assert s.workers() == {os.getpid(): "EXITED"}
+    # The worker folds its counters into the retired totals and frees its own slot (layout 3).
+    assert s.workers() == {}
+    assert totals(s)["ops"]["read"] == 4
     with pytest.raises(mongosup.ShuttingDown):
         m.get_client("users")
 
@@ -118,10 +120,12 @@ def test_missing_segment_fails_open(make_setup, managers):
     """No supervisor and no segment: the worker creates the segment, the gate fails open, records
     land (the C side's rule)."""
     s = make_setup("nosegment")
-    assert not os.path.exists("/dev/shm" + s.segment)
+    assert not os.path.exists("/dev/shm" + s.segment + ".stats")
     m = managers(s.path)
     m.get_database("users").items.insert_one({"a": 1})
-    assert os.path.exists("/dev/shm" + s.segment)
+    # Workers create the stats segment; the control segment is the supervisor's alone.
+    assert os.path.exists("/dev/shm" + s.segment + ".stats")
+    assert not os.path.exists("/dev/shm" + s.segment)
     assert totals(s)["ops"]["write"] == 1
     m.close()
 
@@ -130,7 +134,7 @@ def test_unusable_segment_serves_without_it(make_setup, capfd, managers):
     """A segment that cannot be attached (here: a foreign object under its name): a warning, and
     the application is still served."""
     s = make_setup("foreign")
-    with open("/dev/shm" + s.segment, "wb") as f:
+    with open("/dev/shm" + s.segment + ".stats", "wb") as f:
         f.write(b"not a mongosup segment" * 100)
     m = managers(s.path)
     m.get_database("users").items.insert_one({"a": 1})
@@ -181,7 +185,7 @@ def test_fork_safety(make_setup):
     r = run_python(FORK_CHILD, env=env_for_children(CONF=s.path))
     assert r.stdout.decode().split()[0] == "ok"
     assert totals(s)["ops"]["write"] == 7
-    assert len(s.workers()) == 2
+    assert s.workers() == {}  # parent and child each freed the slot of their own
 
 
 def test_run_retries_transient_failures(make_setup, managers):

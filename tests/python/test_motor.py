@@ -46,6 +46,5 @@ def test_motor_in_forked_processes(make_setup):
     assert c["ops"]["write"] == 3 * 21
     assert c["ops"]["read"] == 3 * 10
     assert c["failures"]["total"] == 0
-    slots = s.workers()
-    assert len(slots) == 3 and set(slots.values()) == {"EXITED"}
+    assert s.workers() == {}  # each process freed its own slot at exit (layout 3)
     assert c["pool"]["in_use"] == 0
