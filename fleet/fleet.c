@@ -306,6 +306,7 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
     build_view(f, c, r, v);
     keep_shown(f, c, v);
     atomic_store(&c->hosts_seen, (uint32_t)v->n);
+    atomic_store_explicit(&c->row->fleet_hosts, (uint32_t)v->n, memory_order_relaxed); /* for the tools */
     if (v->mine >= 0)
         v->hosts[v->mine].demand = demand; /* ours as it is now, not as last published */
     msup_plan_input_t in = {
@@ -327,6 +328,7 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
     msup_plan_t plan;
     msup_plan_round(&in, &plan);
     atomic_store(&c->target, plan.target);
+    atomic_store_explicit(&c->row->fleet_share, plan.target, memory_order_relaxed);
     c->lowering_since_ns = plan.lowering_since_ns;
     char cause[128];
     snprintf(cause, sizeof cause, "share of %zu hosts, demand %u", v->n, demand);
@@ -483,6 +485,9 @@ msup_fleet_t *msup_fleet_start(msup_segment_t *seg, const mongosup_config_t *cfg
         c->ceiling = cc->max_connections;
         atomic_store(&c->max_connecting, cc->max_connecting);
         atomic_store(&c->enforced, c->floor);
+        atomic_store_explicit(&c->row->fleet_max_connections, c->fleet_max, memory_order_relaxed);
+        atomic_store_explicit(&c->row->fleet_hosts, 0, memory_order_relaxed);
+        atomic_store_explicit(&c->row->fleet_share, c->floor, memory_order_relaxed);
         set_cap(f, c, c->floor, "start: the floor until etcd grants more");
     }
     int rc = pthread_create(&f->thread, NULL, fleet_main, f);

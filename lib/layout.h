@@ -260,6 +260,14 @@ typedef struct msup_cluster_row {
     msup_budget_limits_t limits;
     char name[MSUP_NAME_MAX];
     char uri_display[MSUP_URI_DISPLAY_MAX]; /* redacted */
+    /* A budget shared across hosts (fleet/, docs/fleet.md), mirrored here
+     * by mongosupd's fleet thread because the tools never talk to etcd:
+     * fleet_max_connections (0: not shared), the hosts with a record in
+     * the last read of etcd, and this host's share from that read.  This
+     * host's cap itself is limits.max_connections. */
+    _Atomic uint32_t fleet_max_connections;
+    _Atomic uint32_t fleet_hosts;
+    _Atomic uint32_t fleet_share;
 
     alignas(MSUP_CACHE_LINE) msup_last_error_t last_check_error;
 } msup_cluster_row_t;
@@ -367,6 +375,8 @@ _Static_assert(offsetof(msup_stats_t, checkouts) % MSUP_CACHE_LINE == 0, "counte
 _Static_assert(offsetof(msup_stats_t, hist) % MSUP_CACHE_LINE == 0, "histogram on its own line");
 _Static_assert(sizeof(msup_slot_t) % MSUP_CACHE_LINE == 0, "slot header is whole cache lines");
 _Static_assert(sizeof(msup_cluster_row_t) % MSUP_CACHE_LINE == 0, "cluster row is whole cache lines");
+_Static_assert(offsetof(msup_cluster_row_t, fleet_share) + sizeof(uint32_t) <= offsetof(msup_cluster_row_t, last_check_error),
+               "the fleet mirror fits before the last check error (rows stay 640 bytes)");
 _Static_assert(sizeof(msup_reg_row_t) % MSUP_CACHE_LINE == 0, "registry row is whole cache lines");
 _Static_assert(offsetof(msup_reg_row_t, budget_in_use) % MSUP_CACHE_LINE == 0, "budget counters on their own line");
 _Static_assert(sizeof(msup_stats_header_t) % MSUP_CACHE_LINE == 0, "stats header is whole cache lines");

@@ -76,6 +76,9 @@ static void copy_row(const msup_segment_t *seg, uint32_t i, msup_cluster_snap_t 
     cs->max_pool_size = ALOAD(row->max_pool_size);
     cs->max_connections = ALOAD(row->limits.max_connections);
     cs->max_connecting = ALOAD(row->limits.max_connecting);
+    cs->fleet_max_connections = ALOAD(row->fleet_max_connections);
+    cs->fleet_hosts = ALOAD(row->fleet_hosts);
+    cs->fleet_share = ALOAD(row->fleet_share);
     msup_last_error_read(&row->last_check_error, &cs->last_check_error);
 }
 

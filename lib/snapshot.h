@@ -22,6 +22,8 @@ typedef struct msup_cluster_snap {
     uint32_t workers_live, workers_acked; /* live slots; those that acknowledged the generation */
     uint32_t workers_uri_mismatch;       /* live slots whose URI differs from the row's (layout.h) */
     uint32_t max_pool_size, max_connections, max_connecting;
+    /* The fleet-wide budget as mongosupd mirrors it (0: not shared). */
+    uint32_t fleet_max_connections, fleet_hosts, fleet_share;
     int64_t budget_in_use, budget_connecting;
     msup_last_error_t last_check_error;
     msup_last_error_t last_error;        /* newest worker error for this cluster */

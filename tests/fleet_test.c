@@ -179,7 +179,14 @@ static void test_fleet_lifecycle(void)
            host_cap(&hosts[2]), host_cap(&hosts[3]), took);
     CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
 
-    /* What the host shows: mongosupctl fleet and /metrics. */
+    /* What the host shows: the mirror in its segment (what mongosup-top,
+     * --json and --prometheus read), mongosupctl fleet and /metrics. */
+    int mrow = msup_segment_find_cluster(&hosts[1].seg, "main");
+    CU_ASSERT_FATAL(mrow >= 0);
+    const msup_cluster_row_t *mirror = msup_segment_row(&hosts[1].seg, (uint32_t)mrow);
+    CU_ASSERT_EQUAL(atomic_load(&mirror->fleet_max_connections), FLEET_MAX);
+    CU_ASSERT_EQUAL(atomic_load(&mirror->fleet_hosts), HOSTS);
+    CU_ASSERT_EQUAL(atomic_load(&mirror->fleet_share), FLOOR);
     int st = -1;
     char *out = ctl_fleet(&hosts[1], &st);
     CU_ASSERT_EQUAL(st, 0);

@@ -265,6 +265,9 @@ static void test_json_values(void)
     expect_u64(root, "clusters.0.budget.connecting", 1);
     expect_u64(root, "clusters.0.budget.max_connecting", 4);
     expect_u64(root, "clusters.0.budget.waits", 3);
+    expect_u64(root, "clusters.0.budget.fleet.max_connections", 200);
+    expect_u64(root, "clusters.0.budget.fleet.share", 50);
+    expect_u64(root, "clusters.0.budget.fleet.hosts", 4);
     expect_u64(root, "clusters.0.ops.read", 700);
     expect_u64(root, "clusters.0.ops.write", 300);
     expect_u64(root, "clusters.0.ops.command", 100);
@@ -297,6 +300,9 @@ static void test_json_values(void)
     expect_u64(root, "clusters.1.latency_us.sum", 50);
     expect_u64(root, "clusters.1.budget.in_use", 2);
     expect_u64(root, "clusters.1.budget.max_connections", 0);
+    json_object *unshared = NULL;
+    json_object *bud1 = get(root, "clusters.1.budget");
+    CU_ASSERT(bud1 != NULL && !json_object_object_get_ex(bud1, "fleet", &unshared)); /* not shared: no fleet member */
 
     expect_str(root, "clusters.2.name", "billing");
     expect_str(root, "clusters.2.state", "DOWN");
@@ -428,6 +434,10 @@ static void test_prometheus_values(void)
     expect_prom(out, "mongosup_pool_rebuilds_total{cluster=\"users\"}", "1");
     expect_prom(out, "mongosup_budget_connections{cluster=\"users\"}", "7");
     expect_prom(out, "mongosup_budget_max_connections{cluster=\"users\"}", "50");
+    expect_prom(out, "mongosup_budget_fleet_max_connections{cluster=\"users\"}", "200");
+    expect_prom(out, "mongosup_budget_fleet_share_connections{cluster=\"users\"}", "50");
+    expect_prom(out, "mongosup_budget_fleet_hosts{cluster=\"users\"}", "4");
+    CU_ASSERT_PTR_NULL(strstr(out, "mongosup_budget_fleet_hosts{cluster=\"orders\"}"));
     expect_prom(out, "mongosup_budget_connecting{cluster=\"users\"}", "1");
     expect_prom(out, "mongosup_budget_max_connecting{cluster=\"users\"}", "4");
     expect_prom(out, "mongosup_budget_waits_total{cluster=\"users\"}", "3");

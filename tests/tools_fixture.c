@@ -110,6 +110,10 @@ bool fx_create(const char *name, pid_t sup_pid, pid_t worker_pid, msup_segment_t
     STORE(seg->reg[0].budget_connecting, 1);
     STORE(users->limits.max_connections, 50);
     STORE(users->limits.max_connecting, 4);
+    /* users' budget is shared by a fleet (mongosupd's mirror of etcd). */
+    STORE(users->fleet_max_connections, 200);
+    STORE(users->fleet_hosts, 4);
+    STORE(users->fleet_share, 50);
 
     msup_cluster_row_t *orders = add_row(seg, 1, "orders", MSUP_ROW_ACTIVE, MSUP_HEALTH_DEGRADED);
     STORE(orders->health_since_ns, now - 10 * 1000000000ull);

@@ -339,6 +339,7 @@ static void test_panes(void)
     CU_ASSERT(screen_has("failures by class: network 5 timeout 2 ", true));
     CU_ASSERT(screen_has("server_error 7", true));
     CU_ASSERT(screen_has("budget: connections 7/50  connecting 1", true));
+    CU_ASSERT(screen_has("fleet: 200 connections across 4 hosts; this host's share 50, cap 50", true));
     CU_ASSERT(line_has("web-0", " 1000 "));
     CU_ASSERT(line_has("web-0", "200.0ms"));
     CU_ASSERT(line_has("web-1", " 100 "));

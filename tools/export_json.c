@@ -139,6 +139,13 @@ static json_object *cluster_json(const msup_cluster_snap_t *c)
     put_i64(bud, "connecting", c->budget_connecting);
     put_u64(bud, "max_connecting", c->max_connecting);
     put_u64(bud, "waits", t->budget_waits);
+    if (c->fleet_max_connections != 0) {
+        /* Shared across hosts: max_connections above is this host's cap. */
+        json_object *fleet = obj_in(bud, "fleet");
+        put_u64(fleet, "max_connections", c->fleet_max_connections);
+        put_u64(fleet, "share", c->fleet_share);
+        put_u64(fleet, "hosts", c->fleet_hosts);
+    }
 
     json_object *ops = obj_in(o, "ops");
     for (int k = 0; k < MSUP_OP__COUNT; k++)

@@ -1,4 +1,5 @@
 /* export_prom.c: the Prometheus text exposition (0.0.4) of a snapshot, for --prometheus and /metrics. */
+#include <stddef.h>
 #include <string.h>
 
 #include "export.h"
@@ -230,6 +231,36 @@ static int64_t total_value(const msup_totals_t *t, enum tot_field f)
     return 0;
 }
 
+/* A budget shared across hosts, as mongosupd mirrors it into the segment
+ * (its own /metrics adds the etcd side: mongosup_fleet_*). */
+static void fleet_metrics(const msup_snapshot_t *s, FILE *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t field;
+    } fams[] = {
+        {"mongosup_budget_fleet_max_connections", "fleet_max_connections: the total of every host's cap.",
+         offsetof(msup_cluster_snap_t, fleet_max_connections)},
+        {"mongosup_budget_fleet_share_connections", "This host's share from mongosupd's last read of etcd.",
+         offsetof(msup_cluster_snap_t, fleet_share)},
+        {"mongosup_budget_fleet_hosts", "Hosts with a record in mongosupd's last read of etcd.",
+         offsetof(msup_cluster_snap_t, fleet_hosts)},
+    };
+    bool any = false;
+    for (uint32_t i = 0; i < s->cluster_count; i++)
+        any = any || s->clusters[i].fleet_max_connections != 0;
+    if (!any)
+        return;
+    for (size_t k = 0; k < sizeof fams / sizeof fams[0]; k++) {
+        family(out, fams[k].name, "gauge", fams[k].help);
+        for (uint32_t i = 0; i < s->cluster_count; i++) {
+            const msup_cluster_snap_t *c = &s->clusters[i];
+            if (c->fleet_max_connections != 0)
+                sample_u64(out, fams[k].name, c, *(const uint32_t *)((const char *)c + fams[k].field));
+        }
+    }
+}
+
 static void pool_metrics(const msup_snapshot_t *s, FILE *out)
 {
     for (size_t f = 0; f < sizeof total_families / sizeof total_families[0]; f++) {
@@ -257,6 +288,7 @@ static void pool_metrics(const msup_snapshot_t *s, FILE *out)
     family(out, "mongosup_budget_max_connecting", "gauge", "Cap on concurrent handshakes (0: unlimited).");
     for (uint32_t i = 0; i < s->cluster_count; i++)
         sample_u64(out, "mongosup_budget_max_connecting", &s->clusters[i], s->clusters[i].max_connecting);
+    fleet_metrics(s, out);
 }
 
 static void operation_metrics(const msup_snapshot_t *s, FILE *out)

@@ -198,6 +198,12 @@ static void draw_cluster_pane(top_state_t *st, int y)
              (unsigned long long)t->checkout_timeouts, conns, (long long)c->budget_connecting,
              (long long)t->budget_tokens, (unsigned long long)t->budget_waits);
     put_line(y++, 0, line);
+    if (c->fleet_max_connections != 0) {
+        /* mongosupd's fleet thread mirrors what etcd said (docs/fleet.md). */
+        snprintf(line, sizeof line, "fleet: %u connections across %u hosts; this host's share %u, cap %u",
+                 c->fleet_max_connections, c->fleet_hosts, c->fleet_share, c->max_connections);
+        put_line(y++, 0, line);
+    }
     char err[MSUP_ERRMSG_MAX * 4 + 64], age[32] = "";
     bool has = c->last_error.time_ns != 0;
     if (has)
