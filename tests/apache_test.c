@@ -553,21 +553,6 @@ static void test_graceful_stop(void)
     ap_stop(&s);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&buf, &len);
-    int ch;
-    while (f != NULL && (ch = fgetc(f)) != EOF)
-        fputc(ch, out);
-    fclose(out);
-    if (f != NULL)
-        fclose(f);
-    return buf;
-}
-
 /* The module's own code under memcheck: apache2 -X (one process: attach in
  * child_init, requests, the status page, detach at exit) with the
  * suppressions of tests/valgrind.supp, which name Apache and APR internals
@@ -595,7 +580,7 @@ static void test_single_process_valgrind(void)
     kill(pid, SIGTERM);
     int st = ap_httpd_wait(&s, 60000);
     CU_ASSERT(st != -1 && WIFEXITED(st));
-    char *log = slurp(s.vglog);
+    char *log = msup_test_read_file(s.vglog);
     bool clean = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 99 && contains(log, "ERROR SUMMARY: 0 errors");
     CU_ASSERT(clean);
     if (!clean)

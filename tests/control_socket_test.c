@@ -38,19 +38,11 @@ static const char *daemon_path(void)
     return path;
 }
 
-static char *slurp(const char *path)
-{
-    int st;
-    char cmd[700];
-    snprintf(cmd, sizeof cmd, "cat '%s'", path);
-    return fx_run(cmd, false, &st);
-}
-
 static bool wait_file_contains(const char *path, const char *needle, unsigned timeout_ms)
 {
     uint64_t deadline = msup_test_now_ms() + timeout_ms;
     for (;;) {
-        char *text = slurp(path);
+        char *text = msup_test_read_file(path);
         bool found = text != NULL && strstr(text, needle) != NULL;
         free(text);
         if (found || msup_test_now_ms() >= deadline)
@@ -146,7 +138,7 @@ static void daemon_start(daemon_t *d, const char *tag, const char *segment_extra
     while (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
         msup_test_sleep_ms(20);
     if (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK) {
-        char *log = slurp(d->log);
+        char *log = msup_test_read_file(d->log);
         fprintf(stderr, "\nmongosupd did not answer on %s: %s\n%s\n", d->sock, why, log ? log : "");
         free(log);
         CU_FAIL_FATAL("mongosupd did not start");
@@ -404,7 +396,7 @@ static void test_never_signals_segment_pid(void)
     CU_ASSERT_EQUAL(waitpid(victim, NULL, WNOHANG), 0); /* SIGHUP or SIGTERM would have ended it */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)victim);
-    char *status = slurp(path);
+    char *status = msup_test_read_file(path);
     CU_ASSERT_PTR_NOT_NULL(status && strstr(status, "SigPnd:\t0000000000000000"));
     CU_ASSERT_PTR_NOT_NULL(status && strstr(status, "ShdPnd:\t0000000000000000"));
     free(status);
@@ -445,7 +437,7 @@ static int ctl_as_nobody(const char *sock, const char *cmd, char *out, size_t n)
         _exit(127);
     }
     int rc = wait_exit(pid, slack(10000));
-    char *text = slurp(outpath);
+    char *text = msup_test_read_file(outpath);
     snprintf(out, n, "%s", text ? text : "");
     free(text);
     unlink(outpath);
@@ -766,7 +758,7 @@ static void expect_refused(daemon_t *d, const char *needle)
 {
     pid_t pid = spawn_daemon(d);
     CU_ASSERT_EQUAL(wait_exit(pid, slack(5000)), 1);
-    char *log = slurp(d->log);
+    char *log = msup_test_read_file(d->log);
     CU_ASSERT_PTR_NOT_NULL(log && strstr(log, needle));
     int lines = 0;
     for (const char *p = log; p && *p; p++)
@@ -798,7 +790,7 @@ static void test_path_not_a_socket(void)
     fputs("precious\n", f);
     fclose(f);
     expect_refused(&d, "exists and is not a socket");
-    char *kept = slurp(d.sock);
+    char *kept = msup_test_read_file(d.sock);
     CU_ASSERT_PTR_NOT_NULL(kept && strcmp(kept, "precious\n") == 0);
     free(kept);
     unlink(d.sock);

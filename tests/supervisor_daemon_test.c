@@ -73,26 +73,9 @@ static char *path_in_tmp(const char *name)
     return p;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return strdup("");
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        fwrite(chunk, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return buf;
-}
-
 static bool file_contains(const char *path, const char *needle)
 {
-    char *text = slurp(path);
+    char *text = msup_test_read_file(path);
     bool found = strstr(text, needle) != NULL;
     free(text);
     return found;
@@ -311,7 +294,7 @@ static int run_daemon(const char *logpath, const char *const *args)
 
 static int count_lines(const char *path)
 {
-    char *text = slurp(path);
+    char *text = msup_test_read_file(path);
     int n = 0;
     for (char *p = text; *p; p++)
         n += *p == '\n';
@@ -797,7 +780,7 @@ static void expect_one_line_error(const char *const *args, int want_rc, const ch
 {
     const char *log = path_in_tmp("cli.log");
     int rc = run_daemon(log, args);
-    char *text = slurp(log);
+    char *text = msup_test_read_file(log);
     if (rc != want_rc || count_lines(log) != 1 || strstr(text, needle) == NULL)
         fprintf(stderr, "\n    %s%s: exit %d (want %d), want one line with '%s': %s", args[0] ? args[0] : "",
                 args[0] && args[1] ? " ..." : "", rc, want_rc, needle, text);
@@ -873,7 +856,7 @@ static void test_cli_errors(void)
     CU_ASSERT_EQUAL(run_daemon(log, version), 0);
     char expect[64];
     snprintf(expect, sizeof expect, "mongosupd %s\n", mongosup_version());
-    char *text = slurp(log);
+    char *text = msup_test_read_file(log);
     CU_ASSERT_STRING_EQUAL(text, expect);
     free(text);
     const char *help[] = {"--help", NULL};
@@ -914,7 +897,7 @@ static void test_single_instance(void)
     msup_segment_t seg;
     CU_ASSERT_FATAL(open_segment(seg_name, &seg, slack(3000)));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->supervisor_pid), first);
-    char *pidtext = slurp(pidfile);
+    char *pidtext = msup_test_read_file(pidfile);
     CU_ASSERT_EQUAL(atoi(pidtext), first);
     free(pidtext);
     CU_ASSERT_TRUE(wait_log(log1, "stale pidfile"));
@@ -1529,7 +1512,7 @@ static void test_reload_keeps_health(void)
 /* Occurrences of needle in the text of path. */
 static int count_in_file(const char *path, const char *needle)
 {
-    char *text = slurp(path);
+    char *text = msup_test_read_file(path);
     int n = 0;
     for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
         n++;
@@ -1667,7 +1650,7 @@ static long collect_acked(const pid_t *workers, char (*results)[64])
     long acked = 0;
     for (int i = 0; i < N_WORKERS; i++) {
         CU_ASSERT_EQUAL(wait_exit(workers[i], slack(5000)), 0);
-        char *text = slurp(path_in_tmp(results[i]));
+        char *text = msup_test_read_file(path_in_tmp(results[i]));
         CU_ASSERT_NOT_EQUAL(text[0], '\0');
         acked += atol(text);
         free(text);
@@ -1791,7 +1774,7 @@ static void test_shutdown_signal(void)
     CU_ASSERT_TRUE(took < 2500); /* the workers left: no wait for the deadline */
     for (int i = 0; i < 2; i++) {
         CU_ASSERT_EQUAL(wait_exit(workers[i], slack(3000)), 0);
-        char *text = slurp(results[i]);
+        char *text = msup_test_read_file(results[i]);
         CU_ASSERT_STRING_EQUAL(text, "SIGUSR1\n");
         free(text);
         char expect[96];

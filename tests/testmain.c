@@ -79,3 +79,24 @@ int msup_test_free_port(void)
         close(fd);
     return port;
 }
+
+char *msup_test_read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    if (m == NULL) {
+        if (f != NULL)
+            fclose(f);
+        return strdup("");
+    }
+    char chunk[4096];
+    size_t n;
+    while (f != NULL && (n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
+    if (f != NULL)
+        fclose(f);
+    fclose(m);
+    return buf;
+}

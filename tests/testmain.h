@@ -33,4 +33,8 @@ void msup_test_sleep_ms(unsigned ms);
  * it right after), or -1. */
 int msup_test_free_port(void);
 
+/* The whole file at path, malloc'd (the caller frees it); "" when it cannot
+ * be read.  For logs and /proc files the tests look into. */
+char *msup_test_read_file(const char *path);
+
 #endif

@@ -472,29 +472,6 @@ static void test_liveness_agrees_after_kill(void)
 /* ------------------------------------------------------------------ */
 /* mongosupd's slow-operation log                                       */
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 1 << 16, len = 0, n;
-    char *buf = malloc(cap);
-    while (buf != NULL && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 4096) {
-            char *b = realloc(buf, cap * 2);
-            if (b == NULL)
-                break;
-            buf = b;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf != NULL)
-        buf[len] = '\0';
-    return buf;
-}
-
 static int count_in(const char *text, const char *needle)
 {
     int n = 0;
@@ -509,7 +486,7 @@ static char *log_until(const char *logf, const char *needle, int times)
     char *text = NULL;
     for (int i = 0; i < 200; i++) {
         free(text);
-        text = read_file(logf);
+        text = msup_test_read_file(logf);
         if (text != NULL && count_in(text, needle) >= times)
             return text;
         sleep_ms(50);
