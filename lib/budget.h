@@ -28,7 +28,7 @@
  */
 
 /* How long a budget wait keeps the cluster "contended" (or "starving"):
- * a checkout that still waits renews it every 10 ms (worker.c). */
+ * a checkout that still waits renews it every 10 ms (checkout.c). */
 #define MSUP_BUDGET_CONTENTION_NS (250ull * 1000 * 1000)
 /* How old the fair share may get before a worker recomputes it: about one
  * upkeep budget tick (pool.c), so a worker that starts asking is counted in

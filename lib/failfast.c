@@ -17,7 +17,7 @@ uint32_t msup_failfast_selection_timeout_ms(const msup_cluster_cfg_t *c)
     return ms > DRIVER_SELECTION_DEFAULT_MS ? DRIVER_SELECTION_DEFAULT_MS : (uint32_t)ms;
 }
 
-/* The control row this worker believes for c (worker.c: refresh_trust), or
+/* The control row this worker believes for c (worker_trust.c: msup_wcluster_refresh_trust), or
  * NULL: health comes only from the supervisor-only control segment. */
 static msup_cluster_row_t *row_of(struct msup_wcluster *c, msup_segment_t **seg_out)
 {

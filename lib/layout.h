@@ -203,8 +203,8 @@ typedef struct msup_stats {
      * worker's redacted URI for the cluster differs from the one the
      * supervisor's row shows (a MONGOSUP_<CLUSTER>_URI override that the
      * worker's environment lacks): the row's health then says nothing
-     * about this worker's connections.  Written by the worker (worker.c:
-     * check_uri_matches), shown as uri_mismatch by the monitor. */
+     * about this worker's connections.  Written by the worker (worker_trust.c:
+     * msup_wcluster_check_uri), shown as uri_mismatch by the monitor. */
     _Atomic uint32_t uri_mismatch;
     /* Slow (and, when configured, failed) operations of this worker on this
      * cluster: a lock-free ring with per-entry sequences (slowlog.h).  Its

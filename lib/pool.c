@@ -196,7 +196,7 @@ bool msup_pool_verify(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *clien
 /* mongoc_client_pool_min_size is deprecated because its name misleads (it
  * caps idle clients); that cap is exactly what trimming needs, and nothing
  * else shrinks a pool (MONGOC-NOTES).  Its warning is dropped by our log
- * handler (worker.c). */
+ * handler (worker_fork.c). */
 static void set_idle_cap(mongoc_client_pool_t *driver, uint32_t cap)
 {
 #pragma GCC diagnostic push

@@ -12,7 +12,7 @@ struct msup_wcluster;
 /*
  * One copy of the counting rules, so that an operation reported by another
  * driver (neutral.c) lands in the slot exactly as one that mongo-c-driver's
- * APM events report (apm.c, worker.c).  All of these are relaxed atomic
+ * APM events report (apm.c, checkout.c).  All of these are relaxed atomic
  * adds on the worker's own slot: no lock, no syscall, no allocation.
  */
 

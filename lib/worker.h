@@ -46,7 +46,7 @@ typedef struct msup_pool {
 
 /* A configured cluster as a worker sees it. */
 struct msup_wcluster {
-    /* Replaced by a configuration reload (worker.c); the configurations it
+    /* Replaced by a configuration reload (worker_reload.c); the configurations it
      * points into live until detach, so a reader may use a stale one. */
     _Atomic(const msup_cluster_cfg_t *) cfg;
     struct mongosup *handle;
@@ -111,7 +111,7 @@ struct mongosup {
     mongosup_config_t *own_cfg;   /* the last reloaded copy, NULL before the first reload */
     char *config_path;            /* where cfg was loaded from, for reloads (NULL: none) */
     char config_env[MSUP_NAME_MAX];
-    _Atomic(msup_segment_t *) seg; /* replaced when the segment is recreated (worker.c) */
+    _Atomic(msup_segment_t *) seg; /* replaced when the segment is recreated (worker_reattach.c) */
     _Atomic uint32_t slot;
     _Atomic(msup_slot_t *) slot_ptr;
     _Atomic uint64_t config_generation; /* of the row map */
@@ -146,11 +146,27 @@ struct mongosup {
     struct mongosup *next_abandoned;
 };
 
-/* worker.c */
+/* worker_fork.c: process-wide state. */
+void msup_process_init(void); /* once per process: fork handler, driver log */
 uint64_t msup_fork_epoch(void);
 bool msup_handle_inherited(const mongosup_t *h);
+void msup_handle_abandon(mongosup_t *h); /* kept reachable, never freed */
+
+/* worker.c: the handle's life. */
+bool msup_wcluster_init(mongosup_t *h, msup_wcluster_t *c, const msup_cluster_cfg_t *cfg, mongosup_error_t *error);
+bool msup_handle_segment_draining(mongosup_t *h); /* acknowledges the drain in the slot */
+
+/* worker_reload.c: rows and reloads. */
+void msup_wcluster_bind_row(mongosup_t *h, msup_segment_t *seg, msup_wcluster_t *c, int row); /* c->mu held */
+bool msup_handle_keep(mongosup_t *h, mongosup_config_t *cfg, msup_segment_t *seg); /* freed at detach */
 msup_wcluster_t *msup_find_wcluster(mongosup_t *h, const char *name);
 void msup_handle_remap_rows(mongosup_t *h);
+
+/* worker_reattach.c: the segment under the handle. */
+bool msup_handle_open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segment_t *seg, uint32_t *slot,
+                              mongosup_error_t *error);
+bool msup_handle_reattach_segment(mongosup_t *h);
+bool msup_handle_stopped_reattach(mongosup_t *h); /* at most one check a second */
 
 /* worker_trust.c: what the worker believes from the control segment. */
 /* The control row it trusts for c (same index and name in an accepted

@@ -1,6 +1,7 @@
 # lib/worker.mk: sources of the worker side of libmongosup (attach, pools, APM).
 LIB_WORKER_SOURCES = \
-	lib/worker.h lib/worker.c lib/worker_trust.c \
+	lib/worker.h lib/worker.c lib/worker_fork.c lib/worker_reload.c lib/worker_reattach.c lib/worker_trust.c \
+	lib/checkout.c \
 	lib/pool.c \
 	lib/budget.h lib/budget.c \
 	lib/clientmap.h lib/clientmap.c \
