@@ -267,6 +267,9 @@ uint32_t msup_failfast_tick(struct mongosup *h, uint64_t now)
             atomic_store_explicit(&ff->verdict_acted, 1, memory_order_release);
             atomic_fetch_add_explicit(&ff->cutoffs, 1, memory_order_relaxed);
             cut(h, c);
+            /* Idle clients' sockets are gone (or doomed): their tokens go
+             * back now, and their replacements connect under the slots. */
+            msup_wcluster_drop_idle(c);
         } else if (ff->seen_health == MSUP_HEALTH_DOWN && now < ff->follow_until_ns &&
                    atomic_load_explicit(&ff->local, memory_order_relaxed) == MSUP_LOCAL_NONE &&
                    follow_up_in_force(seg, c)) {

@@ -245,6 +245,65 @@ void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count)
     set_idle_cap(p->driver, 0);
 }
 
+/*
+ * Destroys every idle client of the pool (c->mu held).  For a DOWN
+ * verdict: this process's sockets to the cluster were just shut (failfast.c),
+ * so each idle client holds a budget token for a socket that no longer
+ * exists, and would be reconnected anyway.  Its token goes back now, and the
+ * client that replaces it after recovery connects under a handshake slot
+ * like any new one.  The driver cannot destroy its last idle client (its
+ * idle cap of 0 means none), so each is popped and destroyed here, the
+ * driver's maximum raised by one per client to keep its room (as
+ * msup_pool_discard does).
+ */
+uint32_t msup_pool_drop_idle(msup_wcluster_t *c, msup_pool_t *p)
+{
+    uint32_t dropped = 0;
+    while (p->idle_count > 0) {
+        mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver); /* the newest: idle[n-1] */
+        if (client == NULL)
+            break;
+        uint32_t top = p->idle_count - 1;
+        if (p->idle[top] != client) {
+            for (uint32_t i = 0; i < top; i++) {
+                if (p->idle[i] == client) { /* keep the mirror right regardless */
+                    p->idle[i] = p->idle[top];
+                    p->idle_epoch[i] = p->idle_epoch[top];
+                    break;
+                }
+            }
+        }
+        p->idle_count = top;
+        msup_clientmap_remove(&c->handle->clients, client); /* before the free: see msup_pool_trim */
+        mongoc_client_destroy(client);
+        p->driver_lost++;
+        p->created--;
+        dropped++;
+    }
+    if (dropped == 0)
+        return 0;
+    mongoc_client_pool_max_size(p->driver, p->idle_cap + p->driver_lost);
+    if (p->idle_low > p->idle_count)
+        p->idle_low = p->idle_count;
+    msup_budget_account_shrink(&p->budget, dropped);
+    msup_stats_count(&msup_wcluster_stats(c)->clients_destroyed, dropped);
+    return dropped;
+}
+
+void msup_wcluster_drop_idle(msup_wcluster_t *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint32_t dropped = 0;
+    for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired)
+        dropped += msup_pool_drop_idle(c, p);
+    if (c->pool == NULL)
+        for (msup_pool_t *p = c->retired; p != NULL; p = p->next_retired)
+            dropped += msup_pool_drop_idle(c, p);
+    if (dropped > 0)
+        msup_pool_publish_gauges(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
 void msup_pool_publish_gauges(msup_wcluster_t *c)
 {
     int64_t idle = c->foreign_idle, created = c->foreign_created;

@@ -212,6 +212,8 @@ bool msup_pool_discard(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *clie
 bool msup_pool_verify(msup_wcluster_t *c, msup_pool_t *p, mongoc_client_t *client, uint64_t deadline_mono_ns,
                       bson_error_t *error);
 void msup_pool_trim(msup_wcluster_t *c, msup_pool_t *p, uint32_t count);
+uint32_t msup_pool_drop_idle(msup_wcluster_t *c, msup_pool_t *p); /* every idle client: at a DOWN verdict */
+void msup_wcluster_drop_idle(msup_wcluster_t *c); /* every pool's; takes c->mu */
 void msup_pool_publish_gauges(msup_wcluster_t *c);
 void msup_pool_destroy(msup_pool_t *p);  /* c->mu NOT held: the driver talks to the server */
 uint64_t msup_reconnect_delay_ns(uint32_t slot, uint32_t window_ms);

@@ -392,6 +392,9 @@ static bool all_acked(msup_segment_t *seg, uint32_t row, uint64_t generation, in
     return acked == workers;
 }
 
+static test_peer_t *proxied_start(wfix_t *f, const char *tag, const char *keys);
+static void proxied_stop(wfix_t *f, test_peer_t **proxy);
+
 static void test_reconnect_storm(void)
 {
     bool vg = msup_test_under_valgrind();
@@ -402,8 +405,12 @@ static void test_reconnect_storm(void)
              "max_pool_size = 2; max_connections = %u; max_connecting = %u; reconnect_window_ms = 0; "
              "wait_queue_timeout_ms = 60000; server_selection_timeout_ms = 5000;",
              max_connections, max_connecting);
+    /* The referee is the counting proxy: a handshake lasts from accept to
+     * the first reply or the client's close (the peer itself would count a
+     * handshake the client gave up on until its delayed reply), and it
+     * tells application connections from the driver's monitors. */
     wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "bstorm", keys, NULL));
+    test_peer_t *proxy = proxied_start(&f, "bstorm", keys);
     ctl_t *ctl = ctl_new();
     pid_t pids[32];
     for (int w = 0; w < workers; w++) {
@@ -415,7 +422,7 @@ static void test_reconnect_storm(void)
     for (int i = 0; i < 6000 && atomic_load(&ctl->ok) < 3L * workers; i++)
         nap_ms(10);
     CU_ASSERT(atomic_load(&ctl->ok) >= 3L * workers);
-    CU_ASSERT(wfix_peer_stat(&f, "conn.max") <= (long)max_connections);
+    CU_ASSERT(test_peer_stat(proxy, "conn.max") <= (long)max_connections);
 
     /* Every client back; the cluster goes DOWN and comes back. */
     atomic_store(&ctl->phase, PAUSE);
@@ -426,12 +433,12 @@ static void test_reconnect_storm(void)
     CU_ASSERT_FATAL(test_peer_restart(f.peer));
     /* The old pools' monitors reconnect by themselves (outside
      * max_connecting, docs/budget.md "Limits"): let them, then measure. */
-    for (int i = 0; i < 1000 && wfix_peer_stat(&f, "conn.current") < workers; i++)
+    for (int i = 0; i < 1000 && test_peer_stat(proxy, "conn.current") < workers; i++)
         nap_ms(10);
     nap_ms(300);
     /* Slow handshakes pile up if anything lets too many through. */
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":100,\"command\":\"hello\"}", NULL, 0));
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"delay_first_reply\",\"ms\":100}", NULL, 0));
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"reset_stats\"}", NULL, 0));
 
     /* The test plays the supervisor: live heartbeat, generation bump. */
     msup_segment_t seg;
@@ -458,13 +465,22 @@ static void test_reconnect_storm(void)
         nap_ms(10);
     }
     CU_ASSERT(done);
-    long hs_max = wfix_peer_stat(&f, "handshakes.max"), hs_total = wfix_peer_stat(&f, "handshakes.total");
-    long conn_max = wfix_peer_stat(&f, "conn.max");
-    printf("\n    storm: %d workers, %ld handshakes, at most %ld at once (max_connecting %u), conn.max %ld (budget %u) ",
-           workers, hs_total, hs_max, max_connecting, conn_max, max_connections);
-    CU_ASSERT(hs_total >= workers); /* every worker connected anew */
-    CU_ASSERT(hs_max >= 1);
-    CU_ASSERT(hs_max <= (long)max_connecting);
+    long app_max = test_peer_stat(proxy, "handshakes.app_max"), all_max = test_peer_stat(proxy, "handshakes.all_max");
+    long app_total = test_peer_stat(proxy, "handshakes.app"), bypass = test_peer_stat(proxy, "bypass.count");
+    long conn_max = test_peer_stat(proxy, "conn.max");
+    printf("\n    storm: %d workers, %ld application handshakes, at most %ld at once (%ld with the monitors), "
+           "%ld bypassing (max_connecting %u), conn.max %ld (budget %u) ",
+           workers, app_total, app_max, all_max, bypass, max_connecting, conn_max, max_connections);
+    if (app_max > (long)max_connecting || bypass > 0) {
+        char reply[8192];
+        test_peer_command(proxy, "{\"cmd\":\"log\"}", reply, sizeof reply);
+        printf("\n    the proxy's log: %.1500s\n", reply);
+    }
+    CU_ASSERT(app_total >= workers); /* every worker connected anew */
+    CU_ASSERT(app_max >= 1);
+    CU_ASSERT(app_max <= (long)max_connecting);
+    CU_ASSERT(all_max <= (long)max_connecting + workers); /* + one monitor per new pool */
+    CU_ASSERT_EQUAL(bypass, 0);
     CU_ASSERT(conn_max <= (long)max_connections);
 
     atomic_store(&ctl->phase, STOP);
@@ -475,7 +491,7 @@ static void test_reconnect_storm(void)
     atomic_store(&msup_segment_hdr(&seg)->supervisor_pid, 0);
     msup_segment_close(&seg);
     munmap(ctl, sizeof *ctl);
-    wfix_stop(&f);
+    proxied_stop(&f, &proxy);
 }
 
 /* ---- a budget lowered by reload: trimmed as clients come back ---- */
@@ -833,6 +849,98 @@ static void test_storm_handshakes(void)
     proxied_stop(&f, &proxy);
 }
 
+/* A DOWN verdict shuts this host's sockets to the cluster: the idle
+ * clients' tokens go back at once (the budget's in_use falls to the pools'
+ * monitors, what the proxy sees), and after recovery their replacements
+ * connect under the handshake slots, none bypassing. */
+static void test_down_returns_idle_tokens(void)
+{
+    bool vg = msup_test_under_valgrind();
+    int workers = 2, threads = vg ? 2 : 4;
+    unsigned max_connecting = 2;
+    char keys[256];
+    snprintf(keys, sizeof keys,
+             "max_pool_size = 4; max_connections = 20; max_connecting = %u; wait_queue_timeout_ms = %u;",
+             max_connecting, vg ? 20000u : 5000u);
+    wfix_t f;
+    test_peer_t *proxy = proxied_start(&f, "bdown", keys);
+    ctl_t *ctl = ctl_new();
+    pid_t pids[2];
+    for (int w = 0; w < workers; w++)
+        pids[w] = fork_worker(f.cfg, ctl, w, threads, 2, true); /* count, not ping: a bypass shows */
+    bool started = false;
+    for (int i = 0; i < 3000 && !started; i++) {
+        started = atomic_load(&ctl->worker_ok[0]) >= 20 && atomic_load(&ctl->worker_ok[1]) >= 20;
+        nap_ms(10);
+    }
+    CU_ASSERT_FATAL(started);
+    pause_all(ctl, workers * threads);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    msup_reg_row_t *line = main_line(&seg);
+    msup_header_t *hdr = msup_segment_hdr(&seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    int64_t before = atomic_load(&line->budget_in_use);
+    long sockets_before = test_peer_stat(proxy, "conn.current");
+    CU_ASSERT(before > workers); /* monitors plus idle clients */
+
+    uint64_t down_at = msup_mono_ns();
+    atomic_store(&row->health, MSUP_HEALTH_DOWN);
+    uint64_t returned_ms = UINT64_MAX;
+    while ((msup_mono_ns() - down_at) / NS_PER_MS < bound_ms(5000)) {
+        if (atomic_load(&line->budget_in_use) <= workers) {
+            returned_ms = (msup_mono_ns() - down_at) / NS_PER_MS;
+            break;
+        }
+        nap_ms(5);
+    }
+    int64_t during = atomic_load(&line->budget_in_use);
+    /* The monitors' sockets were shut too; they reconnect by themselves. */
+    long sockets_during = -1;
+    for (int i = 0; i < 500 && (sockets_during = test_peer_stat(proxy, "conn.current")) != during; i++)
+        nap_ms(10);
+    printf("\n    %d workers: %lld tokens (%ld sockets) before DOWN, %lld after %llu ms (%ld sockets) ", workers,
+           (long long)before, sockets_before, (long long)during, (unsigned long long)returned_ms, sockets_during);
+    CU_ASSERT_EQUAL(during, workers); /* one monitor per pool: a standalone that polls */
+    CU_ASSERT_EQUAL(sockets_during, during);
+
+    /* Back UP: the replacements connect under the slots. */
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"delay_first_reply\",\"ms\":50}", NULL, 0));
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    atomic_store(&row->health, MSUP_HEALTH_UP);
+    long ok_before[2] = {atomic_load(&ctl->worker_ok[0]), atomic_load(&ctl->worker_ok[1])};
+    atomic_store(&ctl->phase, RUN);
+    bool resumed = false;
+    for (int i = 0; i < 3000 && !resumed; i++) {
+        atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+        resumed = atomic_load(&ctl->worker_ok[0]) >= ok_before[0] + 20 &&
+                  atomic_load(&ctl->worker_ok[1]) >= ok_before[1] + 20;
+        nap_ms(10);
+    }
+    CU_ASSERT(resumed);
+    long app = test_peer_stat(proxy, "handshakes.app"), app_max = test_peer_stat(proxy, "handshakes.app_max");
+    long bypass = test_peer_stat(proxy, "bypass.count");
+    printf("after UP: %ld application handshakes, at most %ld at once, %ld bypassing; %ld operations failed%s%s ", app,
+           app_max, bypass, atomic_load(&ctl->failed), atomic_load(&ctl->failed) ? ", the last: " : "",
+           atomic_load(&ctl->failed) ? ctl->last_error : "");
+    if (app_max > (long)max_connecting || bypass > 0) {
+        static char reply[65536];
+        test_peer_command(proxy, "{\"cmd\":\"log\"}", reply, sizeof reply);
+        printf("\n    the proxy's log: %.4000s\n", reply);
+    }
+    CU_ASSERT(app >= workers);
+    CU_ASSERT(app_max <= (long)max_connecting);
+    CU_ASSERT_EQUAL(bypass, 0);
+    atomic_store(&hdr->supervisor_pid, 0);
+    stop_all(ctl, pids, workers);
+    msup_segment_close(&seg);
+    munmap(ctl, sizeof *ctl);
+    proxied_stop(&f, &proxy);
+}
+
 /* Under saturation a reload lowers the budget from 40 to 8: the sockets the
  * proxy sees are within 8 within 1 s and stay there; no operation fails. */
 static void test_shrink_under_saturation(void)
@@ -939,6 +1047,7 @@ int main(int argc, char **argv)
         {"/worker/budget/fair-shares-under-saturation", test_fair_shares},
         {"/worker/budget/storm-handshakes-refereed", test_storm_handshakes},
         {"/worker/budget/shrink-under-saturation", test_shrink_under_saturation},
+        {"/worker/budget/down-returns-idle-tokens", test_down_returns_idle_tokens},
         {"/worker/budget/fleet-floor-without-supervisor", test_fleet_floor_without_supervisor},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
         {"/real/worker/budget/cap-across-workers", test_real_cap_across_workers},
