@@ -941,6 +941,86 @@ static void test_down_returns_idle_tokens(void)
     proxied_stop(&f, &proxy);
 }
 
+/* A pool rebuild (a reconnect's generation bump) under saturation and a
+ * budget smaller than the workers want: old pools' clients count until
+ * they are closed, so the proxy never sees more sockets than the budget,
+ * and once the clients are back the budget's in_use equals the sockets. */
+static void test_rebuild_accounting(void)
+{
+    bool vg = msup_test_under_valgrind();
+    int workers = vg ? 2 : 4, threads = vg ? 2 : 4;
+    unsigned budget = vg ? 6 : 14;
+    char keys[256];
+    snprintf(keys, sizeof keys,
+             "max_pool_size = 4; max_connections = %u; max_connecting = 2; reconnect_window_ms = 0; "
+             "wait_queue_timeout_ms = 60000;",
+             budget);
+    wfix_t f;
+    test_peer_t *proxy = proxied_start(&f, "brebuild", keys);
+    ctl_t *ctl = ctl_new();
+    pid_t pids[4];
+    for (int w = 0; w < workers; w++)
+        pids[w] = fork_worker(f.cfg, ctl, w, threads, 0, true);
+    bool started = false;
+    for (int i = 0; i < 3000 && !started; i++) {
+        started = true;
+        for (int w = 0; w < workers && started; w++)
+            started = atomic_load(&ctl->worker_ok[w]) >= 20;
+        nap_ms(10);
+    }
+    CU_ASSERT_FATAL(started);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    msup_reg_row_t *line = main_line(&seg);
+    uint32_t row_index = (uint32_t)msup_segment_find_cluster(&seg, "main");
+    msup_header_t *hdr = msup_segment_hdr(&seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    uint64_t generation = atomic_fetch_add(&row->reconnect_generation, 1) + 1;
+    atomic_store(&row->reconnect_at_ns, msup_now_ns());
+    long before[4];
+    for (int w = 0; w < workers; w++)
+        before[w] = atomic_load(&ctl->worker_ok[w]);
+    bool done = false;
+    uint64_t start = msup_mono_ns(), rebuilt_ms = 0;
+    for (int i = 0; i < 6000 && !done; i++) {
+        atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+        done = all_acked(&seg, row_index, generation, workers);
+        for (int w = 0; w < workers && done; w++)
+            done = atomic_load(&ctl->worker_ok[w]) >= before[w] + 20;
+        nap_ms(5);
+    }
+    rebuilt_ms = (msup_mono_ns() - start) / NS_PER_MS;
+    CU_ASSERT(done);
+    long during_max = test_peer_stat(proxy, "conn.max");
+    pause_all(ctl, workers * threads);
+    /* Every client back: tokens and sockets must agree exactly (the
+     * proxy sees a close a moment after the worker gave its token back). */
+    int64_t tokens = -1;
+    long sockets = -2;
+    for (int i = 0; i < 300; i++) {
+        tokens = atomic_load(&line->budget_in_use);
+        sockets = test_peer_stat(proxy, "conn.current");
+        if (tokens == sockets)
+            break;
+        nap_ms(10);
+    }
+    printf("\n    %d workers x %d threads, budget %u: rebuilt in %llu ms, at most %ld sockets meanwhile; "
+           "then %lld tokens for %ld sockets ",
+           workers, threads, budget, (unsigned long long)rebuilt_ms, during_max, (long long)tokens, sockets);
+    CU_ASSERT(during_max <= (long)budget);
+    CU_ASSERT_EQUAL(tokens, sockets);
+    CU_ASSERT_EQUAL(atomic_load(&ctl->failed), 0);
+    atomic_store(&hdr->supervisor_pid, 0);
+    stop_all(ctl, pids, workers);
+    msup_segment_close(&seg);
+    munmap(ctl, sizeof *ctl);
+    proxied_stop(&f, &proxy);
+}
+
 /* Under saturation a reload lowers the budget from 40 to 8: the sockets the
  * proxy sees are within 8 within 1 s and stay there; no operation fails. */
 static void test_shrink_under_saturation(void)
@@ -1048,6 +1128,7 @@ int main(int argc, char **argv)
         {"/worker/budget/storm-handshakes-refereed", test_storm_handshakes},
         {"/worker/budget/shrink-under-saturation", test_shrink_under_saturation},
         {"/worker/budget/down-returns-idle-tokens", test_down_returns_idle_tokens},
+        {"/worker/budget/rebuild-accounting-refereed", test_rebuild_accounting},
         {"/worker/budget/fleet-floor-without-supervisor", test_fleet_floor_without_supervisor},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
         {"/real/worker/budget/cap-across-workers", test_real_cap_across_workers},
