@@ -68,6 +68,19 @@ class ClusterSettings(ctypes.Structure):
             "retry_writes", "retry_reads", "circuit_breaker", "is_replica_set")]
 
 
+class Settings(object):
+    """A cluster's resolved settings copied out of a ClusterSettings (str for the strings, None for
+    NULL): they outlive the configuration or handle the library filled them from.  uri carries
+    the secrets: it goes to the driver and nowhere else."""
+
+    __slots__ = tuple(name for name, _ in ClusterSettings._fields_)
+
+    def __init__(self, st):
+        for name in self.__slots__:
+            value = getattr(st, name)
+            setattr(self, name, value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+
+
 _P = ctypes.c_void_p
 _S = ctypes.c_char_p
 _E = ctypes.POINTER(Error)
@@ -85,6 +98,8 @@ _PROTOTYPES = {
     "mongosup_detach": (ctypes.c_bool, [ctypes.POINTER(_P), ctypes.c_uint32]),
     "mongosup_draining": (ctypes.c_bool, [_P]),
     "mongosup_worker_slot": (ctypes.c_int, [_P]),
+    "mongosup_current_settings": (ctypes.c_bool, [_P, _S, ctypes.POINTER(ClusterSettings), _E]),
+    "mongosup_config_generation": (ctypes.c_uint64, [_P]),
     "mongosup_gate": (ctypes.c_bool, [_P, _S, ctypes.POINTER(ctypes.c_uint64), _E]),
     "mongosup_command_class": (ctypes.c_int, [_S]),
     "mongosup_record_op": (None, [_P, _S, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32, _S]),

@@ -89,8 +89,8 @@ def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd, managers):
         f.write(text)
     m = managers(s.path)
     c = m._cluster("users")
-    assert b"s3cretpw" in c.settings.uri
-    assert b"s3cretpw" not in c.settings.uri_display
+    assert "s3cretpw" in c.settings.uri
+    assert "s3cretpw" not in c.settings.uri_display
     client = m.get_client("users")
     assert client._MongoClient__options.credentials.password == "s3cretpw"
     assert "s3cretpw" not in repr(m.client_kwargs("users"))
@@ -265,3 +265,48 @@ def test_drain_refuses_with_shutting_down(make_setup, managers):
     m.close()
     s.daemon.wait(15)
     assert s.daemon.returncode == 0
+
+
+def test_reload_rebuilds_the_client_when_nothing_holds_the_old_one(make_setup, managers):
+    """The supervisor's reload reaches the manager at its next get_client: new pool size, timeouts and
+    retries; a cluster added is served, a removed one refused; the replaced client keeps serving
+    what still refers to it and is closed once nothing does."""
+    s = make_setup("reload", "max_pool_size = 5; socket_timeout_ms = 5000; retry_max_attempts = 1; "
+                             "retry_writes = false;")
+    s.start_daemon()
+    m = managers(s.path)
+    old = m.get_client("users")
+    held = m.get_database("users")        # as a request in progress holds its database
+    held.items.insert_one({"before": 1})
+    assert old.max_pool_size == 5
+    s.peer.command(cmd="fail", command="insert", times=1, code=91, errmsg="shutting down")
+    with pytest.raises(ConnectionFailure):  # NotWritablePrimary: one attempt only
+        m.run("users", lambda db: db.items.insert_one({"a": 1}))
+
+    s.reload("max_pool_size = 9; socket_timeout_ms = 7000; retry_max_attempts = 3; retry_writes = false;",
+             clusters=("users", "extra"))
+    new = m.get_client("users")
+    assert new is not old and new.max_pool_size == 9
+    assert new._MongoClient__options.pool_options.socket_timeout == 7.0
+    assert m.get_client("users") is new    # rebuilt once
+    # Only the database taken from it refers to the old client now (the topology does not).
+    topology = old._topology
+    del old
+    # The old client still serves the database taken from it, and is not closed under it.
+    held.items.insert_one({"held": 1})
+    assert m.safe_point() == 0 and topology._opened
+    del held
+    assert m.safe_point() == 1 and not topology._opened
+    # Retries follow the reload at once (3 attempts now).
+    s.peer.command(cmd="fail", command="insert", times=2, code=91, errmsg="shutting down")
+    m.run("users", lambda db: db.items.insert_one({"b": 1}))
+    m.get_database("extra").items.insert_one({"c": 1})
+    with pytest.raises(mongosup.ConfigError) as ei:
+        m.get_client("analytics")
+    assert "analytics" in str(ei.value)
+    c = totals(s)
+    assert c["ops"]["write"] == 2 + 1 + 3        # every attempt, through the old client and the new
+    assert c["reconnect"]["pool_rebuilds"] == 1  # the rebuild, counted as the C pool's
+    assert c["pool"]["max"] == 9                 # this worker's max_pool_size, as reloaded
+    assert totals(s, "extra")["ops"]["write"] == 1
+    m.close()
