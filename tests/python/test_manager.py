@@ -2,12 +2,13 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
 
-from conftest import LIBRARY, env_for_children, run_python, wait_for
+from conftest import LIBRARY, PYTHON, env_for_children, run_python, wait_for
 
 import mongosup
 
@@ -310,3 +311,33 @@ def test_reload_rebuilds_the_client_when_nothing_holds_the_old_one(make_setup, m
     assert c["pool"]["max"] == 9                 # this worker's max_pool_size, as reloaded
     assert totals(s, "extra")["ops"]["write"] == 1
     m.close()
+
+
+FORK_AFTER_RELOAD = r"""
+import os, sys, mongosup
+m = mongosup.ConnectionManager(os.environ["CONF"])   # read before the reload, as in a gunicorn master
+print("built", m.client_kwargs("users")["maxPoolSize"], flush=True)
+sys.stdin.readline()                                 # the test reloads meanwhile
+pid = os.fork()
+if pid == 0:
+    size = m.get_client("users").max_pool_size
+    m.close()
+    os._exit(size)
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+def test_worker_forked_after_a_reload_reads_the_reloaded_file(make_setup):
+    s = make_setup("forkreload", "max_pool_size = 5;")
+    s.start_daemon()
+    p = subprocess.Popen([PYTHON, "-c", FORK_AFTER_RELOAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env_for_children(CONF=s.path))
+    try:
+        assert p.stdout.readline().split() == [b"built", b"5"]
+        s.reload("max_pool_size = 11;")
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().split() == [b"child", b"11"]
+    finally:
+        p.kill()
+        p.wait()
