@@ -3,8 +3,7 @@
 import ctypes
 import os
 
-# Where the library is looked for: $MONGOSUP_LIBRARY (a path), else the
-# dynamic linker's search path (what `make install` put in libdir).
+# The library's file name; where it is looked for: _library_path().
 DEFAULT_LIBRARY = "libmongosup.so.0"
 
 ERROR_MONGOSUP = 1
@@ -114,8 +113,28 @@ _PROTOTYPES = {
 }
 
 
+def _library_path():
+    """$MONGOSUP_LIBRARY (a path); else, for a package that make install put in place, the library
+    installed with it when it is there (found relative to the package first, which holds in a
+    tree staged with DESTDIR or moved as a whole, then in the configured libdir); else the file
+    name, for the dynamic linker's search path (pip install, or a library installed elsewhere)."""
+    path = os.environ.get("MONGOSUP_LIBRARY")
+    if path:
+        return path
+    try:
+        from . import _install  # written by make install only (python/local.mk)
+    except ImportError:
+        return DEFAULT_LIBRARY
+    package = os.path.dirname(os.path.realpath(__file__))
+    for libdir in (os.path.join(package, _install.LIBDIR_FROM_PACKAGE), _install.LIBDIR):
+        candidate = os.path.normpath(os.path.join(libdir, DEFAULT_LIBRARY))
+        if os.path.exists(candidate):
+            return candidate
+    return DEFAULT_LIBRARY
+
+
 def _load():
-    path = os.environ.get("MONGOSUP_LIBRARY") or DEFAULT_LIBRARY
+    path = _library_path()
     try:
         lib = ctypes.CDLL(path)
     except OSError as exc:
