@@ -11,7 +11,7 @@ import pymongo
 
 from . import _native as n
 from .errors import CircuitOpen, ConfigError, ShuttingDown
-from .listeners import Recorder, listeners_for
+from .listeners import Recorder, listeners_for, watch_server_selection
 from .retry import Attempts
 
 _lib = n.lib
@@ -272,6 +272,8 @@ class ConnectionManager(object):
         recorder = Recorder(handle, c.name, kw["maxPoolSize"])
         # The URI carries the secrets: it goes to the driver and nowhere else.
         c.client = self._client_class()(uri, event_listeners=listeners_for(recorder), **kw)
+        driver = c.client.delegate if self._delegate else c.client
+        recorder.selection_watched = watch_server_selection(getattr(driver, "_topology", None), recorder)
         c.recorder = recorder
         c.built_with = (uri, kw)
         c.stale = False
@@ -299,6 +301,7 @@ class ConnectionManager(object):
                 return 0
             self._retired = [e for e in self._retired if e not in done]
         for entry in done:
+            entry.recorder.closing = True
             self._close_client(entry.client)
         return len(done)
 
@@ -427,6 +430,7 @@ class ConnectionManager(object):
                     c.client = c.recorder = None
                 self._retired = []
                 for entry in closing:
+                    entry.recorder.closing = True
                     self._close_client(entry.client)
                     # A client the application still holds reopens when used (pymongo 3.11): its
                     # events then record nowhere rather than into a detached handle.

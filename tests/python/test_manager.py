@@ -6,7 +6,7 @@ import subprocess
 import time
 
 import pytest
-from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
+from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure, ServerSelectionTimeoutError
 
 from conftest import LIBRARY, PYTHON, env_for_children, run_python, wait_for
 
@@ -341,3 +341,30 @@ def test_worker_forked_after_a_reload_reads_the_reloaded_file(make_setup):
     finally:
         p.kill()
         p.wait()
+
+
+def test_selection_failures_are_counted_outside_run(make_setup, managers):
+    """pymongo reports no event for a server-selection timeout: the manager's clients count it at
+    their topology, for operations outside run() too, and run() does not count it twice."""
+    s = make_setup("selection", "retry_max_attempts = 1;")
+    # No supervisor: the gate fails open and the operations meet the dead server.  No retried
+    # reads: a retry's selection failure is counted too, though pymongo raises the first error.
+    m = managers(s.path, client_kwargs={"serverSelectionTimeoutMS": 300, "retryReads": False})
+    db = m.get_database("users")
+    db.items.insert_one({"a": 1})
+    assert m._cluster("users").recorder.selection_watched
+    s.peer.kill()
+    seen = 0
+    for _ in range(5):  # the first operation may fail on its pooled socket (network) instead
+        try:
+            db.items.find_one({})
+        except ServerSelectionTimeoutError:
+            seen += 1
+        except ConnectionFailure:
+            pass
+    assert seen >= 3
+    assert totals(s)["failures"]["server_selection"] == seen
+    with pytest.raises(ServerSelectionTimeoutError):
+        m.run("users", lambda d: d.items.find_one({}))
+    assert totals(s)["failures"]["server_selection"] == seen + 1
+    m.close()
