@@ -9,7 +9,9 @@ It starts the test peer (tests/peer/mongopeer.py), then measures:
      events, ns per operation;
   2. find_one against the peer: a MongoClient without listeners (baseline),
      one with no-op listeners (pymongo's own event dispatch) and the
-     manager's client (mongosup's listeners), interleaved rounds, median.
+     manager's client (mongosup's listeners), interleaved rounds, median;
+  3. one server selection of the manager's client with the wrapper that
+     counts selection failures and through pymongo's own loop, same run.
 """
 
 import datetime
@@ -29,6 +31,7 @@ sys.path.insert(0, os.path.join(SRC, "python"))
 
 import pymongo  # noqa: E402
 from pymongo import monitoring  # noqa: E402
+from pymongo.server_selectors import writable_server_selector  # noqa: E402
 
 import mongosup  # noqa: E402
 from mongosup.listeners import CommandRecorder, PoolRecorder  # noqa: E402
@@ -93,6 +96,24 @@ def record_path_ns(manager):
     return took
 
 
+def selection_ns(manager):
+    """One server selection of the manager's client (the peer is known: no wait), through the
+    wrapper that counts selection failures and through pymongo's own loop, interleaved rounds."""
+    topology = manager.get_client("bench")._topology
+    wrapped = topology.__dict__["_select_servers_loop"]
+    times = {"wrapped": [], "pymongo": []}
+    for _ in range(3):
+        for kind in ("wrapped", "pymongo"):
+            if kind == "pymongo":
+                del topology._select_servers_loop  # the class's method again
+            t0 = time.perf_counter()
+            for _ in range(EVENTS // 4):
+                topology.select_server(writable_server_selector)
+            times[kind].append((time.perf_counter() - t0) / (EVENTS // 4) * 1e9)
+            topology._select_servers_loop = wrapped
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def main():
     peer, port = start_peer()
     tmp = tempfile.mkdtemp()
@@ -119,6 +140,7 @@ def main():
             runs["mongosup"].append(per_op_us(with_listeners))
         med = {k: statistics.median(v) for k, v in runs.items()}
         path_ns = statistics.median(record_path_ns(manager) for _ in range(3))
+        sel = selection_ns(manager)
         print("## pymongo %s: find_one against the test peer (%d ops x %d interleaved rounds, median; "
               "load average %.1f on %d cores)" % (pymongo.version, OPS, ROUNDS, os.getloadavg()[0], os.cpu_count()))
         print()
@@ -132,6 +154,9 @@ def main():
         print()
         print("record path alone (4 listener calls of one pooled find_one, %d ops, median of 3): %.0f ns/op"
               % (EVENTS, path_ns))
+        print("server selection (%d per round, median of 3 interleaved rounds): %.0f ns with the wrapper that "
+              "counts selection failures, %.0f ns through pymongo's loop alone (%+.0f ns)"
+              % (EVENTS // 4, sel["wrapped"], sel["pymongo"], sel["wrapped"] - sel["pymongo"]))
         plain.close()
         quiet.close()
         manager.close()

@@ -207,6 +207,21 @@ MONGOSUP_API size_t mongosup_cluster_settings_size(void);
 MONGOSUP_API bool mongosup_cluster_settings(const mongosup_config_t *cfg, const char *cluster,
                                             mongosup_cluster_settings_t *out, mongosup_error_t *error);
 
+/* The settings the handle follows now: after the supervisor's reload, the
+ * copy the handle reloaded at its next gate or checkout (docs/api.md,
+ * Reload); before it, those of the configuration it was attached with.
+ * Strings live until the handle is detached.  A cluster added by a reload
+ * is found, a removed one is MONGOSUP_E_UNKNOWN_CLUSTER; MONGOSUP_E_FORKED,
+ * MONGOSUP_E_INVALID_ARG. */
+MONGOSUP_API bool mongosup_current_settings(mongosup_t *handle, const char *cluster,
+                                            mongosup_cluster_settings_t *out, mongosup_error_t *error);
+
+/* Moves (compare for inequality) whenever the handle has followed a reload
+ * or a re-attach to a new segment, at a gate or checkout: then read
+ * mongosup_current_settings again and rebuild the clients whose settings
+ * changed.  One atomic load; 0 for NULL. */
+MONGOSUP_API uint64_t mongosup_config_generation(const mongosup_t *handle);
+
 /* The gate, as mongosup_checkout's: true to go ahead.  False with
  * MONGOSUP_E_CIRCUIT_OPEN (a live supervisor marks the cluster DOWN),
  * MONGOSUP_E_SHUTTING_DOWN (draining or detaching), MONGOSUP_E_FORKED,

@@ -32,15 +32,9 @@ size_t mongosup_cluster_settings_size(void)
     return sizeof(mongosup_cluster_settings_t);
 }
 
-bool mongosup_cluster_settings(const mongosup_config_t *cfg, const char *cluster, mongosup_cluster_settings_t *out,
-                               mongosup_error_t *error)
+/* The public view of one cluster's resolved settings (strings point into c). */
+static void settings_of(const msup_cluster_cfg_t *c, mongosup_cluster_settings_t *out)
 {
-    if (cfg == NULL || cluster == NULL || out == NULL)
-        return msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_cluster_settings: no configuration, cluster or output");
-    int i = msup_config_find_cluster(cfg, cluster);
-    if (i < 0)
-        return msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
-    const msup_cluster_cfg_t *c = &cfg->clusters[i];
     *out = (mongosup_cluster_settings_t){
         .uri = c->uri,
         .uri_display = c->uri_display,
@@ -65,7 +59,40 @@ bool mongosup_cluster_settings(const mongosup_config_t *cfg, const char *cluster
         .circuit_breaker = c->circuit_breaker,
         .is_replica_set = c->is_replica_set,
     };
+}
+
+bool mongosup_cluster_settings(const mongosup_config_t *cfg, const char *cluster, mongosup_cluster_settings_t *out,
+                               mongosup_error_t *error)
+{
+    if (cfg == NULL || cluster == NULL || out == NULL)
+        return msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_cluster_settings: no configuration, cluster or output");
+    int i = msup_config_find_cluster(cfg, cluster);
+    if (i < 0)
+        return msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
+    settings_of(&cfg->clusters[i], out);
     return true;
+}
+
+bool mongosup_current_settings(mongosup_t *h, const char *cluster, mongosup_cluster_settings_t *out,
+                               mongosup_error_t *error)
+{
+    if (h == NULL || cluster == NULL || out == NULL)
+        return msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_current_settings: no handle, cluster or output");
+    if (msup_handle_inherited(h))
+        return msup_fail(error, MONGOSUP_E_FORKED, "this handle was inherited across fork(): call mongosup_attach in "
+                         "the child");
+    msup_wcluster_t *c = msup_find_wcluster(h, cluster);
+    if (c == NULL)
+        return msup_fail(error, MONGOSUP_E_UNKNOWN_CLUSTER, "cluster '%.64s' is not in the configuration", cluster);
+    /* A reload swaps c->cfg; the copy it points into lives until detach. */
+    settings_of(atomic_load_explicit(&c->cfg, memory_order_acquire), out);
+    return true;
+}
+
+uint64_t mongosup_config_generation(const mongosup_t *h)
+{
+    /* Stored (release) after the reload's settings and the row map. */
+    return h != NULL ? atomic_load_explicit(&h->config_generation, memory_order_acquire) : 0;
 }
 
 bool mongosup_gate(mongosup_t *h, const char *cluster, uint64_t *generation, mongosup_error_t *error)

@@ -407,6 +407,74 @@ static void test_settings(void)
     wfix_stop(&f);
 }
 
+/* The settings a handle follows: its attach configuration's until the
+ * supervisor's bump, then, from the gate on, the file reloaded (the
+ * application's configuration untouched); a file that does not load keeps
+ * them; the generation moves at each reload the handle followed. */
+static void test_current_settings_follow_reload(void)
+{
+    wfix_t f;
+    mongosup_t *h = wfix_start_attached(&f, "nreload", "max_pool_size = 7; retry_max_attempts = 2;");
+    mongosup_error_t error;
+    mongosup_cluster_settings_t st;
+    CU_ASSERT(mongosup_gate(h, "main", NULL, &error));
+    uint64_t g0 = mongosup_config_generation(h);
+    CU_ASSERT_FATAL(mongosup_current_settings(h, "main", &st, &error));
+    CU_ASSERT_EQUAL(st.max_pool_size, 7);
+    CU_ASSERT_PTR_NULL(strstr(st.uri, "socketTimeoutMS=4321"));
+
+    /* The test plays a reload: a new file, then the supervisor's bump. */
+    char *uri = wfix_uri_with(&f, "socketTimeoutMS=4321");
+    mongosup_config_t *edited = wfix_load(&f, uri, "max_pool_size = 9; retry_max_attempts = 5;");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(edited);
+    mongosup_config_destroy(&edited);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    atomic_fetch_add(&msup_segment_hdr(&seg)->config_generation, 1);
+    /* Followed at the gate, not before. */
+    CU_ASSERT_EQUAL(mongosup_config_generation(h), g0);
+    CU_ASSERT(mongosup_current_settings(h, "main", &st, &error) && st.max_pool_size == 7);
+    CU_ASSERT(mongosup_gate(h, "main", NULL, &error));
+    uint64_t g1 = mongosup_config_generation(h);
+    CU_ASSERT(g1 != g0);
+    CU_ASSERT_FATAL(mongosup_current_settings(h, "main", &st, &error));
+    CU_ASSERT_EQUAL(st.max_pool_size, 9);
+    CU_ASSERT_EQUAL(st.retry_max_attempts, 5);
+    CU_ASSERT_EQUAL(st.socket_timeout_ms, 4321);
+    CU_ASSERT_PTR_NOT_NULL(strstr(st.uri, "socketTimeoutMS=4321"));
+    mongosup_cluster_settings_t app;
+    CU_ASSERT(mongosup_cluster_settings(f.cfg, "main", &app, &error));
+    CU_ASSERT_EQUAL(app.max_pool_size, 7);
+
+    /* A file that does not load: the settings stay, the generation moves. */
+    FILE *fp = fopen(f.conf_path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fp);
+    fputs("segment = { name = 5; };\n", fp);
+    fclose(fp);
+    atomic_fetch_add(&msup_segment_hdr(&seg)->config_generation, 1);
+    fflush(stderr);
+    CU_ASSERT(mongosup_gate(h, "main", NULL, &error));
+    CU_ASSERT(mongosup_config_generation(h) != g1);
+    CU_ASSERT(mongosup_current_settings(h, "main", &st, &error) && st.max_pool_size == 9);
+
+    CU_ASSERT(!mongosup_current_settings(h, "nosuch", &st, &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_UNKNOWN_CLUSTER);
+    CU_ASSERT(!mongosup_current_settings(NULL, "main", &st, &error));
+    CU_ASSERT_EQUAL(error.code, MONGOSUP_E_INVALID_ARG);
+    CU_ASSERT_EQUAL(mongosup_config_generation(NULL), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(!mongosup_current_settings(h, "main", &st, &error) && error.code == MONGOSUP_E_FORKED ? 0 : 1);
+    int status = 0;
+    CU_ASSERT_FATAL(waitpid(pid, &status, 0) == pid);
+    CU_ASSERT(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    free(uri);
+    msup_segment_close(&seg);
+    CU_ASSERT(mongosup_detach(&h, 1000));
+    wfix_stop(&f);
+}
+
 /* The reconnect generation a rebuilt client serves is acknowledged. */
 static void test_serving_generation(void)
 {
@@ -440,6 +508,7 @@ int main(int argc, char **argv)
         {"/neutral/gate/forked", test_gate_forked},
         {"/neutral/budget/tokens", test_budget_tokens},
         {"/neutral/settings/uri-and-options", test_settings},
+        {"/neutral/settings/follow-reload", test_current_settings_follow_reload},
         {"/neutral/reconnect/serving-generation", test_serving_generation},
         {NULL, NULL},
     };

@@ -3,8 +3,7 @@
 import ctypes
 import os
 
-# Where the library is looked for: $MONGOSUP_LIBRARY (a path), else the
-# dynamic linker's search path (what `make install` put in libdir).
+# The library's file name; where it is looked for: _library_path().
 DEFAULT_LIBRARY = "libmongosup.so.0"
 
 ERROR_MONGOSUP = 1
@@ -68,6 +67,19 @@ class ClusterSettings(ctypes.Structure):
             "retry_writes", "retry_reads", "circuit_breaker", "is_replica_set")]
 
 
+class Settings(object):
+    """A cluster's resolved settings copied out of a ClusterSettings (str for the strings, None for
+    NULL): they outlive the configuration or handle the library filled them from.  uri carries
+    the secrets: it goes to the driver and nowhere else."""
+
+    __slots__ = tuple(name for name, _ in ClusterSettings._fields_)
+
+    def __init__(self, st):
+        for name in self.__slots__:
+            value = getattr(st, name)
+            setattr(self, name, value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+
+
 _P = ctypes.c_void_p
 _S = ctypes.c_char_p
 _E = ctypes.POINTER(Error)
@@ -85,6 +97,8 @@ _PROTOTYPES = {
     "mongosup_detach": (ctypes.c_bool, [ctypes.POINTER(_P), ctypes.c_uint32]),
     "mongosup_draining": (ctypes.c_bool, [_P]),
     "mongosup_worker_slot": (ctypes.c_int, [_P]),
+    "mongosup_current_settings": (ctypes.c_bool, [_P, _S, ctypes.POINTER(ClusterSettings), _E]),
+    "mongosup_config_generation": (ctypes.c_uint64, [_P]),
     "mongosup_gate": (ctypes.c_bool, [_P, _S, ctypes.POINTER(ctypes.c_uint64), _E]),
     "mongosup_command_class": (ctypes.c_int, [_S]),
     "mongosup_record_op": (None, [_P, _S, ctypes.c_int, ctypes.c_uint64, ctypes.c_int, ctypes.c_uint32, _S]),
@@ -99,8 +113,28 @@ _PROTOTYPES = {
 }
 
 
+def _library_path():
+    """$MONGOSUP_LIBRARY (a path); else, for a package that make install put in place, the library
+    installed with it when it is there (found relative to the package first, which holds in a
+    tree staged with DESTDIR or moved as a whole, then in the configured libdir); else the file
+    name, for the dynamic linker's search path (pip install, or a library installed elsewhere)."""
+    path = os.environ.get("MONGOSUP_LIBRARY")
+    if path:
+        return path
+    try:
+        from . import _install  # written by make install only (python/local.mk)
+    except ImportError:
+        return DEFAULT_LIBRARY
+    package = os.path.dirname(os.path.realpath(__file__))
+    for libdir in (os.path.join(package, _install.LIBDIR_FROM_PACKAGE), _install.LIBDIR):
+        candidate = os.path.normpath(os.path.join(libdir, DEFAULT_LIBRARY))
+        if os.path.exists(candidate):
+            return candidate
+    return DEFAULT_LIBRARY
+
+
 def _load():
-    path = os.environ.get("MONGOSUP_LIBRARY") or DEFAULT_LIBRARY
+    path = _library_path()
     try:
         lib = ctypes.CDLL(path)
     except OSError as exc:

@@ -1,4 +1,4 @@
-"""gunicorn: server hooks for a gunicorn configuration file: post_fork, post_request (drain) and worker_exit."""
+"""gunicorn: server hooks for a gunicorn configuration file: post_fork, post_request (safe point, drain) and worker_exit."""
 
 import os
 import signal
@@ -19,6 +19,8 @@ def post_request(worker, req, environ, resp):
     prefork server whose workers exit on mongosup_draining; a bare worker exit would only make
     gunicorn fork a replacement).  The master is signalled only when it is this process's parent
     (gunicorn's own check), once per worker."""
+    for manager in list(ConnectionManager._instances):
+        manager.safe_point()  # no request runs here: replaced clients nothing holds are closed
     for manager in list(ConnectionManager._instances):
         if manager.draining():
             worker.alive = False

@@ -2,8 +2,10 @@
 
 import threading
 import time
+import weakref
 
 from pymongo import monitoring
+from pymongo.errors import ServerSelectionTimeoutError
 from pymongo.monitoring import ConnectionCheckOutFailedReason
 
 from . import _native as n
@@ -30,6 +32,8 @@ class Recorder(object):
         self.paid = set()               # (address, connection id) holding a budget token
         self.classes = {}               # command name -> operation class (cached C answer)
         self.budget_refused = 0         # connections the host's max_connections could not pay for
+        self.selection_watched = False  # watch_server_selection counts this client's selection failures
+        self.closing = False            # the manager closes the client: its own selections are not the application's
 
     def op_class(self, name):
         cls = self.classes.get(name)
@@ -167,6 +171,31 @@ class HeartbeatRecorder(monitoring.ServerHeartbeatListener):
 
     def failed(self, event):
         pass
+
+
+def watch_server_selection(topology, recorder):
+    """Counts the client's server-selection failures, which pymongo 3.11 reports in no event (the
+    operation fails before any command or checkout, and the topology and server listeners see
+    only description changes).  The one place they surface is the topology's selection loop,
+    which every operation goes through: this wraps it on that one Topology object (an instance
+    attribute; nothing of pymongo's is patched globally), counts ServerSelectionTimeoutError and
+    re-raises it unchanged.  Returns False when this pymongo has no such loop: then run() counts
+    the failures it sees, as before."""
+    loop = getattr(type(topology), "_select_servers_loop", None)
+    if loop is None or not callable(loop):
+        return False
+    ref = weakref.ref(topology)  # no cycle through the instance attribute
+
+    def select_servers_loop(selector, timeout, address):
+        try:
+            return loop(ref(), selector, timeout, address)
+        except ServerSelectionTimeoutError as exc:
+            if not recorder.closing:
+                _lib.mongosup_record_failure(recorder.handle, recorder.cluster, n.FAIL_SERVER_SELECTION, 0,
+                                             str(exc).encode("utf-8", "replace"))
+            raise
+    topology._select_servers_loop = select_servers_loop
+    return True
 
 
 def listeners_for(recorder):

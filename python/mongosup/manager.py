@@ -11,7 +11,7 @@ import pymongo
 
 from . import _native as n
 from .errors import CircuitOpen, ConfigError, ShuttingDown
-from .listeners import Recorder, listeners_for
+from .listeners import Recorder, listeners_for, watch_server_selection
 from .retry import Attempts
 
 _lib = n.lib
@@ -30,16 +30,52 @@ def _warn(message):
 
 
 class _Cluster(object):
-    """One cluster as this process sees it: its settings, its client and the generation it serves."""
+    """One cluster as this process sees it: its settings, its client and what that client was built for."""
 
     def __init__(self, name, settings):
         self.name = name
         self.bname = name.encode()
-        self.settings = settings
+        self.settings = settings  # n.Settings: the handle's current ones once attached
         self.client = None
-        self.generation = 0
-        self.rebuild_due = None  # monotonic time of a pending rebuild after a generation bump
         self.recorder = None
+        self.built_with = None    # (uri, keyword arguments) of the client
+        self.generation = 0       # the reconnect generation the client serves
+        self.rebuild_due = None   # monotonic time of a pending rebuild after a generation bump
+        self.stale = False        # a reload changed what the client is built with: rebuild at once
+
+
+class _Retired(object):
+    """A client replaced by a rebuild, and its recorder: closed once nothing but this entry refers to it."""
+
+    __slots__ = ("client", "recorder")
+
+    def __init__(self, client, recorder=None):
+        self.client = client
+        self.recorder = recorder
+
+
+class _Wrapper(object):
+    """Stands for a client that keeps its driver object in an attribute (Motor's delegate)."""
+
+
+# What sys.getrefcount says of an object held only by a _Retired entry, and of
+# a driver object held only by its wrapper's attribute, measured exactly as
+# _held_elsewhere measures (CPython counts references exactly; how it counts
+# the measurement's own is the interpreter's business, hence the calibration).
+_entry = _Retired(_Wrapper())
+_entry.client.delegate = object()
+_ALONE = sys.getrefcount(_entry.client)
+_DELEGATE_ALONE = sys.getrefcount(_entry.client.delegate)
+del _entry
+
+
+def _held_elsewhere(entry, delegate):
+    """True while anything but the entry refers to its client: a request's Database, Collection or
+    cursor, an operation on another thread; with `delegate`, also while anything refers to the
+    driver client behind it (Motor's own Database objects hold the pymongo one)."""
+    if sys.getrefcount(entry.client) > _ALONE:
+        return True
+    return delegate and sys.getrefcount(entry.client.delegate) > _DELEGATE_ALONE
 
 
 class ConnectionManager(object):
@@ -48,14 +84,17 @@ class ConnectionManager(object):
     config: the configuration file (default $MONGOSUP_CONFIG); environment:
     the environment in it (default $MONGOSUP_ENV, else the file's
     default_environment).  The URIs, secrets and settings resolve exactly as
-    for the C workers (docs/configuration.md).  Nothing connects and nothing
-    attaches before the first get_client in a process: build the manager in
-    the gunicorn master if you like; each worker attaches its own slot after
-    fork, and a client made before a fork is never used after it.
+    for the C workers (docs/configuration.md), and follow the supervisor's
+    reloads as theirs do.  Nothing connects and nothing attaches before the
+    first get_client in a process: build the manager in the gunicorn master
+    if you like; each worker attaches its own slot after fork, and a client
+    made before a fork is never used after it.
     """
 
     _instances = weakref.WeakSet()
     _instances_lock = threading.Lock()
+    # Motor's clients keep the pymongo client in this attribute (motor.py).
+    _delegate = False
 
     def __init__(self, config=None, environment=None, client_kwargs=None):
         path = config or os.environ.get("MONGOSUP_CONFIG")
@@ -76,12 +115,15 @@ class ConnectionManager(object):
             st = n.ClusterSettings()
             if not _lib.mongosup_cluster_settings(self._cfg, name.encode(), ctypes.byref(st), ctypes.byref(err)):
                 raise ConfigError("mongosup: %s" % err.text())
-            self._clusters[name] = _Cluster(name, st)
+            self._clusters[name] = _Cluster(name, n.Settings(st))
         self._lock = threading.RLock()
+        self._built_pid = os.getpid()
         self._handle = None
+        self._attach_cfg = None      # the file as read again in a child (_attach)
         self._pid = None
-        self._attach_failed = False
         self._closed = False
+        self._settings_generation = None  # mongosup_config_generation the settings were read at
+        self._retired = []           # _Retired clients, closed once unreferenced
         with ConnectionManager._instances_lock:
             ConnectionManager._instances.add(self)
 
@@ -98,31 +140,50 @@ class ConnectionManager(object):
         with self._lock:
             if self._pid != os.getpid():
                 self._forget_parent()
-                err = n.Error()
-                h = _lib.mongosup_attach(self._cfg, ctypes.byref(err))
-                if h:
-                    self._handle = h
-                else:
-                    self._handle = None
-                    _warn("cannot attach to the mongosup segment, serving without it (fail open): %s"
-                          % err.text())
+                self._attach()
                 self._pid = os.getpid()
         return self._handle
+
+    def _attach(self):
+        """Attaches this process's slot.  A manager built in another process (the gunicorn master,
+        before fork) reads its file again first: the supervisor may have reloaded it since, and a
+        worker's handle follows only the reloads after its attach.  A file that no longer loads
+        leaves the parent's settings (one line on stderr), as a failed reload does."""
+        cfg = self._cfg
+        if self._built_pid != os.getpid():
+            err = n.Error()
+            fresh = _lib.mongosup_config_load(os.fsencode(self.config_path), self.environment.encode(),
+                                              ctypes.byref(err))
+            if fresh:
+                self._attach_cfg = cfg = ctypes.c_void_p(fresh)
+            else:
+                _warn("configuration reload failed, keeping the settings read before fork: %s" % err.text())
+        err = n.Error()
+        h = _lib.mongosup_attach(cfg, ctypes.byref(err))
+        if h:
+            self._handle = h
+        else:
+            self._handle = None
+            _warn("cannot attach to the mongosup segment, serving without it (fail open): %s" % err.text())
+        self._settings_generation = None
 
     def _forget_parent(self):
         """After fork: the parent's clients and handle are the parent's.  Clients are dropped, never
         closed or used (their sockets and threads belong to the parent); the inherited C handle is
-        abandoned by mongosup_detach, which frees nothing of it."""
+        abandoned by mongosup_detach, which frees nothing of it (nor its configuration)."""
         for c in self._clusters.values():
             if c.client is not None:
                 _inherited.append(c.client)
-            c.client = None
-            c.recorder = None
+            c.client = c.recorder = c.built_with = None
             c.rebuild_due = None
+            c.stale = False
+        _inherited.extend(r.client for r in self._retired)
+        self._retired = []
         if self._handle is not None:
             h = ctypes.c_void_p(self._handle)
             _lib.mongosup_detach(ctypes.byref(h), 0)
             self._handle = None
+        self._attach_cfg = None
 
     def _cluster(self, name):
         c = self._clusters.get(name)
@@ -131,19 +192,57 @@ class ConnectionManager(object):
                               % (name, self.environment))
         return c
 
-    def _gate(self, c, handle):
-        """The C gate: the generation to serve, or CircuitOpen / ShuttingDown."""
+    def _gate(self, name, handle):
+        """The C gate (which follows a reload first): the generation to serve, or CircuitOpen /
+        ShuttingDown / ConfigError (a cluster not in the configuration, or gone by a reload)."""
         if handle is None:
             return None
         gen = ctypes.c_uint64(0)
         err = n.Error()
-        if _lib.mongosup_gate(handle, c.bname, ctypes.byref(gen), ctypes.byref(err)):
+        if _lib.mongosup_gate(handle, name.encode(), ctypes.byref(gen), ctypes.byref(err)):
             return gen.value
         if err.code == n.E_CIRCUIT_OPEN:
-            raise CircuitOpen(c.name, err.text())
+            raise CircuitOpen(name, err.text())
         if err.code == n.E_SHUTTING_DOWN:
-            raise ShuttingDown(c.name, err.text())
+            raise ShuttingDown(name, err.text())
+        if err.code == n.E_UNKNOWN_CLUSTER:
+            self._retire_removed(name)
         raise ConfigError("mongosup: %s" % err.text())
+
+    # ---- reloads ----
+
+    def _follow_reload(self, handle):
+        """The handle followed a reload (at the gate): the settings it follows now replace ours,
+        and a client whose URI or keyword arguments change is rebuilt at its cluster's next
+        get_client (docs/api.md, Reload: a new pool at once, the old one retired)."""
+        with self._lock:
+            seen = _lib.mongosup_config_generation(handle)
+            if seen == self._settings_generation:
+                return
+            for c in self._clusters.values():
+                st = n.ClusterSettings()
+                if not _lib.mongosup_current_settings(handle, c.bname, ctypes.byref(st), None):
+                    continue  # removed by the reload: the gate refuses it
+                c.settings = n.Settings(st)
+                if c.client is not None and self._build_args(c) != c.built_with:
+                    c.stale = True
+            self._settings_generation = seen
+
+    def _added_cluster(self, name, handle):
+        """A cluster that the handle knows and we do not: added by a reload."""
+        st = n.ClusterSettings()
+        with self._lock:
+            if name not in self._clusters and \
+                    _lib.mongosup_current_settings(handle, name.encode(), ctypes.byref(st), None):
+                self._clusters[name] = _Cluster(name, n.Settings(st))
+        return self._cluster(name)
+
+    def _retire_removed(self, name):
+        with self._lock:
+            c = self._clusters.get(name)
+            if c is not None and c.client is not None:
+                self._retire(c)
+                c.client = c.recorder = c.built_with = None
 
     # ---- clients ----
 
@@ -161,16 +260,24 @@ class ConnectionManager(object):
                   retryWrites=bool(s.retry_writes), retryReads=bool(s.retry_reads), connect=False)
         if s.max_idle_time_ms:
             kw["maxIdleTimeMS"] = s.max_idle_time_ms
-        kw["appname"] = _text(s.appname) or "mongosup-%d" % os.getpid()
+        kw["appname"] = s.appname or "mongosup-%d" % os.getpid()
         kw.update(self._client_kwargs)
         return kw
 
+    def _build_args(self, c):
+        return c.settings.uri, self.client_kwargs(c.name)
+
     def _new_client(self, c, handle):
-        kw = self.client_kwargs(c.name)
+        uri, kw = self._build_args(c)
         recorder = Recorder(handle, c.name, kw["maxPoolSize"])
-        # s.uri carries the secrets: it goes to the driver and nowhere else.
-        client = self._client_class()(_text(c.settings.uri), event_listeners=listeners_for(recorder), **kw)
-        return client, recorder
+        # The URI carries the secrets: it goes to the driver and nowhere else.
+        c.client = self._client_class()(uri, event_listeners=listeners_for(recorder), **kw)
+        driver = c.client.delegate if self._delegate else c.client
+        recorder.selection_watched = watch_server_selection(getattr(driver, "_topology", None), recorder)
+        c.recorder = recorder
+        c.built_with = (uri, kw)
+        c.stale = False
+        c.rebuild_due = None
 
     def _client_class(self):
         return pymongo.MongoClient
@@ -178,22 +285,63 @@ class ConnectionManager(object):
     def _close_client(self, client):
         client.close()
 
+    def _retire(self, c):
+        """The cluster's client is replaced: it keeps working for whatever still refers to it (as a
+        C pool retired by a rebuild serves the clients still out of it) and is closed once nothing
+        does."""
+        self._retired.append(_Retired(c.client, c.recorder))
+
+    def _close_unreferenced(self):
+        """Closes the retired clients that nothing refers to any more: no request, Database,
+        Collection, cursor or operation of the application holds them, so none is closed under a
+        running request.  Called at every get_client and by safe_point()."""
+        with self._lock:
+            done = [e for e in self._retired if not _held_elsewhere(e, self._delegate)]
+            if not done:
+                return 0
+            self._retired = [e for e in self._retired if e not in done]
+        for entry in done:
+            entry.recorder.closing = True
+            self._close_client(entry.client)
+        return len(done)
+
+    def safe_point(self):
+        """A point between requests (gunicorn's post_request hook calls it): closes the clients that
+        rebuilds replaced once nothing refers to them.  Returns how many it closed."""
+        if self._closed or self._pid != os.getpid() or not self._retired:
+            return 0
+        return self._close_unreferenced()
+
     def get_client(self, cluster):
         """The cluster's client in this process.  Raises CircuitOpen when a live supervisor marks the
-        cluster DOWN, ShuttingDown while it drains, ConfigError for an unknown cluster."""
-        c = self._cluster(cluster)
+        cluster DOWN, ShuttingDown while it drains, ConfigError for an unknown cluster.  After the
+        supervisor's reload, the first call with new settings for the cluster returns a new client
+        built with them; after a reconnect generation, one built after this worker's delay."""
         handle = self._attached()
-        gen = self._gate(c, handle)
+        gen = self._gate(cluster, handle)
+        if handle is not None and _lib.mongosup_config_generation(handle) != self._settings_generation:
+            self._follow_reload(handle)
+        if self._retired:
+            self._close_unreferenced()
+        c = self._clusters.get(cluster)
+        if c is None:
+            c = self._added_cluster(cluster, handle) if handle is not None else self._cluster(cluster)
         client = c.client
-        if client is not None and (gen is None or gen == c.generation):
+        if client is not None and not c.stale and (gen is None or gen == c.generation):
             return client
-        old = None
         with self._lock:
             if c.client is None:
-                c.client, c.recorder = self._new_client(c, handle)
+                self._new_client(c, handle)
                 c.generation = gen or 0
                 if handle is not None:
                     _lib.mongosup_serving_generation(handle, c.bname, c.generation, False)
+            elif c.stale:
+                # New settings: a new client at once, as the C pool (counted as a reconnect).
+                self._retire(c)
+                self._new_client(c, handle)
+                if gen is not None:
+                    c.generation = gen
+                _lib.mongosup_serving_generation(handle, c.bname, c.generation, True)
             elif gen != c.generation:
                 # The supervisor asked for a reconnect: after this worker's delay (spread over
                 # reconnect_window_ms by slot), a new client; the old one keeps serving until then.
@@ -201,31 +349,32 @@ class ConnectionManager(object):
                 if c.rebuild_due is None:
                     c.rebuild_due = now + _lib.mongosup_reconnect_delay_ms(handle, c.bname) / 1000.0
                 if now >= c.rebuild_due:
-                    old = c.client
-                    c.client, c.recorder = self._new_client(c, handle)
+                    self._retire(c)
+                    self._new_client(c, handle)
                     c.generation = gen
-                    c.rebuild_due = None
                     _lib.mongosup_serving_generation(handle, c.bname, gen, True)
-            client = c.client
-        if old is not None:
-            self._close_client(old)
-        return client
+            return c.client
 
     def get_database(self, cluster, name=None):
         """The cluster's database: `name`, else its configured database_name."""
-        db = name or _text(self._cluster(cluster).settings.database_name)
+        client = self.get_client(cluster)
+        db = name or self._cluster(cluster).settings.database_name
         if not db:
             raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % cluster)
-        return self.get_client(cluster)[db]
+        return client[db]
+
+    def _attempts(self, cluster):
+        return Attempts(self._attached(), self._cluster(cluster))
 
     def run(self, cluster, fn):
         """fn(database) with mongosup_run's retry policy (mongosup.retry.Attempts): transient
         failures are retried with backoff and jitter; CircuitOpen, ShuttingDown and a pool's
         wait-queue timeout are raised at once; the last failure is raised as pymongo raised it."""
-        attempts = Attempts(self._attached(), self._cluster(cluster))
+        attempts = None
         while True:
+            db = self.get_database(cluster)  # the gate, and the settings of the last reload
+            attempts = attempts or self._attempts(cluster)
             attempts.begin()
-            db = self.get_database(cluster)
             try:
                 return fn(db)
             except Exception as exc:
@@ -269,29 +418,36 @@ class ConnectionManager(object):
                 self._pid = None
 
     def close(self, drain_timeout_ms=5000):
-        """Closes the clients and detaches this process's slot (its counters stay in the segment's
-        totals).  The manager refuses further use."""
+        """Closes the clients (those that rebuilds replaced too) and detaches this process's slot
+        (its counters stay in the segment's totals).  The manager refuses further use."""
         with self._lock:
             if self._closed:
                 return
             if self._pid == os.getpid():
+                closing = self._retired + [_Retired(c.client, c.recorder) for c in self._clusters.values()
+                                           if c.client is not None]
                 for c in self._clusters.values():
-                    if c.client is not None:
-                        self._close_client(c.client)
-                    c.client = None
+                    c.client = c.recorder = None
+                self._retired = []
+                for entry in closing:
+                    entry.recorder.closing = True
+                    self._close_client(entry.client)
+                    # A client the application still holds reopens when used (pymongo 3.11): its
+                    # events then record nowhere rather than into a detached handle.
+                    entry.recorder.handle = None
                 if self._handle is not None:
                     h = ctypes.c_void_p(self._handle)
                     _lib.mongosup_detach(ctypes.byref(h), drain_timeout_ms)
+                if self._attach_cfg is not None:
+                    _lib.mongosup_config_destroy(ctypes.byref(self._attach_cfg))
             else:
                 self._forget_parent()
             self._handle = None
+            self._attach_cfg = None
             self._closed = True
-            cfg, self._cfg = self._cfg, None
-            # Settings point into the configuration: it lives as long as the manager object.
-            self._kept_cfg = cfg
 
     def __del__(self):
-        cfg = getattr(self, "_kept_cfg", None) or getattr(self, "_cfg", None)
+        cfg = getattr(self, "_cfg", None)
         if cfg and (self._closed or self._handle is None) and _lib is not None:
             _lib.mongosup_config_destroy(ctypes.byref(cfg))
 

@@ -3,7 +3,6 @@
 import asyncio
 
 from .manager import ConnectionManager
-from .retry import Attempts
 
 
 class MotorConnectionManager(ConnectionManager):
@@ -15,6 +14,8 @@ class MotorConnectionManager(ConnectionManager):
     threads: the same listeners record every command and pool event.
     """
 
+    _delegate = True  # an AsyncIOMotorClient keeps its pymongo client in .delegate
+
     def _client_class(self):
         from motor.motor_asyncio import AsyncIOMotorClient
         return AsyncIOMotorClient
@@ -24,10 +25,11 @@ class MotorConnectionManager(ConnectionManager):
 
     async def run(self, cluster, fn):
         """await fn(database) with mongosup_run's retry policy (see ConnectionManager.run)."""
-        attempts = Attempts(self._attached(), self._cluster(cluster))
+        attempts = None
         while True:
-            attempts.begin()
             db = ConnectionManager.get_database(self, cluster)
+            attempts = attempts or self._attempts(cluster)
+            attempts.begin()
             try:
                 return await fn(db)
             except Exception as exc:

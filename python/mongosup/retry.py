@@ -26,6 +26,8 @@ class Attempts(object):
         self.base_ms = s.retry_backoff_ms
         self.deadline = time.monotonic() + s.retry_deadline_ms / 1000.0
         self.attempt = 0
+        # The client's topology counts selection failures itself when it can (listeners.py).
+        self.count_selection = not (cluster.recorder is not None and cluster.recorder.selection_watched)
 
     def begin(self):
         self.attempt += 1
@@ -43,7 +45,8 @@ class Attempts(object):
         return pause
 
     def _count_unseen(self, exc):
-        """Failures that no event reports: server selection fails before any command is sent."""
-        if self.handle is not None and exception_class(exc) == n.FAIL_SERVER_SELECTION:
+        """Failures that no event reports: server selection fails before any command is sent (unless
+        the client's topology is watched: listeners.watch_server_selection)."""
+        if self.handle is not None and self.count_selection and exception_class(exc) == n.FAIL_SERVER_SELECTION:
             n.lib.mongosup_record_failure(self.handle, self.cluster.bname, n.FAIL_SERVER_SELECTION, 0,
                                           str(exc).encode("utf-8", "replace"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -18,6 +19,7 @@ PYTHON = "/usr/bin/python3"  # Debian's, with python3-pymongo, -motor, -mockupdb
 PEER_SCRIPT = os.path.join(SRCDIR, "tests", "peer", "mongopeer.py")
 MONGOSUPD = os.path.join(BUILDDIR, "supervisor", "mongosupd")
 TOP = os.path.join(BUILDDIR, "tools", "mongosup-top")
+CTL = os.path.join(BUILDDIR, "tools", "mongosupctl")
 LIBRARY = os.path.join(BUILDDIR, "lib", ".libs", "libmongosup.so.0")
 PACKAGE = os.path.join(SRCDIR, "python")
 # The machine running the tests may be loaded (CI shares it): start-ups get room.
@@ -124,8 +126,10 @@ class Setup(object):
         self.write(extra)
         self.unlink_segment()
 
-    def write(self, extra=""):
+    def write(self, extra="", clusters=("users", "analytics")):
         uri = self.peer.uri if self.peer else "mongodb://127.0.0.1:1/"
+        blocks = "".join('    %s = { mongo_uri = "%s"; database_name = "%s"; };\n'
+                         % (name, uri, "app" if name == "users" else name) for name in clusters)
         with open(self.path, "w") as f:
             f.write("""
 segment = { name = "%s"; max_workers = 32; max_clusters = 4; };
@@ -138,11 +142,20 @@ environments = { test = {
                check_timeout_ms = 150; rise = 1; fall = 2; reconnect_window_ms = 300;
                retry_backoff_ms = 20; %s };
   clusters = {
-    users = { mongo_uri = "%s"; database_name = "app"; };
-    analytics = { mongo_uri = "%s"; database_name = "analytics"; };
-  };
+%s  };
 }; };
-""" % (self.segment, self.control, extra, uri, uri))
+""" % (self.segment, self.control, extra, blocks))
+
+    def reload(self, extra="", clusters=("users", "analytics")):
+        """Writes the file anew and asks mongosupd to reload it (mongosupctl answers once it is
+        applied); returns the new configuration generation."""
+        self.write(extra, clusters)
+        r = subprocess.run([CTL, "-c", self.path, "reload"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           env=env_for_children(), timeout=30 * SLOW)
+        out = r.stdout.decode()
+        m = re.search(r"reload: generation (\d+)", out)
+        assert r.returncode == 0 and m, "mongosupctl reload: %s" % out
+        return int(m.group(1))
 
     def unlink_segment(self):
         for name in (self.segment, self.segment + ".stats"):

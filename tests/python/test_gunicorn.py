@@ -231,6 +231,53 @@ def test_hup_under_load_reaps_old_slots_and_totals_never_decrease(served):
     assert c["ops"]["write"] == g.counted("write") and c["ops"]["read"] == g.counted("read")
 
 
+def test_supervisor_reload_reaches_every_worker_under_load(served):
+    """mongosupctl reload with a new pool size and socket timeout while the workers serve: each
+    worker rebuilds its client at its next request (no request fails), closes the old one between
+    requests, counts the rebuild, and the totals never decrease."""
+    s, g = served
+    pids = wait_workers(g)
+    load = Load(g.port, threads=4, pause=0.005)
+    wait_for(lambda: pids <= active_slots(s), 20, 0.1, "every worker attached")
+    before = s.cluster()
+    seen = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            c = s.cluster()
+            if c:
+                seen.append((c["ops"]["total"], c["reconnect"]["pool_rebuilds"]))
+            time.sleep(0.05)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    s.reload("max_pool_size = 13; socket_timeout_ms = 7000;")
+    followed = {}
+
+    def every_worker_on_the_new_settings():
+        status, body, _ = request(g.port, "/settings")
+        if status == 200 and body["max_pool_size"] == 13 and body["socket_timeout"] == 7.0:
+            followed[body["pid"]] = body["retired"]
+        return set(followed) == pids
+    wait_for(every_worker_on_the_new_settings, 30, 0.02, "every worker on max_pool_size 13")
+    # The replaced clients are closed at the post_request safe point once nothing holds them.
+    followed.clear()
+    wait_for(lambda: every_worker_on_the_new_settings() and not any(followed.values()), 20, 0.02,
+             "every worker without an open replaced client")
+    time.sleep(0.3)
+    stop.set()
+    sampler.join()
+    results = load.finish()
+    assert all(r[2] == 200 for r in results), [r for r in results if r[2] != 200][:3]
+    assert len(seen) >= 5 and all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(seen, seen[1:])), seen
+    c = s.cluster()
+    assert c["reconnect"]["pool_rebuilds"] - before["reconnect"]["pool_rebuilds"] == 4  # one per worker
+    assert c["pool"]["max"] == 4 * 13
+    assert set(s.workers()) >= pids and g.worker_pids() == pids  # the same workers: no restart
+    assert c["ops"]["write"] == g.counted("write") and c["ops"]["read"] == g.counted("read")
+    assert c["failures"]["total"] == 0
+
+
 def test_graceful_stop_drains_and_keeps_totals(served):
     s, g = served
     pids = wait_workers(g)

@@ -2,12 +2,13 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
-from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure
+from pymongo.errors import ConfigurationError, ConnectionFailure, OperationFailure, ServerSelectionTimeoutError
 
-from conftest import LIBRARY, env_for_children, run_python, wait_for
+from conftest import LIBRARY, PYTHON, env_for_children, run_python, wait_for
 
 import mongosup
 
@@ -89,8 +90,8 @@ def test_secret_goes_to_the_driver_only(make_setup, tmp_path, capfd, managers):
         f.write(text)
     m = managers(s.path)
     c = m._cluster("users")
-    assert b"s3cretpw" in c.settings.uri
-    assert b"s3cretpw" not in c.settings.uri_display
+    assert "s3cretpw" in c.settings.uri
+    assert "s3cretpw" not in c.settings.uri_display
     client = m.get_client("users")
     assert client._MongoClient__options.credentials.password == "s3cretpw"
     assert "s3cretpw" not in repr(m.client_kwargs("users"))
@@ -265,3 +266,105 @@ def test_drain_refuses_with_shutting_down(make_setup, managers):
     m.close()
     s.daemon.wait(15)
     assert s.daemon.returncode == 0
+
+
+def test_reload_rebuilds_the_client_when_nothing_holds_the_old_one(make_setup, managers):
+    """The supervisor's reload reaches the manager at its next get_client: new pool size, timeouts and
+    retries; a cluster added is served, a removed one refused; the replaced client keeps serving
+    what still refers to it and is closed once nothing does."""
+    s = make_setup("reload", "max_pool_size = 5; socket_timeout_ms = 5000; retry_max_attempts = 1; "
+                             "retry_writes = false;")
+    s.start_daemon()
+    m = managers(s.path)
+    old = m.get_client("users")
+    held = m.get_database("users")        # as a request in progress holds its database
+    held.items.insert_one({"before": 1})
+    assert old.max_pool_size == 5
+    s.peer.command(cmd="fail", command="insert", times=1, code=91, errmsg="shutting down")
+    with pytest.raises(ConnectionFailure):  # NotWritablePrimary: one attempt only
+        m.run("users", lambda db: db.items.insert_one({"a": 1}))
+
+    s.reload("max_pool_size = 9; socket_timeout_ms = 7000; retry_max_attempts = 3; retry_writes = false;",
+             clusters=("users", "extra"))
+    new = m.get_client("users")
+    assert new is not old and new.max_pool_size == 9
+    assert new._MongoClient__options.pool_options.socket_timeout == 7.0
+    assert m.get_client("users") is new    # rebuilt once
+    # Only the database taken from it refers to the old client now (the topology does not).
+    topology = old._topology
+    del old
+    # The old client still serves the database taken from it, and is not closed under it.
+    held.items.insert_one({"held": 1})
+    assert m.safe_point() == 0 and topology._opened
+    del held
+    assert m.safe_point() == 1 and not topology._opened
+    # Retries follow the reload at once (3 attempts now).
+    s.peer.command(cmd="fail", command="insert", times=2, code=91, errmsg="shutting down")
+    m.run("users", lambda db: db.items.insert_one({"b": 1}))
+    m.get_database("extra").items.insert_one({"c": 1})
+    with pytest.raises(mongosup.ConfigError) as ei:
+        m.get_client("analytics")
+    assert "analytics" in str(ei.value)
+    c = totals(s)
+    assert c["ops"]["write"] == 2 + 1 + 3        # every attempt, through the old client and the new
+    assert c["reconnect"]["pool_rebuilds"] == 1  # the rebuild, counted as the C pool's
+    assert c["pool"]["max"] == 9                 # this worker's max_pool_size, as reloaded
+    assert totals(s, "extra")["ops"]["write"] == 1
+    m.close()
+
+
+FORK_AFTER_RELOAD = r"""
+import os, sys, mongosup
+m = mongosup.ConnectionManager(os.environ["CONF"])   # read before the reload, as in a gunicorn master
+print("built", m.client_kwargs("users")["maxPoolSize"], flush=True)
+sys.stdin.readline()                                 # the test reloads meanwhile
+pid = os.fork()
+if pid == 0:
+    size = m.get_client("users").max_pool_size
+    m.close()
+    os._exit(size)
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+def test_worker_forked_after_a_reload_reads_the_reloaded_file(make_setup):
+    s = make_setup("forkreload", "max_pool_size = 5;")
+    s.start_daemon()
+    p = subprocess.Popen([PYTHON, "-c", FORK_AFTER_RELOAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         env=env_for_children(CONF=s.path))
+    try:
+        assert p.stdout.readline().split() == [b"built", b"5"]
+        s.reload("max_pool_size = 11;")
+        p.stdin.write(b"go\n")
+        p.stdin.flush()
+        assert p.stdout.readline().split() == [b"child", b"11"]
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_selection_failures_are_counted_outside_run(make_setup, managers):
+    """pymongo reports no event for a server-selection timeout: the manager's clients count it at
+    their topology, for operations outside run() too, and run() does not count it twice."""
+    s = make_setup("selection", "retry_max_attempts = 1;")
+    # No supervisor: the gate fails open and the operations meet the dead server.  No retried
+    # reads: a retry's selection failure is counted too, though pymongo raises the first error.
+    m = managers(s.path, client_kwargs={"serverSelectionTimeoutMS": 300, "retryReads": False})
+    db = m.get_database("users")
+    db.items.insert_one({"a": 1})
+    assert m._cluster("users").recorder.selection_watched
+    s.peer.kill()
+    seen = 0
+    for _ in range(5):  # the first operation may fail on its pooled socket (network) instead
+        try:
+            db.items.find_one({})
+        except ServerSelectionTimeoutError:
+            seen += 1
+        except ConnectionFailure:
+            pass
+    assert seen >= 3
+    assert totals(s)["failures"]["server_selection"] == seen
+    with pytest.raises(ServerSelectionTimeoutError):
+        m.run("users", lambda d: d.items.find_one({}))
+    assert totals(s)["failures"]["server_selection"] == seen + 1
+    m.close()

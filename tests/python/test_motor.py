@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import env_for_children, run_python
+from conftest import env_for_children, run_python, wait_for
 
 pytest.importorskip("motor")
 
@@ -48,3 +48,34 @@ def test_motor_in_forked_processes(make_setup):
     assert c["failures"]["total"] == 0
     assert s.workers() == {}  # each process freed its own slot at exit (layout 3)
     assert c["pool"]["in_use"] == 0
+
+
+def test_motor_reload_rebuilds_once_nothing_holds_the_old_client(make_setup):
+    """A reload reaches a Motor manager as a pymongo one; the old AsyncIOMotorClient is closed only
+    once no Motor object (here a database, which holds the pymongo client behind it) refers to it."""
+    import asyncio
+    from mongosup import MotorConnectionManager
+    s = make_setup("motorreload", "max_pool_size = 5;")
+    s.start_daemon()
+    m = MotorConnectionManager(s.path)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # Motor 2.3 takes the current loop when a client is made
+    try:
+        held = loop.run_until_complete(m.get_database("users"))
+        loop.run_until_complete(held.items.insert_one({"a": 1}))
+        topology = m.get_client("users").delegate._topology
+        s.reload("max_pool_size = 8;")
+        new = m.get_client("users")
+        assert new.max_pool_size == 8 and new.delegate._topology is not topology
+        loop.run_until_complete(held.items.insert_one({"b": 1}))
+        assert m.safe_point() == 0 and topology._opened
+        del held
+        # Motor's executor thread may still hold the operation's frames a moment after its result.
+        wait_for(lambda: m.safe_point() == 1, 10, what="the old client closed")
+        assert not topology._opened
+        loop.run_until_complete(m.run("users", lambda d: d.items.insert_one({"c": 1})))
+    finally:
+        m.close()
+        asyncio.set_event_loop(None)
+        loop.close()
+    assert s.cluster()["ops"]["write"] == 3

@@ -35,6 +35,12 @@ def app(environ, start_response):
             body = {"ok": 1}
         elif path == "/health":
             body = manager.health()
+        elif path == "/settings":
+            # What this worker's client is built with now, and the replaced clients still open.
+            client = manager.get_client("users")
+            body = {"pid": os.getpid(), "max_pool_size": client.max_pool_size,
+                    "socket_timeout": client._MongoClient__options.pool_options.socket_timeout,
+                    "retired": len(manager._retired)}
         elif path == "/pid":
             body = {"pid": os.getpid(), "slot": manager.worker_slot()}
         else:
