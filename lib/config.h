@@ -136,6 +136,7 @@ typedef struct msup_fleet_cfg {
 
 struct mongosup_config {
     char *path;
+    uint64_t loaded_mono_ns;            /* CLOCK_MONOTONIC when the file was read */
     char environment[MSUP_NAME_MAX];
     char segment_name[MSUP_NAME_MAX];   /* starts with '/' */
     mode_t segment_mode;                /* default 0600 */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config_int.h"
 #include "error.h"
@@ -325,6 +326,10 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         msup_fail(error, MONGOSUP_E_INVALID_ARG, "mongosup_config_load: path is NULL");
         return NULL;
     }
+    /* Before the file is read: a supervisor that applies a configuration
+     * after this moment may have read a newer file (worker.c, attach). */
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
     /* libconfig gets the text, never the path: given a directory its scanner
      * calls exit(2), given a FIFO fopen(3) blocks (lib/config_file.c). */
     msup_cfg_file_t file;
@@ -360,6 +365,7 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         mongosup_config_destroy(&cfg);
         goto out;
     }
+    cfg->loaded_mono_ns = (uint64_t)started.tv_sec * 1000000000ull + (uint64_t)started.tv_nsec;
     load_ctx_t ctx = {path};
     if (!load_root(&ctx, error, cfg, config_root_setting(&lc), environment))
         mongosup_config_destroy(&cfg);

@@ -303,6 +303,11 @@ typedef struct msup_header {
     _Atomic uint64_t drain_deadline_mono_ns;
     _Atomic uint64_t drain_started_ns;
     _Atomic uint64_t heartbeat_timeout_ms;   /* how old a heartbeat may be and still count */
+    /* CLOCK_MONOTONIC (one clock for the whole host) when the supervisor last
+     * applied a configuration, stored before config_generation moves: a
+     * worker whose configuration was loaded before it (in a prefork master)
+     * reads its file again at attach. */
+    _Atomic uint64_t config_applied_mono_ns;
 } msup_header_t;
 
 /* ---- the stats segment (workers write it) ---- */

@@ -803,6 +803,12 @@ uint64_t msup_segment_config_generation(const msup_segment_t *seg)
     return c != NULL ? atomic_load_explicit(&c->hdr->config_generation, memory_order_acquire) : 0;
 }
 
+uint64_t msup_segment_config_applied_ns(const msup_segment_t *seg)
+{
+    msup_ctlseg_t *c = msup_segment_control(seg);
+    return c != NULL ? atomic_load_explicit(&c->hdr->config_applied_mono_ns, memory_order_relaxed) : 0;
+}
+
 /* ---- liveness ---- */
 
 static bool heartbeat_fresh(const msup_header_t *h_c)

@@ -211,6 +211,8 @@ msup_cluster_row_t *msup_segment_trusted_row(const msup_segment_t *seg, uint32_t
  * segment's, or RUNNING and 0 when none is mapped. */
 uint32_t msup_segment_phase(const msup_segment_t *seg);
 uint64_t msup_segment_config_generation(const msup_segment_t *seg);
+/* CLOCK_MONOTONIC of the supervisor's last applied configuration, 0 if none. */
+uint64_t msup_segment_config_applied_ns(const msup_segment_t *seg);
 
 /* Clock helpers used with the segment's timestamps. */
 uint64_t msup_now_ns(void);       /* CLOCK_REALTIME */

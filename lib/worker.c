@@ -147,6 +147,11 @@ mongosup_t *mongosup_attach(const mongosup_config_t *cfg, mongosup_error_t *erro
     /* Map every cluster to its row (registering missing rows); the
      * settings are the application's until the generation moves. */
     h->settings_generation = msup_segment_config_generation(seg);
+    /* A configuration loaded before the supervisor last applied one (read
+     * in a prefork master, which forked after a reload) is read again now,
+     * as a running worker does when the generation moves. */
+    if (h->config_path != NULL && msup_segment_config_applied_ns(seg) > cfg->loaded_mono_ns)
+        h->settings_generation = UINT64_MAX;
     atomic_store_explicit(&h->config_generation, UINT64_MAX, memory_order_relaxed);
     msup_handle_remap_rows(h);
 

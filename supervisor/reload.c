@@ -294,6 +294,7 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
     }
     atomic_store_explicit(&hdr->cluster_count, used, memory_order_release);
     atomic_store_explicit(&hdr->heartbeat_timeout_ms, cfg->supervisor.heartbeat_timeout_ms, memory_order_relaxed);
+    atomic_store_explicit(&hdr->config_applied_mono_ns, msup_mono_ns(), memory_order_relaxed);
     uint64_t gen = atomic_fetch_add_explicit(&hdr->config_generation, 1, memory_order_release) + 1;
 
     if (old != NULL) {

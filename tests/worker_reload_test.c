@@ -101,6 +101,58 @@ static void pool_size_and_timeout(bool real)
     wfix_stop(&f);
 }
 
+/* A prefork master loads its configuration, the supervisor applies a
+ * newer file (reload), then a worker attaches with the master's copy: it
+ * reads the file again at attach (the generation it sees is not news to it),
+ * and a configuration loaded after the supervisor's is not read again. */
+static void test_loaded_before_reload(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "rlfork", "", NULL));
+    char *two = cluster_block(&f, "main", "max_pool_size = 2;");
+    CU_ASSERT_FATAL(write_conf(&f, two));
+    free(two);
+    mongosup_error_t error;
+    mongosup_config_t *master = mongosup_config_load(f.conf_path, NULL, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(master);
+    char *five = cluster_block(&f, "main", "max_pool_size = 5;");
+    CU_ASSERT_FATAL(write_conf(&f, five));
+    free(five);
+    /* The test plays the supervisor's reload of the new file. */
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    atomic_store(&msup_segment_hdr(&seg)->config_applied_mono_ns, msup_mono_ns());
+    atomic_fetch_add(&msup_segment_hdr(&seg)->config_generation, 1);
+    mongosup_t *h = mongosup_attach(master, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    mongoc_client_t *c = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c);
+    msup_totals_t t;
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(t.pool_max, 5);
+    mongosup_checkin(h, c, NULL);
+    CU_ASSERT(mongosup_detach(&h, 2000));
+    /* Loaded after the supervisor applied it: taken as it is (the file
+     * says 3 now, unapplied; the worker keeps what it was given, 5). */
+    mongosup_config_t *fresh = mongosup_config_load(f.conf_path, NULL, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fresh);
+    char *three = cluster_block(&f, "main", "max_pool_size = 3;");
+    CU_ASSERT_FATAL(write_conf(&f, three));
+    free(three);
+    h = mongosup_attach(fresh, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    c = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL(c);
+    CU_ASSERT_FATAL(wfix_totals(&f, "main", &t));
+    CU_ASSERT_EQUAL(t.pool_max, 5);
+    mongosup_checkin(h, c, NULL);
+    CU_ASSERT(mongosup_detach(&h, 2000));
+    msup_segment_close(&seg);
+    mongosup_config_destroy(&fresh);
+    mongosup_config_destroy(&master);
+    wfix_stop(&f);
+}
+
 static void remove_and_add(bool real)
 {
     wfix_t f;
@@ -346,6 +398,7 @@ int main(int argc, char **argv)
     static const msup_test_t tests[] = {
         {"/worker/reload/pool-size-and-timeout", test_pool_size_and_timeout},
         {"/worker/reload/remove-and-add-clusters", test_remove_and_add},
+        {"/worker/reload/loaded-before-reload", test_loaded_before_reload},
         {"/worker/reload/bad-file-keeps-settings", test_bad_file_keeps_settings},
         {"/worker/segment/recreated-after-stop", test_segment_recreated_after_stop},
         {"/worker/segment/replaced-while-running", test_segment_replaced_while_running},
