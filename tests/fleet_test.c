@@ -360,6 +360,11 @@ static bool h0_above_floor(void)
     return host_cap(&hosts[0]) == FLEET_MAX - (HOSTS - 1) * FLOOR;
 }
 
+static bool h1_says_bad_ca(void)
+{
+    return file_has(hosts[1].log, "fleet: lease grant: https://127.0.0.1:");
+}
+
 /* etcd with authentication: the right password joins, a wrong one is
  * refused (logged without the password) and that host keeps its floor. */
 static void test_credentials(void)
@@ -404,6 +409,66 @@ static void test_credentials(void)
     CU_ASSERT_FALSE(file_has(hosts[0].log, "good-pw"));
     printf("\n    with authentication: h0 at %u after %ld ms, h1 (wrong password) at %u ", host_cap(&hosts[0]), took,
            host_cap(&hosts[1]));
+    CU_ASSERT_EQUAL(host_stop(&hosts[0]), 0);
+    CU_ASSERT_EQUAL(host_stop(&hosts[1]), 0);
+    test_peer_stop(&peer);
+    etcd_remove(&etcd);
+    remove_dir();
+}
+
+/* etcd over TLS with client certificates (client-cert-auth): a host with
+ * the right CA, certificate and key joins and rises; a host whose CA did
+ * not sign etcd's certificate says why in its log and keeps its floor. */
+static void test_tls(void)
+{
+    if (!have_etcd())
+        return;
+    setup_dir();
+    if (!tls_make_certs()) {
+        remove_dir();
+        return;
+    }
+    fixture_tls_on = true; /* the test's own clients too */
+    etcd_proc_t etcd = {.tls = true};
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    CU_ASSERT(strncmp(etcd.endpoint, "https://", 8) == 0);
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    snprintf(extra_fleet_keys, sizeof extra_fleet_keys,
+             "tls_ca_file = \"%s\"; tls_cert_file = \"%s\"; tls_key_file = \"%s\";", fixture_tls.ca,
+             fixture_tls.client_cert, fixture_tls.client_key);
+    CU_ASSERT_FATAL(host_start(&hosts[0], 0, etcd.endpoint, false));
+    snprintf(extra_fleet_keys, sizeof extra_fleet_keys,
+             "tls_ca_file = \"%s\"; tls_cert_file = \"%s\"; tls_key_file = \"%s\";", fixture_tls.other_ca,
+             fixture_tls.client_cert, fixture_tls.client_key);
+    CU_ASSERT_FATAL(host_start(&hosts[1], 1, etcd.endpoint, false));
+    extra_fleet_keys[0] = '\0';
+    long took = wait_ms(h0_above_floor, slack(10000));
+    CU_ASSERT(took >= 0);
+    /* Its record went through TLS: the test's client (same CA) reads it. */
+    msup_etcd_t *e = test_client(etcd.endpoint);
+    msup_etcd_range_t r;
+    CU_ASSERT_EQUAL_FATAL(msup_etcd_range_prefix(e, prefix, &r), MSUP_ETCD_OK);
+    CU_ASSERT_EQUAL(r.count, 1);
+    CU_ASSERT(r.count == 1 && strstr(r.kvs[0].key, "/main/h0") != NULL);
+    msup_etcd_range_free(&r);
+    msup_etcd_free(e);
+    /* With the CA but without a client certificate etcd refuses the handshake. */
+    char *eps[2] = {etcd.endpoint, NULL};
+    msup_fleet_cfg_t no_cert = {.enabled = true, .endpoints = eps, .request_timeout_ms = 2000, .tls_ca_file = fixture_tls.ca};
+    char why[128];
+    e = msup_etcd_new(&no_cert, why, sizeof why);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(e);
+    CU_ASSERT_NOT_EQUAL(msup_etcd_range_prefix(e, prefix, &r), MSUP_ETCD_OK);
+    fixture_tls_on = false;
+    printf("\n    TLS: h0 at %u after %ld ms; without a client certificate: %s ", host_cap(&hosts[0]), took,
+           msup_etcd_error(e));
+    msup_etcd_free(e);
+    CU_ASSERT(wait_ms(h1_says_bad_ca, slack(5000)) >= 0);
+    CU_ASSERT_EQUAL(host_cap(&hosts[1]), FLOOR);
+    CU_ASSERT(file_has(hosts[1].log, "SSL certificate problem"));
+    CU_ASSERT(file_has(hosts[1].log, "tls_ca_file ")); /* names the file to check */
+    CU_ASSERT(file_has(hosts[1].log, "other-ca.pem"));
     CU_ASSERT_EQUAL(host_stop(&hosts[0]), 0);
     CU_ASSERT_EQUAL(host_stop(&hosts[1]), 0);
     test_peer_stop(&peer);
@@ -525,6 +590,7 @@ int main(int argc, char **argv)
         {"/fleet/bad-config", test_bad_config},
         {"/fleet/unreachable-at-start", test_unreachable_at_start},
         {"/fleet/credentials", test_credentials},
+        {"/fleet/tls", test_tls},
         {"/fleet/member-killed", test_member_killed},
         {"/fleet/lifecycle", test_fleet_lifecycle},
         {NULL, NULL},
