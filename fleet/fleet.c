@@ -44,6 +44,18 @@ static uint64_t row_in_use(const fleet_cluster_t *c)
 
 /* ---- demand: the recent peak, more when the cap is what limits it ---- */
 
+/* Checkouts of the host's workers that waited on the budget, so far. */
+static uint64_t budget_waits(const fleet_cluster_t *c)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < c->seg->max_workers; i++) {
+        const msup_slot_t *slot = msup_segment_slot(c->seg, i);
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed) == MSUP_SLOT_ACTIVE)
+            n += atomic_load_explicit(&msup_slot_stats(c->seg, i, c->row_index)->budget_waits, memory_order_relaxed);
+    }
+    return n;
+}
+
 static uint32_t sample_demand(fleet_cluster_t *c, uint64_t now_ns)
 {
     uint64_t second = now_ns / (1000 * MS);
@@ -60,11 +72,20 @@ static uint32_t sample_demand(fleet_cluster_t *c, uint64_t now_ns)
     for (int i = 0; i < PEAK_BUCKETS; i++)
         if (c->peak[i] > peak)
             peak = c->peak[i];
-    /* A worker waited on the budget lately, or the host runs at its cap:
-     * it would use more.  Ask for half as much again. */
+    /* A worker waited on the budget lately: the host would use more.  Ask
+     * for half as much again.  Running at the cap is not enough: a host
+     * whose idle workers keep as many clients as its cap (each keeps one)
+     * wants nothing more, and asking would swing its share up and down at
+     * every round. */
     uint32_t cap = atomic_load(&c->enforced);
-    uint64_t waited = atomic_load_explicit(&c->line->budget_wait_mono_ns, memory_order_relaxed);
-    bool pressed = (waited != 0 && now_ns - waited < PEAK_BUCKETS * 1000 * MS) || peak >= cap;
+    uint64_t waits = budget_waits(c);
+    if (waits > c->waits_seen)
+        c->waited_ns = now_ns;
+    c->waits_seen = waits;
+    uint64_t stamped = atomic_load_explicit(&c->line->budget_wait_mono_ns, memory_order_relaxed);
+    uint64_t window = PEAK_BUCKETS * 1000 * MS;
+    bool pressed = (stamped != 0 && now_ns - stamped < window) || (c->waited_ns != 0 && now_ns - c->waited_ns < window) ||
+                   peak > cap;
     uint64_t demand = pressed ? (uint64_t)cap + (cap / 2 > 0 ? cap / 2 : 1) : peak;
     if (demand < peak)
         demand = peak;
@@ -480,6 +501,8 @@ msup_fleet_t *msup_fleet_start(msup_segment_t *seg, const mongosup_config_t *cfg
         snprintf(c->name, sizeof c->name, "%s", cc->name);
         c->row = msup_segment_row(seg, (uint32_t)row);
         c->line = msup_segment_reg(seg, (uint32_t)row);
+        c->seg = seg;
+        c->row_index = (uint32_t)row;
         c->fleet_max = cc->fleet_max_connections;
         c->floor = cc->fleet_floor;
         c->ceiling = cc->max_connections;

@@ -22,6 +22,8 @@ typedef struct fleet_cluster {
     char name[MSUP_NAME_MAX];
     msup_cluster_row_t *row;    /* the control row: the cap the workers enforce */
     msup_reg_row_t *line;       /* the stats segment's budget line: what they use */
+    const msup_segment_t *seg;  /* the workers' slots: their budget waits */
+    uint32_t row_index;
     uint32_t fleet_max, floor, ceiling; /* ceiling: this host's max_connections, 0 = none */
     _Atomic uint32_t max_connecting;    /* the configuration's; a reload may change it */
     /* Protocol state (fleet thread only). */
@@ -31,6 +33,8 @@ typedef struct fleet_cluster {
     bool full_logged;                   /* "max_hosts hosts already have records" said once */
     uint32_t peak[PEAK_BUCKETS];
     uint64_t peak_second;
+    uint64_t waits_seen;                /* the workers' budget waits at the last round */
+    uint64_t waited_ns;                 /* when they last grew (0: never) */
     /* Shown by status (any thread). */
     _Atomic uint32_t enforced;          /* what the row has: the host's cap */
     _Atomic uint32_t target;

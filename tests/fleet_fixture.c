@@ -257,6 +257,49 @@ void etcd_stop(etcd_proc_t *e)
     e->pid = 0;
 }
 
+/* A JSON string member's value ("leader":"123") copied into out. */
+static bool json_str(const char *body, const char *name, char *out, size_t len)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", name);
+    const char *p = strstr(body, pat);
+    if (p == NULL)
+        return false;
+    p += strlen(pat);
+    const char *q = strchr(p, '"');
+    if (q == NULL || (size_t)(q - p) >= len)
+        return false;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg);
+
+int etcd_leader(const etcd_proc_t *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (m[i].pid <= 0)
+            continue;
+        char url[96], *body = calloc(1, 65536);
+        snprintf(url, sizeof url, "%s/v3/maintenance/status", m[i].endpoint);
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+        char member[32], leader[32];
+        bool ok = curl_easy_perform(c) == CURLE_OK && json_str(body, "member_id", member, sizeof member) &&
+                  json_str(body, "leader", leader, sizeof leader) && strcmp(member, leader) == 0;
+        curl_easy_cleanup(c);
+        free(body);
+        if (ok)
+            return i;
+    }
+    return -1;
+}
+
 /* Stops etcd and removes its data. */
 void etcd_remove(etcd_proc_t *e)
 {

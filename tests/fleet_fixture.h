@@ -92,6 +92,9 @@ bool etcd_start(etcd_proc_t *e);
 void etcd_stop(etcd_proc_t *e);
 /* n members of one cluster (fast elections), each on its ports and data. */
 bool etcd_cluster_start(etcd_proc_t *m, int n);
+/* The index of the member that says it leads (its /v3/maintenance/status:
+ * leader == header.member_id), or -1. */
+int etcd_leader(const etcd_proc_t *m, int n);
 /* Stops etcd and removes its data. */
 void etcd_remove(etcd_proc_t *e);
 /* openssl: the files of fixture_tls; false (and a SKIP line) without openssl. */

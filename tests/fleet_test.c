@@ -1,4 +1,5 @@
 /* fleet_test.c: the fleet-wide budget end to end: 4 mongosupd "hosts" with their own segments against a real etcd and the test peer; the sum of the caps is sampled throughout. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,28 @@ static void *sample(void *arg)
     return NULL;
 }
 
+
+/* The referee on a client of endpoint (a member that stays up). */
+static void sampler_start(sampler_t *s, const char *endpoint)
+{
+    memset(s, 0, sizeof *s);
+    s->etcd = test_client(endpoint);
+    pthread_create(&s->thread, NULL, sample, s);
+}
+
+/* Stops the referee and asserts the invariant over what it saw. */
+static void sampler_stop(sampler_t *s, const char *what)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+    msup_etcd_free(s->etcd);
+    printf("\n    referee (%s): %ld samples, highest sum of enforced caps %u, of published caps %u (fleet max %d) ",
+           what, atomic_load(&s->samples), atomic_load(&s->max_sum), atomic_load(&s->max_published), FLEET_MAX);
+    CU_ASSERT(atomic_load(&s->samples) > 100);
+    CU_ASSERT(atomic_load(&s->max_sum) <= FLEET_MAX);
+    CU_ASSERT(atomic_load(&s->max_published) <= FLEET_MAX);
+    CU_ASSERT(atomic_load(&s->max_published) > 0);
+}
 
 static uint32_t live_sum(void)
 {
@@ -168,9 +191,9 @@ static void test_fleet_lifecycle(void)
      * each busy host gets, so they stay at their caps and ask for more. */
     host_add_workers(&hosts[0], 2, 8);
     host_add_workers(&hosts[3], 2, 8);
-    sampler_t s = {.etcd = test_client(etcd.endpoint)};
+    sampler_t s;
+    sampler_start(&s, etcd.endpoint);
     sampler_endpoint = etcd.endpoint;
-    pthread_create(&s.thread, NULL, sample, &s);
 
     /* 1. Demand: the busy hosts split the room above the floors. */
     long took = wait_ms(split_busy_idle, slack(30000));
@@ -313,15 +336,7 @@ static void test_fleet_lifecycle(void)
            host_cap(&hosts[2]), host_cap(&hosts[3]), took);
     CU_ASSERT(took >= 0);
 
-    atomic_store(&s.stop, true);
-    pthread_join(s.thread, NULL);
-    msup_etcd_free(s.etcd);
-    printf("\n    referee: %ld samples, highest sum of enforced caps %u, of published caps %u (fleet max %d) ",
-           atomic_load(&s.samples), atomic_load(&s.max_sum), atomic_load(&s.max_published), FLEET_MAX);
-    CU_ASSERT(atomic_load(&s.samples) > 100);
-    CU_ASSERT(atomic_load(&s.max_sum) <= FLEET_MAX);
-    CU_ASSERT(atomic_load(&s.max_published) <= FLEET_MAX);
-    CU_ASSERT(atomic_load(&s.max_published) > 0);
+    sampler_stop(&s, "lifecycle");
 
     atomic_store(&ctl->stop, 1);
     CU_ASSERT_EQUAL(atomic_load(&ctl->failed[0]), 0);
@@ -558,6 +573,190 @@ static void test_member_killed(void)
     remove_dir();
 }
 
+/* What an idle host of the demand test keeps: its 4 workers' monitors and
+ * the one client each worker keeps (the budget's per-worker floor). */
+#define IDLE_USE 8
+
+/* One host saturates and has every token the others do not use: they
+ * hold their floors, or what their idle workers keep. */
+static int busy_host;
+static bool busy_takes_the_room(void)
+{
+    if (live_sum() != FLEET_MAX || host_cap(&hosts[busy_host]) < FLEET_MAX - 2 * FLOOR - IDLE_USE)
+        return false;
+    for (int i = 0; i < HOSTS; i++)
+        if (i != busy_host && host_cap(&hosts[i]) > (i < 2 ? IDLE_USE : FLOOR))
+            return false;
+    return true;
+}
+
+static bool busy_has_half(void)
+{
+    return host_cap(&hosts[busy_host]) >= FLOOR + (FLEET_MAX - HOSTS * FLOOR) / 2;
+}
+
+/* Demand shifts: host 0's workers saturate while host 1's idle, then they
+ * swap.  The room follows the busy host within the peak window of the
+ * demand (10 s: a host that just went idle keeps asking for what it used)
+ * plus the idle trim (max_idle_time_ms) and a few rounds; the referee
+ * holds the invariant throughout and every operation completes. */
+static void test_demand_shift(void)
+{
+    if (!have_etcd())
+        return;
+    setup_dir();
+    etcd_proc_t etcd = {0};
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":20,\"command\":\"ping\"}", NULL, 0));
+    ctl = ctl_create();
+    /* Idle clients close after 500 ms: an idle host's use falls to its monitors. */
+    snprintf(extra_cluster_keys, sizeof extra_cluster_keys, "max_idle_time_ms = 500;");
+    for (int i = 0; i < HOSTS; i++)
+        CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint, false));
+    extra_cluster_keys[0] = '\0';
+    /* 4 workers x (8 clients + 1 monitor) = 36 tokens: more than the 28 a
+     * lone busy host can get. */
+    atomic_store(&ctl->idle[1], 1);
+    host_add_workers(&hosts[0], 4, 8);
+    host_add_workers(&hosts[1], 4, 8);
+    sampler_t s;
+    sampler_start(&s, etcd.endpoint);
+    busy_host = 0;
+    long took = wait_ms(busy_takes_the_room, slack(30000));
+    printf("\n    host 0 busy: caps %u/%u/%u/%u after %ld ms ", host_cap(&hosts[0]), host_cap(&hosts[1]),
+           host_cap(&hosts[2]), host_cap(&hosts[3]), took);
+    CU_ASSERT_FATAL(took >= 0);
+
+    for (int round = 0; round < 2; round++) {
+        int from = round == 0 ? 0 : 1, to = 1 - from;
+        long ops_before = atomic_load(&ctl->ok[to]);
+        atomic_store(&ctl->idle[from], 1);
+        atomic_store(&ctl->idle[to], 0);
+        busy_host = to;
+        uint64_t t0 = msup_test_now_ms();
+        long half = wait_ms(busy_has_half, slack(30000));
+        long all = half >= 0 ? wait_ms(busy_takes_the_room, slack(30000)) : -1;
+        long total = all >= 0 ? (long)(msup_test_now_ms() - t0) : -1;
+        printf("\n    demand moved from host %d to host %d: half the room after %ld ms, all of it after %ld ms "
+               "(caps %u/%u/%u/%u) ", from, to, half, total, host_cap(&hosts[0]), host_cap(&hosts[1]),
+               host_cap(&hosts[2]), host_cap(&hosts[3]));
+        CU_ASSERT(half >= 0);
+        CU_ASSERT(all >= 0);
+        CU_ASSERT(atomic_load(&ctl->ok[to]) > ops_before);
+    }
+    sampler_stop(&s, "demand shift");
+    atomic_store(&ctl->stop, 1);
+    for (int i = 0; i < 2; i++) {
+        CU_ASSERT_EQUAL(atomic_load(&ctl->failed[i]), 0);
+        if (atomic_load(&ctl->failed[i]) != 0)
+            fprintf(stderr, "\n  last failure: %s\n", ctl->last_error);
+    }
+    for (int i = 0; i < HOSTS; i++)
+        CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
+    etcd_remove(&etcd);
+    test_peer_stop(&peer);
+    munmap(ctl, sizeof *ctl);
+    remove_dir();
+}
+
+static bool two_hosts_at_floor_or_split(void)
+{
+    uint32_t split = FLOOR + (FLEET_MAX - HOSTS * FLOOR) / 2;
+    for (int i = 0; i < 2; i++)
+        if (host_cap(&hosts[i]) != FLOOR && host_cap(&hosts[i]) != split)
+            return false;
+    return true;
+}
+
+/* The leader of a 3-member etcd SIGKILLed (found with the gateway's
+ * /v3/maintenance/status), the member the hosts talk to first: keepalives
+ * fail until the others elect a new leader; a host keeps its lease when
+ * that ends before its deadline and falls to its floor otherwise, the
+ * invariant holds, and the shares come back. */
+static void test_leader_killed(void)
+{
+    if (!have_etcd())
+        return;
+    setup_dir();
+    etcd_proc_t m[3];
+    memset(m, 0, sizeof m);
+    CU_ASSERT_FATAL(etcd_cluster_start(m, 3));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    int leader = -1;
+    for (unsigned waited = 0; leader < 0 && waited < slack(10000); waited += 100) {
+        leader = etcd_leader(m, 3);
+        if (leader < 0)
+            msup_test_sleep_ms(100);
+    }
+    CU_ASSERT_FATAL(leader >= 0);
+    etcd_proc_t tmp = m[0]; /* the leader first in the hosts' endpoints */
+    m[0] = m[leader];
+    m[leader] = tmp;
+    char endpoints[256];
+    snprintf(endpoints, sizeof endpoints, "%s\", \"%s\", \"%s", m[0].endpoint, m[1].endpoint, m[2].endpoint);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_FATAL(host_start(&hosts[i], i, endpoints, false));
+    CU_ASSERT_FATAL(wait_ms(two_idle_hosts_split, slack(10000)) >= 0);
+    sampler_t s;
+    sampler_start(&s, m[1].endpoint); /* a member that stays */
+    uint64_t t0 = msup_test_now_ms();
+    kill(m[0].pid, SIGKILL);
+    waitpid(m[0].pid, NULL, 0);
+    m[0].pid = 0;
+    long elected = -1, fell = -1, samples = 0, unsafe = 0;
+    while (elected < 0 && msup_test_now_ms() - t0 < slack(15000)) {
+        if (etcd_leader(m + 1, 2) >= 0)
+            elected = (long)(msup_test_now_ms() - t0);
+        msup_test_sleep_ms(20);
+    }
+    /* Every sample: each host at its share or at its floor, nothing else;
+     * watched for two TTLs (a lease lost expires within one), then until
+     * the split is back. */
+    long back = 0; /* since the split holds again (0: it never moved) */
+    bool off = false;
+    while (msup_test_now_ms() - t0 < slack(20000)) {
+        samples++;
+        unsafe += !two_hosts_at_floor_or_split();
+        long now = (long)(msup_test_now_ms() - t0);
+        if (fell < 0 && (host_cap(&hosts[0]) == FLOOR || host_cap(&hosts[1]) == FLOOR))
+            fell = now;
+        if (!two_idle_hosts_split())
+            off = true;
+        else if (off) {
+            off = false;
+            back = now;
+        }
+        if (!off && now > 2 * TTL_S * 1000)
+            break;
+        msup_test_sleep_ms(20);
+    }
+    uint64_t losses = 0;
+    for (int i = 0; i < 2; i++) {
+        int st = -1;
+        char *out = ctl_fleet(&hosts[i], &st);
+        const char *l = strstr(out, "lease-losses ");
+        losses += l != NULL ? strtoull(l + 13, NULL, 10) : 0;
+        CU_ASSERT(strstr(out, "lease held") != NULL);
+        free(out);
+    }
+    printf("\n    leader %s killed: new leader after %ld ms; a host at its floor after %ld ms (-1: never); "
+           "%" PRIu64 " leases lost; shares back after %ld ms (0: never moved); %ld of %ld samples off share and floor ",
+           m[0].name, elected, fell, losses, back, unsafe, samples);
+    CU_ASSERT(elected >= 0);
+    CU_ASSERT_FALSE(off); /* the split is back */
+    CU_ASSERT_EQUAL(unsafe, 0);
+    sampler_stop(&s, "leader killed");
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
+    test_peer_stop(&peer);
+    for (int i = 0; i < 3; i++)
+        etcd_remove(&m[i]);
+    remove_dir();
+}
+
 /* A bad fleet group: mongosupd refuses to start, one line with file:line. */
 static void test_bad_config(void)
 {
@@ -592,6 +791,8 @@ int main(int argc, char **argv)
         {"/fleet/credentials", test_credentials},
         {"/fleet/tls", test_tls},
         {"/fleet/member-killed", test_member_killed},
+        {"/fleet/leader-killed", test_leader_killed},
+        {"/fleet/demand-shift", test_demand_shift},
         {"/fleet/lifecycle", test_fleet_lifecycle},
         {NULL, NULL},
     };
