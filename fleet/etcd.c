@@ -114,6 +114,30 @@ void msup_etcd_free(msup_etcd_t *e)
     curl_global_cleanup();
 }
 
+#define SWAP(a, b)                                                                                                     \
+    do {                                                                                                               \
+        __typeof__(a) t_ = (a);                                                                                        \
+        (a) = (b);                                                                                                     \
+        (b) = t_;                                                                                                      \
+    } while (0)
+
+void msup_etcd_take_settings(msup_etcd_t *e, msup_etcd_t *from)
+{
+    for (size_t i = 0; i < MAX_ENDPOINTS; i++)
+        SWAP(e->endpoints[i], from->endpoints[i]);
+    SWAP(e->endpoint_count, from->endpoint_count);
+    e->current = 0;
+    e->timeout_ms = from->timeout_ms;
+    SWAP(e->username, from->username);
+    SWAP(e->password, from->password);
+    SWAP(e->ca, from->ca);
+    SWAP(e->cert, from->cert);
+    SWAP(e->key, from->key);
+    wipe_free(e->token);
+    e->token = NULL;
+    msup_etcd_free(from);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     msup_strbuf_t *sb = arg;

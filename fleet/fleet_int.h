@@ -24,7 +24,14 @@ typedef struct fleet_cluster {
     msup_reg_row_t *line;       /* the stats segment's budget line: what they use */
     const msup_segment_t *seg;  /* the workers' slots: their budget waits */
     uint32_t row_index;
-    uint32_t fleet_max, floor, ceiling; /* ceiling: this host's max_connections, 0 = none */
+    /* ceiling: this host's max_connections, 0 = none.  Atomic: a reload's
+     * values are written by the fleet thread, shown by the others. */
+    _Atomic uint32_t fleet_max, floor, ceiling;
+    _Atomic uint32_t fallback_floor;    /* the cap without a lease: floor, or the old one after a raise */
+    /* A reload's values, taken by the thread at its next round (under mu). */
+    bool reload_pending;
+    uint32_t reload_max, reload_floor, reload_ceiling;
+    bool republish;                     /* the record shows the keys before the reload (fleet thread) */
     _Atomic uint32_t max_connecting;    /* the configuration's; a reload may change it */
     /* Protocol state (fleet thread only). */
     uint32_t published;                 /* the cap in our record; 0: no record under the current lease */
@@ -55,6 +62,10 @@ struct msup_fleet {
     pthread_mutex_t mu;               /* stop, cv */
     pthread_cond_t cv;
     bool stop;
+    /* A reload's group settings, taken by the thread at its next round (under mu). */
+    msup_etcd_t *reload_etcd;         /* new endpoints, credentials or TLS files; NULL: unchanged */
+    bool reload_pending;
+    uint32_t reload_poll_ms, reload_lower_wait_ms, reload_timeout_ms;
     pthread_t thread;
     size_t count;
     fleet_cluster_t clusters[MSUP_MAX_CLUSTERS];

@@ -319,6 +319,7 @@ ctl_t *ctl;
 static char ctl_path[PATH_MAX];
 char extra_fleet_keys[4 * PATH_MAX]; /* more keys of the next host's fleet group */
 char extra_cluster_keys[256];        /* more keys of the next host's cluster main */
+unsigned conf_fleet_max = FLEET_MAX, conf_floor = FLOOR, conf_ttl_s = TTL_S;
 
 static void write_host_conf(host_t *h, const char *endpoint)
 {
@@ -335,8 +336,8 @@ static void write_host_conf(host_t *h, const char *endpoint)
             "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
             "  circuit_breaker = false; check_timeout_ms = 3000; check_interval_ms = 5000;\n"
             "  fleet_max_connections = %d; fleet_floor = %d; %s }; }; }; };\n",
-            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, extra_fleet_keys,
-            test_peer_uri(peer), FLEET_MAX, FLOOR, extra_cluster_keys);
+            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, conf_ttl_s, HOSTS, extra_fleet_keys,
+            test_peer_uri(peer), conf_fleet_max, conf_floor, extra_cluster_keys);
     fclose(f);
 }
 
@@ -537,11 +538,15 @@ int host_stop(host_t *h)
     return status;
 }
 
-/* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
 char *ctl_fleet(const host_t *h, int *status)
 {
+    return ctl_command(h, "fleet", status);
+}
+
+char *ctl_command(const host_t *h, const char *command, int *status)
+{
     char cmd[2 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "'%s' -c '%s' fleet 2>&1", build_path("tools/mongosupctl"), h->conf);
+    snprintf(cmd, sizeof cmd, "'%s' -c '%s' %s 2>&1", build_path("tools/mongosupctl"), h->conf, command);
     FILE *p = popen(cmd, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     char *out = calloc(1, 16384);

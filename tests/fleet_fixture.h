@@ -66,6 +66,7 @@ extern test_peer_t *peer;
 extern ctl_t *ctl;                 /* shared with the workers (MAP_SHARED) */
 extern char extra_fleet_keys[4 * PATH_MAX]; /* more keys for the next host's fleet group */
 extern char extra_cluster_keys[256];      /* more keys for the next host's cluster main */
+extern unsigned conf_fleet_max, conf_floor, conf_ttl_s; /* the next host file's (FLEET_MAX, FLOOR, TTL_S) */
 
 /* Kills children still running, removes etcd's data and the segments
  * (atexit: what a fatal assertion leaves). */
@@ -122,6 +123,8 @@ void host_kill(host_t *h);
 int host_stop(host_t *h);
 /* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
 char *ctl_fleet(const host_t *h, int *status);
+/* `mongosupctl -c CONF COMMAND`: the same. */
+char *ctl_command(const host_t *h, const char *command, int *status);
 /* GET /metrics of the host (malloc'd body). */
 char *scrape(const host_t *h);
 

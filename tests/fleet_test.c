@@ -491,6 +491,12 @@ static void test_tls(void)
     remove_dir();
 }
 
+static bool floors_promoted(void)
+{
+    return file_has(hosts[0].log, "every host publishes the floor 5") &&
+           file_has(hosts[1].log, "every host publishes the floor 5");
+}
+
 static bool two_idle_hosts_split(void)
 {
     /* 2 hosts seen, 2 floors reserved for the unseen: 24 above the 4 floors, 12 each. */
@@ -757,6 +763,149 @@ static void test_leader_killed(void)
     remove_dir();
 }
 
+/* The reload test's expectation: both hosts at cap, and no host enforces
+ * more than its record in etcd says (checked at every sample). */
+static uint32_t reload_expect;
+static bool reload_bad_sample;
+static bool both_at_expected(void)
+{
+    uint32_t caps[2] = {0, 0}, recs[2] = {0, 0};
+    for (int i = 0; i < 2; i++)
+        caps[i] = host_cap(&hosts[i]); /* before the read: a raise is published first */
+    msup_etcd_t *e = test_client(sampler_endpoint);
+    msup_etcd_range_t r;
+    bool ok = msup_etcd_range_prefix(e, prefix, &r) == MSUP_ETCD_OK;
+    for (size_t i = 0; ok && i < r.count; i++) {
+        const char *host = strrchr(r.kvs[i].key, '/');
+        msup_fleet_record_t rec;
+        char why[128];
+        if (host != NULL && msup_fleet_record_decode(r.kvs[i].value, host + 1, &rec, why, sizeof why))
+            for (int h = 0; h < 2; h++)
+                if (strcmp(rec.host, hosts[h].id) == 0)
+                    recs[h] = rec.cap;
+    }
+    if (ok)
+        msup_etcd_range_free(&r);
+    msup_etcd_free(e);
+    for (int h = 0; ok && h < 2; h++)
+        if (caps[h] > recs[h] && recs[h] != 0) {
+            reload_bad_sample = true;
+            fprintf(stderr, "\n  host %d enforces %u above its record %u\n", h, caps[h], recs[h]);
+        }
+    return ok && caps[0] == reload_expect && caps[1] == reload_expect && recs[0] == reload_expect &&
+           recs[1] == reload_expect;
+}
+
+/* Waits until path has needle after its first from bytes. */
+static bool wait_ms_from(const char *path, long from, const char *needle, unsigned timeout_ms)
+{
+    for (unsigned waited = 0; waited < timeout_ms; waited += 20) {
+        if (file_has_from(path, from, needle))
+            return true;
+        msup_test_sleep_ms(20);
+    }
+    return file_has_from(path, from, needle);
+}
+
+/* Rewrites both hosts' files with total/floor (and extra fleet keys),
+ * reloads both: the time until both enforce expect. */
+static long reload_both(unsigned total, unsigned floor, const char *endpoint, uint32_t expect, bool replans)
+{
+    conf_fleet_max = total;
+    conf_floor = floor;
+    long from[2];
+    for (int i = 0; i < 2; i++) {
+        host_rewrite_conf(&hosts[i], endpoint);
+        from[i] = file_size(hosts[i].log);
+    }
+    reload_expect = expect;
+    uint64_t t0 = msup_test_now_ms();
+    for (int i = 0; i < 2; i++) {
+        int st = -1;
+        free(ctl_command(&hosts[i], "reload", &st));
+        CU_ASSERT_EQUAL(st, 0);
+    }
+    /* The thread takes the reload at its next round. */
+    for (int i = 0; i < 2 && replans; i++)
+        CU_ASSERT(wait_ms_from(hosts[i].log, from[i], "re-planning", slack(5000)));
+    long took = wait_ms(both_at_expected, slack(15000));
+    printf("\n    reload to fleet_max_connections %u, fleet_floor %u: both hosts at %u after %ld ms ", total, floor,
+           expect, took >= 0 ? (long)(msup_test_now_ms() - t0) : -1);
+    return took;
+}
+
+/* Reloads change the fleet live: a lower total, a higher one, a lower
+ * floor, new endpoints; a raised floor is kept without etcd only once
+ * every host publishes it; lease_ttl_s waits for a start, logged.  The
+ * referee throughout (the largest total), and at every sample no host
+ * above its record. */
+static void test_reload(void)
+{
+    if (!have_etcd())
+        return;
+    setup_dir();
+    etcd_proc_t etcd = {0};
+    CU_ASSERT_FATAL(etcd_start(&etcd));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint, false));
+    sampler_endpoint = etcd.endpoint;
+    CU_ASSERT_FATAL(wait_ms(two_idle_hosts_split, slack(10000)) >= 0);
+    sampler_t s;
+    sampler_start(&s, etcd.endpoint);
+    reload_bad_sample = false;
+    /* 40 -> 24: 2 unseen floors reserved, 8 above the 4 floors: 8 each. */
+    CU_ASSERT(reload_both(24, FLOOR, etcd.endpoint, 8, true) >= 0);
+    CU_ASSERT(file_has(hosts[0].log, "fleet_max_connections 40 -> 24"));
+    /* A lower total is the row first, the record after: the referee never
+     * sees more than the old total, and from here never more than 24. */
+    uint32_t before = atomic_load(&s.max_sum);
+    atomic_store(&s.max_sum, 0);
+    atomic_store(&s.max_published, 0);
+    /* 24 -> 36 by transaction: 20 above the floors, 10 each. */
+    CU_ASSERT(reload_both(36, FLOOR, etcd.endpoint, 14, true) >= 0);
+    uint32_t while_raising = atomic_load(&s.max_sum);
+    /* floor 4 -> 2 at 36: 28 above the 4 floors: 14 + 2 = 16. */
+    CU_ASSERT(reload_both(36, 2, etcd.endpoint, 16, true) >= 0);
+    CU_ASSERT(file_has(hosts[1].log, "fleet_floor 4 -> 2"));
+    /* floor 2 -> 5: 16 above the floors: 8 + 5 = 13 each; the higher floor
+     * becomes the cap without etcd once both records show it. */
+    CU_ASSERT(reload_both(36, 5, etcd.endpoint, 13, true) >= 0);
+    CU_ASSERT(file_has(hosts[0].log, "kept without etcd once every host publishes it"));
+    CU_ASSERT(wait_ms(floors_promoted, slack(5000)) >= 0);
+    /* New endpoints (a dead one first) and a TTL change: the lease stays, the
+     * TTL waits for the next start. */
+    char endpoints[128];
+    snprintf(endpoints, sizeof endpoints, "http://127.0.0.1:%d\", \"%s", msup_test_free_port(), etcd.endpoint);
+    conf_ttl_s = TTL_S + 1;
+    CU_ASSERT(reload_both(36, 5, endpoints, 13, false) >= 0);
+    conf_ttl_s = TTL_S;
+    CU_ASSERT(file_has(hosts[0].log, "etcd endpoints, credentials, TLS files or request timeout changed"));
+    CU_ASSERT(file_has(hosts[0].log, "changes of lease_ttl_s take effect at the next start"));
+    msup_test_sleep_ms(slack(2 * TTL_S * 1000)); /* keepalives through the new list */
+    CU_ASSERT(both_at_expected());
+    for (int i = 0; i < 2; i++) {
+        int st = -1;
+        char *out = ctl_fleet(&hosts[i], &st);
+        CU_ASSERT(strstr(out, "lease held") != NULL && strstr(out, "lease-losses 0 ") != NULL);
+        CU_ASSERT(strstr(out, "floor 5 fleet-max 36") != NULL);
+        free(out);
+    }
+    printf("\n    highest sum of enforced caps: %u before the raise, %u from the raise on ", before, while_raising);
+    CU_ASSERT(before <= 40);
+    CU_ASSERT(while_raising <= 36);
+    CU_ASSERT_FALSE(reload_bad_sample);
+    sampler_stop(&s, "reloads");
+    conf_fleet_max = FLEET_MAX;
+    conf_floor = FLOOR;
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
+    test_peer_stop(&peer);
+    etcd_remove(&etcd);
+    remove_dir();
+}
+
 /* A bad fleet group: mongosupd refuses to start, one line with file:line. */
 static void test_bad_config(void)
 {
@@ -793,6 +942,7 @@ int main(int argc, char **argv)
         {"/fleet/member-killed", test_member_killed},
         {"/fleet/leader-killed", test_leader_killed},
         {"/fleet/demand-shift", test_demand_shift},
+        {"/fleet/reload", test_reload},
         {"/fleet/lifecycle", test_fleet_lifecycle},
         {NULL, NULL},
     };
