@@ -152,7 +152,8 @@ bool msup_cfg_parse_fleet(const load_ctx_t *ctx, mongosup_error_t *error, mongos
                                 "tls_cert_file and tls_key_file go together");
     /* TLS files with a plain http:// endpoint would be ignored: that host's
      * traffic, password included, would go in clear. */
-    bool has_tls = f->tls_ca_file != NULL || f->tls_cert_file != NULL;
+    bool has_tls = (f->tls_ca_file != NULL && f->tls_ca_file[0] != '\0') ||
+                   (f->tls_cert_file != NULL && f->tls_cert_file[0] != '\0');
     for (size_t i = 0; has_tls && f->endpoints[i] != NULL; i++)
         if (strncmp(f->endpoints[i], "http://", 7) == 0)
             return msup_cfg_fail_at(ctx, error, set[FK_ENDPOINTS],
