@@ -131,7 +131,8 @@ msup_etcd_t *test_client(const char *endpoint)
     static char ep[64];
     snprintf(ep, sizeof ep, "%s", endpoint);
     char *eps[2] = {ep, NULL};
-    msup_fleet_cfg_t fc = {.enabled = true, .endpoints = eps, .request_timeout_ms = 500};
+    /* A TLS handshake under memcheck takes far longer than 500 ms. */
+    msup_fleet_cfg_t fc = {.enabled = true, .endpoints = eps, .request_timeout_ms = msup_test_under_valgrind() ? 5000 : 500};
     if (fixture_tls_on) {
         fc.tls_ca_file = fixture_tls.ca;
         fc.tls_cert_file = fixture_tls.client_cert;
@@ -599,6 +600,20 @@ long wait_ms(bool (*pred)(void), unsigned timeout_ms)
 
 void setup_dir(void)
 {
+    /* What a fatal assertion of the test before left running: its hosts
+     * would hold the segments this test's hosts claim. */
+    for (int i = 0; i < HOSTS; i++) {
+        if (hosts[i].pid > 0)
+            host_kill(&hosts[i]);
+        if (hosts[i].mapped)
+            msup_segment_close(&hosts[i].seg);
+        hosts[i].mapped = false;
+    }
+    fixture_tls_on = false;
+    extra_fleet_keys[0] = extra_cluster_keys[0] = '\0';
+    conf_fleet_max = FLEET_MAX;
+    conf_floor = FLOOR;
+    conf_ttl_s = TTL_S;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mongosup-fleet-test.XXXXXX");
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
     snprintf(prefix, sizeof prefix, "/msup-test-%d", (int)getpid());
