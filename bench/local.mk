@@ -14,6 +14,7 @@ include bench/control.mk
 include bench/failfast.mk
 include bench/storm.mk
 include bench/slowlog.mk
+include bench/fleet.mk
 
 noinst_PROGRAMS += $(BENCH_BINARIES)
 

@@ -114,6 +114,30 @@ void msup_etcd_free(msup_etcd_t *e)
     curl_global_cleanup();
 }
 
+#define SWAP(a, b)                                                                                                     \
+    do {                                                                                                               \
+        __typeof__(a) t_ = (a);                                                                                        \
+        (a) = (b);                                                                                                     \
+        (b) = t_;                                                                                                      \
+    } while (0)
+
+void msup_etcd_take_settings(msup_etcd_t *e, msup_etcd_t *from)
+{
+    for (size_t i = 0; i < MAX_ENDPOINTS; i++)
+        SWAP(e->endpoints[i], from->endpoints[i]);
+    SWAP(e->endpoint_count, from->endpoint_count);
+    e->current = 0;
+    e->timeout_ms = from->timeout_ms;
+    SWAP(e->username, from->username);
+    SWAP(e->password, from->password);
+    SWAP(e->ca, from->ca);
+    SWAP(e->cert, from->cert);
+    SWAP(e->key, from->key);
+    wipe_free(e->token);
+    e->token = NULL;
+    msup_etcd_free(from);
+}
+
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     msup_strbuf_t *sb = arg;
@@ -121,6 +145,14 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
         return 0; /* curl fails the transfer: CURLE_WRITE_ERROR */
     msup_strbuf_putn(sb, data, size * n);
     return sb->oom ? 0 : size * n;
+}
+
+/* A certificate etcd's does not verify against, or a file curl cannot
+ * use: a configuration error, not a network one. */
+static bool tls_refused(CURLcode rc)
+{
+    return rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_SSL_CERTPROBLEM ||
+           rc == CURLE_SSL_CIPHER;
 }
 
 /* One POST of body to path on the current endpoint; *reply gets the parsed
@@ -142,7 +174,11 @@ static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char
         explicit_bzero(auth, sizeof auth);
     }
     CURL *c = e->curl;
+    char detail[CURL_ERROR_SIZE] = "";
     curl_easy_reset(c);
+    /* curl's own words ("SSL certificate problem: unable to get local
+     * issuer certificate") say which file is wrong; its code's do not. */
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, detail);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* a thread of its own: no SIGALRM for DNS timeouts */
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -160,10 +196,18 @@ static msup_etcd_status_t post_once(msup_etcd_t *e, const char *path, const char
     }
     atomic_fetch_add_explicit(&e->requests, 1, memory_order_relaxed);
     CURLcode rc = curl_easy_perform(c);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL); /* detail is on this stack */
     curl_slist_free_all(headers);
     msup_etcd_status_t st = MSUP_ETCD_OK;
-    if (rc != CURLE_OK) {
-        set_error(e, "%s: %s", base, curl_easy_strerror(rc));
+    if (rc != CURLE_OK && tls_refused(rc)) {
+        /* The files, not the network: no use trying at every poll. */
+        set_error(e, "%s: %s%s%s (TLS files: tls_ca_file %s, tls_cert_file %s)", base, curl_easy_strerror(rc),
+                  detail[0] != '\0' ? ": " : "", detail, e->ca != NULL ? e->ca : "none: the system's CAs",
+                  e->cert != NULL ? e->cert : "none");
+        e->current = (e->current + 1) % e->endpoint_count;
+        st = MSUP_ETCD_REFUSED;
+    } else if (rc != CURLE_OK) {
+        set_error(e, "%s: %s%s%s", base, curl_easy_strerror(rc), detail[0] != '\0' ? ": " : "", detail);
         e->current = (e->current + 1) % e->endpoint_count;
         st = MSUP_ETCD_UNREACHABLE;
     } else {

@@ -36,6 +36,11 @@ typedef struct msup_etcd_range {
 msup_etcd_t *msup_etcd_new(const msup_fleet_cfg_t *fleet, char *why, size_t why_len);
 void msup_etcd_free(msup_etcd_t *e);
 
+/* A reload: e takes from's endpoints, request timeout, credentials and TLS
+ * files (and forgets its token: the next request authenticates), then
+ * from is freed.  e's request counter stays.  The thread that uses e only. */
+void msup_etcd_take_settings(msup_etcd_t *e, msup_etcd_t *from);
+
 /* The last failure in one line (no secret, no request body). */
 const char *msup_etcd_error(const msup_etcd_t *e);
 

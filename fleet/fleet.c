@@ -44,6 +44,18 @@ static uint64_t row_in_use(const fleet_cluster_t *c)
 
 /* ---- demand: the recent peak, more when the cap is what limits it ---- */
 
+/* Checkouts of the host's workers that waited on the budget, so far. */
+static uint64_t budget_waits(const fleet_cluster_t *c)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < c->seg->max_workers; i++) {
+        const msup_slot_t *slot = msup_segment_slot(c->seg, i);
+        if (atomic_load_explicit(&slot->state, memory_order_relaxed) == MSUP_SLOT_ACTIVE)
+            n += atomic_load_explicit(&msup_slot_stats(c->seg, i, c->row_index)->budget_waits, memory_order_relaxed);
+    }
+    return n;
+}
+
 static uint32_t sample_demand(fleet_cluster_t *c, uint64_t now_ns)
 {
     uint64_t second = now_ns / (1000 * MS);
@@ -60,11 +72,20 @@ static uint32_t sample_demand(fleet_cluster_t *c, uint64_t now_ns)
     for (int i = 0; i < PEAK_BUCKETS; i++)
         if (c->peak[i] > peak)
             peak = c->peak[i];
-    /* A worker waited on the budget lately, or the host runs at its cap:
-     * it would use more.  Ask for half as much again. */
+    /* A worker waited on the budget lately: the host would use more.  Ask
+     * for half as much again.  Running at the cap is not enough: a host
+     * whose idle workers keep as many clients as its cap (each keeps one)
+     * wants nothing more, and asking would swing its share up and down at
+     * every round. */
     uint32_t cap = atomic_load(&c->enforced);
-    uint64_t waited = atomic_load_explicit(&c->line->budget_wait_mono_ns, memory_order_relaxed);
-    bool pressed = (waited != 0 && now_ns - waited < PEAK_BUCKETS * 1000 * MS) || peak >= cap;
+    uint64_t waits = budget_waits(c);
+    if (waits > c->waits_seen)
+        c->waited_ns = now_ns;
+    c->waits_seen = waits;
+    uint64_t stamped = atomic_load_explicit(&c->line->budget_wait_mono_ns, memory_order_relaxed);
+    uint64_t window = PEAK_BUCKETS * 1000 * MS;
+    bool pressed = (stamped != 0 && now_ns - stamped < window) || (c->waited_ns != 0 && now_ns - c->waited_ns < window) ||
+                   peak > cap;
     uint64_t demand = pressed ? (uint64_t)cap + (cap / 2 > 0 ? cap / 2 : 1) : peak;
     if (demand < peak)
         demand = peak;
@@ -112,7 +133,7 @@ static void lose_lease(msup_fleet_t *f, const char *why)
         msup_log(LOG_WARNING, "fleet: lease %" PRIx64 " lost (%s): every cluster falls back to its floor", (uint64_t)f->lease, why);
     for (size_t i = 0; i < f->count; i++) {
         fleet_cluster_t *c = &f->clusters[i];
-        set_cap(f, c, c->floor, "lease lost: the floor is reserved for this host");
+        set_cap(f, c, c->fallback_floor, "lease lost: the floor is reserved for this host");
         c->published = 0;
         c->lowering_since_ns = 0;
     }
@@ -244,10 +265,11 @@ static void build_view(msup_fleet_t *f, const fleet_cluster_t *c, const msup_etc
             report_bad(f, kv, why);
             continue;
         }
-        if (rec->fleet_max != c->fleet_max || rec->max_hosts != f->max_hosts || rec->floor != c->floor)
+        bool me = strcmp(host, f->host_id) == 0;
+        /* Ours from before a reload is republished this round. */
+        if (!me && (rec->fleet_max != c->fleet_max || rec->max_hosts != f->max_hosts || rec->floor != c->floor))
             report_bad(f, kv, "its fleet_max_connections, max_hosts or floor differ from this host's: every host "
                               "must use the same (counted with this host's floor)");
-        bool me = strcmp(host, f->host_id) == 0;
         if (me)
             v->mine = (int)v->n;
         else
@@ -295,7 +317,24 @@ static bool publish(msup_fleet_t *f, fleet_cluster_t *c, uint32_t cap, uint32_t 
         return false;
     c->published = cap;
     c->published_demand = demand;
+    c->republish = false;
     return true;
+}
+
+/* After a reload raised the floor: the higher floor becomes the cap kept
+ * without a lease once every host's record shows it (they all reserve it
+ * for everybody then); until then, the old one. */
+static void promote_floor(fleet_cluster_t *c, const view_t *v)
+{
+    uint32_t floor = c->floor;
+    if (c->fallback_floor >= floor || v->n == 0)
+        return;
+    for (size_t i = 0; i < v->n; i++)
+        if (v->recs[i].floor < floor)
+            return;
+    c->fallback_floor = floor;
+    msup_log(LOG_NOTICE, "fleet: cluster %s: every host publishes the floor %u: it is this host's cap without etcd now",
+             c->name, floor);
 }
 
 static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_range_t *r, view_t *v)
@@ -309,9 +348,11 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
     atomic_store_explicit(&c->row->fleet_hosts, (uint32_t)v->n, memory_order_relaxed); /* for the tools */
     if (v->mine >= 0)
         v->hosts[v->mine].demand = demand; /* ours as it is now, not as last published */
+    promote_floor(c, v);
     msup_plan_input_t in = {
         .share = {.fleet_max = c->fleet_max, .max_hosts = f->max_hosts, .floor = c->floor},
         .ceiling = c->ceiling,
+        .fallback_floor = c->fallback_floor,
         .published = c->published,
         .published_demand = c->published_demand,
         .enforced = atomic_load(&c->enforced),
@@ -375,14 +416,61 @@ static void cluster_round(msup_fleet_t *f, fleet_cluster_t *c, const msup_etcd_r
         return;
     case MSUP_PLAN_NOTHING:
         set_cap(f, c, plan.enforce_now, "share went back up");
+        /* The same cap with the reload's keys: the others see them, and a
+         * raised floor can be taken up (promote_floor). */
+        if (c->republish && c->published != 0 && publish(f, c, c->published, demand, 0, &applied))
+            c->republish = false;
         return;
     }
 }
 
 /* ---- the thread ---- */
 
+/* A reload's values (msup_fleet_reconfigure), at the start of a round. */
+static void take_reload(msup_fleet_t *f)
+{
+    pthread_mutex_lock(&f->mu);
+    if (f->reload_pending) {
+        f->reload_pending = false;
+        f->poll_ms = f->reload_poll_ms;
+        f->lower_wait_ms = f->reload_lower_wait_ms;
+        f->timeout_ms = f->reload_timeout_ms;
+        if (f->reload_etcd != NULL) {
+            msup_etcd_take_settings(f->etcd, f->reload_etcd);
+            f->reload_etcd = NULL;
+            f->error_logged = false; /* the new settings' first trouble is logged */
+        }
+    }
+    for (size_t i = 0; i < f->count; i++) {
+        fleet_cluster_t *c = &f->clusters[i];
+        if (!c->reload_pending)
+            continue;
+        c->reload_pending = false;
+        uint32_t old_max = c->fleet_max, old_floor = c->floor, old_ceiling = c->ceiling;
+        c->fleet_max = c->reload_max;
+        c->floor = c->reload_floor;
+        c->ceiling = c->reload_ceiling;
+        /* A lower floor is safe at once; a higher one is room the others
+         * reserve for this host only once they use it too. */
+        if (c->floor < c->fallback_floor || c->floor < old_floor)
+            c->fallback_floor = c->floor;
+        atomic_store_explicit(&c->row->fleet_max_connections, c->fleet_max, memory_order_relaxed);
+        c->republish = true;
+        msup_log(LOG_NOTICE, "fleet: cluster %s: reload: fleet_max_connections %u -> %u, fleet_floor %u -> %u%s, "
+                 "max_connections %u -> %u: re-planning (a lower cap goes into the row before the record, a higher "
+                 "one through the transaction)", c->name, old_max, c->fleet_max, old_floor, c->floor,
+                 c->fallback_floor < c->floor ? " (kept without etcd once every host publishes it)" : "",
+                 old_ceiling, c->ceiling);
+        /* Without a lease nothing is planned: the floor now. */
+        if (f->lease == 0)
+            set_cap(f, c, c->fallback_floor, "reload: the floor");
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
 static void one_round(msup_fleet_t *f, view_t *v)
 {
+    take_reload(f);
     keep_lease(f);
     if (f->lease == 0 || !may_request(f))
         return;
@@ -410,7 +498,7 @@ static void *fleet_main(void *arg)
         uint64_t until = (uint64_t)ts.tv_sec * 1000 * MS + (uint64_t)ts.tv_nsec + (uint64_t)f->poll_ms * MS;
         ts.tv_sec = (time_t)(until / (1000 * MS));
         ts.tv_nsec = (long)(until % (1000 * MS));
-        while (!f->stop && pthread_cond_timedwait(&f->cv, &f->mu, &ts) != ETIMEDOUT)
+        while (!f->stop && !f->reload_pending && pthread_cond_timedwait(&f->cv, &f->mu, &ts) != ETIMEDOUT)
             ;
     }
     pthread_mutex_unlock(&f->mu);
@@ -480,11 +568,14 @@ msup_fleet_t *msup_fleet_start(msup_segment_t *seg, const mongosup_config_t *cfg
         snprintf(c->name, sizeof c->name, "%s", cc->name);
         c->row = msup_segment_row(seg, (uint32_t)row);
         c->line = msup_segment_reg(seg, (uint32_t)row);
+        c->seg = seg;
+        c->row_index = (uint32_t)row;
         c->fleet_max = cc->fleet_max_connections;
         c->floor = cc->fleet_floor;
         c->ceiling = cc->max_connections;
         atomic_store(&c->max_connecting, cc->max_connecting);
         atomic_store(&c->enforced, c->floor);
+        c->fallback_floor = c->floor;
         atomic_store_explicit(&c->row->fleet_max_connections, c->fleet_max, memory_order_relaxed);
         atomic_store_explicit(&c->row->fleet_hosts, 0, memory_order_relaxed);
         atomic_store_explicit(&c->row->fleet_share, c->floor, memory_order_relaxed);
@@ -517,6 +608,7 @@ void msup_fleet_stop(msup_fleet_t **fleet, bool release_room)
     if (release_room && f->lease != 0 && msup_etcd_lease_revoke(f->etcd, f->lease) == MSUP_ETCD_OK)
         msup_log(LOG_NOTICE, "fleet: lease %" PRIx64 " revoked: this host's room returns to the others", (uint64_t)f->lease);
     msup_etcd_free(f->etcd);
+    msup_etcd_free(f->reload_etcd);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     pthread_mutex_destroy(&f->apply_mu);
@@ -535,10 +627,111 @@ bool msup_fleet_reapply(msup_fleet_t *f, const msup_cluster_cfg_t *cc, msup_clus
         pthread_mutex_lock(&f->apply_mu);
         f->apply(row, atomic_load(&c->enforced), cc->max_connecting);
         pthread_mutex_unlock(&f->apply_mu);
-        if (cc->fleet_max_connections != c->fleet_max || cc->fleet_floor != c->floor || cc->max_connections != c->ceiling)
-            msup_log(LOG_WARNING, "fleet: cluster %s: fleet_max_connections, fleet_floor and max_connections changes "
-                     "take effect at the next start of mongosupd", c->name);
-        return true;
+        return true; /* its totals: msup_fleet_reconfigure */
     }
     return false;
+}
+
+static bool same_text(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool same_endpoints(char *const *a, char *const *b)
+{
+    size_t i = 0;
+    for (; a[i] != NULL && b[i] != NULL; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return a[i] == NULL && b[i] == NULL;
+}
+
+/* The group's settings that only a start reads: logged, kept. */
+static void refuse_restart_only(const msup_fleet_cfg_t *o, const msup_fleet_cfg_t *n)
+{
+    char what[160] = "";
+    size_t len = 0;
+    if (!same_text(o->host_id, n->host_id))
+        len += (size_t)snprintf(what + len, sizeof what - len, " host_id");
+    if (!same_text(o->prefix, n->prefix))
+        len += (size_t)snprintf(what + len, sizeof what - len, " prefix");
+    if (o->lease_ttl_s != n->lease_ttl_s)
+        len += (size_t)snprintf(what + len, sizeof what - len, " lease_ttl_s");
+    if (o->max_hosts != n->max_hosts)
+        len += (size_t)snprintf(what + len, sizeof what - len, " max_hosts");
+    if (len > 0)
+        msup_log(LOG_WARNING, "fleet: reload: changes of%s take effect at the next start of mongosupd (this host's "
+                 "lease and the shares of the hosts depend on them); the running values stay", what);
+}
+
+void msup_fleet_reconfigure(msup_fleet_t *f, const mongosup_config_t *old, const mongosup_config_t *cfg)
+{
+    if (f == NULL || old == NULL)
+        return;
+    const msup_fleet_cfg_t *o = &old->fleet, *n = &cfg->fleet;
+    if (!n->enabled) {
+        msup_log(LOG_WARNING, "fleet: reload: the fleet group was removed: that takes effect at the next start of "
+                 "mongosupd; the fleet keeps its running settings until then");
+        return;
+    }
+    refuse_restart_only(o, n);
+    pthread_mutex_lock(&f->mu);
+    /* Checked against the running TTL (a changed one waits for the start). */
+    uint32_t timeout = n->request_timeout_ms, poll = n->poll_interval_ms;
+    if (timeout * 4 > f->ttl_s * 1000u || poll * 2 > f->ttl_s * 1000u) {
+        msup_log(LOG_WARNING, "fleet: reload: request_timeout_ms %u or poll_interval_ms %u does not fit the running "
+                 "lease_ttl_s %u (at most a quarter, a half): both stay", timeout, poll, f->ttl_s);
+        timeout = f->reload_pending ? f->reload_timeout_ms : f->timeout_ms;
+        poll = f->reload_pending ? f->reload_poll_ms : f->poll_ms;
+    }
+    f->reload_timeout_ms = timeout;
+    f->reload_poll_ms = poll;
+    f->reload_lower_wait_ms = n->lower_wait_ms;
+    f->reload_pending = true;
+    if (!same_endpoints(o->endpoints, n->endpoints) || !same_text(o->username, n->username) ||
+        !same_text(o->password, n->password) || !same_text(o->tls_ca_file, n->tls_ca_file) ||
+        !same_text(o->tls_cert_file, n->tls_cert_file) || !same_text(o->tls_key_file, n->tls_key_file) ||
+        timeout != f->timeout_ms) {
+        msup_fleet_cfg_t settings = *n;
+        settings.request_timeout_ms = timeout;
+        char why[160];
+        msup_etcd_t *e = msup_etcd_new(&settings, why, sizeof why);
+        if (e == NULL) {
+            msup_log(LOG_ERR, "fleet: reload: %s: the running etcd settings stay", why);
+        } else {
+            msup_etcd_free(f->reload_etcd); /* an earlier reload's, not taken yet */
+            f->reload_etcd = e;
+            msup_log(LOG_NOTICE, "fleet: reload: etcd endpoints, credentials, TLS files or request timeout changed: "
+                     "used from the next request (the lease stays)");
+        }
+    }
+    for (size_t i = 0; i < f->count; i++) {
+        fleet_cluster_t *c = &f->clusters[i];
+        int k = msup_config_find_cluster(cfg, c->name);
+        const msup_cluster_cfg_t *cc = k >= 0 ? &cfg->clusters[k] : NULL;
+        if (cc == NULL || cc->fleet_max_connections == 0) {
+            msup_log(LOG_WARNING, "fleet: cluster %s: reload: %s: it leaves the fleet at the next start of mongosupd; "
+                     "until then its share stays in the fleet", c->name,
+                     cc == NULL ? "removed from the configuration" : "no fleet_max_connections any more");
+            continue;
+        }
+        /* The loader checked the floors against the reload's max_hosts. */
+        if ((uint64_t)cc->fleet_floor * f->max_hosts > cc->fleet_max_connections) {
+            msup_log(LOG_WARNING, "fleet: cluster %s: reload: fleet_floor %u x the running max_hosts %u is more than "
+                     "fleet_max_connections %u: its fleet keys stay", c->name, cc->fleet_floor, f->max_hosts,
+                     cc->fleet_max_connections);
+            continue;
+        }
+        uint32_t pmax = c->reload_pending ? c->reload_max : c->fleet_max;
+        uint32_t pfloor = c->reload_pending ? c->reload_floor : c->floor;
+        uint32_t pceil = c->reload_pending ? c->reload_ceiling : c->ceiling;
+        if (cc->fleet_max_connections == pmax && cc->fleet_floor == pfloor && cc->max_connections == pceil)
+            continue;
+        c->reload_max = cc->fleet_max_connections;
+        c->reload_floor = cc->fleet_floor;
+        c->reload_ceiling = cc->max_connections;
+        c->reload_pending = true;
+    }
+    pthread_cond_signal(&f->cv); /* re-plan now, not after the poll */
+    pthread_mutex_unlock(&f->mu);
 }

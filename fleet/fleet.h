@@ -38,6 +38,18 @@ void msup_fleet_stop(msup_fleet_t **fleet, bool release_room);
  * applies its floor until the next start). */
 bool msup_fleet_reapply(msup_fleet_t *fleet, const msup_cluster_cfg_t *cc, msup_cluster_row_t *row);
 
+/* A reload from old to cfg (both validated; call before old is freed).
+ * Live, from the thread's next round: per fleet cluster its
+ * fleet_max_connections, fleet_floor and max_connections (a host re-plans
+ * with them: a lower cap goes into the row before the record, a higher
+ * one through the transaction; a raised floor becomes the cap kept
+ * without a lease only once every host's record shows it), and the
+ * group's endpoints, username/password, TLS files, request_timeout_ms,
+ * poll_interval_ms and lower_wait_ms.  Kept until the next start, and
+ * logged: host_id, prefix, lease_ttl_s, max_hosts, the group removed,
+ * a cluster leaving the fleet (and one joining: msup_fleet_reapply). */
+void msup_fleet_reconfigure(msup_fleet_t *fleet, const mongosup_config_t *old, const mongosup_config_t *cfg);
+
 /* The fleet's state for `mongosupctl fleet`, one line per call of emit:
  * the host and its lease, then per cluster its cap and share and the
  * hosts seen in the last read with their demand and cap.  At most

@@ -22,7 +22,16 @@ typedef struct fleet_cluster {
     char name[MSUP_NAME_MAX];
     msup_cluster_row_t *row;    /* the control row: the cap the workers enforce */
     msup_reg_row_t *line;       /* the stats segment's budget line: what they use */
-    uint32_t fleet_max, floor, ceiling; /* ceiling: this host's max_connections, 0 = none */
+    const msup_segment_t *seg;  /* the workers' slots: their budget waits */
+    uint32_t row_index;
+    /* ceiling: this host's max_connections, 0 = none.  Atomic: a reload's
+     * values are written by the fleet thread, shown by the others. */
+    _Atomic uint32_t fleet_max, floor, ceiling;
+    _Atomic uint32_t fallback_floor;    /* the cap without a lease: floor, or the old one after a raise */
+    /* A reload's values, taken by the thread at its next round (under mu). */
+    bool reload_pending;
+    uint32_t reload_max, reload_floor, reload_ceiling;
+    bool republish;                     /* the record shows the keys before the reload (fleet thread) */
     _Atomic uint32_t max_connecting;    /* the configuration's; a reload may change it */
     /* Protocol state (fleet thread only). */
     uint32_t published;                 /* the cap in our record; 0: no record under the current lease */
@@ -31,6 +40,8 @@ typedef struct fleet_cluster {
     bool full_logged;                   /* "max_hosts hosts already have records" said once */
     uint32_t peak[PEAK_BUCKETS];
     uint64_t peak_second;
+    uint64_t waits_seen;                /* the workers' budget waits at the last round */
+    uint64_t waited_ns;                 /* when they last grew (0: never) */
     /* Shown by status (any thread). */
     _Atomic uint32_t enforced;          /* what the row has: the host's cap */
     _Atomic uint32_t target;
@@ -51,6 +62,10 @@ struct msup_fleet {
     pthread_mutex_t mu;               /* stop, cv */
     pthread_cond_t cv;
     bool stop;
+    /* A reload's group settings, taken by the thread at its next round (under mu). */
+    msup_etcd_t *reload_etcd;         /* new endpoints, credentials or TLS files; NULL: unchanged */
+    bool reload_pending;
+    uint32_t reload_poll_ms, reload_lower_wait_ms, reload_timeout_ms;
     pthread_t thread;
     size_t count;
     fleet_cluster_t clusters[MSUP_MAX_CLUSTERS];

@@ -14,25 +14,27 @@ static bool demand_moved(uint32_t now, uint32_t before)
 void msup_plan_round(const msup_plan_input_t *in, msup_plan_t *out)
 {
     const msup_share_params_t *p = &in->share;
+    /* Without a record: the floor the others reserve for us. */
+    uint32_t fallback = in->fallback_floor != 0 && in->fallback_floor < p->floor ? in->fallback_floor : p->floor;
     *out = (msup_plan_t){.kind = MSUP_PLAN_NOTHING, .target = p->floor, .enforce_now = in->enforced,
                          .lowering_since_ns = in->lowering_since_ns};
     if (in->published == 0 || in->mine < 0) {
         if (in->published != 0) {
             out->kind = MSUP_PLAN_LOST;
-            out->enforce_now = p->floor;
+            out->enforce_now = fallback;
             return;
         }
         /* Not joined: the floor is ours while fewer than max_hosts other
          * hosts have records (they keep it free for us).  A record of ours
          * from a lease we gave up is not another host: our put replaces it. */
-        out->enforce_now = p->floor;
+        out->enforce_now = fallback;
         out->lowering_since_ns = 0;
         if (in->n - (in->mine >= 0 ? 1 : 0) >= p->max_hosts) {
             out->kind = MSUP_PLAN_FULL;
             return;
         }
         out->kind = MSUP_PLAN_JOIN;
-        out->publish_cap = p->floor;
+        out->publish_cap = fallback;
         out->guarded = true;
         return;
     }

@@ -11,6 +11,7 @@
 typedef struct msup_plan_input {
     msup_share_params_t share;     /* fleet_max, max_hosts, floor (the same on every host) */
     uint32_t ceiling;              /* this host's max_connections, 0: none */
+    uint32_t fallback_floor;       /* the cap without a record (0: share.floor); below it after a reload raised the floor */
     uint32_t published;            /* the cap in our record; 0: no record under the current lease */
     uint32_t published_demand;
     uint32_t enforced;             /* the row's cap now */

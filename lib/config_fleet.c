@@ -150,6 +150,15 @@ bool msup_cfg_parse_fleet(const load_ctx_t *ctx, mongosup_error_t *error, mongos
     if ((f->tls_cert_file == NULL) != (f->tls_key_file == NULL))
         return msup_cfg_fail_at(ctx, error, set[FK_TLS_CERT] ? set[FK_TLS_CERT] : set[FK_TLS_KEY],
                                 "tls_cert_file and tls_key_file go together");
+    /* TLS files with a plain http:// endpoint would be ignored: that host's
+     * traffic, password included, would go in clear. */
+    bool has_tls = (f->tls_ca_file != NULL && f->tls_ca_file[0] != '\0') ||
+                   (f->tls_cert_file != NULL && f->tls_cert_file[0] != '\0');
+    for (size_t i = 0; has_tls && f->endpoints[i] != NULL; i++)
+        if (strncmp(f->endpoints[i], "http://", 7) == 0)
+            return msup_cfg_fail_at(ctx, error, set[FK_ENDPOINTS],
+                                    "element %zu: \"%.80s\" is http:// but the group sets TLS files: use https://",
+                                    i + 1, f->endpoints[i]);
     const size_t file_keys[] = {FK_TLS_CA, FK_TLS_CERT, FK_TLS_KEY};
     for (size_t i = 0; i < sizeof file_keys / sizeof file_keys[0]; i++) {
         const char *path = *(char **)(void *)((char *)f + fleet_keys[file_keys[i]].off);

@@ -5,7 +5,7 @@ PACKAGES="build-essential autoconf automake libtool pkg-config
   libmongoc-dev libbson-dev libconfig-dev libcunit1-dev libjson-c-dev libmicrohttpd-dev libncurses-dev
   valgrind python3 python3-mockupdb tmux curl procps prometheus strace
   apache2 apache2-dev apache2-utils
-  etcd-server etcd-client libcurl4-openssl-dev
+  etcd-server etcd-client libcurl4-openssl-dev openssl
 
   python3-pymongo python3-motor python3-pytest gunicorn"
 missing=""

@@ -11,12 +11,14 @@ void msup_hostcap_apply(msup_cluster_row_t *row, uint32_t max_connections, uint3
 
 void msup_hostcap_publish(msup_sup_t *sup, msup_cluster_row_t *row, const msup_cluster_cfg_t *cc)
 {
+    /* A cluster the fleet manages stays with it until the next start, even
+     * when the reload took its fleet_max_connections away (logged there). */
+    if (msup_fleet_reapply(sup->fleet, cc, row))
+        return;
     if (cc->fleet_max_connections == 0) {
         msup_hostcap_apply(row, cc->max_connections, cc->max_connecting);
         return;
     }
-    if (msup_fleet_reapply(sup->fleet, cc, row))
-        return;
     /* The floor is this host's by configuration (floors x max_hosts fit in
      * the total): safe whatever the other hosts hold. */
     if (sup->fleet != NULL)

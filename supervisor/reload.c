@@ -5,6 +5,7 @@
 #include <mongoc/mongoc.h>
 
 #include "budget.h"
+#include "../fleet/fleet.h"
 #include "error.h"
 #include "health.h"
 #include "hostcap.h"
@@ -306,6 +307,7 @@ bool msup_config_apply(msup_sup_t *sup, mongosup_config_t *cfg, mongosup_error_t
         msup_log_open(n->log != NULL && strcmp(n->log, "syslog") == 0, sup->verbose ? LOG_DEBUG : n->log_level);
         msup_log(LOG_NOTICE, "configuration %s applied: generation %llu, %u added, %u removed, %u changed", cfg->path,
                  (unsigned long long)gen, added, removed, changed);
+        msup_fleet_reconfigure(sup->fleet, old, cfg); /* the fleet's totals and etcd settings, live */
         mongosup_config_destroy(&old);
     }
     sup->cfg = cfg;

@@ -1450,6 +1450,8 @@ static void test_fleet_bad(void)
         {"endpoints = [\"http://e\"]; password_env = \"X\";", "", "a password without a username"},
         {"endpoints = [\"http://e\"]; tls_cert_file = \"/c\";", "", "tls_cert_file and tls_key_file go together"},
         {"endpoints = [\"http://e\"]; colour = 1;", "", "fleet.colour: unknown key"},
+        {"endpoints = [\"https://a\", \"http://e\"]; tls_ca_file = \"/ca\";", "",
+         "element 2: \"http://e\" is http:// but the group sets TLS files: use https://"},
         {ep, "fleet_max_connections = 100; fleet_floor = 26;",
          "fleet_floor 26 x fleet.max_hosts 4 = 104 is more than fleet_max_connections 100"},
         {ep, "fleet_max_connections = 3;", "leaves no floor for each of fleet.max_hosts 4 hosts"},

@@ -83,17 +83,32 @@ const char *build_path(const char *rel)
     return p;
 }
 
-bool file_has(const char *path, const char *needle)
+long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+bool file_has_from(const char *path, long from, const char *needle)
 {
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return false;
+    if (from > 0 && fseek(f, from, SEEK_SET) != 0) {
+        fclose(f);
+        return false;
+    }
     char line[2048];
     bool found = false;
     while (!found && fgets(line, sizeof line, f) != NULL)
         found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
+}
+
+bool file_has(const char *path, const char *needle)
+{
+    return file_has_from(path, 0, needle);
 }
 
 /* ---- etcd: a single member on free loopback ports, data in tmpdir ---- */
@@ -107,13 +122,22 @@ bool have_etcd(void)
     return false;
 }
 
+fixture_tls_t fixture_tls;
+bool fixture_tls_on;
+
 /* A client of the test's own, to read and write records like a host. */
 msup_etcd_t *test_client(const char *endpoint)
 {
     static char ep[64];
     snprintf(ep, sizeof ep, "%s", endpoint);
     char *eps[2] = {ep, NULL};
-    msup_fleet_cfg_t fc = {.enabled = true, .endpoints = eps, .request_timeout_ms = 500};
+    /* A TLS handshake under memcheck takes far longer than 500 ms. */
+    msup_fleet_cfg_t fc = {.enabled = true, .endpoints = eps, .request_timeout_ms = msup_test_under_valgrind() ? 5000 : 500};
+    if (fixture_tls_on) {
+        fc.tls_ca_file = fixture_tls.ca;
+        fc.tls_cert_file = fixture_tls.client_cert;
+        fc.tls_key_file = fixture_tls.client_key;
+    }
     char why[128];
     msup_etcd_t *e = msup_etcd_new(&fc, why, sizeof why);
     CU_ASSERT_PTR_NOT_NULL_FATAL(e);
@@ -146,13 +170,13 @@ static void etcd_prepare(etcd_proc_t *e, const char *name)
         snprintf(e->dir, sizeof e->dir, "%s/etcd-%s", tmpdir, name);
     if (netcd_dirs < (int)(sizeof etcd_dirs / sizeof etcd_dirs[0]))
         snprintf(etcd_dirs[netcd_dirs++], PATH_MAX, "%s", e->dir);
-    snprintf(e->endpoint, sizeof e->endpoint, "http://127.0.0.1:%d", e->client_port);
+    snprintf(e->endpoint, sizeof e->endpoint, "%s://127.0.0.1:%d", e->tls ? "https" : "http", e->client_port);
 }
 
 static void etcd_spawn(etcd_proc_t *e, const char *cluster)
 {
     char client[64], peer_url[64], log[PATH_MAX + 32];
-    snprintf(client, sizeof client, "http://127.0.0.1:%d", e->client_port);
+    snprintf(client, sizeof client, "%s", e->endpoint);
     snprintf(peer_url, sizeof peer_url, "http://127.0.0.1:%d", e->peer_port);
     snprintf(log, sizeof log, "%s/etcd-%s.log", tmpdir, e->name);
     e->pid = fork();
@@ -164,10 +188,17 @@ static void etcd_spawn(etcd_proc_t *e, const char *cluster)
             dup2(fd, 2);
         }
         /* Fast elections: a member killed costs the others well under a lease. */
-        execl(ETCD_BIN, ETCD_BIN, "--name", e->name, "--data-dir", e->dir, "--listen-client-urls", client,
-              "--advertise-client-urls", client, "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls",
-              peer_url, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500",
-              "--log-level", "warn", (char *)NULL);
+        if (e->tls)
+            execl(ETCD_BIN, ETCD_BIN, "--name", e->name, "--data-dir", e->dir, "--listen-client-urls", client,
+                  "--advertise-client-urls", client, "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls",
+                  peer_url, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500",
+                  "--log-level", "warn", "--cert-file", fixture_tls.server_cert, "--key-file",
+                  fixture_tls.server_key, "--trusted-ca-file", fixture_tls.ca, "--client-cert-auth", (char *)NULL);
+        else
+            execl(ETCD_BIN, ETCD_BIN, "--name", e->name, "--data-dir", e->dir, "--listen-client-urls", client,
+                  "--advertise-client-urls", client, "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls",
+                  peer_url, "--initial-cluster", cluster, "--heartbeat-interval", "50", "--election-timeout", "500",
+                  "--log-level", "warn", (char *)NULL);
         _exit(127);
     }
     remember_child(e->pid);
@@ -227,6 +258,49 @@ void etcd_stop(etcd_proc_t *e)
     e->pid = 0;
 }
 
+/* A JSON string member's value ("leader":"123") copied into out. */
+static bool json_str(const char *body, const char *name, char *out, size_t len)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", name);
+    const char *p = strstr(body, pat);
+    if (p == NULL)
+        return false;
+    p += strlen(pat);
+    const char *q = strchr(p, '"');
+    if (q == NULL || (size_t)(q - p) >= len)
+        return false;
+    memcpy(out, p, (size_t)(q - p));
+    out[q - p] = '\0';
+    return true;
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg);
+
+int etcd_leader(const etcd_proc_t *m, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (m[i].pid <= 0)
+            continue;
+        char url[96], *body = calloc(1, 65536);
+        snprintf(url, sizeof url, "%s/v3/maintenance/status", m[i].endpoint);
+        CURL *c = curl_easy_init();
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+        char member[32], leader[32];
+        bool ok = curl_easy_perform(c) == CURLE_OK && json_str(body, "member_id", member, sizeof member) &&
+                  json_str(body, "leader", leader, sizeof leader) && strcmp(member, leader) == 0;
+        curl_easy_cleanup(c);
+        free(body);
+        if (ok)
+            return i;
+    }
+    return -1;
+}
+
 /* Stops etcd and removes its data. */
 void etcd_remove(etcd_proc_t *e)
 {
@@ -244,7 +318,9 @@ host_t hosts[HOSTS];
 test_peer_t *peer;
 ctl_t *ctl;
 static char ctl_path[PATH_MAX];
-char extra_fleet_keys[PATH_MAX + 128]; /* more keys of the next host's fleet group */
+char extra_fleet_keys[4 * PATH_MAX]; /* more keys of the next host's fleet group */
+char extra_cluster_keys[256];        /* more keys of the next host's cluster main */
+unsigned conf_fleet_max = FLEET_MAX, conf_floor = FLOOR, conf_ttl_s = TTL_S;
 
 static void write_host_conf(host_t *h, const char *endpoint)
 {
@@ -260,9 +336,9 @@ static void write_host_conf(host_t *h, const char *endpoint)
             "environments = { test = { clusters = { main = {\n"
             "  mongo_uri = \"%s\"; max_pool_size = 10; wait_queue_timeout_ms = 120000;\n"
             "  circuit_breaker = false; check_timeout_ms = 3000; check_interval_ms = 5000;\n"
-            "  fleet_max_connections = %d; fleet_floor = %d; }; }; }; };\n",
-            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, TTL_S, HOSTS, extra_fleet_keys,
-            test_peer_uri(peer), FLEET_MAX, FLOOR);
+            "  fleet_max_connections = %d; fleet_floor = %d; %s }; }; }; };\n",
+            h->seg_name, tmpdir, h->id, h->metrics_listen, endpoint, h->id, prefix, conf_ttl_s, HOSTS, extra_fleet_keys,
+            test_peer_uri(peer), conf_fleet_max, conf_floor, extra_cluster_keys);
     fclose(f);
 }
 
@@ -288,6 +364,11 @@ pid_t spawn_daemon(const char *conf, const char *log, bool valgrind)
     return pid;
 }
 
+void host_rewrite_conf(host_t *h, const char *endpoint)
+{
+    write_host_conf(h, endpoint);
+}
+
 bool host_start(host_t *h, int idx, const char *endpoint, bool metrics)
 {
     memset(h, 0, sizeof *h);
@@ -301,6 +382,8 @@ bool host_start(host_t *h, int idx, const char *endpoint, bool metrics)
     snprintf(tag, sizeof tag, "fleet%d", idx);
     snprintf(h->seg_name, sizeof h->seg_name, "%s", msup_test_segment_name(tag));
     write_host_conf(h, endpoint);
+    /* A host started again appends to its log: only what this start wrote counts. */
+    long log_from = file_size(h->log);
     h->pid = spawn_daemon(h->conf, h->log, idx == 0 && daemon_under_valgrind());
     CU_ASSERT_FATAL(h->pid > 0);
     for (unsigned waited = 0; waited < slack(10000); waited += 20) {
@@ -308,9 +391,11 @@ bool host_start(host_t *h, int idx, const char *endpoint, bool metrics)
         if (!h->mapped && msup_segment_open_readonly(h->seg_name, (uid_t)-1, &h->seg, &err))
             h->mapped = true;
         /* Its own RUNNING: an adopted segment says RUNNING (and holds the
-         * dead supervisor's cap) before this one has applied its floor. */
+         * dead supervisor's cap) before this one has applied its floor, and
+         * the log of the host's earlier start says running already. */
         if (h->mapped && atomic_load(&msup_segment_hdr(&h->seg)->phase) == MSUP_PHASE_RUNNING &&
-            atomic_load(&msup_segment_hdr(&h->seg)->supervisor_pid) == h->pid && file_has(h->log, "running: environment") &&
+            atomic_load(&msup_segment_hdr(&h->seg)->supervisor_pid) == h->pid &&
+            file_has_from(h->log, log_from, "running: environment") &&
             msup_segment_find_cluster(&h->seg, "main") >= 0) {
             atomic_store(&h->alive, true);
             return true;
@@ -334,6 +419,10 @@ static void *worker_thread(void *arg)
     mongosup_t *m = ((void **)arg)[0];
     int idx = (int)(intptr_t)((void **)arg)[1];
     while (!atomic_load(&ctl->stop)) {
+        if (atomic_load(&ctl->idle[idx])) {
+            msup_test_sleep_ms(20);
+            continue;
+        }
         mongosup_error_t error;
         mongoc_client_t *c = mongosup_checkout(m, "main", &error);
         if (c == NULL) {
@@ -450,11 +539,15 @@ int host_stop(host_t *h)
     return status;
 }
 
-/* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
 char *ctl_fleet(const host_t *h, int *status)
 {
+    return ctl_command(h, "fleet", status);
+}
+
+char *ctl_command(const host_t *h, const char *command, int *status)
+{
     char cmd[2 * PATH_MAX];
-    snprintf(cmd, sizeof cmd, "'%s' -c '%s' fleet 2>&1", build_path("tools/mongosupctl"), h->conf);
+    snprintf(cmd, sizeof cmd, "'%s' -c '%s' %s 2>&1", build_path("tools/mongosupctl"), h->conf, command);
     FILE *p = popen(cmd, "r");
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     char *out = calloc(1, 16384);
@@ -507,6 +600,20 @@ long wait_ms(bool (*pred)(void), unsigned timeout_ms)
 
 void setup_dir(void)
 {
+    /* What a fatal assertion of the test before left running: its hosts
+     * would hold the segments this test's hosts claim. */
+    for (int i = 0; i < HOSTS; i++) {
+        if (hosts[i].pid > 0)
+            host_kill(&hosts[i]);
+        if (hosts[i].mapped)
+            msup_segment_close(&hosts[i].seg);
+        hosts[i].mapped = false;
+    }
+    fixture_tls_on = false;
+    extra_fleet_keys[0] = extra_cluster_keys[0] = '\0';
+    conf_fleet_max = FLEET_MAX;
+    conf_floor = FLOOR;
+    conf_ttl_s = TTL_S;
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mongosup-fleet-test.XXXXXX");
     CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(tmpdir));
     snprintf(prefix, sizeof prefix, "/msup-test-%d", (int)getpid());
@@ -529,4 +636,47 @@ bool etcdctl(const etcd_proc_t *e, const char *args)
     snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints %s %s >> '%s/etcdctl.log' 2>&1", e->endpoint, args,
              tmpdir);
     return system(cmd) == 0;
+}
+
+/* openssl req/x509 in tmpdir/tls: a CA, etcd's certificate for 127.0.0.1
+ * (also a client certificate: etcd 3.4's JSON gateway dials its own gRPC
+ * port with it, which client-cert-auth checks), a client certificate, and
+ * a second CA that signed nothing here. */
+bool tls_make_certs(void)
+{
+    if (system("command -v openssl >/dev/null 2>&1") != 0) {
+        printf("\n    SKIP: openssl is not installed (Debian: openssl; scripts/install-deps.sh) ");
+        return false;
+    }
+    char dir[sizeof tmpdir + 8];
+    snprintf(dir, sizeof dir, "%s/tls", tmpdir);
+    CU_ASSERT_FATAL(mkdir(dir, 0700) == 0);
+    fixture_tls_t *t = &fixture_tls;
+    snprintf(t->ca, sizeof t->ca, "%s/ca.pem", dir);
+    snprintf(t->other_ca, sizeof t->other_ca, "%s/other-ca.pem", dir);
+    snprintf(t->server_cert, sizeof t->server_cert, "%s/etcd.pem", dir);
+    snprintf(t->server_key, sizeof t->server_key, "%s/etcd.key", dir);
+    snprintf(t->client_cert, sizeof t->client_cert, "%s/client.pem", dir);
+    snprintf(t->client_key, sizeof t->client_key, "%s/client.key", dir);
+    char cmd[2048];
+    /* EC keys: fast to make, on a loaded machine too. */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && K='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes' && "
+             "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,clientAuth\\n' > etcd.ext && "
+             "printf 'extendedKeyUsage=clientAuth\\n' > client.ext && "
+             "openssl req -x509 $K -keyout ca.key -out ca.pem -days 2 -subj /CN=mongosup-test-ca && "
+             "openssl req -x509 $K -keyout other-ca.key -out other-ca.pem -days 2 -subj /CN=mongosup-other-ca && "
+             "openssl req $K -keyout etcd.key -out etcd.csr -subj /CN=127.0.0.1 && "
+             "openssl x509 -req -in etcd.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile etcd.ext "
+             "-out etcd.pem && "
+             "openssl req $K -keyout client.key -out client.csr -subj /CN=mongosup-host && "
+             "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext "
+             "-out client.pem",
+             dir);
+    char full[sizeof cmd + 2 * sizeof dir];
+    snprintf(full, sizeof full, "( %s ) > '%s/openssl.log' 2>&1", cmd, dir);
+    bool ok = system(full) == 0;
+    if (!ok)
+        fprintf(stderr, "\n  openssl failed: see %s/openssl.log\n", dir);
+    return ok;
 }

@@ -24,12 +24,23 @@ typedef struct etcd_proc {
     int client_port, peer_port;
     char dir[PATH_MAX];
     char endpoint[64];
+    bool tls;                /* https with client-cert-auth, files of fixture_tls */
 } etcd_proc_t;
+
+/* TLS files (tmpdir/tls/) made by tls_make_certs: the CA that signed
+ * etcd's and the client's certificates, and a CA that signed neither. */
+typedef struct fixture_tls {
+    char ca[PATH_MAX], server_cert[PATH_MAX], server_key[PATH_MAX];
+    char client_cert[PATH_MAX], client_key[PATH_MAX], other_ca[PATH_MAX];
+} fixture_tls_t;
+extern fixture_tls_t fixture_tls;
+extern bool fixture_tls_on;        /* test_client and etcd_answers use fixture_tls */
 
 typedef struct ctl {
     _Atomic int stop;
     _Atomic long ok[HOSTS];
     _Atomic long failed[HOSTS];
+    _Atomic int idle[HOSTS];      /* the host's workers stop checking out (demand falls) */
     char last_error[512];
 } ctl_t;
 
@@ -53,7 +64,9 @@ extern char prefix[64];            /* the fleet's etcd prefix, per test process 
 extern host_t hosts[HOSTS];
 extern test_peer_t *peer;
 extern ctl_t *ctl;                 /* shared with the workers (MAP_SHARED) */
-extern char extra_fleet_keys[PATH_MAX + 128]; /* more keys for the next host's fleet group */
+extern char extra_fleet_keys[4 * PATH_MAX]; /* more keys for the next host's fleet group */
+extern char extra_cluster_keys[256];      /* more keys for the next host's cluster main */
+extern unsigned conf_fleet_max, conf_floor, conf_ttl_s; /* the next host file's (FLEET_MAX, FLOOR, TTL_S) */
 
 /* Kills children still running, removes etcd's data and the segments
  * (atexit: what a fatal assertion leaves). */
@@ -63,6 +76,9 @@ unsigned slack(unsigned ms);
 /* A path in the build tree ($MONGOSUP_TEST_BUILDDIR). */
 const char *build_path(const char *rel);
 bool file_has(const char *path, const char *needle);
+/* The same, in what was written to path after its first `from` bytes. */
+bool file_has_from(const char *path, long from, const char *needle);
+long file_size(const char *path);
 /* Waits until pred holds (every 10 ms): the time it took, or -1. */
 long wait_ms(bool (*pred)(void), unsigned timeout_ms);
 void setup_dir(void);
@@ -77,14 +93,21 @@ bool etcd_start(etcd_proc_t *e);
 void etcd_stop(etcd_proc_t *e);
 /* n members of one cluster (fast elections), each on its ports and data. */
 bool etcd_cluster_start(etcd_proc_t *m, int n);
+/* The index of the member that says it leads (its /v3/maintenance/status:
+ * leader == header.member_id), or -1. */
+int etcd_leader(const etcd_proc_t *m, int n);
 /* Stops etcd and removes its data. */
 void etcd_remove(etcd_proc_t *e);
+/* openssl: the files of fixture_tls; false (and a SKIP line) without openssl. */
+bool tls_make_certs(void);
 /* etcdctl ARGS against e (the output goes to tmpdir/etcdctl.log). */
 bool etcdctl(const etcd_proc_t *e, const char *args);
 
 /* A host: writes its file, starts its mongosupd (under valgrind for host 0
  * with MONGOSUP_VALGRIND_DAEMON), waits until it runs. */
 bool host_start(host_t *h, int idx, const char *endpoint, bool metrics);
+/* Writes the host's configuration file again (with extra_*_keys now). */
+void host_rewrite_conf(host_t *h, const char *endpoint);
 pid_t spawn_daemon(const char *conf, const char *log, bool valgrind);
 /* The cap in the host's row (its budget's max_connections). */
 uint32_t host_cap(const host_t *h);
@@ -100,6 +123,8 @@ void host_kill(host_t *h);
 int host_stop(host_t *h);
 /* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
 char *ctl_fleet(const host_t *h, int *status);
+/* `mongosupctl -c CONF COMMAND`: the same. */
+char *ctl_command(const host_t *h, const char *command, int *status);
 /* GET /metrics of the host (malloc'd body). */
 char *scrape(const host_t *h);
 

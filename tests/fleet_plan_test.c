@@ -364,10 +364,50 @@ static void test_rules(void)
     CU_ASSERT_EQUAL(out.publish_cap, 12);
 }
 
+/* A reload raised the floor from 4 to 6: without a record the host keeps
+ * and publishes the old one (the others reserve 4 for it), and reaches 6
+ * only through the guarded raise; lowered totals lower the row first. */
+static void test_reload_rules(void)
+{
+    msup_share_params_t p = {.fleet_max = 40, .max_hosts = 4, .floor = 6};
+    msup_share_host_t hosts[4] = {{"a", 6, 0}, {"b", 6, 0}, {"c", 6, 0}, {"d", 6, 0}};
+    msup_plan_t out;
+    msup_plan_input_t in = {.share = p, .fallback_floor = 4, .hosts = hosts, .n = 3, .mine = -1, .enforced = 9};
+    msup_plan_round(&in, &out);
+    CU_ASSERT_EQUAL(out.kind, MSUP_PLAN_JOIN);
+    CU_ASSERT_EQUAL(out.enforce_now, 4);
+    CU_ASSERT_EQUAL(out.publish_cap, 4);
+    in.published = 10;
+    msup_plan_round(&in, &out);
+    CU_ASSERT_EQUAL(out.kind, MSUP_PLAN_LOST);
+    CU_ASSERT_EQUAL(out.enforce_now, 4);
+    /* Joined at 4: the share with floor 6 is reached by transaction. */
+    in = (msup_plan_input_t){.share = p, .fallback_floor = 4, .hosts = hosts, .n = 4, .mine = 0, .published = 4,
+                             .enforced = 4, .others_caps = 30};
+    msup_plan_round(&in, &out);
+    CU_ASSERT_EQUAL(out.kind, MSUP_PLAN_RAISE);
+    CU_ASSERT(out.guarded);
+    CU_ASSERT_EQUAL(out.enforce_now, 4);
+    CU_ASSERT_EQUAL(out.publish_cap, 10);
+    /* fallback_floor 0 or above the floor: the floor. */
+    in = (msup_plan_input_t){.share = p, .fallback_floor = 8, .hosts = hosts, .n = 3, .mine = -1};
+    msup_plan_round(&in, &out);
+    CU_ASSERT_EQUAL(out.publish_cap, 6);
+    /* fleet_max lowered from 40 to 24 with 4 idle hosts at 10: the row goes
+     * to the new share at once, the record once the host is under it. */
+    p = (msup_share_params_t){.fleet_max = 24, .max_hosts = 4, .floor = 4};
+    in = (msup_plan_input_t){.share = p, .hosts = hosts, .n = 4, .mine = 2, .published = 10, .enforced = 10,
+                             .in_use = 8, .now_ns = 1000, .lower_wait_ns = 5000};
+    msup_plan_round(&in, &out);
+    CU_ASSERT_EQUAL(out.kind, MSUP_PLAN_WAIT);
+    CU_ASSERT_EQUAL(out.enforce_now, 6);
+}
+
 int main(int argc, char **argv)
 {
     static const msup_test_t tests[] = {
         {"/fleet/plan/rules", test_rules},
+        {"/fleet/plan/reload-rules", test_reload_rules},
         {"/fleet/plan/random-schedules", test_random_schedules},
         {NULL, NULL},
     };
