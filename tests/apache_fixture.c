@@ -254,18 +254,19 @@ bool ap_write_configs(ap_scen_t *s, const char *tag, const ap_opts_t *o, int mon
             "# mongosup configuration of an apache_test scenario\n"
             "segment = { name = \"%s\"; max_workers = %u;%s };\n"
             "supervisor = { drain_timeout_ms = %u; escalate = \"none\"; reap_interval_ms = 50;\n"
-            "  heartbeat_interval_ms = 100; heartbeat_timeout_ms = 2000; };\n"
+            "  heartbeat_interval_ms = 100; heartbeat_timeout_ms = %u; };\n"
             "default_environment = \"test\";\n"
-            "defaults = { check_interval_ms = 300; check_timeout_ms = 250; check_fastinter_ms = 100;\n"
-            "  check_downinter_ms = 100; rise = 1; fall = 1; reconnect_window_ms = 200;\n"
-            "  reconnect_min_interval_ms = 0; server_selection_timeout_ms = 2000; connect_timeout_ms = 1000;\n"
-            "  wait_queue_timeout_ms = 2000; %s };\n"
+            "defaults = { check_interval_ms = %u; check_timeout_ms = %u; check_fastinter_ms = 100;\n"
+            "  check_downinter_ms = 100; rise = 1; fall = %u; reconnect_window_ms = 200;\n"
+            "  reconnect_min_interval_ms = 0; server_selection_timeout_ms = %u; connect_timeout_ms = %u;\n"
+            "  wait_queue_timeout_ms = %u; %s };\n"
             "environments = { test = { clusters = {\n"
             "  users = { mongo_uri = \"mongodb://127.0.0.1:%d/demo\"; };\n"
             "  analytics = { mongo_uri = \"mongodb://127.0.0.1:%d/demo\"; };\n"
             "}; }; };\n",
             s->segment, o->max_workers ? o->max_workers : 32u, group, o->drain_timeout_ms ? o->drain_timeout_ms : 3000u,
-            o->cluster_extra ? o->cluster_extra : "", mongo_port, mongo_port);
+            AP_HEARTBEAT_TIMEOUT_MS, AP_CHECK_INTERVAL_MS, AP_CHECK_TIMEOUT_MS, AP_CHECK_FALL, AP_SELECTION_TIMEOUT_MS, AP_CONNECT_TIMEOUT_MS,
+            AP_SELECTION_TIMEOUT_MS, o->cluster_extra ? o->cluster_extra : "", mongo_port, mongo_port);
     if (fclose(f) != 0 || (switch_user && chown(s->msconf, uid, gid) != 0))
         return false;
 
@@ -409,12 +410,13 @@ static bool start_supervisor(ap_scen_t *s)
 
 bool ap_start(ap_scen_t *s, const char *tag, const ap_opts_t *o)
 {
-    s->failures_at_start = CU_get_number_of_failures();
+    unsigned failures_at_start = CU_get_number_of_failures();
     test_peer_t *peer = test_peer_start("standalone", 1, NULL);
     CU_ASSERT_PTR_NOT_NULL(peer);
     if (peer == NULL)
         return false;
-    bool ok = ap_write_configs(s, tag, o, test_peer_port(peer, 0));
+    bool ok = ap_write_configs(s, tag, o, test_peer_port(peer, 0)); /* clears *s */
+    s->failures_at_start = failures_at_start;
     s->peer = peer;
     CU_ASSERT(ok);
     ok = ok && ap_seed_user(s, 1, "ada");
@@ -557,7 +559,8 @@ int ap_worker_pids(json_object *snap, const char *state, pid_t *pids, int max)
         return 0;
     for (size_t i = 0; i < json_object_array_length(workers); i++) {
         json_object *w = json_object_array_get_idx(workers, i), *st, *pid;
-        if (json_object_object_get_ex(w, "state", &st) && strcmp(json_object_get_string(st), state) == 0 &&
+        if (json_object_object_get_ex(w, "state", &st) &&
+            (state == NULL || strcmp(json_object_get_string(st), state) == 0) &&
             json_object_object_get_ex(w, "pid", &pid) && n < max)
             pids[n++] = (pid_t)json_object_get_int(pid);
     }
@@ -614,9 +617,10 @@ bool ap_wait_attached(const ap_scen_t *s, int min, unsigned ms)
         int nk = s->single_under_valgrind ? 1 : ap_children(s, kids, 64);
         kids[0] = s->single_under_valgrind ? s->httpd : kids[0];
         json_object *snap = ap_snapshot(s);
-        int ns = ap_worker_pids(snap, "ACTIVE", slots, 64);
+        int na = ap_worker_pids(snap, "ACTIVE", slots, 64);
+        int ns = ap_worker_pids(snap, NULL, slots, 64); /* na == ns: no EXITED or REAPING slot left */
         json_object_put(snap);
-        if (nk >= min && same_set(kids, nk, slots, ns))
+        if (nk >= min && na == ns && same_set(kids, nk, slots, ns))
             return true;
         ap_sleep_ms(50);
     } while (ap_now_ms() < end);

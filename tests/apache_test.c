@@ -300,15 +300,48 @@ static bool wait_slots_gone(const ap_scen_t *s, const pid_t *gone, int n, unsign
     return false;
 }
 
+/* Lines of a file that contain needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    char *text = msup_test_read_file(path);
+    int n = 0;
+    for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* Waits until every child that ever attached and is gone now was folded
+ * exactly once (slots_reaped = attached - live) and the slots in use are
+ * the live children; returns the last slots_reaped, *attached and *live. */
+static int64_t wait_all_folded(const ap_scen_t *s, int *attached, int *live, unsigned ms)
+{
+    int64_t reaped = -1;
+    for (uint64_t end = ap_now_ms() + ms; ap_now_ms() < end; ap_sleep_ms(100)) {
+        pid_t kids[MAX_PIDS];
+        *attached = count_lines(s->errlog, "attached (slot");
+        *live = ap_children(s, kids, MAX_PIDS);
+        json_object *snap = ap_snapshot(s);
+        reaped = ap_slots_reaped(snap);
+        json_object_put(snap);
+        if (reaped == *attached - *live && ap_wait_attached(s, 1, 0))
+            return reaped;
+    }
+    return reaped;
+}
+
 /* MaxConnectionsPerChild: children churn many times through fewer slots
  * than children; slots in use never exceed MaxRequestWorkers, every exited
- * child is reaped, totals never go down and equal what ab completed. */
+ * child is folded exactly once (each child's attach is logged at debug),
+ * no slot leaks, totals never go down and equal what ab completed.  Then a
+ * child killed with SIGKILL (it cannot detach) is reaped by mongosupd and
+ * its counts survive. */
 static void test_recycle(void)
 {
     if (!ap_available("/apache/recycle"))
         return;
     ap_scen_t s;
-    ap_opts_t o = {.httpd_extra = "MaxConnectionsPerChild 20\n", .max_workers = 16};
+    ap_opts_t o = {.httpd_extra = "MaxConnectionsPerChild 20\nLogLevel warn mongosup:debug\n", .max_workers = 16};
     if (!ap_start(&s, "recycle", &o))
         return;
     long n = scaled(1200);
@@ -316,7 +349,7 @@ static void test_recycle(void)
     sampler_start(&sm, &s);
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, n, 4, "/users/1", false, &r));
-    int64_t reads = wait_reads(&s, n, 5000);
+    int64_t reads = wait_reads(&s, n, 10000);
     sampler_stop(&sm);
     CU_ASSERT_EQUAL(r.complete, n);
     CU_ASSERT_EQUAL(r.failed, 0);
@@ -325,23 +358,34 @@ static void test_recycle(void)
     CU_ASSERT(sm.samples > 3);
     CU_ASSERT(sm.max_active <= 4); /* MaxRequestWorkers */
     CU_ASSERT(!sm.decreased);
-    /* Each child served at most 20 connections: at least n/20 children,
-     * at most 4 alive now; the others exited and were reaped. */
-    long min_exited = n / 20 - 4;
-    int64_t reaped = -1;
-    for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end; ap_sleep_ms(50)) {
-        json_object *snap = ap_snapshot(&s);
-        json_object *sup, *v;
-        reaped = json_object_object_get_ex(snap, "supervisor", &sup) && json_object_object_get_ex(sup, "slots_reaped", &v)
-                     ? json_object_get_int64(v) : -1;
-        json_object_put(snap);
-        if (reaped >= min_exited)
-            break;
-    }
-    printf("\n  %ld requests, MaxConnectionsPerChild 20: %lld slots reaped, at most %d ACTIVE of 16 slots\n", n,
-           (long long)reaped, sm.max_active);
-    CU_ASSERT(reaped >= min_exited);
-    CU_ASSERT(ap_wait_attached(&s, 1, 5000)); /* no slot leaked: ACTIVE == live children */
+    int attached = 0, live = 0;
+    int64_t reaped = wait_all_folded(&s, &attached, &live, 10000);
+    printf("\n  %ld requests, MaxConnectionsPerChild 20: %d children attached, %d live, %lld slots folded, "
+           "at most %d ACTIVE of 16 slots (%d samples)\n",
+           n, attached, live, (long long)reaped, sm.max_active, sm.samples);
+    CU_ASSERT(attached >= n / 20); /* each child served at most 20 connections */
+    CU_ASSERT_EQUAL(reaped, attached - live);
+    CU_ASSERT(ap_wait_attached(&s, 1, 5000)); /* no slot leaked: the slots in use are the live children */
+
+    /* A child that dies without detaching: only mongosupd's reaper frees
+     * its slot.  The pid is one of our Apache parent's children (from
+     * /proc), idle now that ab is done. */
+    pid_t kids[MAX_PIDS];
+    CU_ASSERT_FATAL(ap_children(&s, kids, MAX_PIDS) >= 1);
+    pid_t victim = kids[0];
+    CU_ASSERT_EQUAL(kill(victim, SIGKILL), 0);
+    CU_ASSERT(wait_slots_gone(&s, &victim, 1, 10000));
+    char line[96];
+    snprintf(line, sizeof line, "of worker pid %d (process died without detaching)", (int)victim);
+    bool by_reaper = false;
+    for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end && !by_reaper; ap_sleep_ms(50))
+        by_reaper = count_lines(s.suplog, line) == 1;
+    CU_ASSERT(by_reaper);
+    int64_t after = wait_all_folded(&s, &attached, &live, 10000);
+    CU_ASSERT_EQUAL(after, attached - live);
+    CU_ASSERT(after >= reaped + 1);
+    CU_ASSERT_EQUAL(wait_reads(&s, n, 1000), n); /* the killed child's reads are in the retired totals */
+    printf("  child %d killed with SIGKILL: reaped by mongosupd, reads still %ld\n", (int)victim, n);
     ap_stop(&s);
 }
 
@@ -390,6 +434,20 @@ static void test_graceful_restart(void)
     ap_stop(&s);
 }
 
+/* Refusals that did not wait for the database, from ab's percentiles: a
+ * checkout that went on to server selection would take the whole
+ * AP_SELECTION_TIMEOUT_MS (5000 ms) before failing, so none may come near
+ * it, and nearly all (p99) must be far below it.  The bounds are that far
+ * from the figures seen (p99 0-5 ms) so that a loaded machine's scheduling
+ * delays cannot fail them; only waiting on the database can. */
+static void assert_refused_at_once(const ab_result_t *r, const char *what)
+{
+    CU_ASSERT(r->p99_ms >= 0 && r->p99_ms < (long)AP_SELECTION_TIMEOUT_MS / 4);
+    CU_ASSERT(r->max_ms >= 0 && r->max_ms < (long)AP_SELECTION_TIMEOUT_MS / 2);
+    printf("\n  %s: %ld requests, all 503, p50 %ld ms, p99 %ld ms, max %ld ms (a wait for selection: %u ms)\n", what,
+           r->complete, r->p50_ms, r->p99_ms, r->max_ms, AP_SELECTION_TIMEOUT_MS);
+}
+
 /* The peer killed: the supervisor marks users DOWN and every request gets a
  * fast 503 with Retry-After; the peer back: 200s again, and every child
  * acknowledges the reconnect. */
@@ -404,6 +462,7 @@ static void test_down_up(void)
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, 100, 4, "/users/1", false, &r));
     CU_ASSERT_EQUAL(r.non2xx, 0);
+    long up_p50 = r.p50_ms, up_p99 = r.p99_ms;
     json_object *snap = ap_snapshot(&s);
     int64_t gen0 = ap_cluster_num(snap, "users", "reconnect.generation");
     json_object_put(snap);
@@ -415,16 +474,15 @@ static void test_down_up(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", &resp, &took), 503);
     char retry[32] = "";
     CU_ASSERT(ap_header(resp, "Retry-After", retry, sizeof retry) && strcmp(retry, "3") == 0);
+    CU_ASSERT(took < (long)AP_SELECTION_TIMEOUT_MS / 4);
     free(resp);
     long n = scaled(400);
     CU_ASSERT(ap_ab(&s, n, 4, "/users/1", false, &r));
     CU_ASSERT_EQUAL(r.complete, n);
     CU_ASSERT_EQUAL(r.failed, 0);
     CU_ASSERT_EQUAL(r.non2xx, n);
-    /* Refused at once: far below server_selection_timeout_ms (2000). */
-    CU_ASSERT(r.max_ms >= 0 && r.max_ms < 500);
-    printf("\n  cluster DOWN: %ld requests, all 503, p50 %ld ms, p99 %ld ms, max %ld ms (selection timeout 2000 ms)\n",
-           n, r.p50_ms, r.p99_ms, r.max_ms);
+    assert_refused_at_once(&r, "cluster DOWN");
+    printf("  (the same children UP before: p50 %ld ms, p99 %ld ms)\n", up_p50, up_p99);
     /* analytics is on the same peer; its own checker marks it DOWN too. */
     CU_ASSERT_FATAL(ap_wait_state(&s, "analytics", "DOWN", 10000));
     CU_ASSERT_EQUAL(ap_http(&s, "POST", "/events", &resp, NULL), 503);
@@ -438,7 +496,7 @@ static void test_down_up(void)
      * delay within reconnect_window_ms, at its next checkout). */
     bool acked = false;
     int64_t gen = -1, live = -1, ack = -1;
-    for (uint64_t end = ap_now_ms() + 10000; ap_now_ms() < end && !acked;) {
+    for (uint64_t end = ap_now_ms() + 20000; ap_now_ms() < end && !acked;) {
         ap_ab(&s, 40, 4, "/users/1", false, &r);
         snap = ap_snapshot(&s);
         gen = ap_cluster_num(snap, "users", "reconnect.generation");
@@ -483,14 +541,13 @@ static void test_supervisor_drain(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", &resp, &took), 503);
     char retry[32] = "";
     CU_ASSERT(ap_header(resp, "Retry-After", retry, sizeof retry) && strcmp(retry, "3") == 0);
-    CU_ASSERT(took < 500);
+    CU_ASSERT(took < (long)AP_SELECTION_TIMEOUT_MS / 4);
     free(resp);
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, 100, 4, "/events", true, &r));
     CU_ASSERT_EQUAL(r.complete, 100);
     CU_ASSERT_EQUAL(r.non2xx, 100);
-    CU_ASSERT(r.max_ms >= 0 && r.max_ms < 500);
-    printf("\n  supervisor draining: 100 POST /events, all 503, max %ld ms\n", r.max_ms);
+    assert_refused_at_once(&r, "supervisor draining");
     ap_stop(&s);
 }
 
