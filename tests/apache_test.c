@@ -69,6 +69,31 @@ static void test_configtest(void)
     snprintf(dev, sizeof dev, "/dev/shm%s", s.segment);
     CU_ASSERT_NOT_EQUAL(access(dev, F_OK), 0); /* validated only: no segment, no pool */
 
+    /* An environment the file does not have: the MongosupEnvironment line
+     * is named as well as MongosupConfig's. */
+    char *good_httpd = msup_test_read_file(s.httpdconf);
+    int env_line = s.config_line + 1;
+    FILE *f = fopen(s.httpdconf, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    for (int line = 1, i = 0; good_httpd[i] != '\0'; i++) {
+        if (line == env_line && (i == 0 || good_httpd[i - 1] == '\n'))
+            fputs("MongosupEnvironment staging\n", f);
+        fputc(good_httpd[i], f);
+        line += good_httpd[i] == '\n';
+    }
+    fclose(f);
+    out = configtest(&s, &st);
+    CU_ASSERT_NOT_EQUAL(st, 0);
+    char env_where[300];
+    snprintf(env_where, sizeof env_where, "MongosupEnvironment staging on line %d of %s", env_line, s.httpdconf);
+    CU_ASSERT(contains(out, env_where));
+    CU_ASSERT(contains(out, "unknown environment \"staging\""));
+    if (!contains(out, env_where))
+        fprintf(stderr, "\nconfigtest said:\n%s\n", out ? out : "");
+    free(out);
+    rewrite_file(s.httpdconf, good_httpd);
+    free(good_httpd);
+
     /* A mongosup error on line 3 of its file. */
     rewrite_file(s.msconf, "default_environment = \"test\";\n"
                            "environments = { test = { clusters = {\n"
@@ -95,7 +120,7 @@ static void test_configtest(void)
     free(out);
 
     /* Apache's own check of a directive value, with its line. */
-    FILE *f = fopen(s.httpdconf, "a");
+    f = fopen(s.httpdconf, "a");
     CU_ASSERT_FATAL(f != NULL);
     fputs("MongosupDrainTimeout soon\n", f);
     fclose(f);
@@ -162,25 +187,34 @@ static void test_load_totals_status(void)
     CU_ASSERT_EQUAL(r.complete, posts);
     CU_ASSERT_EQUAL(r.failed, 0);
     CU_ASSERT_EQUAL(r.non2xx, 0);
+    /* The explicit checkin (mongosup_request_checkin): the request pool's
+     * cleanup must then not give the same client back a second time. */
+    long early = scaled(200);
+    CU_ASSERT(ap_ab(&s, early, 4, "/users/1?checkin", false, &r));
+    CU_ASSERT_EQUAL(r.complete, early);
+    CU_ASSERT_EQUAL(r.non2xx, 0);
+    gets += early;
 
     /* One find per GET, one insert per POST: the checkins follow the answers. */
-    int64_t reads = -1, writes = -1, checkouts = -1;
+    int64_t reads = -1, writes = -1, checkouts = -1, out = -1;
     for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end; ap_sleep_ms(50)) {
         json_object *snap = ap_snapshot(&s);
         reads = ap_cluster_num(snap, "users", "ops.read");
         checkouts = ap_cluster_num(snap, "users", "pool.checkouts");
         writes = ap_cluster_num(snap, "analytics", "ops.write");
-        int64_t out = ap_cluster_num(snap, "users", "pool.in_use");
+        out = ap_cluster_num(snap, "users", "pool.in_use");
         json_object_put(snap);
         if (reads == gets && writes == posts && checkouts == gets && out == 0)
             break;
     }
     CU_ASSERT_EQUAL(reads, gets);
     CU_ASSERT_EQUAL(checkouts, gets);
+    CU_ASSERT_EQUAL(out, 0); /* each client given back once: none leaked, none twice */
     CU_ASSERT_EQUAL(writes, posts);
     CU_ASSERT_EQUAL(test_peer_count(s.peer, "demo", "events"), posts);
-    printf("\n  ab: %ld GET /users/1 + %ld POST /events; segment: users read %lld, analytics write %lld\n", gets,
-           posts, (long long)reads, (long long)writes);
+    printf("\n  ab: %ld GET /users/1 (%ld of them checked in by the handler) + %ld POST /events; segment: users read "
+           "%lld, checkouts %lld, analytics write %lld\n",
+           gets, early, posts, (long long)reads, (long long)checkouts, (long long)writes);
     CU_ASSERT(ap_wait_attached(&s, 2, 5000)); /* one ACTIVE slot per live child, no other */
 
     /* The JSON of the status handler parses and has mongosup-top's schema. */
@@ -632,8 +666,10 @@ static void test_single_process_valgrind(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status", NULL, NULL), 200);
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?json", NULL, NULL), 200);
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?text", NULL, NULL), 200);
-    test_peer_kill(s.peer, SIGKILL); /* a failed find: the outcome path */
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1?checkin", NULL, NULL), 200);
+    test_peer_kill(s.peer, SIGKILL); /* failed finds: the outcome paths, at the cleanup and at an explicit checkin */
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", NULL, NULL), 500);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1?checkin", NULL, NULL), 500);
     kill(pid, SIGTERM);
     int st = ap_httpd_wait(&s, 60000);
     CU_ASSERT(st != -1 && WIFEXITED(st));
@@ -649,6 +685,11 @@ static void test_single_process_valgrind(void)
     json_object *snap = ap_snapshot(&s);
     CU_ASSERT_EQUAL(ap_slots_reaped(snap), 1);
     CU_ASSERT_EQUAL(ap_worker_pids(snap, "ACTIVE", pids, MAX_PIDS), 0);
+    /* Both failing requests were counted (a read can count twice: its
+     * command's failure and its retry's server selection). */
+    int64_t failures = ap_cluster_num(snap, "users", "failures.total");
+    printf("\n  apache2 -X under memcheck: users failures %lld after 2 failing requests\n", (long long)failures);
+    CU_ASSERT(failures >= 2);
     json_object_put(snap);
     free(log);
     ap_stop(&s);
