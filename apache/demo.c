@@ -13,7 +13,8 @@
 APLOG_USE_MODULE(mongosup);
 
 /*
- *   GET  /users/ID   find one {_id: ID} in <users db>.users       (cluster "users")
+ *   GET  /users/ID   find one {_id: ID} in <users db>.users       (cluster "users");
+ *                    with ?checkin the client goes back before the answer
  *   POST /events     insert one event in <analytics db>.events    (cluster "analytics", retried)
  * Answers: 200, 404 (no such user), 503 + Retry-After (cluster DOWN, draining,
  * pool timeout), 500 (other database errors), 400 (anything else).
@@ -24,6 +25,7 @@ APLOG_USE_MODULE(mongosup);
 
 static APR_OPTIONAL_FN_TYPE(mongosup_request_checkout) *checkout_fn;
 static APR_OPTIONAL_FN_TYPE(mongosup_request_outcome) *outcome_fn;
+static APR_OPTIONAL_FN_TYPE(mongosup_request_checkin) *checkin_fn;
 static APR_OPTIONAL_FN_TYPE(mongosup_request_refuse) *refuse_fn;
 static APR_OPTIONAL_FN_TYPE(mongosup_request_database) *database_fn;
 static APR_OPTIONAL_FN_TYPE(mongosup_request_run) *run_fn;
@@ -33,11 +35,12 @@ static bool retrieve(void)
     if (checkout_fn == NULL) {
         checkout_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_checkout);
         outcome_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_outcome);
+        checkin_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_checkin);
         refuse_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_refuse);
         database_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_database);
         run_fn = APR_RETRIEVE_OPTIONAL_FN(mongosup_request_run);
     }
-    return checkout_fn && outcome_fn && refuse_fn && database_fn && run_fn;
+    return checkout_fn && outcome_fn && checkin_fn && refuse_fn && database_fn && run_fn;
 }
 
 static int answer(request_rec *r, int status, const char *body)
@@ -53,6 +56,14 @@ static int refused(request_rec *r, const mongosup_error_t *err, const char *body
     return answer(r, refuse_fn(r, err), body);
 }
 
+/* ?checkin: give the client back as soon as the driver is done with it,
+ * before the answer is written (a handler that streams a long answer
+ * should); the request pool then has nothing left to give back. */
+static bool early_checkin(const request_rec *r)
+{
+    return r->args != NULL && strcmp(r->args, "checkin") == 0;
+}
+
 static int get_user(request_rec *r, long long id)
 {
     mongosup_error_t err;
@@ -65,21 +76,29 @@ static int get_user(request_rec *r, long long id)
     mongoc_cursor_t *cursor = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
     const bson_t *doc;
     bson_error_t error;
-    int rc;
+    int status;
+    char *json = NULL;
     if (mongoc_cursor_next(cursor, &doc)) {
-        char *json = bson_as_relaxed_extended_json(doc, NULL);
-        rc = answer(r, HTTP_OK, json);
-        bson_free(json);
+        json = bson_as_relaxed_extended_json(doc, NULL);
+        status = HTTP_OK;
     } else if (mongoc_cursor_error(cursor, &error)) {
-        outcome_fn(r, client, &error); /* counted when the request pool gives the client back */
-        rc = answer(r, HTTP_INTERNAL_SERVER_ERROR, "{\"error\":\"find failed\"}\n");
+        outcome_fn(r, client, &error); /* counted when the client goes back */
+        status = HTTP_INTERNAL_SERVER_ERROR;
     } else {
-        rc = answer(r, HTTP_NOT_FOUND, "{\"error\":\"no such user\"}\n");
+        status = HTTP_NOT_FOUND;
     }
     mongoc_cursor_destroy(cursor);
     bson_destroy(filter);
     mongoc_collection_destroy(coll);
-    return rc; /* no checkin: r->pool's cleanup does it */
+    if (early_checkin(r))
+        checkin_fn(r, client, status == HTTP_INTERNAL_SERVER_ERROR ? &error : NULL);
+    /* otherwise no checkin: r->pool's cleanup does it */
+    int rc = answer(r, status,
+                    status == HTTP_OK                    ? json
+                    : status == HTTP_INTERNAL_SERVER_ERROR ? "{\"error\":\"find failed\"}\n"
+                                                           : "{\"error\":\"no such user\"}\n");
+    bson_free(json);
+    return rc;
 }
 
 typedef struct event_ctx {

@@ -16,25 +16,35 @@ apache_mod_mongosup_la_LIBADD = tools/libmsup_export.la lib/libmsup_core.la $(MO
 	$(LIBCONFIG_LIBS) $(SHM_LIBS) $(PTHREAD_LIBS)
 include_HEADERS += apache/mod_mongosup.h
 
-# mods-available/mongosup.load names the installed .so: made at build time
-# so that `make install apachemoddir=...` and DESTDIR stay true.
+# mods-available/mongosup.conf is installed as it is; mongosup.load names
+# the installed .so, so it is written at install time from the apachemoddir
+# of that `make install` (a copy made at build time kept the path of the
+# build's configuration when apachemoddir=DIR was given to make install).
 apacheconf_modsdir = $(apacheconfdir)/mods-available
-apacheconf_mods_DATA = apache/mongosup.load apache/mongosup.conf
-apache/mongosup.load: $(top_srcdir)/apache/mongosup.load.in Makefile
-	$(AM_V_GEN)$(MKDIR_P) apache && sed -e 's|@apachemoddir[@]|$(apachemoddir)|g' $(top_srcdir)/apache/mongosup.load.in > $@
-CLEANFILES += apache/mongosup.load
-
+apacheconf_mods_DATA = apache/mongosup.conf
+msup_apache_built = yes
+else
+msup_apache_built =
 endif
 EXTRA_DIST += apache/mongosup.load.in apache/mongosup.conf
 
-# (Outside the conditional: automake wants one .PHONY; without apxs these remove nothing.)
+# (Outside the conditional: automake wants each of these rules once; without
+# apxs (msup_apache_built empty) they install and remove nothing.)
 # Apache loads the .so; a libtool archive has no use in its module folder
-# (Debian ships none there).  The .so goes at uninstall by name, since the
-# archive that libtool's uninstall reads is gone.
+# (Debian ships none there).  The .so and mongosup.load go at uninstall by
+# name, since the archive that libtool's uninstall reads is gone.
 install-data-hook: install-apache-module-tidy
 install-apache-module-tidy:
-	rm -f $(DESTDIR)$(apachemoddir)/mod_mongosup.la
+	@if test -n "$(msup_apache_built)"; then \
+	  rm -f "$(DESTDIR)$(apachemoddir)/mod_mongosup.la"; \
+	  echo " writing $(DESTDIR)$(apacheconfdir)/mods-available/mongosup.load"; \
+	  $(MKDIR_P) "$(DESTDIR)$(apacheconfdir)/mods-available" && \
+	  sed -e 's|@apachemoddir[@]|$(apachemoddir)|g' $(top_srcdir)/apache/mongosup.load.in \
+	    > "$(DESTDIR)$(apacheconfdir)/mods-available/mongosup.load"; \
+	fi
 uninstall-local: uninstall-apache-module
 uninstall-apache-module:
-	rm -f $(DESTDIR)$(apachemoddir)/mod_mongosup.so
+	@if test -n "$(msup_apache_built)"; then \
+	  rm -f "$(DESTDIR)$(apachemoddir)/mod_mongosup.so" "$(DESTDIR)$(apacheconfdir)/mods-available/mongosup.load"; \
+	fi
 .PHONY: install-apache-module-tidy uninstall-apache-module

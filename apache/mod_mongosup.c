@@ -54,6 +54,8 @@ static const char *set_environment(cmd_parms *cmd, void *dummy, const char *arg)
     if (arg[0] == '\0')
         return "MongosupEnvironment: the name is empty";
     conf_of(cmd)->environment = arg;
+    conf_of(cmd)->environment_where =
+        apr_psprintf(cmd->pool, "line %d of %s", cmd->directive->line_num, cmd->directive->filename);
     return NULL;
 }
 
@@ -135,8 +137,14 @@ static int check_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, 
     msup_target_t target = {NULL, c->config_path, c->environment};
     if (cfg == NULL ||
         !msup_target_resolve(&target, msup_ap.segment, sizeof msup_ap.segment, &msup_ap.segment_owner, &err)) {
-        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s, "mod_mongosup: MongosupConfig on %s: %s",
-                     c->config_where, err.message);
+        /* The environment may be what is wrong ("unknown environment"):
+         * its directive's line too, when it was set by one. */
+        const char *env_where = c->environment != NULL
+                                    ? apr_psprintf(ptemp, " with MongosupEnvironment %s on %s", c->environment,
+                                                   c->environment_where)
+                                    : "";
+        ap_log_error(APLOG_MARK, APLOG_STARTUP | APLOG_EMERG, 0, s, "mod_mongosup: MongosupConfig on %s%s: %s",
+                     c->config_where, env_where, err.message);
         mongosup_config_destroy(&cfg);
         return HTTP_INTERNAL_SERVER_ERROR;
     }

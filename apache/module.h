@@ -15,6 +15,7 @@ typedef struct msup_ap_conf {
     const char *config_path;   /* MongosupConfig, ServerRoot-relative resolved */
     const char *config_where;  /* "line N of FILE", for messages */
     const char *environment;   /* MongosupEnvironment; NULL: $MONGOSUP_ENV, then the file's default */
+    const char *environment_where; /* "line N of FILE" of MongosupEnvironment */
     unsigned drain_timeout_ms; /* MongosupDrainTimeout */
     unsigned retry_after_s;    /* MongosupRetryAfter */
 } msup_ap_conf_t;

@@ -11,4 +11,9 @@ tests_apache_test_CFLAGS = $(TEST_CFLAGS) $(JSONC_CFLAGS)
 tests_apache_test_LDADD = $(TEST_LIBS) $(JSONC_LIBS)
 # The test runs the module, mongosupd and mongosup-top: build them first.
 EXTRA_tests_apache_test_DEPENDENCIES = apache/mod_mongosup.la supervisor/mongosupd tools/mongosup-top
+# make install into a DESTDIR, a2enmod, apache2 -t on the installed files.
+TESTS += tests/apache_install_test.sh
+APACHE_TESTS_ENVIRONMENT = export MONGOSUP_TEST_APACHE2='$(APACHE2_BIN)'; \
+	export MONGOSUP_TEST_APACHE_LIBEXECDIR='$(APACHE_LIBEXECDIR)';
 endif
+EXTRA_DIST += tests/apache_install_test.sh

@@ -69,6 +69,31 @@ static void test_configtest(void)
     snprintf(dev, sizeof dev, "/dev/shm%s", s.segment);
     CU_ASSERT_NOT_EQUAL(access(dev, F_OK), 0); /* validated only: no segment, no pool */
 
+    /* An environment the file does not have: the MongosupEnvironment line
+     * is named as well as MongosupConfig's. */
+    char *good_httpd = msup_test_read_file(s.httpdconf);
+    int env_line = s.config_line + 1;
+    FILE *f = fopen(s.httpdconf, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    for (int line = 1, i = 0; good_httpd[i] != '\0'; i++) {
+        if (line == env_line && (i == 0 || good_httpd[i - 1] == '\n'))
+            fputs("MongosupEnvironment staging\n", f);
+        fputc(good_httpd[i], f);
+        line += good_httpd[i] == '\n';
+    }
+    fclose(f);
+    out = configtest(&s, &st);
+    CU_ASSERT_NOT_EQUAL(st, 0);
+    char env_where[300];
+    snprintf(env_where, sizeof env_where, "MongosupEnvironment staging on line %d of %s", env_line, s.httpdconf);
+    CU_ASSERT(contains(out, env_where));
+    CU_ASSERT(contains(out, "unknown environment \"staging\""));
+    if (!contains(out, env_where))
+        fprintf(stderr, "\nconfigtest said:\n%s\n", out ? out : "");
+    free(out);
+    rewrite_file(s.httpdconf, good_httpd);
+    free(good_httpd);
+
     /* A mongosup error on line 3 of its file. */
     rewrite_file(s.msconf, "default_environment = \"test\";\n"
                            "environments = { test = { clusters = {\n"
@@ -95,7 +120,7 @@ static void test_configtest(void)
     free(out);
 
     /* Apache's own check of a directive value, with its line. */
-    FILE *f = fopen(s.httpdconf, "a");
+    f = fopen(s.httpdconf, "a");
     CU_ASSERT_FATAL(f != NULL);
     fputs("MongosupDrainTimeout soon\n", f);
     fclose(f);
@@ -162,25 +187,34 @@ static void test_load_totals_status(void)
     CU_ASSERT_EQUAL(r.complete, posts);
     CU_ASSERT_EQUAL(r.failed, 0);
     CU_ASSERT_EQUAL(r.non2xx, 0);
+    /* The explicit checkin (mongosup_request_checkin): the request pool's
+     * cleanup must then not give the same client back a second time. */
+    long early = scaled(200);
+    CU_ASSERT(ap_ab(&s, early, 4, "/users/1?checkin", false, &r));
+    CU_ASSERT_EQUAL(r.complete, early);
+    CU_ASSERT_EQUAL(r.non2xx, 0);
+    gets += early;
 
     /* One find per GET, one insert per POST: the checkins follow the answers. */
-    int64_t reads = -1, writes = -1, checkouts = -1;
+    int64_t reads = -1, writes = -1, checkouts = -1, out = -1;
     for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end; ap_sleep_ms(50)) {
         json_object *snap = ap_snapshot(&s);
         reads = ap_cluster_num(snap, "users", "ops.read");
         checkouts = ap_cluster_num(snap, "users", "pool.checkouts");
         writes = ap_cluster_num(snap, "analytics", "ops.write");
-        int64_t out = ap_cluster_num(snap, "users", "pool.in_use");
+        out = ap_cluster_num(snap, "users", "pool.in_use");
         json_object_put(snap);
         if (reads == gets && writes == posts && checkouts == gets && out == 0)
             break;
     }
     CU_ASSERT_EQUAL(reads, gets);
     CU_ASSERT_EQUAL(checkouts, gets);
+    CU_ASSERT_EQUAL(out, 0); /* each client given back once: none leaked, none twice */
     CU_ASSERT_EQUAL(writes, posts);
     CU_ASSERT_EQUAL(test_peer_count(s.peer, "demo", "events"), posts);
-    printf("\n  ab: %ld GET /users/1 + %ld POST /events; segment: users read %lld, analytics write %lld\n", gets,
-           posts, (long long)reads, (long long)writes);
+    printf("\n  ab: %ld GET /users/1 (%ld of them checked in by the handler) + %ld POST /events; segment: users read "
+           "%lld, checkouts %lld, analytics write %lld\n",
+           gets, early, posts, (long long)reads, (long long)checkouts, (long long)writes);
     CU_ASSERT(ap_wait_attached(&s, 2, 5000)); /* one ACTIVE slot per live child, no other */
 
     /* The JSON of the status handler parses and has mongosup-top's schema. */
@@ -300,15 +334,48 @@ static bool wait_slots_gone(const ap_scen_t *s, const pid_t *gone, int n, unsign
     return false;
 }
 
+/* Lines of a file that contain needle. */
+static int count_lines(const char *path, const char *needle)
+{
+    char *text = msup_test_read_file(path);
+    int n = 0;
+    for (const char *p = text; p != NULL && (p = strstr(p, needle)) != NULL; p += strlen(needle))
+        n++;
+    free(text);
+    return n;
+}
+
+/* Waits until every child that ever attached and is gone now was folded
+ * exactly once (slots_reaped = attached - live) and the slots in use are
+ * the live children; returns the last slots_reaped, *attached and *live. */
+static int64_t wait_all_folded(const ap_scen_t *s, int *attached, int *live, unsigned ms)
+{
+    int64_t reaped = -1;
+    for (uint64_t end = ap_now_ms() + ms; ap_now_ms() < end; ap_sleep_ms(100)) {
+        pid_t kids[MAX_PIDS];
+        *attached = count_lines(s->errlog, "attached (slot");
+        *live = ap_children(s, kids, MAX_PIDS);
+        json_object *snap = ap_snapshot(s);
+        reaped = ap_slots_reaped(snap);
+        json_object_put(snap);
+        if (reaped == *attached - *live && ap_wait_attached(s, 1, 0))
+            return reaped;
+    }
+    return reaped;
+}
+
 /* MaxConnectionsPerChild: children churn many times through fewer slots
  * than children; slots in use never exceed MaxRequestWorkers, every exited
- * child is reaped, totals never go down and equal what ab completed. */
+ * child is folded exactly once (each child's attach is logged at debug),
+ * no slot leaks, totals never go down and equal what ab completed.  Then a
+ * child killed with SIGKILL (it cannot detach) is reaped by mongosupd and
+ * its counts survive. */
 static void test_recycle(void)
 {
     if (!ap_available("/apache/recycle"))
         return;
     ap_scen_t s;
-    ap_opts_t o = {.httpd_extra = "MaxConnectionsPerChild 20\n", .max_workers = 16};
+    ap_opts_t o = {.httpd_extra = "MaxConnectionsPerChild 20\nLogLevel warn mongosup:debug\n", .max_workers = 16};
     if (!ap_start(&s, "recycle", &o))
         return;
     long n = scaled(1200);
@@ -316,7 +383,7 @@ static void test_recycle(void)
     sampler_start(&sm, &s);
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, n, 4, "/users/1", false, &r));
-    int64_t reads = wait_reads(&s, n, 5000);
+    int64_t reads = wait_reads(&s, n, 10000);
     sampler_stop(&sm);
     CU_ASSERT_EQUAL(r.complete, n);
     CU_ASSERT_EQUAL(r.failed, 0);
@@ -325,23 +392,34 @@ static void test_recycle(void)
     CU_ASSERT(sm.samples > 3);
     CU_ASSERT(sm.max_active <= 4); /* MaxRequestWorkers */
     CU_ASSERT(!sm.decreased);
-    /* Each child served at most 20 connections: at least n/20 children,
-     * at most 4 alive now; the others exited and were reaped. */
-    long min_exited = n / 20 - 4;
-    int64_t reaped = -1;
-    for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end; ap_sleep_ms(50)) {
-        json_object *snap = ap_snapshot(&s);
-        json_object *sup, *v;
-        reaped = json_object_object_get_ex(snap, "supervisor", &sup) && json_object_object_get_ex(sup, "slots_reaped", &v)
-                     ? json_object_get_int64(v) : -1;
-        json_object_put(snap);
-        if (reaped >= min_exited)
-            break;
-    }
-    printf("\n  %ld requests, MaxConnectionsPerChild 20: %lld slots reaped, at most %d ACTIVE of 16 slots\n", n,
-           (long long)reaped, sm.max_active);
-    CU_ASSERT(reaped >= min_exited);
-    CU_ASSERT(ap_wait_attached(&s, 1, 5000)); /* no slot leaked: ACTIVE == live children */
+    int attached = 0, live = 0;
+    int64_t reaped = wait_all_folded(&s, &attached, &live, 10000);
+    printf("\n  %ld requests, MaxConnectionsPerChild 20: %d children attached, %d live, %lld slots folded, "
+           "at most %d ACTIVE of 16 slots (%d samples)\n",
+           n, attached, live, (long long)reaped, sm.max_active, sm.samples);
+    CU_ASSERT(attached >= n / 20); /* each child served at most 20 connections */
+    CU_ASSERT_EQUAL(reaped, attached - live);
+    CU_ASSERT(ap_wait_attached(&s, 1, 5000)); /* no slot leaked: the slots in use are the live children */
+
+    /* A child that dies without detaching: only mongosupd's reaper frees
+     * its slot.  The pid is one of our Apache parent's children (from
+     * /proc), idle now that ab is done. */
+    pid_t kids[MAX_PIDS];
+    CU_ASSERT_FATAL(ap_children(&s, kids, MAX_PIDS) >= 1);
+    pid_t victim = kids[0];
+    CU_ASSERT_EQUAL(kill(victim, SIGKILL), 0);
+    CU_ASSERT(wait_slots_gone(&s, &victim, 1, 10000));
+    char line[96];
+    snprintf(line, sizeof line, "of worker pid %d (process died without detaching)", (int)victim);
+    bool by_reaper = false;
+    for (uint64_t end = ap_now_ms() + 5000; ap_now_ms() < end && !by_reaper; ap_sleep_ms(50))
+        by_reaper = count_lines(s.suplog, line) == 1;
+    CU_ASSERT(by_reaper);
+    int64_t after = wait_all_folded(&s, &attached, &live, 10000);
+    CU_ASSERT_EQUAL(after, attached - live);
+    CU_ASSERT(after >= reaped + 1);
+    CU_ASSERT_EQUAL(wait_reads(&s, n, 1000), n); /* the killed child's reads are in the retired totals */
+    printf("  child %d killed with SIGKILL: reaped by mongosupd, reads still %ld\n", (int)victim, n);
     ap_stop(&s);
 }
 
@@ -390,6 +468,20 @@ static void test_graceful_restart(void)
     ap_stop(&s);
 }
 
+/* Refusals that did not wait for the database, from ab's percentiles: a
+ * checkout that went on to server selection would take the whole
+ * AP_SELECTION_TIMEOUT_MS (5000 ms) before failing, so none may come near
+ * it, and nearly all (p99) must be far below it.  The bounds are that far
+ * from the figures seen (p99 0-5 ms) so that a loaded machine's scheduling
+ * delays cannot fail them; only waiting on the database can. */
+static void assert_refused_at_once(const ab_result_t *r, const char *what)
+{
+    CU_ASSERT(r->p99_ms >= 0 && r->p99_ms < (long)AP_SELECTION_TIMEOUT_MS / 4);
+    CU_ASSERT(r->max_ms >= 0 && r->max_ms < (long)AP_SELECTION_TIMEOUT_MS / 2);
+    printf("\n  %s: %ld requests, all 503, p50 %ld ms, p99 %ld ms, max %ld ms (a wait for selection: %u ms)\n", what,
+           r->complete, r->p50_ms, r->p99_ms, r->max_ms, AP_SELECTION_TIMEOUT_MS);
+}
+
 /* The peer killed: the supervisor marks users DOWN and every request gets a
  * fast 503 with Retry-After; the peer back: 200s again, and every child
  * acknowledges the reconnect. */
@@ -404,6 +496,7 @@ static void test_down_up(void)
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, 100, 4, "/users/1", false, &r));
     CU_ASSERT_EQUAL(r.non2xx, 0);
+    long up_p50 = r.p50_ms, up_p99 = r.p99_ms;
     json_object *snap = ap_snapshot(&s);
     int64_t gen0 = ap_cluster_num(snap, "users", "reconnect.generation");
     json_object_put(snap);
@@ -415,16 +508,15 @@ static void test_down_up(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", &resp, &took), 503);
     char retry[32] = "";
     CU_ASSERT(ap_header(resp, "Retry-After", retry, sizeof retry) && strcmp(retry, "3") == 0);
+    CU_ASSERT(took < (long)AP_SELECTION_TIMEOUT_MS / 4);
     free(resp);
     long n = scaled(400);
     CU_ASSERT(ap_ab(&s, n, 4, "/users/1", false, &r));
     CU_ASSERT_EQUAL(r.complete, n);
     CU_ASSERT_EQUAL(r.failed, 0);
     CU_ASSERT_EQUAL(r.non2xx, n);
-    /* Refused at once: far below server_selection_timeout_ms (2000). */
-    CU_ASSERT(r.max_ms >= 0 && r.max_ms < 500);
-    printf("\n  cluster DOWN: %ld requests, all 503, p50 %ld ms, p99 %ld ms, max %ld ms (selection timeout 2000 ms)\n",
-           n, r.p50_ms, r.p99_ms, r.max_ms);
+    assert_refused_at_once(&r, "cluster DOWN");
+    printf("  (the same children UP before: p50 %ld ms, p99 %ld ms)\n", up_p50, up_p99);
     /* analytics is on the same peer; its own checker marks it DOWN too. */
     CU_ASSERT_FATAL(ap_wait_state(&s, "analytics", "DOWN", 10000));
     CU_ASSERT_EQUAL(ap_http(&s, "POST", "/events", &resp, NULL), 503);
@@ -438,7 +530,7 @@ static void test_down_up(void)
      * delay within reconnect_window_ms, at its next checkout). */
     bool acked = false;
     int64_t gen = -1, live = -1, ack = -1;
-    for (uint64_t end = ap_now_ms() + 10000; ap_now_ms() < end && !acked;) {
+    for (uint64_t end = ap_now_ms() + 20000; ap_now_ms() < end && !acked;) {
         ap_ab(&s, 40, 4, "/users/1", false, &r);
         snap = ap_snapshot(&s);
         gen = ap_cluster_num(snap, "users", "reconnect.generation");
@@ -483,14 +575,13 @@ static void test_supervisor_drain(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", &resp, &took), 503);
     char retry[32] = "";
     CU_ASSERT(ap_header(resp, "Retry-After", retry, sizeof retry) && strcmp(retry, "3") == 0);
-    CU_ASSERT(took < 500);
+    CU_ASSERT(took < (long)AP_SELECTION_TIMEOUT_MS / 4);
     free(resp);
     ab_result_t r;
     CU_ASSERT(ap_ab(&s, 100, 4, "/events", true, &r));
     CU_ASSERT_EQUAL(r.complete, 100);
     CU_ASSERT_EQUAL(r.non2xx, 100);
-    CU_ASSERT(r.max_ms >= 0 && r.max_ms < 500);
-    printf("\n  supervisor draining: 100 POST /events, all 503, max %ld ms\n", r.max_ms);
+    assert_refused_at_once(&r, "supervisor draining");
     ap_stop(&s);
 }
 
@@ -575,10 +666,12 @@ static void test_single_process_valgrind(void)
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status", NULL, NULL), 200);
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?json", NULL, NULL), 200);
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/mongosup-status?text", NULL, NULL), 200);
-    test_peer_kill(s.peer, SIGKILL); /* a failed find: the outcome path */
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1?checkin", NULL, NULL), 200);
+    test_peer_kill(s.peer, SIGKILL); /* failed finds: the outcome paths, at the cleanup and at an explicit checkin */
     CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1", NULL, NULL), 500);
+    CU_ASSERT_EQUAL(ap_http(&s, "GET", "/users/1?checkin", NULL, NULL), 500);
     kill(pid, SIGTERM);
-    int st = ap_httpd_wait(&s, 60000);
+    int st = ap_httpd_wait(&s, 300000); /* memcheck's leak check at exit, at any load */
     CU_ASSERT(st != -1 && WIFEXITED(st));
     char *log = msup_test_read_file(s.vglog);
     bool clean = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 99 && contains(log, "ERROR SUMMARY: 0 errors");
@@ -592,6 +685,11 @@ static void test_single_process_valgrind(void)
     json_object *snap = ap_snapshot(&s);
     CU_ASSERT_EQUAL(ap_slots_reaped(snap), 1);
     CU_ASSERT_EQUAL(ap_worker_pids(snap, "ACTIVE", pids, MAX_PIDS), 0);
+    /* Both failing requests were counted (a read can count twice: its
+     * command's failure and its retry's server selection). */
+    int64_t failures = ap_cluster_num(snap, "users", "failures.total");
+    printf("\n  apache2 -X under memcheck: users failures %lld after 2 failing requests\n", (long long)failures);
+    CU_ASSERT(failures >= 2);
     json_object_put(snap);
     free(log);
     ap_stop(&s);

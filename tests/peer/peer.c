@@ -25,7 +25,7 @@
 #ifndef PEER_PYTHON
 #define PEER_PYTHON "/usr/bin/python3"
 #endif
-#define PEER_READY_TIMEOUT_MS 5000
+#define PEER_READY_TIMEOUT_MS 20000 /* python3 + pymongo + mockupdb took over 5 s to start at load 20 */
 #define PEER_REPLY_TIMEOUT_MS 5000
 #define PEER_STOP_TIMEOUT_MS 2000
 #define PEER_MAX_EXTRA 16
