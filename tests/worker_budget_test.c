@@ -187,6 +187,17 @@ static int wait_child(pid_t pid, int timeout_ms)
     return -1;
 }
 
+/* The test plays a live supervisor: its pid and a fresh heartbeat that
+ * stays fresh for the test's length; returns the header to keep it so. */
+static msup_header_t *play_supervisor(msup_segment_t *seg)
+{
+    msup_header_t *hdr = msup_segment_hdr(seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    return hdr;
+}
+
 /* The cluster's control row (health, generation, the limits a live supervisor sets). */
 static msup_cluster_row_t *main_row(msup_segment_t *seg)
 {
@@ -543,10 +554,7 @@ static void test_lowered_budget(void)
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_reg_row_t *row = main_line(&seg);
     /* A live supervisor (its limits are the ones workers enforce). */
-    msup_header_t *hdr = msup_segment_hdr(&seg);
-    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
-    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    play_supervisor(&seg);
 
     pthread_barrier_t held, lowered;
     pthread_barrier_init(&held, NULL, THREADS + 1);
@@ -617,12 +625,9 @@ static void test_fleet_floor_without_supervisor(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
     msup_segment_t seg;
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_header_t *hdr = msup_segment_hdr(&seg);
     msup_cluster_row_t *row = main_row(&seg);
     msup_budget_apply_limits(&row->limits, 9, 0); /* the fleet's share for this host */
-    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
-    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    msup_header_t *hdr = play_supervisor(&seg);
     mongosup_error_t error;
     mongosup_t *h = mongosup_attach(f.cfg, &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(h);
@@ -879,10 +884,7 @@ static void test_down_returns_idle_tokens(void)
     CU_ASSERT_FATAL(wfix_segment(&f, &seg));
     msup_cluster_row_t *row = main_row(&seg);
     msup_reg_row_t *line = main_line(&seg);
-    msup_header_t *hdr = msup_segment_hdr(&seg);
-    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
-    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    msup_header_t *hdr = play_supervisor(&seg);
     int64_t before = atomic_load(&line->budget_in_use);
     long sockets_before = test_peer_stat(proxy, "conn.current");
     CU_ASSERT(before > workers); /* monitors plus idle clients */
@@ -974,10 +976,7 @@ static void test_rebuild_accounting(void)
     msup_cluster_row_t *row = main_row(&seg);
     msup_reg_row_t *line = main_line(&seg);
     uint32_t row_index = (uint32_t)msup_segment_find_cluster(&seg, "main");
-    msup_header_t *hdr = msup_segment_hdr(&seg);
-    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
-    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    msup_header_t *hdr = play_supervisor(&seg);
     CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"reset_stats\"}", NULL, 0));
     uint64_t generation = atomic_fetch_add(&row->reconnect_generation, 1) + 1;
     atomic_store(&row->reconnect_at_ns, msup_now_ns());
@@ -1044,10 +1043,7 @@ static void test_shrink_under_saturation(void)
     msup_cluster_row_t *row = main_row(&seg);
     msup_reg_row_t *line = main_line(&seg);
     /* A live supervisor: its control row's limits are what workers enforce. */
-    msup_header_t *hdr = msup_segment_hdr(&seg);
-    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
-    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    msup_header_t *hdr = play_supervisor(&seg);
     long full = (long)workers * (threads + 1) < (long)high ? (long)workers * (threads + 1) : (long)high;
     for (int i = 0; i < 1000 && test_peer_stat(proxy, "conn.current") < full - 2; i++)
         nap_ms(10);
