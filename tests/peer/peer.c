@@ -25,8 +25,13 @@
 #ifndef PEER_PYTHON
 #define PEER_PYTHON "/usr/bin/python3"
 #endif
-#define PEER_READY_TIMEOUT_MS 5000
-#define PEER_REPLY_TIMEOUT_MS 5000
+/* Deadlines, not delays: python's start-up (mockupdb, pymongo's bson) took
+ * more than 5 s on a loaded 2-core machine, and a missed READY failed the
+ * whole test.  A peer that starts takes what it takes; one that hangs is
+ * still given up on.  A start slower than PEER_SLOW_START_MS is said. */
+#define PEER_READY_TIMEOUT_MS 30000
+#define PEER_REPLY_TIMEOUT_MS 20000
+#define PEER_SLOW_START_MS 5000
 #define PEER_STOP_TIMEOUT_MS 2000
 #define PEER_MAX_EXTRA 16
 
@@ -352,17 +357,25 @@ spawn (test_peer_t *peer, bool same_ports)
    peer->from_child = out_pipe[0];
    peer->buf_len = 0;
 
+   int64_t started = now_ms ();
    if (!read_line (peer, PEER_READY_TIMEOUT_MS)) {
       fprintf (stderr,
-               "test_peer: %s %s did not become ready (pid %d)\n",
+               "test_peer: %s %s did not become ready in %d ms (pid %d)\n",
                argv[0],
                argv[1],
+               PEER_READY_TIMEOUT_MS,
                (int) pid);
       kill (pid, SIGKILL);
       reap (peer, 1000);
       close_fd (&peer->to_child);
       close_fd (&peer->from_child);
       return false;
+   }
+   if (now_ms () - started > PEER_SLOW_START_MS) {
+      fprintf (stderr,
+               "test_peer: %s took %lld ms to become ready\n",
+               argv[1],
+               (long long) (now_ms () - started));
    }
    if (!parse_ready (peer)) {
       kill (pid, SIGKILL);
