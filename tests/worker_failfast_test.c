@@ -710,11 +710,41 @@ static void test_flaky_no_flap(void)
 
 /* ---- the gate, with the test playing the supervisor ---- */
 
-static void play_supervisor(msup_segment_t *seg)
+/* A worker (this process) on the test peer, whose supervisor the test
+ * plays: it alone writes the main row's verdict. */
+typedef struct played {
+    wfix_t f;
+    mongosup_t *h;
+    msup_segment_t seg;
+    int row; /* "main" */
+} played_t;
+
+static void played_start(played_t *p, const char *tag, const char *keys)
 {
-    atomic_store(&msup_segment_hdr(seg)->heartbeat_timeout_ms, 60000);
-    atomic_store(&msup_segment_hdr(seg)->heartbeat_mono_ns, msup_mono_ns());
-    atomic_store(&msup_segment_hdr(seg)->supervisor_pid, (int32_t)getpid());
+    CU_ASSERT_FATAL(wfix_start(&p->f, tag, keys, NULL));
+    mongosup_error_t error;
+    p->h = mongosup_attach(p->f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p->h);
+    CU_ASSERT_FATAL(wfix_segment(&p->f, &p->seg));
+    p->row = msup_segment_find_cluster(&p->seg, "main");
+    CU_ASSERT_FATAL(p->row >= 0);
+    /* A live supervisor: this process, with a heartbeat that stays fresh. */
+    msup_header_t *hdr = msup_segment_hdr(&p->seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 60000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+}
+
+static void played_verdict(played_t *p, uint32_t health)
+{
+    atomic_store(&msup_segment_row(&p->seg, (uint32_t)p->row)->health, health);
+}
+
+static void played_stop(played_t *p)
+{
+    msup_segment_close(&p->seg);
+    CU_ASSERT(mongosup_detach(&p->h, 1000));
+    wfix_stop(&p->f);
 }
 
 typedef struct trial {
@@ -732,44 +762,37 @@ static void *trial_main(void *arg)
 
 static void test_gate_half_open_trials(void)
 {
-    wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "ffgate", "", NULL));
+    played_t p;
+    played_start(&p, "ffgate", "");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    int row = msup_segment_find_cluster(&seg, "main");
-    CU_ASSERT_FATAL(row >= 0);
-    play_supervisor(&seg);
-    mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c1 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
-    mongosup_checkin(h, c1, NULL);
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    mongosup_checkin(p.h, c1, NULL);
+    played_verdict(&p, MSUP_HEALTH_DOWN);
+    CU_ASSERT_PTR_NULL(mongosup_checkout(p.h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     /* No failed check came first: the calm look sees DOWN (the cutoff);
      * RECOVERING comes within the follow-up window, before the worker's
      * own evidence may count (the server is reachable), and the window
      * passes. */
-    const _Atomic uint64_t *cutoffs = &h->clusters[0].failfast.cutoffs;
+    const _Atomic uint64_t *cutoffs = &p.h->clusters[0].failfast.cutoffs;
     for (int i = 0; i < 2000 && atomic_load(cutoffs) == 0; i++)
         msup_test_sleep_ms(1);
     CU_ASSERT_EQUAL_FATAL(atomic_load(cutoffs), 1);
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_RECOVERING);
+    played_verdict(&p, MSUP_HEALTH_RECOVERING);
     msup_test_sleep_ms(MSUP_CUTOFF_FOLLOW_MS + 20);
     /* Half-open: one trial, the next checkout refused until it proves.
      * After DOWN the idle client is stale (its socket may be dead, the
      * verdict shut it): the trial checkout re-checks it under a handshake
      * slot, and that ping is the trial (slowed here so that the refusal is
      * seen while it runs: max_connecting 0 still counts the slot). */
-    CU_ASSERT(test_peer_command(f.peer, "{\"cmd\":\"delay\",\"ms\":300,\"command\":\"ping\",\"times\":1}", NULL, 0));
-    trial_t trial = {.h = h};
+    CU_ASSERT(test_peer_command(p.f.peer, "{\"cmd\":\"delay\",\"ms\":300,\"command\":\"ping\",\"times\":1}", NULL, 0));
+    trial_t trial = {.h = p.h};
     pthread_t th;
     pthread_create(&th, NULL, trial_main, &trial);
-    for (int i = 0; i < 5000 && atomic_load(&msup_segment_reg(&seg, (uint32_t)row)->budget_connecting) == 0; i++)
+    for (int i = 0; i < 5000 && atomic_load(&msup_segment_reg(&p.seg, (uint32_t)p.row)->budget_connecting) == 0; i++)
         msup_test_sleep_ms(1);
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_PTR_NULL(mongosup_checkout(p.h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     CU_ASSERT_PTR_NOT_NULL(strstr(error.message, "RECOVERING"));
     pthread_join(th, NULL);
@@ -777,28 +800,26 @@ static void test_gate_half_open_trials(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     bson_error_t berr;
     CU_ASSERT(wfix_ping(c1, &berr)); /* the trial's reconnect proved the server: */
-    mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c2 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c2);
-    mongoc_client_t *c3 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c3 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c3);
-    mongosup_checkin(h, c1, NULL);
+    mongosup_checkin(p.h, c1, NULL);
     if (c2 != NULL)
-        mongosup_checkin(h, c2, NULL);
+        mongosup_checkin(p.h, c2, NULL);
     if (c3 != NULL)
-        mongosup_checkin(h, c3, NULL);
+        mongosup_checkin(p.h, c3, NULL);
     /* A new DOWN verdict voids what the trial proved. */
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    played_verdict(&p, MSUP_HEALTH_DOWN);
     msup_test_sleep_ms(50);
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_PTR_NULL(mongosup_checkout(p.h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
-    c1 = mongosup_checkout(h, "main", &error);
+    played_verdict(&p, MSUP_HEALTH_UP);
+    c1 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c1);
     if (c1 != NULL)
-        mongosup_checkin(h, c1, NULL);
-    msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+        mongosup_checkin(p.h, c1, NULL);
+    played_stop(&p);
 }
 
 /* ---- mongosup_run: no retry waits out its backoff on an open circuit ---- */
@@ -837,23 +858,15 @@ static void *down_later_main(void *arg)
 
 static void test_run_retry_stops_at_down(void)
 {
-    wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, "ffrun", "retry_max_attempts = 3; retry_backoff_ms = 2000; retry_deadline_ms = 60000;",
-                               NULL));
+    played_t p;
+    played_start(&p, "ffrun", "retry_max_attempts = 3; retry_backoff_ms = 2000; retry_deadline_ms = 60000;");
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    int row = msup_segment_find_cluster(&seg, "main");
-    CU_ASSERT_FATAL(row >= 0);
-    play_supervisor(&seg);
 
     /* DOWN arrives while the retry sleeps its backoff: it ends the wait. */
-    run_ctx_t x = {.seg = &seg, .row = row};
+    run_ctx_t x = {.seg = &p.seg, .row = p.row};
     pthread_t t;
     pthread_create(&t, NULL, down_later_main, &x);
-    bool ok = mongosup_run(h, "main", failing_op, &x, &error);
+    bool ok = mongosup_run(p.h, "main", failing_op, &x, &error);
     uint64_t end = msup_mono_ns();
     void *down_ret;
     pthread_join(t, &down_ret);
@@ -866,10 +879,10 @@ static void test_run_retry_stops_at_down(void)
     CU_ASSERT(after_down_ms <= slack_ms(CUT_BOUND_MS));
 
     /* DOWN already when the attempt fails: no backoff at all. */
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
+    played_verdict(&p, MSUP_HEALTH_UP);
     msup_test_sleep_ms(MSUP_FAILFAST_CALM_TICK_MS + 20);
-    run_ctx_t y = {.seg = &seg, .row = row, .down_in_callback = true};
-    ok = mongosup_run(h, "main", failing_op, &y, &error);
+    run_ctx_t y = {.seg = &p.seg, .row = p.row, .down_in_callback = true};
+    ok = mongosup_run(p.h, "main", failing_op, &y, &error);
     /* From the attempt's failure, not from its start: the attempt's own
      * checkout re-checks its client under a handshake slot after the
      * outage above (budget.md), which under load takes its time. */
@@ -881,10 +894,8 @@ static void test_run_retry_stops_at_down(void)
     CU_ASSERT_EQUAL(atomic_load(&y.calls), 1);
     CU_ASSERT(took_ms <= slack_ms(CUT_BOUND_MS));
 
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
-    msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+    played_verdict(&p, MSUP_HEALTH_UP);
+    played_stop(&p);
 }
 
 /* ---- half-open on the worker's own evidence, before any good check ---- */
@@ -897,40 +908,33 @@ static void test_run_retry_stops_at_down(void)
  * first successful trial, 0 if none came within bound_ms. */
 static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bound_ms, uint64_t *probes_reached)
 {
-    wfix_t f;
-    CU_ASSERT_FATAL(wfix_start(&f, tag, keys, NULL));
+    played_t p;
+    played_start(&p, tag, keys);
     mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    int row = msup_segment_find_cluster(&seg, "main");
-    CU_ASSERT_FATAL(row >= 0);
-    play_supervisor(&seg);
-    mongoc_client_t *c1 = mongosup_checkout(h, "main", &error);
+    mongoc_client_t *c1 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c1);
     CU_ASSERT(wfix_ping(c1, NULL)); /* the pool and its monitor run */
-    mongosup_checkin(h, c1, NULL);
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_DOWN);
+    mongosup_checkin(p.h, c1, NULL);
+    played_verdict(&p, MSUP_HEALTH_DOWN);
     uint64_t down = msup_mono_ns();
     /* Fresh verdict: no evidence counts yet. */
-    CU_ASSERT_PTR_NULL(mongosup_checkout(h, "main", &error));
+    CU_ASSERT_PTR_NULL(mongosup_checkout(p.h, "main", &error));
     CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
     uint64_t deadline = msup_test_now_ms() + slack_ms(bound_ms);
     unsigned refused = 0, failed_trials = 0;
     uint64_t proved = 0;
     while (proved == 0 && msup_test_now_ms() < deadline) {
-        mongoc_client_t *trial = mongosup_checkout(h, "main", &error);
+        mongoc_client_t *trial = mongosup_checkout(p.h, "main", &error);
         if (trial == NULL) {
             CU_ASSERT_EQUAL(error.code, MONGOSUP_E_CIRCUIT_OPEN);
             refused++;
             msup_test_sleep_ms(5);
             continue;
         }
-        CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
+        CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&p.seg, (uint32_t)p.row)->health), MSUP_HEALTH_DOWN);
         bson_error_t berr;
         bool ok = wfix_ping(trial, &berr);
-        mongosup_checkin(h, trial, ok ? NULL : &berr);
+        mongosup_checkin(p.h, trial, ok ? NULL : &berr);
         if (ok) {
             proved = msup_mono_ns();
         } else {
@@ -941,7 +945,7 @@ static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bo
             failed_trials++;
         }
     }
-    *probes_reached = atomic_load(&h->clusters[0].failfast.probe.reached);
+    *probes_reached = atomic_load(&p.h->clusters[0].failfast.probe.reached);
     printf("(%s: %u refused, %u trials failed on a shut socket, proved %llu ms after DOWN, probe reached it %llu "
            "times) ",
            tag, refused, failed_trials, proved ? (unsigned long long)((proved - down) / NS_PER_MS) : 0ull,
@@ -949,19 +953,17 @@ static uint64_t own_evidence_case(const char *tag, const char *keys, uint64_t bo
     CU_ASSERT(proved != 0);
     CU_ASSERT(refused > 0);
     /* Proved: every checkout goes through, the row still DOWN. */
-    c1 = mongosup_checkout(h, "main", &error);
-    mongoc_client_t *c2 = mongosup_checkout(h, "main", &error);
+    c1 = mongosup_checkout(p.h, "main", &error);
+    mongoc_client_t *c2 = mongosup_checkout(p.h, "main", &error);
     CU_ASSERT_PTR_NOT_NULL(c1);
     CU_ASSERT_PTR_NOT_NULL(c2);
     if (c1 != NULL)
-        mongosup_checkin(h, c1, NULL);
+        mongosup_checkin(p.h, c1, NULL);
     if (c2 != NULL)
-        mongosup_checkin(h, c2, NULL);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)row)->health), MSUP_HEALTH_DOWN);
-    atomic_store(&msup_segment_row(&seg, (uint32_t)row)->health, MSUP_HEALTH_UP);
-    msup_segment_close(&seg);
-    CU_ASSERT(mongosup_detach(&h, 1000));
-    wfix_stop(&f);
+        mongosup_checkin(p.h, c2, NULL);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&p.seg, (uint32_t)p.row)->health), MSUP_HEALTH_DOWN);
+    played_verdict(&p, MSUP_HEALTH_UP);
+    played_stop(&p);
     return proved ? (proved - down) / NS_PER_MS : 0;
 }
 
