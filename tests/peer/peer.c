@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,7 +33,9 @@
 #define PEER_READY_TIMEOUT_MS 30000
 #define PEER_REPLY_TIMEOUT_MS 20000
 #define PEER_SLOW_START_MS 5000
-#define PEER_STOP_TIMEOUT_MS 2000
+/* A peer exits by itself at EOF on its stdin; one that has not after this
+ * long is killed and counted (test_peer_forced_stops). */
+#define PEER_STOP_TIMEOUT_MS 10000
 #define PEER_MAX_EXTRA 16
 
 struct test_peer {
@@ -238,11 +241,16 @@ parse_ready (test_peer_t *peer)
    return true;
 }
 
-static void
+static atomic_uint forced_stops;
+
+/* Waits for the child to exit, SIGKILLs it after timeout_ms.  Returns true
+ * when it had to kill it. */
+static bool
 reap (test_peer_t *peer, int timeout_ms)
 {
+   bool killed = false;
    if (peer->pid <= 0) {
-      return;
+      return false;
    }
    int64_t deadline = now_ms () + timeout_ms;
    for (;;) {
@@ -255,11 +263,13 @@ reap (test_peer_t *peer, int timeout_ms)
          kill (peer->pid, SIGKILL);
          while (waitpid (peer->pid, &status, 0) < 0 && errno == EINTR) {
          }
+         killed = true;
          break;
       }
       sleep_ms (2);
    }
    peer->pid = -1;
+   return killed;
 }
 
 /* Start the child and wait for READY.  Caller holds mu (or owns peer). */
@@ -749,8 +759,16 @@ test_peer_stop (test_peer_t **peerp)
       kill (peer->pid, SIGCONT); /* a stopped peer cannot see EOF */
    }
    close_fd (&peer->to_child);
-   reap (peer, PEER_STOP_TIMEOUT_MS);
+   if (reap (peer, PEER_STOP_TIMEOUT_MS)) {
+      forced_stops++;
+   }
    close_fd (&peer->from_child);
    pthread_mutex_unlock (&peer->mu);
    peer_free (peer);
+}
+
+unsigned
+test_peer_forced_stops (void)
+{
+   return forced_stops;
 }

@@ -127,9 +127,13 @@ long test_peer_stat (test_peer_t *peer, const char *key);
 /* Number of documents in db.coll on the peer (-1 on error). */
 long test_peer_count (test_peer_t *peer, const char *db, const char *coll);
 
-/* Close the child's stdin (it exits at once), wait up to 2 s, then
+/* Close the child's stdin (it exits at once), wait up to 10 s, then
  * SIGKILL.  Frees the peer and sets *peer to NULL.  NULL-safe. */
 void test_peer_stop (test_peer_t **peer);
+
+/* How many test_peer_stop calls, in this process, found a peer that had not
+ * exited by itself at EOF within the stop timeout and killed it. */
+unsigned test_peer_forced_stops (void);
 
 /* True when $MONGOSUP_TEST_URI names a real deployment. */
 bool test_peer_real_deployment (void);
