@@ -569,7 +569,13 @@ static void scenario_start(scenario_t *s, const char *tag, const char *superviso
     snprintf(s->log, sizeof s->log, "%s", path_in_tmp(name));
     unlink(s->log);
     s->sup = start_daemon(s->conf, s->log);
-    CU_ASSERT_FATAL(open_segment(s->seg_name, &s->seg, start_deadline_ms()));
+    if (!open_segment(s->seg_name, &s->seg, start_deadline_ms())) {
+        /* Our own child, not yet reaped: a failed start must not leave it
+         * running after the test (18 were left by one loaded run). */
+        kill(s->sup, SIGKILL);
+        waitpid(s->sup, NULL, 0);
+        CU_FAIL_FATAL("open_segment(s->seg_name, &s->seg, start_deadline_ms())");
+    }
 }
 
 /* Sends SIGTERM and asserts pid exits 0 within timeout_ms. */
