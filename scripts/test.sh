@@ -8,12 +8,19 @@ mkdir -p build
 cd build
 ../configure --quiet ${MONGOSUP_CONFIGURE_FLAGS:-}
 make -j"$(nproc)" >/dev/null
-# On failure, the logs of the failing tests only: CI shows the end of the output,
-# and the log of a failing test must be in it (check-valgrind prints its own).
+# On failure, why each failing test failed: CI shows only the end of the
+# output, so its failed assertions come first, then a bounded tail of its
+# log (scripts/show-failures.sh), and a recap of every failed assertion last.
+# (check-valgrind prints the same for the tests that fail under memcheck.)
 show_failures() {
-    for trs in $(grep -l -E '^:test-result: (FAIL|ERROR)' tests/*.trs tests/*/*.trs 2>/dev/null); do
+    failing=$(grep -l -E '^:test-result: (FAIL|ERROR)' tests/*.trs tests/*/*.trs 2>/dev/null || true)
+    for trs in $failing; do
         echo "==== ${trs%.trs}.log (failed)"
-        tail -150 "${trs%.trs}.log"
+        sh ../scripts/show-failures.sh "${trs%.trs}.log" || true
+    done
+    echo "==== failed in make check:"
+    for trs in $failing; do
+        sh ../scripts/show-failures.sh --recap "${trs%.trs}.log" || true
     done
 }
 make -j"$(nproc)" check || { show_failures; exit 1; }

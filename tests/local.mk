@@ -35,4 +35,4 @@ include tests/neutral.mk
 
 # The README's demo, run against the built tree (a shell test: not run under valgrind).
 TESTS += tests/demo_test.sh
-EXTRA_DIST += tests/demo_test.sh scripts/demo.sh scripts/test.sh
+EXTRA_DIST += tests/demo_test.sh scripts/demo.sh scripts/test.sh scripts/show-failures.sh

@@ -34,6 +34,11 @@ int msup_test_main(const char *suite_name, const msup_test_t *tests, int argc, c
      * would become descriptor 0 (peer_test covers that case on purpose). */
     if (!msup_stdio_guard())
         return 2;
+    /* Whole lines, in order with stderr: a log holds CUnit's "Test: NAME
+     * ...FAILED" and its numbered assertion lines intact, not split by a
+     * worker's warning at a 4 KB buffer boundary, so that
+     * scripts/show-failures.sh finds them. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 2;
     CU_pSuite suite = CU_add_suite(suite_name, NULL, NULL);

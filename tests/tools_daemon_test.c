@@ -37,8 +37,10 @@ static const char *daemon_path(void)
 }
 
 /* Starts mongosupd on a one-cluster configuration (unreachable cluster)
- * serving /metrics on `port`; paths go to cfg/logf (64+ bytes each). */
-static pid_t start_daemon(const char *tag, const char *seg_name, int port, char *cfg, char *logf, size_t len)
+ * with `supervisor_keys` in its supervisor section; paths go to cfg/logf
+ * (64+ bytes each). */
+static pid_t start_daemon(const char *tag, const char *seg_name, const char *supervisor_keys, char *cfg, char *logf,
+                          size_t len)
 {
     snprintf(cfg, len, "/tmp/msup-test-%d-%s.cfg", (int)getpid(), tag);
     snprintf(logf, len, "/tmp/msup-test-%d-%s.log", (int)getpid(), tag);
@@ -47,11 +49,11 @@ static pid_t start_daemon(const char *tag, const char *seg_name, int port, char 
         return -1;
     fprintf(f,
             "segment = { name = \"%s\"; max_workers = 8; };\n"
-            "supervisor = { metrics_listen = \"127.0.0.1:%d\"; };\n"
+            "supervisor = { %s };\n"
             "default_environment = \"test\";\n"
             "environments = { test = { clusters = { users = { mongo_uri = \"mongodb://127.0.0.1:1/\";\n"
             "  check_timeout_ms = 200; check_interval_ms = 500; }; }; }; };\n",
-            seg_name, port);
+            seg_name, supervisor_keys);
     fclose(f);
     pid_t d = fork();
     if (d == 0) {
@@ -63,11 +65,13 @@ static pid_t start_daemon(const char *tag, const char *seg_name, int port, char 
     return d;
 }
 
-/* Maps the daemon's segment once it exists (5 s at most). */
-/* Both segments, as the supervisor maps them (mongosupd creates the control one first). */
+/* Maps both of the daemon's segments, as the supervisor maps them
+ * (mongosupd creates the control one first), once they exist.  A
+ * generous deadline: a start-up on a loaded machine takes seconds. */
 static bool wait_segment(const char *seg_name, msup_segment_t *seg)
 {
-    for (int i = 0; i < 100; i++) {
+    uint64_t deadline = msup_test_now_ms() + (msup_test_under_valgrind() ? 60000 : 30000);
+    while (msup_test_now_ms() < deadline) {
         if (msup_test_segment_open_rw(seg_name, seg)) {
             if (msup_segment_control(seg) != NULL)
                 return true;
@@ -78,47 +82,88 @@ static bool wait_segment(const char *seg_name, msup_segment_t *seg)
     return false;
 }
 
+/* One mongosupd of a test: its files, its /metrics port, its segment. */
+typedef struct scenario {
+    char seg_name[64], cfg[128], logf[128];
+    int port;
+    pid_t daemon;
+    msup_segment_t seg;
+} scenario_t;
+
+/* The daemon tests' prelude: mongosupd started on the one-cluster
+ * configuration, serving /metrics on a free port, and its segment mapped.
+ * False when mongosupd (or curl, when the test needs it) is missing: the
+ * test is skipped and says so.  A daemon whose segment never appears is
+ * killed (our own child, not yet reaped) and its log printed. */
+static bool start_scenario(scenario_t *s, const char *tag, bool needs_curl)
+{
+    if (access(daemon_path(), X_OK) != 0 || (needs_curl && access("/usr/bin/curl", X_OK) != 0)) {
+        fprintf(stderr, "\nmongosupd%s missing: skipped\n", needs_curl ? " or curl" : "");
+        return false;
+    }
+    memset(s, 0, sizeof *s);
+    snprintf(s->seg_name, sizeof s->seg_name, "%s", msup_test_segment_name(tag));
+    s->port = msup_test_free_port();
+    CU_ASSERT_FATAL(s->port > 0);
+    char keys[64];
+    snprintf(keys, sizeof keys, "metrics_listen = \"127.0.0.1:%d\";", s->port);
+    s->daemon = start_daemon(tag, s->seg_name, keys, s->cfg, s->logf, sizeof s->cfg);
+    CU_ASSERT_FATAL(s->daemon > 0);
+    if (!wait_segment(s->seg_name, &s->seg)) {
+        kill(s->daemon, SIGKILL);
+        waitpid(s->daemon, NULL, 0);
+        char *log = msup_test_read_file(s->logf);
+        fprintf(stderr, "\nmongosupd made no segment %s; its log:\n%s\n", s->seg_name, log);
+        free(log);
+        CU_FAIL_FATAL("mongosupd's segment did not appear");
+    }
+    return true;
+}
+
+/* Unmaps and removes what the scenario made (the daemon has exited). */
+static void end_scenario(scenario_t *s)
+{
+    msup_segment_close(&s->seg);
+    msup_segment_unlink(s->seg_name, NULL);
+    unlink(s->cfg);
+    unlink(s->logf);
+}
+
 static void test_daemon_end_to_end(void)
 {
-    if (access(daemon_path(), X_OK) != 0 || access("/usr/bin/curl", X_OK) != 0) {
-        fprintf(stderr, "\nmongosupd or curl missing: skipped\n");
+    scenario_t sc;
+    if (!start_scenario(&sc, "daemon", true))
         return;
-    }
-    char seg_name[64], cfg[128], logf[128], cmd[2048];
-    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("daemon"));
-    int port = msup_test_free_port();
-    CU_ASSERT_FATAL(port > 0);
-    pid_t d = start_daemon("daemon", seg_name, port, cfg, logf, sizeof cfg);
-    CU_ASSERT_FATAL(d > 0);
+    char cmd[2048];
 
-    /* Wait for the segment and a DOWN verdict (three failed checks). */
-    msup_segment_t seg;
+    /* A DOWN verdict (three failed checks, 500 ms apart: a generous
+     * deadline for a loaded machine). */
     mongosup_error_t err;
-    CU_ASSERT_FATAL(wait_segment(seg_name, &seg));
     int st = -1;
     int idx = -1;
-    for (int i = 0; i < 100 && (idx < 0 || atomic_load(&msup_segment_row(&seg, (uint32_t)idx)->health) !=
-                                               MSUP_HEALTH_DOWN); i++) {
-        idx = msup_segment_find_cluster(&seg, "users");
+    uint64_t deadline = msup_test_now_ms() + 30000;
+    while (msup_test_now_ms() < deadline &&
+           (idx < 0 || atomic_load(&msup_segment_row(&sc.seg, (uint32_t)idx)->health) != MSUP_HEALTH_DOWN)) {
+        idx = msup_segment_find_cluster(&sc.seg, "users");
         sleep_ms(100);
     }
     CU_ASSERT_FATAL(idx >= 0);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&seg, (uint32_t)idx)->health), MSUP_HEALTH_DOWN);
-    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_row(&sc.seg, (uint32_t)idx)->health), MSUP_HEALTH_DOWN);
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), sc.seg_name);
     char *status = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 2); /* supervisor alive, users DOWN */
     CU_ASSERT_PTR_NOT_NULL(status && strstr(status, "DOWN"));
     free(status);
 
     /* This process plays a worker: a slot with traffic. */
-    int slot = msup_slot_claim(&seg, getpid(), "itest", &err);
+    int slot = msup_slot_claim(&sc.seg, getpid(), "itest", &err);
     CU_ASSERT_FATAL(slot >= 0);
-    msup_stats_t *s = msup_slot_stats(&seg, (uint32_t)slot, 0);
+    msup_stats_t *s = msup_slot_stats(&sc.seg, (uint32_t)slot, 0);
     for (int i = 0; i < 250; i++)
         msup_stats_record_op(s, MSUP_OP_READ, 700);
 
     char url[128];
-    snprintf(url, sizeof url, "curl -sS --max-time 10 http://127.0.0.1:%d/metrics", port);
+    snprintf(url, sizeof url, "curl -sS --max-time 10 http://127.0.0.1:%d/metrics", sc.port);
     char *body = fx_run(url, false, &st);
     CU_ASSERT_EQUAL(st, 0);
     CU_ASSERT_FATAL(body != NULL);
@@ -138,7 +183,7 @@ static void test_daemon_end_to_end(void)
     free(body);
 
     /* mongosup-top sees the same. */
-    snprintf(cmd, sizeof cmd, "%s -n %s --once", fx_tool("mongosup-top"), seg_name);
+    snprintf(cmd, sizeof cmd, "%s -n %s --once", fx_tool("mongosup-top"), sc.seg_name);
     char *out = fx_run(cmd, false, &st);
     CU_ASSERT_EQUAL(st, 0);
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, "(alive)"));
@@ -148,9 +193,9 @@ static void test_daemon_end_to_end(void)
     /* reconnect, over the control socket found from the segment name
      * alone (the default path, the same rule in mongosupd and mongosupctl):
      * the generation has moved when the answer comes. */
-    msup_cluster_row_t *row = msup_segment_row(&seg, (uint32_t)idx);
+    msup_cluster_row_t *row = msup_segment_row(&sc.seg, (uint32_t)idx);
     uint64_t rgen = atomic_load(&row->reconnect_generation);
-    snprintf(cmd, sizeof cmd, "%s -n %s reconnect users", fx_tool("mongosupctl"), seg_name);
+    snprintf(cmd, sizeof cmd, "%s -n %s reconnect users", fx_tool("mongosupctl"), sc.seg_name);
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 0);
     if (st != 0)
@@ -159,34 +204,32 @@ static void test_daemon_end_to_end(void)
     CU_ASSERT_EQUAL(atomic_load(&row->reconnect_generation), rgen + 1);
 
     /* reload: the answer carries the new configuration generation. */
-    uint64_t gen = atomic_load(&msup_segment_hdr(&seg)->config_generation);
-    snprintf(cmd, sizeof cmd, "%s -n %s reload", fx_tool("mongosupctl"), seg_name);
+    uint64_t gen = atomic_load(&msup_segment_hdr(&sc.seg)->config_generation);
+    snprintf(cmd, sizeof cmd, "%s -n %s reload", fx_tool("mongosupctl"), sc.seg_name);
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 0);
     char want[64];
     snprintf(want, sizeof want, "reload: generation %llu", (unsigned long long)(gen + 1));
     CU_ASSERT_PTR_NOT_NULL(out && strstr(out, want));
     free(out);
-    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&seg)->config_generation), gen + 1);
+    CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&sc.seg)->config_generation), gen + 1);
 
     /* shutdown --wait: the worker leaves, the supervisor stops and removes the segment. */
-    msup_slot_release(&seg, (uint32_t)slot);
-    snprintf(cmd, sizeof cmd, "%s -n %s shutdown --wait --timeout 30", fx_tool("mongosupctl"), seg_name);
+    msup_slot_release(&sc.seg, (uint32_t)slot);
+    snprintf(cmd, sizeof cmd, "%s -n %s shutdown --wait --timeout 30", fx_tool("mongosupctl"), sc.seg_name);
     out = fx_run(cmd, true, &st);
     CU_ASSERT_EQUAL(st, 0);
     if (st != 0)
         fprintf(stderr, "\nshutdown: %s\n", out ? out : "");
     free(out);
     int dst = 0;
-    CU_ASSERT_EQUAL(waitpid(d, &dst, 0), d);
+    CU_ASSERT_EQUAL(waitpid(sc.daemon, &dst, 0), sc.daemon);
     CU_ASSERT(WIFEXITED(dst) && WEXITSTATUS(dst) == 0);
-    msup_segment_close(&seg);
-    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), seg_name);
+    msup_segment_close(&sc.seg);
+    snprintf(cmd, sizeof cmd, "%s -n %s status", fx_tool("mongosupctl"), sc.seg_name);
     free(fx_run(cmd, true, &st));
     CU_ASSERT_EQUAL(st, 3); /* no segment any more */
-    msup_segment_unlink(seg_name, NULL);
-    unlink(cfg);
-    unlink(logf);
+    end_scenario(&sc);
 }
 
 /* ------------------------------------------------------------------ */
@@ -304,33 +347,24 @@ static int cmp_long(const void *a, const void *b)
 
 static void test_metrics_flood(void)
 {
-    if (access(daemon_path(), X_OK) != 0) {
-        fprintf(stderr, "\nmongosupd missing: skipped\n");
+    scenario_t sc;
+    if (!start_scenario(&sc, "flood", false))
         return;
-    }
-    char seg_name[64], cfg[128], logf[128];
-    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("flood"));
-    int port = msup_test_free_port();
-    CU_ASSERT_FATAL(port > 0);
-    pid_t d = start_daemon("flood", seg_name, port, cfg, logf, sizeof cfg);
-    CU_ASSERT_FATAL(d > 0);
-    msup_segment_t seg;
-    CU_ASSERT_FATAL(wait_segment(seg_name, &seg));
     long first = -1;
     for (int i = 0; i < 50 && first < 0; i++) /* the endpoint answers */
-        if ((first = scrape_ms(port, 1000)) < 0)
+        if ((first = scrape_ms(sc.port, 1000)) < 0)
             sleep_ms(100);
     CU_ASSERT_FATAL(first >= 0);
     sleep_ms(200); /* the daemon's fds settle (the first scrape's socket) */
-    int fds_before = count_fds(d);
+    int fds_before = count_fds(sc.daemon);
     CU_ASSERT_FATAL(fds_before > 0);
 
     static flood_t fl;
     memset(&fl, 0, sizeof fl);
-    fl.port = port;
+    fl.port = sc.port;
     int opened = 0;
     for (int i = 0; i < ATTACKERS; i++)
-        opened += (fl.fd[i] = open_attacker(port, i >= IDLE_ATTACKERS)) >= 0;
+        opened += (fl.fd[i] = open_attacker(sc.port, i >= IDLE_ATTACKERS)) >= 0;
     CU_ASSERT(opened == ATTACKERS);
     CU_ASSERT_FATAL(pthread_create(&fl.thread, NULL, flood_main, &fl) == 0);
     sleep_ms(1500); /* the slowloris have trickled a few bytes */
@@ -344,9 +378,9 @@ static void test_metrics_flood(void)
     uint64_t worst_age_ms = 0;
     int answered = 0;
     for (int i = 0; i < SCRAPES; i++) {
-        ms[i] = scrape_ms(port, bound);
+        ms[i] = scrape_ms(sc.port, bound);
         answered += ms[i] >= 0;
-        uint64_t age = (msup_mono_ns() - atomic_load(&msup_segment_hdr(&seg)->heartbeat_mono_ns)) / 1000000u;
+        uint64_t age = (msup_mono_ns() - atomic_load(&msup_segment_hdr(&sc.seg)->heartbeat_mono_ns)) / 1000000u;
         worst_age_ms = age > worst_age_ms ? age : worst_age_ms;
         sleep_ms(200);
     }
@@ -366,20 +400,17 @@ static void test_metrics_flood(void)
         if (fl.fd[i] >= 0)
             close(fl.fd[i]);
     int fds_after = -1;
-    for (int i = 0; i < 100 && (fds_after = count_fds(d)) > fds_before; i++)
+    for (int i = 0; i < 100 && (fds_after = count_fds(sc.daemon)) > fds_before; i++)
         sleep_ms(100);
     fprintf(stderr, "daemon descriptors: %d before the flood, %d after\n", fds_before, fds_after);
     CU_ASSERT_EQUAL(fds_after, fds_before);
-    CU_ASSERT(scrape_ms(port, bound) >= 0);
+    CU_ASSERT(scrape_ms(sc.port, bound) >= 0);
 
-    kill(d, SIGTERM);
+    kill(sc.daemon, SIGTERM);
     int dst = 0;
-    CU_ASSERT_EQUAL(waitpid(d, &dst, 0), d);
+    CU_ASSERT_EQUAL(waitpid(sc.daemon, &dst, 0), sc.daemon);
     CU_ASSERT(WIFEXITED(dst) && WEXITSTATUS(dst) == 0);
-    msup_segment_close(&seg);
-    msup_segment_unlink(seg_name, NULL);
-    unlink(cfg);
-    unlink(logf);
+    end_scenario(&sc);
 }
 
 /* What each tool says about the supervisor, as one word. */
@@ -417,24 +448,7 @@ static void test_liveness_agrees_after_kill(void)
     }
     char seg_name[64], cfg[128], logf[128];
     snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("killed"));
-    snprintf(cfg, sizeof cfg, "/tmp/msup-test-%d-killed.cfg", (int)getpid());
-    snprintf(logf, sizeof logf, "/tmp/msup-test-%d-killed.log", (int)getpid());
-    FILE *f = fopen(cfg, "w");
-    CU_ASSERT_FATAL(f != NULL);
-    fprintf(f,
-            "segment = { name = \"%s\"; max_workers = 8; };\n"
-            "supervisor = { heartbeat_timeout_ms = 60000; };\n"
-            "default_environment = \"test\";\n"
-            "environments = { test = { clusters = { users = { mongo_uri = \"mongodb://127.0.0.1:1/\"; }; }; }; };\n",
-            seg_name);
-    fclose(f);
-    pid_t d = fork();
-    if (d == 0) {
-        FILE *lf = freopen(logf, "w", stderr);
-        (void)lf;
-        execl(daemon_path(), "mongosupd", "-c", cfg, (char *)NULL);
-        _exit(127);
-    }
+    pid_t d = start_daemon("killed", seg_name, "heartbeat_timeout_ms = 60000;", cfg, logf, sizeof cfg);
     CU_ASSERT_FATAL(d > 0);
     bool c = false, j = false, p = false, t = false;
     for (int i = 0; i < 100 && !(c && j && p && t); i++) {
@@ -504,22 +518,13 @@ static void slow(msup_segment_t *seg, int slot, int row, const char *cmd, const 
 
 static void test_daemon_slow_log(void)
 {
-    if (access(daemon_path(), X_OK) != 0) {
-        fprintf(stderr, "\nmongosupd missing: skipped\n");
+    scenario_t sc;
+    if (!start_scenario(&sc, "slowlog", false))
         return;
-    }
-    char seg_name[64], cfg[128], logf[128];
-    snprintf(seg_name, sizeof seg_name, "%s", msup_test_segment_name("slowlog"));
-    int port = msup_test_free_port();
-    CU_ASSERT_FATAL(port > 0);
-    pid_t d = start_daemon("slowlog", seg_name, port, cfg, logf, sizeof cfg);
-    CU_ASSERT_FATAL(d > 0);
-    msup_segment_t seg;
     mongosup_error_t err;
-    CU_ASSERT_FATAL(wait_segment(seg_name, &seg));
     int row = -1;
     for (int i = 0; i < 100 && row < 0; i++) {
-        row = msup_segment_find_cluster(&seg, "users");
+        row = msup_segment_find_cluster(&sc.seg, "users");
         if (row < 0)
             sleep_ms(50);
     }
@@ -527,19 +532,19 @@ static void test_daemon_slow_log(void)
     /* This process plays three workers. */
     int slots[3];
     for (int i = 0; i < 3; i++) {
-        slots[i] = msup_slot_claim(&seg, getpid(), "slow", &err);
+        slots[i] = msup_slot_claim(&sc.seg, getpid(), "slow", &err);
         CU_ASSERT_FATAL(slots[i] >= 0);
     }
 
     /* One slow and one failed operation, a control character in a name: one line each, escaped. */
-    slow(&seg, slots[0], row, "find", "ord\ners", MSUP_SLOWOP_OK);
-    slow(&seg, slots[1], row, "insert", "invoices", 1 + MSUP_FAIL_NETWORK);
+    slow(&sc.seg, slots[0], row, "find", "ord\ners", MSUP_SLOWOP_OK);
+    slow(&sc.seg, slots[1], row, "insert", "invoices", 1 + MSUP_FAIL_NETWORK);
     char want[256];
     snprintf(want, sizeof want,
              "slow operation: cluster users slot %d pid %d command find database app collection ord\\x0aers "
              "server db1:27017 duration 532.0 ms outcome ok", slots[0], (int)getpid());
-    free(log_until(logf, want, 1));
-    char *text = log_until(logf, "failed operation: cluster users", 1);
+    free(log_until(sc.logf, want, 1));
+    char *text = log_until(sc.logf, "failed operation: cluster users", 1);
     CU_ASSERT(text != NULL && strstr(text, "command insert database app collection invoices") != NULL);
     CU_ASSERT(text != NULL && strstr(text, "outcome network") != NULL);
     CU_ASSERT(text != NULL && strstr(text, "not logged") == NULL);
@@ -550,8 +555,8 @@ static void test_daemon_slow_log(void)
     sleep_ms(1500);
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < 8; k++)
-            slow(&seg, slots[i], row, "aggregate", "burst", MSUP_SLOWOP_OK);
-    text = log_until(logf, "slow operations: 14 not logged", 1);
+            slow(&sc.seg, slots[i], row, "aggregate", "burst", MSUP_SLOWOP_OK);
+    text = log_until(sc.logf, "slow operations: 14 not logged", 1);
     CU_ASSERT(text != NULL && strstr(text, "(at most 10 lines a second), 0 overwritten") != NULL);
     CU_ASSERT_EQUAL(count_in(text, "collection burst"), 10);
     free(text);
@@ -559,21 +564,18 @@ static void test_daemon_slow_log(void)
     /* 12 in one ring between two reads: the 4 oldest are overwritten, and said so. */
     sleep_ms(1500);
     for (int k = 0; k < 12; k++)
-        slow(&seg, slots[2], row, "update", "wrapped", MSUP_SLOWOP_OK);
-    text = log_until(logf, "4 overwritten in their ring", 1);
+        slow(&sc.seg, slots[2], row, "update", "wrapped", MSUP_SLOWOP_OK);
+    text = log_until(sc.logf, "4 overwritten in their ring", 1);
     CU_ASSERT_EQUAL(count_in(text, "collection wrapped"), 8);
     CU_ASSERT(text != NULL && strstr(text, "slow operations: 0 not logged") != NULL);
     free(text);
 
     for (int i = 0; i < 3; i++)
-        msup_slot_release(&seg, (uint32_t)slots[i]); /* the workers leave: the shutdown waits for none */
-    kill(d, SIGTERM);
+        msup_slot_release(&sc.seg, (uint32_t)slots[i]); /* the workers leave: the shutdown waits for none */
+    kill(sc.daemon, SIGTERM);
     int dst = 0;
-    CU_ASSERT_EQUAL(waitpid(d, &dst, 0), d);
-    msup_segment_close(&seg);
-    msup_segment_unlink(seg_name, NULL);
-    unlink(cfg);
-    unlink(logf);
+    CU_ASSERT_EQUAL(waitpid(sc.daemon, &dst, 0), sc.daemon);
+    end_scenario(&sc);
 }
 
 int main(int argc, char **argv)

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +26,16 @@
 #ifndef PEER_PYTHON
 #define PEER_PYTHON "/usr/bin/python3"
 #endif
-#define PEER_READY_TIMEOUT_MS 20000 /* python3 + pymongo + mockupdb took over 5 s to start at load 20 */
-#define PEER_REPLY_TIMEOUT_MS 5000
-#define PEER_STOP_TIMEOUT_MS 2000
+/* Deadlines, not delays: python's start-up (mockupdb, pymongo's bson) took
+ * more than 5 s on a loaded 2-core machine, and a missed READY failed the
+ * whole test.  A peer that starts takes what it takes; one that hangs is
+ * still given up on.  A start slower than PEER_SLOW_START_MS is said. */
+#define PEER_READY_TIMEOUT_MS 30000
+#define PEER_REPLY_TIMEOUT_MS 20000
+#define PEER_SLOW_START_MS 5000
+/* A peer exits by itself at EOF on its stdin; one that has not after this
+ * long is killed and counted (test_peer_forced_stops). */
+#define PEER_STOP_TIMEOUT_MS 10000
 #define PEER_MAX_EXTRA 16
 
 struct test_peer {
@@ -233,11 +241,16 @@ parse_ready (test_peer_t *peer)
    return true;
 }
 
-static void
+static atomic_uint forced_stops;
+
+/* Waits for the child to exit, SIGKILLs it after timeout_ms.  Returns true
+ * when it had to kill it. */
+static bool
 reap (test_peer_t *peer, int timeout_ms)
 {
+   bool killed = false;
    if (peer->pid <= 0) {
-      return;
+      return false;
    }
    int64_t deadline = now_ms () + timeout_ms;
    for (;;) {
@@ -250,11 +263,13 @@ reap (test_peer_t *peer, int timeout_ms)
          kill (peer->pid, SIGKILL);
          while (waitpid (peer->pid, &status, 0) < 0 && errno == EINTR) {
          }
+         killed = true;
          break;
       }
       sleep_ms (2);
    }
    peer->pid = -1;
+   return killed;
 }
 
 /* Start the child and wait for READY.  Caller holds mu (or owns peer). */
@@ -352,17 +367,25 @@ spawn (test_peer_t *peer, bool same_ports)
    peer->from_child = out_pipe[0];
    peer->buf_len = 0;
 
+   int64_t started = now_ms ();
    if (!read_line (peer, PEER_READY_TIMEOUT_MS)) {
       fprintf (stderr,
-               "test_peer: %s %s did not become ready (pid %d)\n",
+               "test_peer: %s %s did not become ready in %d ms (pid %d)\n",
                argv[0],
                argv[1],
+               PEER_READY_TIMEOUT_MS,
                (int) pid);
       kill (pid, SIGKILL);
       reap (peer, 1000);
       close_fd (&peer->to_child);
       close_fd (&peer->from_child);
       return false;
+   }
+   if (now_ms () - started > PEER_SLOW_START_MS) {
+      fprintf (stderr,
+               "test_peer: %s took %lld ms to become ready\n",
+               argv[1],
+               (long long) (now_ms () - started));
    }
    if (!parse_ready (peer)) {
       kill (pid, SIGKILL);
@@ -736,8 +759,16 @@ test_peer_stop (test_peer_t **peerp)
       kill (peer->pid, SIGCONT); /* a stopped peer cannot see EOF */
    }
    close_fd (&peer->to_child);
-   reap (peer, PEER_STOP_TIMEOUT_MS);
+   if (reap (peer, PEER_STOP_TIMEOUT_MS)) {
+      forced_stops++;
+   }
    close_fd (&peer->from_child);
    pthread_mutex_unlock (&peer->mu);
    peer_free (peer);
+}
+
+unsigned
+test_peer_forced_stops (void)
+{
+   return forced_stops;
 }

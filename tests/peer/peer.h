@@ -34,7 +34,7 @@ typedef struct test_peer test_peer_t;
 #define TEST_PEER_MAX_MEMBERS 16
 
 /*
- * Start a peer and wait (up to 5 s) for its READY line.
+ * Start a peer and wait (up to 30 s: a loaded machine) for its READY line.
  * mode: "standalone", "rs" or "mongos".  members: number of servers (<= 0
  * means the default: 3 for "rs", 1 otherwise; a standalone always has 1).
  * ports: NULL for port 0 (the OS picks), or `members` ports to bind.
@@ -62,7 +62,7 @@ test_peer_t *test_peer_start_args (const char *mode,
 test_peer_t *test_peer_start_proxy (const test_peer_t *upstream);
 
 /*
- * Send one control request (a JSON object, no newline) and wait up to 5 s
+ * Send one control request (a JSON object, no newline) and wait up to 20 s
  * for its one-line reply.  The reply is copied into reply/reply_len when
  * reply is not NULL (truncated, always NUL-terminated).  Returns true when
  * the reply says "ok": true.
@@ -105,7 +105,7 @@ char *test_peer_member_uri (const test_peer_t *peer, int member,
  * and SIGCONT return once the child has stopped / resumed (waitpid
  * WUNTRACED / WCONTINUED, at most 2 s).  After SIGKILL the child is reaped,
  * and test_peer_restart starts it again.  Control requests to a stopped peer
- * time out (5 s): send SIGCONT first. */
+ * time out (20 s): send SIGCONT first. */
 void test_peer_kill (test_peer_t *peer, int sig);
 
 /* Kill the child if it is still running and start a new one with the same
@@ -127,9 +127,13 @@ long test_peer_stat (test_peer_t *peer, const char *key);
 /* Number of documents in db.coll on the peer (-1 on error). */
 long test_peer_count (test_peer_t *peer, const char *db, const char *coll);
 
-/* Close the child's stdin (it exits at once), wait up to 2 s, then
+/* Close the child's stdin (it exits at once), wait up to 10 s, then
  * SIGKILL.  Frees the peer and sets *peer to NULL.  NULL-safe. */
 void test_peer_stop (test_peer_t **peer);
+
+/* How many test_peer_stop calls, in this process, found a peer that had not
+ * exited by itself at EOF within the stop timeout and killed it. */
+unsigned test_peer_forced_stops (void);
 
 /* True when $MONGOSUP_TEST_URI names a real deployment. */
 bool test_peer_real_deployment (void);

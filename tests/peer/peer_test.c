@@ -274,11 +274,12 @@ wait_stat (test_peer_t *peer, const char *key, long want, int timeout_ms)
 static void
 test_start_ready_stop (void)
 {
+   /* How fast python starts depends on the machine's load: printed, not
+    * asserted (START fails if READY does not come within its deadline). */
    int64_t t0 = now_ms ();
    START (peer, "standalone", 1);
    int64_t ready = now_ms () - t0;
    printf ("(ready in %d ms) ", (int) ready);
-   CU_ASSERT (ready < 2000 * slow_factor);
    CU_ASSERT (test_peer_port (peer, 0) > 0);
    CU_ASSERT_EQUAL (test_peer_members (peer), 1);
    CU_ASSERT (test_peer_command (peer, "{\"cmd\":\"ping\"}", NULL, 0));
@@ -292,11 +293,14 @@ test_start_ready_stop (void)
    CU_ASSERT (ping (c, &err));
    mongoc_client_destroy (c);
 
+   /* It exits by itself at EOF: no SIGKILL after the stop timeout. */
    pid_t pid = test_peer_pid (peer);
+   unsigned forced = test_peer_forced_stops ();
    t0 = now_ms ();
    test_peer_stop (&peer);
+   printf ("(stopped in %d ms) ", (int) (now_ms () - t0));
    CU_ASSERT_PTR_NULL (peer);
-   CU_ASSERT (now_ms () - t0 < 500 * slow_factor);
+   CU_ASSERT_EQUAL (test_peer_forced_stops (), forced);
    CU_ASSERT (kill (pid, 0) != 0 && errno == ESRCH);
 }
 
@@ -325,12 +329,12 @@ test_start_parallel (void)
    }
    CU_ASSERT (strstr (test_peer_uri (peers[1]), "/?replicaSet=rs0") != NULL);
    /* Stop the oldest first: if a later child had inherited its stdin, it
-    * would not see EOF and stop would need its 2 s SIGKILL fallback. */
+    * would not see EOF and stop would need its SIGKILL fallback. */
+   unsigned forced = test_peer_forced_stops ();
    for (int i = 0; i < 4; i++) {
-      int64_t t1 = now_ms ();
       test_peer_stop (&peers[i]);
-      CU_ASSERT (now_ms () - t1 < 500 * slow_factor);
    }
+   CU_ASSERT_EQUAL (test_peer_forced_stops (), forced);
 }
 
 /* CI runs the tests with stdin closed: the peer's command pipe then gets
