@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "failfast.h"
+#include "probe.h"
 #include "stats.h"
 #include "testmain.h"
 #include "worker.h"
@@ -734,7 +735,13 @@ static void test_half_open_recovery(void)
     printf("(first success after READY: mongosup %llu ms, plain mongoc %llu ms; UP after %llu ms) ",
            (unsigned long long)ms_ms, (unsigned long long)plain_ms,
            (unsigned long long)(up > ready ? (up - ready) / NS_PER_MS : 0));
-    CU_ASSERT(ms_ms <= 2 * plain_ms + slack_ms(200));
+    /* The mechanism's bound, not a ratio of two single samples (the ratio
+     * is bench/failfast_bench's, over many cycles): the worker's own probe
+     * asks every MSUP_PROBE_INTERVAL_MS, so its first success comes at most
+     * one interval (plus the probe's scan and the trial's handshake) after
+     * the plain driver's.  2 x plain + 200 failed once when the plain pool
+     * reconnected in 4 ms under load. */
+    CU_ASSERT(ms_ms <= plain_ms + MSUP_PROBE_INTERVAL_MS + slack_ms(500));
     /* Before half-open, the first success waited for UP (rise checks). */
     CU_ASSERT(up == 0 || ms.at_ns <= up);
 done:
