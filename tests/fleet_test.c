@@ -170,17 +170,33 @@ static bool all_at_floor(void)
 
 
 
+/* A scenario's start: its directory, one etcd (when given) and the peer. */
+static void begin_scenario(etcd_proc_t *etcd)
+{
+    setup_dir();
+    if (etcd != NULL)
+        CU_ASSERT_FATAL(etcd_start(etcd));
+    peer = test_peer_start("standalone", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+}
+
+/* Its end, once its hosts are stopped: the peer, n etcd members, the directory. */
+static void end_scenario(etcd_proc_t *members, int n)
+{
+    test_peer_stop(&peer);
+    for (int i = 0; i < n; i++)
+        etcd_remove(&members[i]);
+    remove_dir();
+}
+
 /* The whole life of a fleet: converge, demand, a corrupt record, a host
  * SIGKILLed, etcd stopped and back; the referee throughout. */
 static void test_fleet_lifecycle(void)
 {
     if (!have_etcd())
         return;
-    setup_dir();
     etcd_proc_t etcd = {0};
-    CU_ASSERT_FATAL(etcd_start(&etcd));
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    begin_scenario(&etcd);
     CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":20,\"command\":\"ping\"}", NULL, 0));
     ctl = ctl_create();
 
@@ -344,18 +360,14 @@ static void test_fleet_lifecycle(void)
         fprintf(stderr, "\n  last failure: %s\n", ctl->last_error);
     for (int i = 0; i < HOSTS; i++)
         CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
-    etcd_remove(&etcd);
-    test_peer_stop(&peer);
     munmap(ctl, sizeof *ctl);
-    remove_dir();
+    end_scenario(&etcd, 1);
 }
 
 /* No etcd answers at start: the host starts, holds its floor and says so. */
 static void test_unreachable_at_start(void)
 {
-    setup_dir();
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    begin_scenario(NULL);
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "http://127.0.0.1:%d", msup_test_free_port()); /* nobody listens */
     host_t *h = &hosts[0];
@@ -365,8 +377,7 @@ static void test_unreachable_at_start(void)
     CU_ASSERT(file_has(h->log, "fleet: lease grant: http://127.0.0.1:"));
     CU_ASSERT_EQUAL(kill(h->pid, 0), 0); /* still running */
     CU_ASSERT_EQUAL(host_stop(h), 0);
-    test_peer_stop(&peer);
-    remove_dir();
+    end_scenario(NULL, 0);
 }
 
 
@@ -426,9 +437,7 @@ static void test_credentials(void)
            host_cap(&hosts[1]));
     CU_ASSERT_EQUAL(host_stop(&hosts[0]), 0);
     CU_ASSERT_EQUAL(host_stop(&hosts[1]), 0);
-    test_peer_stop(&peer);
-    etcd_remove(&etcd);
-    remove_dir();
+    end_scenario(&etcd, 1);
 }
 
 /* etcd over TLS with client certificates (client-cert-auth): a host with
@@ -486,9 +495,7 @@ static void test_tls(void)
     CU_ASSERT(file_has(hosts[1].log, "other-ca.pem"));
     CU_ASSERT_EQUAL(host_stop(&hosts[0]), 0);
     CU_ASSERT_EQUAL(host_stop(&hosts[1]), 0);
-    test_peer_stop(&peer);
-    etcd_remove(&etcd);
-    remove_dir();
+    end_scenario(&etcd, 1);
 }
 
 static bool floors_promoted(void)
@@ -539,18 +546,13 @@ static void test_member_killed(void)
 {
     if (!have_etcd())
         return;
-    setup_dir();
     etcd_proc_t m[3];
     memset(m, 0, sizeof m);
+    begin_scenario(NULL);
     CU_ASSERT_FATAL(etcd_cluster_start(m, 3));
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
     if (access("/usr/bin/etcdctl", X_OK) != 0) {
         printf("\n    SKIP: /usr/bin/etcdctl is not installed (Debian: etcd-client; scripts/install-deps.sh) ");
-        for (int i = 0; i < 3; i++)
-            etcd_remove(&m[i]);
-        test_peer_stop(&peer);
-        remove_dir();
+        end_scenario(m, 3);
         return;
     }
     int victim = -1;
@@ -594,10 +596,7 @@ static void test_member_killed(void)
         free(out);
         CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
     }
-    test_peer_stop(&peer);
-    for (int i = 0; i < 3; i++)
-        etcd_remove(&m[i]);
-    remove_dir();
+    end_scenario(m, 3);
 }
 
 /* What an idle host of the demand test keeps: its 4 workers' monitors and
@@ -631,11 +630,8 @@ static void test_demand_shift(void)
 {
     if (!have_etcd())
         return;
-    setup_dir();
     etcd_proc_t etcd = {0};
-    CU_ASSERT_FATAL(etcd_start(&etcd));
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    begin_scenario(&etcd);
     CU_ASSERT(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":20,\"command\":\"ping\"}", NULL, 0));
     ctl = ctl_create();
     /* Idle clients close after 500 ms: an idle host's use falls to its monitors. */
@@ -682,10 +678,8 @@ static void test_demand_shift(void)
     }
     for (int i = 0; i < HOSTS; i++)
         CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
-    etcd_remove(&etcd);
-    test_peer_stop(&peer);
     munmap(ctl, sizeof *ctl);
-    remove_dir();
+    end_scenario(&etcd, 1);
 }
 
 static bool two_hosts_at_floor_or_split(void)
@@ -706,12 +700,10 @@ static void test_leader_killed(void)
 {
     if (!have_etcd())
         return;
-    setup_dir();
     etcd_proc_t m[3];
     memset(m, 0, sizeof m);
+    begin_scenario(NULL);
     CU_ASSERT_FATAL(etcd_cluster_start(m, 3));
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
     int leader = -1;
     for (unsigned waited = 0; leader < 0 && waited < slack(10000); waited += 100) {
         leader = etcd_leader(m, 3);
@@ -783,10 +775,7 @@ static void test_leader_killed(void)
     sampler_stop(&s, "leader killed");
     for (int i = 0; i < 2; i++)
         CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
-    test_peer_stop(&peer);
-    for (int i = 0; i < 3; i++)
-        etcd_remove(&m[i]);
-    remove_dir();
+    end_scenario(m, 3);
 }
 
 /* The reload test's expectation: both hosts at cap, and no host enforces
@@ -869,11 +858,8 @@ static void test_reload(void)
 {
     if (!have_etcd())
         return;
-    setup_dir();
     etcd_proc_t etcd = {0};
-    CU_ASSERT_FATAL(etcd_start(&etcd));
-    peer = test_peer_start("standalone", 1, NULL);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(peer);
+    begin_scenario(&etcd);
     for (int i = 0; i < 2; i++)
         CU_ASSERT_FATAL(host_start(&hosts[i], i, etcd.endpoint, false));
     sampler_endpoint = etcd.endpoint;
@@ -927,9 +913,7 @@ static void test_reload(void)
     conf_floor = FLOOR;
     for (int i = 0; i < 2; i++)
         CU_ASSERT_EQUAL(host_stop(&hosts[i]), 0);
-    test_peer_stop(&peer);
-    etcd_remove(&etcd);
-    remove_dir();
+    end_scenario(&etcd, 1);
 }
 
 /* A bad fleet group: mongosupd refuses to start, one line with file:line. */
