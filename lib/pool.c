@@ -80,6 +80,29 @@ bool msup_pool_budget_refused(const msup_wcluster_t *c, const msup_pool_t *p)
     return p->idle_count == 0 && p->created < p->idle_cap && c->in_use < c->max_pool_size;
 }
 
+/* Takes a client the driver just popped out of the idle mirror; returns
+ * the epoch it was verified at (0 when the mirror did not hold it: re-check
+ * it).  The driver pops its head, our idle[n-1]; anything else would mean a
+ * pop behind our back: the mirror is kept right regardless. */
+static uint64_t mirror_pop(msup_pool_t *p, mongoc_client_t *client)
+{
+    uint32_t top = p->idle_count - 1;
+    uint64_t verified = p->idle_epoch[top];
+    if (p->idle[top] != client) {
+        verified = 0;
+        for (uint32_t i = 0; i < top; i++) {
+            if (p->idle[i] == client) {
+                verified = p->idle_epoch[i];
+                p->idle[i] = p->idle[top];
+                p->idle_epoch[i] = p->idle_epoch[top];
+                break;
+            }
+        }
+    }
+    p->idle_count = top;
+    return verified;
+}
+
 /* Pops a client (reusing the newest idle one, else creating one), counted.
  * With an idle client at hand this touches nothing shared: the client's
  * verified epoch is in this process's map. */
@@ -109,22 +132,7 @@ mongoc_client_t *msup_pool_take(msup_wcluster_t *c, msup_pool_t *p, bool *unveri
         *unverified = true;
         msup_stats_count(&msup_wcluster_stats(c)->clients_created, 1);
     } else {
-        /* The driver pops its head, our idle[n-1]; anything else would mean
-         * a pop behind our back: keep the mirror right regardless. */
-        uint32_t top = p->idle_count - 1;
-        uint64_t verified = p->idle_epoch[top];
-        if (p->idle[top] != client) {
-            verified = 0; /* not in the mirror: re-check it */
-            for (uint32_t i = 0; i < top; i++) {
-                if (p->idle[i] == client) {
-                    verified = p->idle_epoch[i];
-                    p->idle[i] = p->idle[top];
-                    p->idle_epoch[i] = p->idle_epoch[top];
-                    break;
-                }
-            }
-        }
-        p->idle_count = top;
+        uint64_t verified = mirror_pop(p, client);
         if (p->idle_count < p->idle_low)
             p->idle_low = p->idle_count;
         /* Its connection may have died since it last passed a slot (or it
@@ -263,17 +271,7 @@ uint32_t msup_pool_drop_idle(msup_wcluster_t *c, msup_pool_t *p)
         mongoc_client_t *client = mongoc_client_pool_try_pop(p->driver); /* the newest: idle[n-1] */
         if (client == NULL)
             break;
-        uint32_t top = p->idle_count - 1;
-        if (p->idle[top] != client) {
-            for (uint32_t i = 0; i < top; i++) {
-                if (p->idle[i] == client) { /* keep the mirror right regardless */
-                    p->idle[i] = p->idle[top];
-                    p->idle_epoch[i] = p->idle_epoch[top];
-                    break;
-                }
-            }
-        }
-        p->idle_count = top;
+        mirror_pop(p, client);
         msup_clientmap_remove(&c->handle->clients, client); /* before the free: see msup_pool_trim */
         mongoc_client_destroy(client);
         p->driver_lost++;
