@@ -565,9 +565,18 @@ static void test_daemon_slow_log(void)
     sleep_ms(1500);
     for (int k = 0; k < 12; k++)
         slow(&sc.seg, slots[2], row, "update", "wrapped", MSUP_SLOWOP_OK);
-    text = log_until(sc.logf, "4 overwritten in their ring", 1);
-    CU_ASSERT_EQUAL(count_in(text, "collection wrapped"), 8);
-    CU_ASSERT(text != NULL && strstr(text, "slow operations: 0 not logged") != NULL);
+    if (msup_test_under_valgrind()) {
+        /* Under memcheck the 12 writes can straddle one of mongosupd's
+         * 100 ms reads (seen once: 9 logged, 3 overwritten): only what
+         * holds either way is asserted; the exact split natively. */
+        printf("\n    SKIP the exact 8 logged / 4 overwritten under valgrind (the writes may straddle a read) ");
+        text = log_until(sc.logf, "collection wrapped", 8);
+        CU_ASSERT(count_in(text, "collection wrapped") >= 8);
+    } else {
+        text = log_until(sc.logf, "4 overwritten in their ring", 1);
+        CU_ASSERT_EQUAL(count_in(text, "collection wrapped"), 8);
+        CU_ASSERT(text != NULL && strstr(text, "slow operations: 0 not logged") != NULL);
+    }
     free(text);
 
     for (int i = 0; i < 3; i++)
