@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "error.h"
 #include "segment.h"
 #include "shmname.h"
@@ -394,6 +395,16 @@ bool msup_segment_adopt(const char *name, const msup_geometry_t *geo, msup_segme
         return false;
     }
     return true;
+}
+
+msup_geometry_t msup_geometry_of(const mongosup_config_t *cfg)
+{
+    return (msup_geometry_t){.max_workers = cfg->max_workers,
+                             .max_clusters = cfg->max_clusters,
+                             .mode = cfg->segment_mode,
+                             .group = cfg->segment_group,
+                             .owner = cfg->segment_owner,
+                             .environment = cfg->environment};
 }
 
 bool msup_segment_open_or_create(const char *name, const msup_geometry_t *geo, msup_segment_t *seg,

@@ -59,6 +59,10 @@ typedef struct msup_geometry {
     const char *environment;
 } msup_geometry_t;
 
+/* The geometry a loaded configuration gives the segment (its environment
+ * string stays cfg's). */
+msup_geometry_t msup_geometry_of(const mongosup_config_t *cfg);
+
 /* ---- owners and modes (docs/security.md "Who is accepted as owner") ---- */
 
 /* True when an object of this owner and mode may be trusted: owned by our

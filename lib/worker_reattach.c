@@ -26,12 +26,7 @@ static const mongosup_config_t *current_cfg(const mongosup_t *h)
 bool msup_handle_open_segment(mongosup_t *h, const mongosup_config_t *cfg, msup_segment_t *seg, uint32_t *slot,
                          mongosup_error_t *error)
 {
-    msup_geometry_t geo = {.max_workers = cfg->max_workers,
-                           .max_clusters = cfg->max_clusters,
-                           .mode = cfg->segment_mode,
-                           .group = cfg->segment_group,
-                           .owner = cfg->segment_owner,
-                           .environment = cfg->environment};
+    msup_geometry_t geo = msup_geometry_of(cfg);
     bool created;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, seg, &created, error))
         return false;

@@ -319,12 +319,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    msup_geometry_t geo = {.max_workers = cfg->max_workers,
-                           .max_clusters = cfg->max_clusters,
-                           .mode = cfg->segment_mode,
-                           .group = cfg->segment_group,
-                           .owner = cfg->segment_owner,
-                           .environment = cfg->environment};
+    msup_geometry_t geo = msup_geometry_of(cfg);
     if (!claim_segment(&sup, &geo, cfg->segment_name, &err)) {
         startup_failure(err.message);
         goto out;

@@ -19,9 +19,7 @@
 static bool supervise(wfix_t *f)
 {
     const mongosup_config_t *cfg = f->cfg;
-    msup_geometry_t geo = {.max_workers = cfg->max_workers, .max_clusters = cfg->max_clusters,
-                           .mode = cfg->segment_mode, .group = cfg->segment_group, .owner = cfg->segment_owner,
-                           .environment = cfg->environment};
+    msup_geometry_t geo = msup_geometry_of(cfg);
     mongosup_error_t error;
     bool created;
     if (!msup_segment_open_or_create(cfg->segment_name, &geo, &f->sup, &created, &error) ||
