@@ -114,6 +114,27 @@ static bool names_terminated(const char *a, size_t na, const char *b, size_t nb)
     return memchr(a, '\0', na) != NULL && memchr(b, '\0', nb) != NULL;
 }
 
+/* What both segments' headers check alike: the size field against the
+ * geometry, the mapping against the size, terminated names, the cluster
+ * count within the table.  what: "segment" or "control segment". */
+static bool validate_extent(const char *what, uint64_t total_size, uint64_t want, size_t size, const char *name,
+                            size_t name_size, const char *environment, size_t environment_size, uint32_t count,
+                            uint32_t max_clusters, mongosup_error_t *error)
+{
+    if (total_size != want)
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "%s is corrupted: size field %llu, geometry needs %llu", what,
+                         (unsigned long long)total_size, (unsigned long long)want);
+    if (size < want)
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "%s is truncated: %zu bytes of %llu", what, size,
+                         (unsigned long long)want);
+    if (!names_terminated(name, name_size, environment, environment_size))
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "%s is corrupted: unterminated name", what);
+    if (count > max_clusters)
+        return msup_fail(error, MONGOSUP_E_SEGMENT, "%s is corrupted: %u clusters in a table of %u", what, count,
+                         max_clusters);
+    return true;
+}
+
 static bool validate_control(const msup_header_t *h, size_t size, mongosup_error_t *error)
 {
     if (h->header_size != sizeof(msup_header_t) || h->cluster_row_size != sizeof(msup_cluster_row_t))
@@ -123,20 +144,10 @@ static bool validate_control(const msup_header_t *h, size_t size, mongosup_error
                          h->max_clusters);
     if (h->cluster_off != sizeof(msup_header_t))
         return msup_fail(error, MONGOSUP_E_SEGMENT, "control segment is corrupted: table offset does not match");
-    uint64_t want = msup_ctlseg_size(h->max_clusters);
-    if (h->total_size != want)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "control segment is corrupted: size field %llu, geometry needs %llu",
-                         (unsigned long long)h->total_size, (unsigned long long)want);
-    if (size < want)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "control segment is truncated: %zu bytes of %llu", size,
-                         (unsigned long long)want);
-    if (!names_terminated(h->segment_name, sizeof h->segment_name, h->environment, sizeof h->environment))
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "control segment is corrupted: unterminated name");
-    uint32_t count = atomic_load_explicit(&((msup_header_t *)h)->cluster_count, memory_order_acquire);
-    if (count > h->max_clusters)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "control segment is corrupted: %u clusters in a table of %u",
-                         count, h->max_clusters);
-    return true;
+    return validate_extent("control segment", h->total_size, msup_ctlseg_size(h->max_clusters), size, h->segment_name,
+                           sizeof h->segment_name, h->environment, sizeof h->environment,
+                           atomic_load_explicit(&((msup_header_t *)h)->cluster_count, memory_order_acquire),
+                           h->max_clusters, error);
 }
 
 static bool validate_stats(const msup_stats_header_t *h, size_t size, mongosup_error_t *error)
@@ -154,20 +165,10 @@ static bool validate_stats(const msup_stats_header_t *h, size_t size, mongosup_e
     stats_offsets(h->max_clusters, &g_off, &r_off, &s_off);
     if (h->reg_off != g_off || h->retired_off != r_off || h->slot_off != s_off)
         return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is corrupted: table offsets do not match its geometry");
-    uint64_t want = msup_layout_size(h->max_workers, h->max_clusters);
-    if (h->total_size != want)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is corrupted: size field %llu, geometry needs %llu",
-                         (unsigned long long)h->total_size, (unsigned long long)want);
-    if (size < want)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is truncated: %zu bytes of %llu", size,
-                         (unsigned long long)want);
-    if (!names_terminated(h->segment_name, sizeof h->segment_name, h->environment, sizeof h->environment))
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is corrupted: unterminated name");
-    uint32_t count = atomic_load_explicit(&((msup_stats_header_t *)h)->cluster_count, memory_order_acquire);
-    if (count > h->max_clusters)
-        return msup_fail(error, MONGOSUP_E_SEGMENT, "segment is corrupted: %u clusters in a table of %u", count,
-                         h->max_clusters);
-    return true;
+    return validate_extent("segment", h->total_size, msup_layout_size(h->max_workers, h->max_clusters), size,
+                           h->segment_name, sizeof h->segment_name, h->environment, sizeof h->environment,
+                           atomic_load_explicit(&((msup_stats_header_t *)h)->cluster_count, memory_order_acquire),
+                           h->max_clusters, error);
 }
 
 static bool version_refused(uint32_t version, mongosup_error_t *error)
