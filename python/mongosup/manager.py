@@ -408,7 +408,7 @@ class ConnectionManager(object):
         client = self.get_client(cluster)
         c = self._clusters[cluster]
         settings = c.settings
-        key = (proxy._mongosup_dbname, proxy._mongosup_key)
+        key = proxy._mongosup_key  # (dbname, the path's steps)
         hit = c.resolved.get(key)
         if hit is not None and hit[0] is client and hit[1] is settings:
             return hit[2]

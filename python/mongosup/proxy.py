@@ -60,12 +60,12 @@ class _Proxy(object):
                  "_mongosup_key")
     _mongosup_kind = 0  # index into the manager's _VIEWS: 0 the database class, 1 the collection class
 
-    def __init__(self, manager, cluster, dbname, path=(), key=()):
+    def __init__(self, manager, cluster, dbname, path=(), key=None):
         self._mongosup_manager = manager
         self._mongosup_cluster = cluster
         self._mongosup_dbname = dbname  # None: the cluster's database_name, as reloaded
         self._mongosup_path = path      # steps applied after client[dbname]
-        self._mongosup_key = key        # the cache key of (dbname, path)
+        self._mongosup_key = (dbname,) if key is None else key  # the cache key of (dbname, path)
 
     def _mongosup_resolve(self):
         return self._mongosup_manager._resolve_proxy(self)
@@ -85,11 +85,19 @@ class _Proxy(object):
         return self._mongosup_manager._VIEWS[self._mongosup_kind]
 
     def __getattr__(self, name):
-        if name.startswith("_mongosup"):
-            raise AttributeError(name)  # a slot not set (a copy made without __init__): no recursion
-        if name in self._mongosup_manager._VIEWS[2 + self._mongosup_kind] or name.startswith("_"):
+        if name[:1] == "_":
+            if name.startswith("_mongosup"):
+                raise AttributeError(name)  # a slot not set (a copy made without __init__): no recursion
             return getattr(self._mongosup_resolve(), name)
-        return self[name]  # a collection, or a sub-collection: pymongo's and Motor's __getattr__ rule
+        if name in self._mongosup_manager._VIEWS[2 + self._mongosup_kind]:
+            return getattr(self._mongosup_manager._resolve_proxy(self), name)
+        # A collection, or a sub-collection: pymongo's and Motor's __getattr__ rule.  The common
+        # db.items made here directly: this is on the path of every db.items.insert_one(...).
+        child = CollectionProxy(self._mongosup_manager, self._mongosup_cluster, self._mongosup_dbname,
+                                self._mongosup_path + (("__getitem__", (name,), _EMPTY),),
+                                self._mongosup_key + (("__getitem__", name),))
+        child._mongosup_dblen = self._mongosup_dblen if self._mongosup_kind else len(self._mongosup_path)
+        return child
 
     def __getitem__(self, name):
         return self._mongosup_derive(CollectionProxy, _item_step(name), self._mongosup_dblen_here())
@@ -160,7 +168,7 @@ class CollectionProxy(_Proxy):
     def database(self):
         dblen = self._mongosup_dblen
         return DatabaseProxy(self._mongosup_manager, self._mongosup_cluster, self._mongosup_dbname,
-                             self._mongosup_path[:dblen], self._mongosup_key[:dblen])
+                             self._mongosup_path[:dblen], self._mongosup_key[:dblen + 1])
 
     def __repr__(self):
         db, coll = self._mongosup_names()
