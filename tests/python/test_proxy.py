@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 
 import pytest
 from pymongo import ReadPreference, WriteConcern
@@ -9,6 +10,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 import mongosup
+from conftest import wait_for
 from poolstate import open_connections
 
 
@@ -115,3 +117,40 @@ def test_module_globals_follow_a_reload_and_the_old_client_closes(make_setup, ma
     assert c["pool"]["clients"] == open_connections(new) and c["budget"]["in_use"] == c["pool"]["clients"]
     assert c["pool"]["in_use"] == 0
     assert c["ops"]["write"] == len(writes) == 33 and c["failures"]["total"] == 0
+
+
+def test_credentials_change_rebuilds_once_though_the_checker_restarts(make_setup, managers):
+    """A reload that changes the principal (here the authSource: the credentials, as mongosupd
+    compares them) makes mongosupd restart the cluster's checker (health UNKNOWN, then UP
+    again).  The workers rebuild once, for the new URI; the fresh checker's UNKNOWN -> UP is not a
+    reconnect, so no second rebuild follows, however long they keep serving."""
+    s = make_setup("credentials")
+    s.start_daemon()
+    m = managers(s.path)
+    DB = m.get_database("users")
+    DB.items.insert_one({"before": 1})
+    before = s.cluster()
+    old_topology = DB.client._topology
+    s.reload(uri_query="?authSource=other")
+    with open(s.daemon_log) as f:
+        assert "cluster users changed: now" in f.read()  # a fresh checker, not "settings updated"
+    DB.items.insert_one({"after": 1})  # the rebuild, for the new URI
+    rebuilt = m.get_client("users")
+    assert rebuilt._MongoClient__options.credentials is None  # authSource alone: no principal to log in
+    assert "authSource=other" in m._cluster("users").settings.uri
+    writes = 2
+    # The fresh checker's verdict: UP again, after at least one transition of its own.
+    wait_for(lambda: (lambda c: c["state"] == "UP" and c["transitions"] > before["transitions"])(s.cluster()),
+             10, what="the new checker's UP")
+    up = time.monotonic()
+    # Serve for several check intervals (200 ms) and more than the reconnect window (300 ms).
+    while time.monotonic() - up < 2.0:
+        DB.items.insert_one({"serving": 1})
+        writes += 1
+        time.sleep(0.01)
+    c = s.cluster()
+    assert c["reconnect"]["generation"] == before["reconnect"]["generation"]
+    assert c["reconnect"]["pool_rebuilds"] == before["reconnect"]["pool_rebuilds"] + 1
+    assert m.get_client("users") is rebuilt and DB.client is rebuilt
+    assert not old_topology._opened and m._retired == []
+    assert c["ops"]["write"] == writes and c["failures"]["total"] == 0
