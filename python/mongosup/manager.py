@@ -76,6 +76,14 @@ _DELEGATE_ALONE = sys.getrefcount(_entry.client.delegate)
 del _entry
 
 
+def _database_name(c, name, settings):
+    """`name`, else the cluster's database_name in `settings` (as reloaded)."""
+    db = name or settings.database_name
+    if not db:
+        raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % c.name)
+    return db
+
+
 def _held_elsewhere(entry, delegate):
     """True while anything but the entry refers to its client: a request's Database, Collection or
     cursor, an operation on another thread; with `delegate`, also while anything refers to the
@@ -380,10 +388,9 @@ class ConnectionManager(object):
                 self._cluster(cluster)  # ConfigError: not in the file as read
             self.get_client(cluster)    # added by a reload, or ConfigError
             c = self._cluster(cluster)
-        if name is None and not c.settings.database_name:
-            raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % cluster)
         if name is not None and not isinstance(name, str):
             raise TypeError("name must be an instance of str")
+        _database_name(c, name, c.settings)
         return DatabaseProxy(self, cluster, name)
 
     get_database = database
@@ -392,10 +399,8 @@ class ConnectionManager(object):
         """The driver's Database of the cluster's current client, through the gate: what one
         attempt of run() works with from start to end."""
         client = self.get_client(cluster)
-        db = name or self._cluster(cluster).settings.database_name
-        if not db:
-            raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % cluster)
-        return client[db]
+        c = self._cluster(cluster)
+        return client[_database_name(c, name, c.settings)]
 
     def _resolve_proxy(self, proxy):
         """The driver object a proxy stands for, made from the cluster's current client (get_client:
@@ -412,10 +417,7 @@ class ConnectionManager(object):
         hit = c.resolved.get(key)
         if hit is not None and hit[0] is client and hit[1] is settings:
             return hit[2]
-        dbname = proxy._mongosup_dbname or settings.database_name
-        if not dbname:
-            raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % cluster)
-        obj = client[dbname]
+        obj = client[_database_name(c, proxy._mongosup_dbname, settings)]
         for method, args, kwargs in proxy._mongosup_path:
             obj = getattr(obj, method)(*args, **kwargs)
         with self._lock:
