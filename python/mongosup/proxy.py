@@ -96,19 +96,18 @@ class _Proxy(object):
         child = CollectionProxy(self._mongosup_manager, self._mongosup_cluster, self._mongosup_dbname,
                                 self._mongosup_path + (("__getitem__", (name,), _EMPTY),),
                                 self._mongosup_key + (("__getitem__", name),))
-        child._mongosup_dblen = self._mongosup_dblen if self._mongosup_kind else len(self._mongosup_path)
+        child._mongosup_dblen = self._mongosup_dblen_here()
         return child
 
     def __getitem__(self, name):
         return self._mongosup_derive(CollectionProxy, _item_step(name), self._mongosup_dblen_here())
 
     def with_options(self, *args, **kwargs):
-        derived = self._mongosup_derive(type(self), _step("with_options", args, kwargs))
-        if self._mongosup_kind:
-            derived._mongosup_dblen = self._mongosup_dblen
-        return derived
+        return self._mongosup_derive(type(self), _step("with_options", args, kwargs),
+                                     self._mongosup_dblen if self._mongosup_kind else None)
 
     def _mongosup_dblen_here(self):
+        # How many steps of the path make the database of a collection taken from here.
         return self._mongosup_dblen if self._mongosup_kind else len(self._mongosup_path)
 
     def __eq__(self, other):
