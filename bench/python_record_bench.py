@@ -8,9 +8,15 @@ It starts the test peer (tests/peer/mongopeer.py), then measures:
      started, checked out, command succeeded, checked in), with prepared
      events, ns per operation;
   2. find_one against the peer: a MongoClient without listeners (baseline),
-     one with no-op listeners (pymongo's own event dispatch) and the
-     manager's client (mongosup's listeners), interleaved rounds, median;
-  3. one server selection of the manager's client with the wrapper that
+     one with no-op listeners (pymongo's own event dispatch), the manager's
+     client through a Database held as it is (mongosup's listeners: the
+     plain path) and through the DatabaseProxy that get_database hands out
+     (the gate and a cached lookup at each operation), interleaved rounds,
+     median;
+  3. the proxy's resolution alone: `db.c.find_one` looked up (not called)
+     on the held Database, on the proxy, and as a request that takes
+     get_client() first, interleaved rounds, median;
+  4. one server selection of the manager's client with the wrapper that
      counts selection failures and through pymongo's own loop, same run.
 """
 
@@ -96,6 +102,31 @@ def record_path_ns(manager):
     return took
 
 
+def lookup_ns(manager, db, proxy):
+    """`db.c.find_one` looked up, not called: what a proxy adds to an operation by itself (a
+    CollectionProxy, the gate, the cache), against pymongo's own Database, whose attribute access
+    makes a Collection each time, and against taking get_client() per request."""
+    def held():
+        for _ in range(n):
+            db.c.find_one
+
+    def proxied():
+        for _ in range(n):
+            proxy.c.find_one
+
+    def per_request():
+        for _ in range(n):
+            manager.get_client("bench").b.c.find_one
+    n = EVENTS // 4
+    times = {"held": [], "proxy": [], "per_request": []}
+    for _ in range(3):
+        for kind, fn in (("held", held), ("proxy", proxied), ("per_request", per_request)):
+            t0 = time.perf_counter()
+            fn()
+            times[kind].append((time.perf_counter() - t0) / n * 1e9)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def selection_ns(manager):
     """One server selection of the manager's client (the peer is known: no wait), through the
     wrapper that counts selection failures and through pymongo's own loop, interleaved rounds."""
@@ -129,17 +160,21 @@ def main():
         uri = "mongodb://127.0.0.1:%d/" % port
         plain = pymongo.MongoClient(uri)
         quiet = pymongo.MongoClient(uri, event_listeners=[Quiet()])
-        with_listeners = manager.get_database("bench")
+        proxy = manager.get_database("bench")
+        with_listeners = mongosup.unwrap(proxy)  # the driver's Database, held: no gate per operation
         plain.b.c.insert_one({"_id": 1})
-        for db in (plain.b, quiet.b, with_listeners):
+        for db in (plain.b, quiet.b, with_listeners, proxy):
             per_op_us(db)  # warm up: connections, server selection
-        runs = {"plain": [], "quiet": [], "mongosup": []}
+        runs = {"plain": [], "quiet": [], "mongosup": [], "proxy": []}
         for _ in range(ROUNDS):
             runs["plain"].append(per_op_us(plain.b))
             runs["quiet"].append(per_op_us(quiet.b))
             runs["mongosup"].append(per_op_us(with_listeners))
+            runs["proxy"].append(per_op_us(proxy))
         med = {k: statistics.median(v) for k, v in runs.items()}
         path_ns = statistics.median(record_path_ns(manager) for _ in range(3))
+        look = lookup_ns(manager, with_listeners, proxy)
+        del with_listeners
         sel = selection_ns(manager)
         print("## pymongo %s: find_one against the test peer (%d ops x %d interleaved rounds, median; "
               "load average %.1f on %d cores)" % (pymongo.version, OPS, ROUNDS, os.getloadavg()[0], os.cpu_count()))
@@ -151,7 +186,14 @@ def main():
               % (med["quiet"], med["quiet"] - med["plain"]))
         print("| mongosup ConnectionManager client (its listeners) | %.1f | %+.1f us (%+.1f%%) |"
               % (med["mongosup"], med["mongosup"] - med["plain"], 100.0 * (med["mongosup"] / med["plain"] - 1)))
+        print("| mongosup DatabaseProxy (get_database: gate + cached lookup per operation) | %.1f | %+.1f us "
+              "(%+.1f us vs the held Database) |"
+              % (med["proxy"], med["proxy"] - med["plain"], med["proxy"] - med["mongosup"]))
         print()
+        print("proxy resolution alone (`db.c.find_one` looked up, not called; %d per round, median of 3 interleaved "
+              "rounds): %.0f ns on the held Database (pymongo makes a Collection), %.0f ns on the proxy (%+.0f ns), "
+              "%.0f ns taking get_client() first as a request would"
+              % (EVENTS // 4, look["held"], look["proxy"], look["proxy"] - look["held"], look["per_request"]))
         print("record path alone (4 listener calls of one pooled find_one, %d ops, median of 3): %.0f ns/op"
               % (EVENTS, path_ns))
         print("server selection (%d per round, median of 3 interleaved rounds): %.0f ns with the wrapper that "

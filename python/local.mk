@@ -3,7 +3,8 @@ EXTRA_DIST += python/pyproject.toml python/README.md
 
 MONGOSUP_PY_SOURCES = python/mongosup/__init__.py python/mongosup/_native.py python/mongosup/errors.py \
 	python/mongosup/classify.py python/mongosup/listeners.py python/mongosup/manager.py \
-	python/mongosup/motor.py python/mongosup/retry.py python/mongosup/gunicorn.py
+	python/mongosup/motor.py python/mongosup/retry.py python/mongosup/gunicorn.py \
+	python/mongosup/proxy.py
 
 if HAVE_PYTHON
 mongosuppydir = $(MONGOSUP_PYTHONDIR)/mongosup

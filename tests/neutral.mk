@@ -11,5 +11,6 @@ TESTS += tests/python.sh
 # make install DESTDIR=... of the package, and an import from the installed tree (python/local.mk).
 TESTS += tests/python_install.sh
 EXTRA_DIST += tests/python.sh tests/python_install.sh tests/python/conftest.py tests/python/test_manager.py tests/python/test_gunicorn.py \
-	tests/python/test_motor.py tests/python/wsgi_app.py tests/python/gunicorn_conf.py
+	tests/python/test_motor.py tests/python/wsgi_app.py tests/python/gunicorn_conf.py \
+	tests/python/test_proxy.py tests/python/poolstate.py
 EXTRA_DIST += bench/python_record_bench.py

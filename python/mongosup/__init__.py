@@ -3,9 +3,10 @@
 from ._native import library_path
 from .errors import CircuitOpen, ConfigError, MongosupError, ShuttingDown
 from .manager import ConnectionManager
+from .proxy import CollectionProxy, DatabaseProxy, unwrap
 
-__all__ = ["ConnectionManager", "MotorConnectionManager", "CircuitOpen", "ShuttingDown", "ConfigError",
-           "MongosupError", "library_path"]
+__all__ = ["ConnectionManager", "MotorConnectionManager", "DatabaseProxy", "CollectionProxy", "unwrap",
+           "CircuitOpen", "ShuttingDown", "ConfigError", "MongosupError", "library_path"]
 
 
 def __getattr__(name):

@@ -8,16 +8,22 @@ import time
 import weakref
 
 import pymongo
+from pymongo.collection import Collection
+from pymongo.database import Database
 
 from . import _native as n
 from .errors import CircuitOpen, ConfigError, ShuttingDown
 from .listeners import Recorder, listeners_for, watch_server_selection
+from .proxy import DatabaseProxy, views_of
 from .retry import Attempts
 
 _lib = n.lib
 # Clients inherited across fork: kept referenced so that their finalizers
 # never run in the child (they would close the parent's sockets' copies).
 _inherited = []
+# Driver objects the proxies resolved, per cluster, kept for the current client only: beyond this
+# many (an application deriving ever new collections or options), the cache starts over.
+_PROXY_CACHE_LIMIT = 256
 
 
 def _text(b):
@@ -42,6 +48,7 @@ class _Cluster(object):
         self.generation = 0       # the reconnect generation the client serves
         self.rebuild_due = None   # monotonic time of a pending rebuild after a generation bump
         self.stale = False        # a reload changed what the client is built with: rebuild at once
+        self.resolved = {}        # proxy key -> (client, settings, driver object, path): see _resolve_proxy
 
 
 class _Retired(object):
@@ -67,6 +74,14 @@ _entry.client.delegate = object()
 _ALONE = sys.getrefcount(_entry.client)
 _DELEGATE_ALONE = sys.getrefcount(_entry.client.delegate)
 del _entry
+
+
+def _database_name(c, name, settings):
+    """`name`, else the cluster's database_name in `settings` (as reloaded)."""
+    db = name or settings.database_name
+    if not db:
+        raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % c.name)
+    return db
 
 
 def _held_elsewhere(entry, delegate):
@@ -95,6 +110,8 @@ class ConnectionManager(object):
     _instances_lock = threading.Lock()
     # Motor's clients keep the pymongo client in this attribute (motor.py).
     _delegate = False
+    # What the proxies stand for (proxy.views_of): the driver's classes and their attribute names.
+    _VIEWS = views_of(Database, Collection)
 
     def __init__(self, config=None, environment=None, client_kwargs=None):
         path = config or os.environ.get("MONGOSUP_CONFIG")
@@ -175,6 +192,7 @@ class ConnectionManager(object):
             if c.client is not None:
                 _inherited.append(c.client)
             c.client = c.recorder = c.built_with = None
+            c.resolved = {}
             c.rebuild_due = None
             c.stale = False
         _inherited.extend(r.client for r in self._retired)
@@ -243,6 +261,7 @@ class ConnectionManager(object):
             if c is not None and c.client is not None:
                 self._retire(c)
                 c.client = c.recorder = c.built_with = None
+                c.resolved = {}
 
     # ---- clients ----
 
@@ -275,6 +294,7 @@ class ConnectionManager(object):
         driver = c.client.delegate if self._delegate else c.client
         recorder.selection_watched = watch_server_selection(getattr(driver, "_topology", None), recorder)
         c.recorder = recorder
+        c.resolved = {}  # what the proxies resolved refers to the replaced client: let it go
         c.built_with = (uri, kw)
         c.stale = False
         c.rebuild_due = None
@@ -355,13 +375,57 @@ class ConnectionManager(object):
                     _lib.mongosup_serving_generation(handle, c.bname, gen, True)
             return c.client
 
-    def get_database(self, cluster, name=None):
-        """The cluster's database: `name`, else its configured database_name."""
+    def database(self, cluster, name=None):
+        """The cluster's database `name` (else its configured database_name, as reloaded) as a
+        DatabaseProxy: each operation on it, or on a collection taken from it, goes to the cluster's
+        current client through the gate, so one kept in a module global follows reloads and
+        reconnects and the client it replaces is closed once no request uses it.  Making it
+        attaches nothing and connects nothing (fine at import time in a gunicorn master).
+        Synchronous in both managers."""
+        c = self._clusters.get(cluster)
+        if c is None:
+            if self._pid != os.getpid() or self._handle is None:
+                self._cluster(cluster)  # ConfigError: not in the file as read
+            self.get_client(cluster)    # added by a reload, or ConfigError
+            c = self._cluster(cluster)
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be an instance of str")
+        _database_name(c, name, c.settings)
+        return DatabaseProxy(self, cluster, name)
+
+    get_database = database
+
+    def _database_now(self, cluster, name=None):
+        """The driver's Database of the cluster's current client, through the gate: what one
+        attempt of run() works with from start to end."""
         client = self.get_client(cluster)
-        db = name or self._cluster(cluster).settings.database_name
-        if not db:
-            raise ConfigError("mongosup: cluster '%s' has no database_name: pass a name" % cluster)
-        return client[db]
+        c = self._cluster(cluster)
+        return client[_database_name(c, name, c.settings)]
+
+    def _resolve_proxy(self, proxy):
+        """The driver object a proxy stands for, made from the cluster's current client (get_client:
+        the gate, the reload, the reconnect generation, closing what nothing holds).  Made once per
+        client and settings and cached in the cluster (c.resolved, emptied when the client is
+        replaced, so the cache never holds a replaced client); an entry is used only while it was
+        made from this very client and settings, so one stored by a thread that lost a race with
+        a rebuild or a reload is never served."""
+        cluster = proxy._mongosup_cluster
+        client = self.get_client(cluster)
+        c = self._clusters[cluster]
+        settings = c.settings
+        key = proxy._mongosup_key  # (dbname, the path's steps)
+        hit = c.resolved.get(key)
+        if hit is not None and hit[0] is client and hit[1] is settings:
+            return hit[2]
+        obj = client[_database_name(c, proxy._mongosup_dbname, settings)]
+        for method, args, kwargs in proxy._mongosup_path:
+            obj = getattr(obj, method)(*args, **kwargs)
+        with self._lock:
+            if c.client is client and c.settings is settings:
+                if len(c.resolved) >= _PROXY_CACHE_LIMIT:
+                    c.resolved = {}
+                c.resolved[key] = (client, settings, obj, proxy._mongosup_path)
+        return obj
 
     def _attempts(self, cluster):
         return Attempts(self._attached(), self._cluster(cluster))
@@ -372,7 +436,7 @@ class ConnectionManager(object):
         wait-queue timeout are raised at once; the last failure is raised as pymongo raised it."""
         attempts = None
         while True:
-            db = self.get_database(cluster)  # the gate, and the settings of the last reload
+            db = self._database_now(cluster)  # the gate, the last reload; one client for the attempt
             attempts = attempts or self._attempts(cluster)
             attempts.begin()
             try:
@@ -428,6 +492,7 @@ class ConnectionManager(object):
                                            if c.client is not None]
                 for c in self._clusters.values():
                     c.client = c.recorder = None
+                    c.resolved = {}
                 self._retired = []
                 for entry in closing:
                     entry.recorder.closing = True

@@ -126,8 +126,9 @@ class Setup(object):
         self.write(extra)
         self.unlink_segment()
 
-    def write(self, extra="", clusters=("users", "analytics")):
-        uri = self.peer.uri if self.peer else "mongodb://127.0.0.1:1/"
+    def write(self, extra="", clusters=("users", "analytics"), uri_query=""):
+        """uri_query: options appended to every cluster's URI ("?authSource=x")."""
+        uri = (self.peer.uri if self.peer else "mongodb://127.0.0.1:1/") + uri_query
         blocks = "".join('    %s = { mongo_uri = "%s"; database_name = "%s"; };\n'
                          % (name, uri, "app" if name == "users" else name) for name in clusters)
         with open(self.path, "w") as f:
@@ -146,10 +147,10 @@ environments = { test = {
 }; };
 """ % (self.segment, self.control, extra, blocks))
 
-    def reload(self, extra="", clusters=("users", "analytics")):
+    def reload(self, extra="", clusters=("users", "analytics"), uri_query=""):
         """Writes the file anew and asks mongosupd to reload it (mongosupctl answers once it is
         applied); returns the new configuration generation."""
-        self.write(extra, clusters)
+        self.write(extra, clusters, uri_query)
         r = subprocess.run([CTL, "-c", self.path, "reload"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            env=env_for_children(), timeout=30 * SLOW)
         out = r.stdout.decode()

@@ -42,9 +42,10 @@ def request(port, path, timeout=10):
 class Load(object):
     """A few client threads sending /insert and /find, recording every answer with its time."""
 
-    def __init__(self, port, threads=4, pause=0.0):
+    def __init__(self, port, threads=4, pause=0.0, paths=("/insert", "/find")):
         self.port = port
         self.pause = pause
+        self.paths = paths
         self.results = []  # (monotonic end, path, status, body, seconds)
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -55,7 +56,7 @@ class Load(object):
     def _loop(self, i):
         n = 0
         while not self.stop.is_set():
-            path = "/insert" if (n + i) % 2 == 0 else "/find"
+            path = self.paths[(n + i) % len(self.paths)]
             n += 1
             status, body, took = request(self.port, path)
             with self.lock:
@@ -274,6 +275,51 @@ def test_supervisor_reload_reaches_every_worker_under_load(served):
     assert c["reconnect"]["pool_rebuilds"] - before["reconnect"]["pool_rebuilds"] == 4  # one per worker
     assert c["pool"]["max"] == 4 * 13
     assert set(s.workers()) >= pids and g.worker_pids() == pids  # the same workers: no restart
+    assert c["ops"]["write"] == g.counted("write") and c["ops"]["read"] == g.counted("read")
+    assert c["failures"]["total"] == 0
+
+
+def test_module_global_database_follows_a_reload_under_load(served):
+    """The app's module-global Database and Collection (proxies, made at import in each worker)
+    serve every request of the load across mongosupctl reload: each worker's globals move to the
+    client built with the new pool size, the old client is closed between requests although the
+    globals are still held, its connections leave the segment's gauges, and no request fails."""
+    s, g = served
+    pids = wait_workers(g)
+    load = Load(g.port, threads=4, pause=0.005, paths=("/global-insert", "/global-find"))
+    wait_for(lambda: pids <= active_slots(s), 20, 0.1, "every worker attached")
+    # A sync worker serves one request at a time: one pool connection each, opened at its first.
+    before = wait_for(lambda: (lambda c: c["pool"]["clients"] == 4 and c)(s.cluster()), 20, 0.05,
+                      "a pool connection per worker")
+    s.reload("max_pool_size = 13;")
+    state = {}
+
+    def every_worker(pred):
+        status, body, _ = request(g.port, "/settings")
+        if status == 200:
+            state[body["pid"]] = body
+        return set(state) == pids and all(pred(b) for b in state.values())
+    wait_for(lambda: every_worker(lambda b: b["global_max_pool_size"] == 13 and b["global_is_current"]
+                                  and b["retired"] == 0), 30, 0.02,
+             "every worker's globals on max_pool_size 13, its old client closed")
+    moved = time.monotonic()
+    wait_for(lambda: len(load.since(moved)) >= 40, 30, 0.05, "load after the move")
+    results = load.finish()
+    assert all(r[2] == 200 for r in results), [r for r in results if r[2] != 200][:3]
+    assert len([r for r in results if r[0] < moved]) >= 20  # the load ran across the reload
+    # Quiet now (the load is joined; /settings uses no connection): every worker's current pool
+    # against the segment's gauges, the old clients' connections gone from them.
+    state.clear()
+    wait_for(lambda: every_worker(lambda b: b["retired"] == 0), 20, 0.02, "every worker's pool")
+    c = s.cluster()
+    print("connections per worker %s, segment pool %s, budget %s"
+          % ({p: b["connections"] for p, b in state.items()}, c["pool"], c["budget"]))
+    assert c["pool"]["clients"] == sum(b["connections"] for b in state.values())
+    assert c["budget"]["in_use"] == c["pool"]["clients"] and c["pool"]["in_use"] == 0
+    assert c["pool"]["clients_destroyed"] - before["pool"]["clients_destroyed"] == 4  # the old clients'
+    assert c["reconnect"]["pool_rebuilds"] - before["reconnect"]["pool_rebuilds"] == 4  # one per worker
+    assert c["pool"]["max"] == 4 * 13
+    assert g.worker_pids() == pids  # the same workers: no restart
     assert c["ops"]["write"] == g.counted("write") and c["ops"]["read"] == g.counted("read")
     assert c["failures"]["total"] == 0
 

@@ -277,7 +277,7 @@ def test_reload_rebuilds_the_client_when_nothing_holds_the_old_one(make_setup, m
     s.start_daemon()
     m = managers(s.path)
     old = m.get_client("users")
-    held = m.get_database("users")        # as a request in progress holds its database
+    held = mongosup.unwrap(m.get_database("users"))  # the driver's Database, as a request in progress holds it
     held.items.insert_one({"before": 1})
     assert old.max_pool_size == 5
     s.peer.command(cmd="fail", command="insert", times=1, code=91, errmsg="shutting down")

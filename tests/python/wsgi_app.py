@@ -6,9 +6,13 @@ import os
 from pymongo.errors import ConnectionFailure
 
 from mongosup import CircuitOpen, ConnectionManager, ShuttingDown
+from poolstate import open_connections
 
 manager = ConnectionManager()  # $MONGOSUP_CONFIG
 COUNTS = os.environ["APP_COUNTS_DIR"]
+# Module globals, as the seed's users wrote them: proxies that follow the manager's rebuilds.
+DB = manager.get_database("users")
+ITEMS = DB.items
 
 
 def count(kind):
@@ -33,14 +37,25 @@ def app(environ, start_response):
             count("read")
             db.items.find_one({})
             body = {"ok": 1}
+        elif path == "/global-insert":
+            count("write")
+            ITEMS.insert_one({"pid": os.getpid()})
+            body = {"ok": 1}
+        elif path == "/global-find":
+            count("read")
+            DB.items.find_one({})
+            body = {"ok": 1}
         elif path == "/health":
             body = manager.health()
         elif path == "/settings":
-            # What this worker's client is built with now, and the replaced clients still open.
+            # What this worker's client is built with now, the client the module globals use,
+            # the replaced clients still open and the connections of the current one.
             client = manager.get_client("users")
             body = {"pid": os.getpid(), "max_pool_size": client.max_pool_size,
                     "socket_timeout": client._MongoClient__options.pool_options.socket_timeout,
-                    "retired": len(manager._retired)}
+                    "global_max_pool_size": ITEMS.database.client.max_pool_size,
+                    "global_is_current": DB.client is client,
+                    "retired": len(manager._retired), "connections": open_connections(client)}
         elif path == "/pid":
             body = {"pid": os.getpid(), "slot": manager.worker_slot()}
         else:
