@@ -990,44 +990,52 @@ static void roll(sampler_t *s, unsigned total, unsigned floor, int first, const 
     CU_ASSERT(atomic_load(&s->max_window) <= during);
 }
 
-/* Host 1 cut off from etcd by a reload to an endpoint where nothing listens. */
+/* A host cut off from etcd by a reload to an endpoint where nothing listens. */
+static int cut_host;
 static uint32_t cut_fallback, cut_alone;
 
 static bool cut_off_settled(void)
 {
     msup_fleet_record_t recs[2];
-    return read_records(recs) && recs[1].cap == 0 && host_cap(&hosts[1]) == cut_fallback &&
-           host_cap(&hosts[0]) == cut_alone;
+    return read_records(recs) && recs[cut_host].cap == 0 && host_cap(&hosts[cut_host]) == cut_fallback &&
+           host_cap(&hosts[1 - cut_host]) == cut_alone;
 }
 
-/* Host 1 cut off: at its lease deadline it falls to the cap it keeps
- * without etcd (fallback), then etcd expires its record and host 0 takes
- * the room (alone).  Back on etcd it rejoins publishing that cap, and the
- * fleet settles on back[] again.  The referee throughout. */
-static void cut_off_and_back(sampler_t *s, uint32_t fallback, uint32_t alone, const uint32_t back[2])
+/* Host h cut off: at its lease deadline it falls to the cap it keeps
+ * without etcd (fallback), then etcd expires its record and the other
+ * host takes the room (alone), logging other_says (NULL: nothing
+ * expected) once it read that.  Back on etcd host h rejoins publishing
+ * that cap, and the fleet settles on back[] again.  The referee
+ * throughout. */
+static void cut_off_and_back(int h, uint32_t fallback, uint32_t alone, const char *other_says, const uint32_t back[2])
 {
     char dead[64], needle[64];
     snprintf(dead, sizeof dead, "http://127.0.0.1:%d", msup_test_free_port());
-    long from = file_size(hosts[1].log);
-    reload_host(1, conf_total[1], conf_floor_of[1], dead, false);
+    long from = file_size(hosts[h].log), other_from = file_size(hosts[1 - h].log);
+    uint32_t cap_before = host_cap(&hosts[h]);
+    reload_host(h, conf_total[h], conf_floor_of[h], dead, false);
     uint64_t t0 = msup_test_now_ms();
+    cut_host = h;
     cut_fallback = fallback;
     cut_alone = alone;
     long fell = wait_ms(cut_off_settled, slack(20000));
     CU_ASSERT(fell >= 0);
-    snprintf(needle, sizeof needle, " -> %u (lease lost", fallback);
-    CU_ASSERT(file_has_from(hosts[1].log, from, needle));
-    from = file_size(hosts[1].log);
+    CU_ASSERT(file_has_from(hosts[h].log, from, "every cluster falls back to its floor"));
+    snprintf(needle, sizeof needle, "cap %u -> %u (lease lost", cap_before, fallback);
+    CU_ASSERT(cap_before == fallback || file_has_from(hosts[h].log, from, needle));
+    if (other_says != NULL)
+        CU_ASSERT(wait_ms_from(hosts[1 - h].log, other_from, other_says, slack(5000)));
+    from = file_size(hosts[h].log);
     uint64_t t1 = msup_test_now_ms();
-    reload_host(1, conf_total[1], conf_floor_of[1], sampler_endpoint, false);
+    reload_host(h, conf_total[h], conf_floor_of[h], sampler_endpoint, false);
     snprintf(needle, sizeof needle, "published floor %u (", fallback);
-    CU_ASSERT(wait_ms_from(hosts[1].log, from, needle, slack(10000)));
+    CU_ASSERT(wait_ms_from(hosts[h].log, from, needle, slack(10000)));
     expect_caps(back[0], back[1], 0, 0);
     long rejoined = wait_ms(both_at_expected, slack(20000));
     CU_ASSERT(rejoined >= 0);
-    printf("\n    host 1 cut off from etcd: at %u without etcd, host 0 at %u, after %ld ms; back: rejoined at %u, "
+    printf("\n    host %d cut off from etcd: at %u without etcd, host %d at %u, after %ld ms; back: rejoined at %u, "
            "caps %u/%u after %ld ms ",
-           fallback, alone, fell >= 0 ? (long)(t1 - t0) : -1, fallback, back[0], back[1],
+           h, fallback, 1 - h, alone, fell >= 0 ? (long)(t1 - t0) : -1, fallback, back[0], back[1],
            rejoined >= 0 ? (long)(msup_test_now_ms() - t1) : -1);
 }
 
@@ -1086,15 +1094,20 @@ static void test_reload(void)
     reload_step(&s, 1, 36, 5, (uint32_t[]){2, 21}, 0, NULL);
     CU_ASSERT(file_has(hosts[1].log, "kept without etcd once every host publishes it"));
     CU_ASSERT_FALSE(file_has(hosts[1].log, "every host publishes the floor 5"));
-    /* Cut off, host 1 falls to 2, and host 0 (floor 2) takes 36 - 3 x 2:
+    /* Host 0 cut off: host 1 reads only its own record, floor 5, but host 0
+     * was seen with 2 and comes back with 2: no promotion. */
+    cut_off_and_back(0, 2, 21, "host h0 seen with a lower floor since the reload has no record now",
+                     (uint32_t[]){2, 21});
+    CU_ASSERT_FALSE(file_has(hosts[1].log, "every host publishes the floor 5"));
+    /* Host 1 cut off: it falls to 2, and host 0 (floor 2) takes 36 - 3 x 2:
      * 5 there would be 3 above what host 0 leaves (the referee). */
-    cut_off_and_back(&s, 2, 30, (uint32_t[]){2, 21});
+    cut_off_and_back(1, 2, 30, NULL, (uint32_t[]){2, 21});
     CU_ASSERT_FALSE(file_has(hosts[1].log, "every host publishes the floor 5"));
     /* Host 0 too: it raises to its new floor by transaction; then both
      * records show 5, and 5 is what host 1 keeps without etcd. */
     reload_step(&s, 0, 36, 5, (uint32_t[]){5, 21}, 0, NULL);
     CU_ASSERT(wait_ms(floors_promoted, slack(5000)) >= 0);
-    cut_off_and_back(&s, 5, 21, (uint32_t[]){5, 21});
+    cut_off_and_back(1, 5, 21, NULL, (uint32_t[]){5, 21});
     /* New endpoints (a dead one first) and a TTL change: the lease stays, the
      * TTL waits for the next start. */
     char endpoints[128];
@@ -1111,8 +1124,8 @@ static void test_reload(void)
     for (int i = 0; i < 2; i++) {
         int st = -1;
         char *out = ctl_fleet(&hosts[i], &st);
-        /* Host 1 lost its lease to the two cuts, host 0 never. */
-        CU_ASSERT(strstr(out, "lease held") != NULL && strstr(out, i == 0 ? "lease-losses 0 " : "lease-losses 2 ") != NULL);
+        /* Each lost its lease to its cuts only. */
+        CU_ASSERT(strstr(out, "lease held") != NULL && strstr(out, i == 0 ? "lease-losses 1 " : "lease-losses 2 ") != NULL);
         CU_ASSERT(strstr(out, "floor 5 fleet-max 36") != NULL);
         free(out);
     }
