@@ -362,10 +362,10 @@ static void floor_pending_drop(fleet_cluster_t *c, const char *host)
 
 /* A reload raised the floor: the hosts of the last read that showed a
  * lower one must show the new one first (one may vanish before the next
- * read, and come back with its old floor). */
+ * read, and come back with its old floor).  Those an earlier raise still
+ * waits for stay: they may be gone from that read. */
 static void floor_pending_start(msup_fleet_t *f, fleet_cluster_t *c)
 {
-    floor_pending_clear(c);
     pthread_mutex_lock(&f->view_mu);
     for (size_t i = 0; i < c->shown_count; i++)
         if (c->shown[i].floor < c->floor)
