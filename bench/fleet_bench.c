@@ -186,6 +186,19 @@ static void fail(const char *what)
 
 static bool quick;
 
+/* /proc/loadavg's 1-minute figure: the machine's load, printed with the
+ * figures it shaped (-1: unknown). */
+static double load_1min(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+    if (f != NULL && fscanf(f, "%lf", &l) != 1)
+        l = -1;
+    if (f != NULL)
+        fclose(f);
+    return l;
+}
+
 /* The run (inside a silent CUnit test: the fixture checks with CUnit's
  * assertions). */
 static void bench(void)
@@ -197,6 +210,7 @@ static void bench(void)
     if ((peer = test_peer_start("standalone", 1, NULL)) == NULL)
         fail("the test peer did not start");
 
+    double load_before = load_1min();
     long expiry[REPEATS], died[REPEATS], joined[REPEATS];
     for (int i = 0; i < HOSTS; i++)
         if (!host_start(&hosts[i], i, etcd.endpoint, false))
@@ -284,6 +298,14 @@ static void bench(void)
         printf("| instructions per pair | %.1f | %.1f | %.4f |\n", in_plain, in_fleet, in_fleet / in_plain);
     else
         printf("| instructions per pair | (no callgrind) | | |\n");
+    /* What the tables cannot say: part of the generated document (make
+     * bench rewrites docs/benchmarks.md from what the programs print). */
+    printf("\nThe death row is timed from the SIGKILL, the baseline from a put right\n"
+           "after its lease was granted: a host's last keepalive came up to a quarter\n"
+           "TTL before it was killed, so its room returns a little *before* a fresh\n"
+           "lease of the same TTL expires. The join row includes starting mongosupd.\n"
+           "Load average (1 min) %.1f at the start of the run and %.1f at its end, %ld cores.\n",
+           load_before, load_1min(), sysconf(_SC_NPROCESSORS_ONLN));
 
     for (int i = 0; i < 3; i++)
         host_stop(&hosts[i]);

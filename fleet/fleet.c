@@ -321,18 +321,92 @@ static bool publish(msup_fleet_t *f, fleet_cluster_t *c, uint32_t cap, uint32_t 
     return true;
 }
 
+/* ---- a raised floor: the cap kept without etcd once every host uses it ---- */
+
+static void floor_pending_clear(fleet_cluster_t *c)
+{
+    free(c->floor_pending);
+    c->floor_pending = NULL;
+    c->floor_pending_count = 0;
+    c->floor_pending_full = false;
+    c->floor_pending_logged = false;
+}
+
+/* host was seen with a floor below this host's raised one. */
+static void floor_pending_add(fleet_cluster_t *c, const char *host)
+{
+    for (size_t i = 0; i < c->floor_pending_count; i++)
+        if (strcmp(c->floor_pending[i], host) == 0)
+            return;
+    if (c->floor_pending == NULL)
+        c->floor_pending = calloc(FLOOR_PENDING_CAP, sizeof *c->floor_pending);
+    if (c->floor_pending == NULL || c->floor_pending_count == FLOOR_PENDING_CAP) {
+        c->floor_pending_full = true; /* the safe side: the old floor stays the cap without etcd */
+        return;
+    }
+    snprintf(c->floor_pending[c->floor_pending_count++], sizeof c->floor_pending[0], "%s", host);
+}
+
+/* host publishes the raised floor now. */
+static void floor_pending_drop(fleet_cluster_t *c, const char *host)
+{
+    for (size_t i = 0; i < c->floor_pending_count; i++) {
+        if (strcmp(c->floor_pending[i], host) != 0)
+            continue;
+        if (i + 1 < c->floor_pending_count)
+            memcpy(c->floor_pending[i], c->floor_pending[c->floor_pending_count - 1], sizeof c->floor_pending[0]);
+        c->floor_pending_count--;
+        return;
+    }
+}
+
+/* A reload raised the floor: the hosts of the last read that showed a
+ * lower one must show the new one first (one may vanish before the next
+ * read, and come back with its old floor).  Those an earlier raise still
+ * waits for stay: they may be gone from that read. */
+static void floor_pending_start(msup_fleet_t *f, fleet_cluster_t *c)
+{
+    pthread_mutex_lock(&f->view_mu);
+    for (size_t i = 0; i < c->shown_count; i++)
+        if (c->shown[i].floor < c->floor)
+            floor_pending_add(c, c->shown[i].host);
+    pthread_mutex_unlock(&f->view_mu);
+}
+
 /* After a reload raised the floor: the higher floor becomes the cap kept
  * without a lease once every host's record shows it (they all reserve it
- * for everybody then); until then, the old one. */
+ * for everybody then), every host seen with a lower one since the reload
+ * included: one without a record now (its lease lapsed, it restarts) may
+ * come back with the old floor and reserve only that for this host.
+ * Until then, the old one. */
 static void promote_floor(fleet_cluster_t *c, const view_t *v)
 {
     uint32_t floor = c->floor;
     if (c->fallback_floor >= floor || v->n == 0)
         return;
-    for (size_t i = 0; i < v->n; i++)
-        if (v->recs[i].floor < floor)
-            return;
+    bool lower = false;
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->recs[i].floor < floor) {
+            floor_pending_add(c, v->recs[i].host);
+            lower = true;
+        } else {
+            floor_pending_drop(c, v->recs[i].host);
+        }
+    }
+    if (lower)
+        return;
+    if (c->floor_pending_count > 0 || c->floor_pending_full) {
+        if (!c->floor_pending_logged)
+            msup_log(LOG_NOTICE, "fleet: cluster %s: every record publishes the floor %u, but %s%s seen with a lower "
+                     "floor since the reload has no record now: this host keeps %u without etcd until %s",
+                     c->name, floor, c->floor_pending_full ? "more hosts than followed" : "host ",
+                     c->floor_pending_full ? "" : c->floor_pending[0], (unsigned)c->fallback_floor,
+                     c->floor_pending_full ? "its next start" : "it publishes the new one");
+        c->floor_pending_logged = true;
+        return;
+    }
     c->fallback_floor = floor;
+    floor_pending_clear(c);
     msup_log(LOG_NOTICE, "fleet: cluster %s: every host publishes the floor %u: it is this host's cap without etcd now",
              c->name, floor);
 }
@@ -451,9 +525,15 @@ static void take_reload(msup_fleet_t *f)
         c->floor = c->reload_floor;
         c->ceiling = c->reload_ceiling;
         /* A lower floor is safe at once; a higher one is room the others
-         * reserve for this host only once they use it too. */
-        if (c->floor < c->fallback_floor || c->floor < old_floor)
+         * reserve for this host only once they use it too.  A floor lowered
+         * while a raise still waits for that stays above what they reserve
+         * (a raise 2 -> 5, then 3: they reserve 2): it waits too. */
+        if (c->floor < c->fallback_floor)
             c->fallback_floor = c->floor;
+        if (c->fallback_floor >= c->floor)
+            floor_pending_clear(c);
+        else if (c->floor != old_floor)
+            floor_pending_start(f, c);
         atomic_store_explicit(&c->row->fleet_max_connections, c->fleet_max, memory_order_relaxed);
         c->republish = true;
         msup_log(LOG_NOTICE, "fleet: cluster %s: reload: fleet_max_connections %u -> %u, fleet_floor %u -> %u%s, "
@@ -609,6 +689,8 @@ void msup_fleet_stop(msup_fleet_t **fleet, bool release_room)
         msup_log(LOG_NOTICE, "fleet: lease %" PRIx64 " revoked: this host's room returns to the others", (uint64_t)f->lease);
     msup_etcd_free(f->etcd);
     msup_etcd_free(f->reload_etcd);
+    for (size_t i = 0; i < f->count; i++)
+        floor_pending_clear(&f->clusters[i]);
     pthread_cond_destroy(&f->cv);
     pthread_mutex_destroy(&f->mu);
     pthread_mutex_destroy(&f->apply_mu);

@@ -12,6 +12,7 @@
 
 #define PEAK_BUCKETS 10           /* recent peak use: the highest of the last 10 one-second buckets */
 #define SHOWN_RECORDS 32          /* hosts kept per cluster for `mongosupctl fleet` */
+#define FLOOR_PENDING_CAP 256     /* hosts followed after a reload raised the floor */
 
 typedef struct shown_record {
     char host[64];
@@ -32,6 +33,13 @@ typedef struct fleet_cluster {
     bool reload_pending;
     uint32_t reload_max, reload_floor, reload_ceiling;
     bool republish;                     /* the record shows the keys before the reload (fleet thread) */
+    /* After a reload raised the floor (fleet thread only): the hosts seen
+     * with a lower floor since, each of which must publish the new one
+     * before it is this host's cap without etcd: a host gone from the reads
+     * may come back with the old one.  full: more than FLOOR_PENDING_CAP. */
+    char (*floor_pending)[64];
+    size_t floor_pending_count;
+    bool floor_pending_full, floor_pending_logged;
     _Atomic uint32_t max_connecting;    /* the configuration's; a reload may change it */
     /* Protocol state (fleet thread only). */
     uint32_t published;                 /* the cap in our record; 0: no record under the current lease */
