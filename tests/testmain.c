@@ -20,6 +20,11 @@ bool msup_test_under_valgrind(void)
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
+unsigned msup_test_slack_ms(unsigned ms)
+{
+    return msup_test_under_valgrind() ? ms * 4u + 2000u : ms;
+}
+
 const char *msup_test_segment_name(const char *tag)
 {
     static char name[64];

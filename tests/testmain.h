@@ -20,6 +20,11 @@ int msup_test_main(const char *suite, const msup_test_t *tests, int argc, char *
  * scale their loop counts down, never their assertions. */
 bool msup_test_under_valgrind(void);
 
+/* A deadline for waiting on a condition (or a bound on an elapsed time),
+ * ms natively, stretched under valgrind (x4 + 2 s): the CPU is shared by
+ * memcheck and by the other tests of a `make -j2 check`. */
+unsigned msup_test_slack_ms(unsigned ms);
+
 /* A unique segment name for this process and tag: "/msup-test-<pid>-<tag>". */
 const char *msup_test_segment_name(const char *tag);
 
