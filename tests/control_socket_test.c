@@ -375,7 +375,9 @@ static void test_never_signals_segment_pid(void)
         _exit(127);
     }
     CU_ASSERT_FATAL(victim > 0);
-    msup_test_sleep_ms(50);
+    /* Exec done: the victim is a plain `sleep` that maps nothing of ours
+     * (a fixed 50 ms could leave it a copy of this process). */
+    CU_ASSERT(msup_test_wait_exec(victim, "sleep", slack(10000)));
     /* What a writer of the control segment (the supervisor's uid) could
      * do: name another process, with its start time, as the supervisor. */
     msup_segment_t rw;
@@ -648,7 +650,7 @@ static void *watch_heartbeat(void *arg)
 typedef struct slowloris {
     const char *sock;
     volatile bool stop;
-    long closed_after_ms; /* -1: never saw the close */
+    _Atomic long closed_after_ms; /* -1: never saw the close (yet) */
 } slowloris_t;
 
 /* One byte every 100 ms, never a newline, until the server hangs up. */
@@ -682,11 +684,12 @@ static void test_idle_and_slow_clients(void)
     watch_t w = {.seg = d.seg};
     pthread_t wt, st_thread;
     CU_ASSERT_FATAL(pthread_create(&wt, NULL, watch_heartbeat, &w) == 0);
-    slowloris_t slow = {.sock = d.sock};
+    slowloris_t slow = {.sock = d.sock, .closed_after_ms = -1};
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &slow) == 0);
 
     int idle[IDLE_CLIENTS];
     int connected = 0;
+    uint64_t last_connected = 0;
     for (int i = 0; i < IDLE_CLIENTS; i++) {
         idle[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -697,6 +700,7 @@ static void test_idle_and_slow_clients(void)
                msup_test_now_ms() < deadline)
             msup_test_sleep_ms(1); /* a full backlog: mongosupd accepts them in its next pass */
         connected += rc == 0;
+        last_connected = msup_test_now_ms();
     }
     CU_ASSERT_EQUAL(connected, IDLE_CLIENTS);
     msup_test_sleep_ms(200);
@@ -714,14 +718,22 @@ static void test_idle_and_slow_clients(void)
     /* Below the per-connection deadline: it never waited for one to expire. */
     CU_ASSERT(took < slack(MSUP_CONTROL_DEADLINE_MS));
 
-    /* Past the deadline every idle connection has been closed by mongosupd. */
-    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 500);
+    /* Past the deadline every idle connection has been closed by mongosupd.
+     * Each deadline counts from its accept, which the backlog and a loaded
+     * machine delay: the wait ends at a deadline from the last connect
+     * rather than after a fixed sleep. */
     int closed = 0;
+    uint64_t close_deadline = last_connected + slack(MSUP_CONTROL_DEADLINE_MS + 2000);
     for (int i = 0; i < IDLE_CLIENTS; i++) {
         char buf[256];
         ssize_t n;
-        while ((n = recv(idle[i], buf, sizeof buf, MSG_DONTWAIT)) > 0)
-            ;
+        for (;;) {
+            while ((n = recv(idle[i], buf, sizeof buf, MSG_DONTWAIT)) > 0)
+                ;
+            if (n == 0 || msup_test_now_ms() >= close_deadline)
+                break;
+            msup_test_sleep_ms(10);
+        }
         closed += n == 0;
         close(idle[i]);
     }
@@ -732,9 +744,13 @@ static void test_idle_and_slow_clients(void)
     CU_ASSERT(slow.closed_after_ms >= 0 && slow.closed_after_ms <= (long)slack(MSUP_CONTROL_DEADLINE_MS + 500));
 
     /* Alone (nobody evicts it), a slow writer lasts its deadline, no more. */
-    slowloris_t alone = {.sock = d.sock};
+    slowloris_t alone = {.sock = d.sock, .closed_after_ms = -1};
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &alone) == 0);
-    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 800);
+    /* Until it sees the close (the bound is asserted below), not a fixed
+     * DEADLINE + 800 ms that a slowly scheduled thread could overrun. */
+    uint64_t alone_deadline = msup_test_now_ms() + slack(MSUP_CONTROL_DEADLINE_MS * 3);
+    while (atomic_load(&alone.closed_after_ms) < 0 && msup_test_now_ms() < alone_deadline)
+        msup_test_sleep_ms(10);
     alone.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "a lone slowloris closed after %ld ms ", alone.closed_after_ms);

@@ -832,21 +832,9 @@ static void test_proc_maps_segment(void)
     }
     uint64_t start = msup_proc_start_time(child);
     CU_ASSERT_FATAL(start != 0);
-    /* The exec has dropped the inherited mapping once the child's name is
-     * "sleep" (the kernel sets it after replacing the address space); a
-     * fixed 100 ms was not always enough on a loaded machine. */
-    char comm_path[64];
-    snprintf(comm_path, sizeof comm_path, "/proc/%d/comm", (int)child);
-    bool execed = false;
-    for (uint64_t deadline = msup_test_now_ms() + msup_test_slack_ms(10000);
-         !execed && msup_test_now_ms() < deadline;) {
-        char *comm = msup_test_read_file(comm_path);
-        execed = strcmp(comm, "sleep\n") == 0;
-        free(comm);
-        if (!execed)
-            msup_test_sleep_ms(5);
-    }
-    CU_ASSERT_FATAL(execed);
+    /* Once the exec is done the inherited mapping is gone (a fixed 100 ms
+     * was not always enough on a loaded machine). */
+    CU_ASSERT(msup_test_wait_exec(child, "sleep", msup_test_slack_ms(10000)));
     CU_ASSERT_EQUAL(msup_proc_start_time(child), start); /* the same process, after its exec */
     CU_ASSERT_FALSE(msup_proc_maps_segment(child, start, &seg));
     kill(child, SIGKILL);

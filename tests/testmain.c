@@ -77,6 +77,22 @@ void msup_test_sleep_ms(unsigned ms)
         ;
 }
 
+bool msup_test_wait_exec(pid_t pid, const char *comm, unsigned timeout_ms)
+{
+    char path[64], want[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    snprintf(want, sizeof want, "%s\n", comm);
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
+    for (;;) {
+        char *now = msup_test_read_file(path);
+        bool execed = strcmp(now, want) == 0;
+        free(now);
+        if (execed || msup_test_now_ms() >= deadline)
+            return execed;
+        msup_test_sleep_ms(5);
+    }
+}
+
 int msup_test_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);

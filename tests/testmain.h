@@ -5,6 +5,7 @@
 #include <CUnit/CUnit.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct msup_test {
     const char *name;       /* "/segment/adopt/foreign-owner" */
@@ -33,6 +34,11 @@ uint64_t msup_test_now_ms(void);
 
 /* Sleeps ms milliseconds, resuming after a signal interrupts it. */
 void msup_test_sleep_ms(unsigned ms);
+
+/* Waits up to timeout_ms until the child pid, which calls exec, runs the
+ * program named comm ("sleep"): the kernel renames it only after replacing
+ * its address space, so it no longer maps anything of this process. */
+bool msup_test_wait_exec(pid_t pid, const char *comm, unsigned timeout_ms);
 
 /* A loopback TCP port that was free a moment ago (the caller's server binds
  * it right after), or -1. */
