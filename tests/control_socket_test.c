@@ -675,6 +675,14 @@ static void *slowloris_main(void *arg)
     return NULL;
 }
 
+/* Waits until the slowloris has seen the server hang up, or the deadline
+ * (a msup_test_now_ms() instant) has passed. */
+static void wait_slowloris_closed(const slowloris_t *s, uint64_t deadline)
+{
+    while (atomic_load(&s->closed_after_ms) < 0 && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(10);
+}
+
 #define IDLE_CLIENTS 100
 
 static void test_idle_and_slow_clients(void)
@@ -738,6 +746,9 @@ static void test_idle_and_slow_clients(void)
         close(idle[i]);
     }
     CU_ASSERT_EQUAL(closed, IDLE_CLIENTS);
+    /* The slowloris sees its close at its next byte (100 ms apart), maybe
+     * after the idle ones (its thread may have connected last). */
+    wait_slowloris_closed(&slow, close_deadline);
     slow.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "slowloris closed after %ld ms ", slow.closed_after_ms);
@@ -748,9 +759,7 @@ static void test_idle_and_slow_clients(void)
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &alone) == 0);
     /* Until it sees the close (the bound is asserted below), not a fixed
      * DEADLINE + 800 ms that a slowly scheduled thread could overrun. */
-    uint64_t alone_deadline = msup_test_now_ms() + slack(MSUP_CONTROL_DEADLINE_MS * 3);
-    while (atomic_load(&alone.closed_after_ms) < 0 && msup_test_now_ms() < alone_deadline)
-        msup_test_sleep_ms(10);
+    wait_slowloris_closed(&alone, msup_test_now_ms() + slack(MSUP_CONTROL_DEADLINE_MS * 3));
     alone.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "a lone slowloris closed after %ld ms ", alone.closed_after_ms);
