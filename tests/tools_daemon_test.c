@@ -390,7 +390,12 @@ static void test_metrics_flood(void)
     for (int i = 0; i < SCRAPES; i++) {
         ms[i] = scrape_ms(sc.port, bound);
         answered += ms[i] >= 0;
-        uint64_t age = (msup_mono_ns() - atomic_load(&msup_segment_hdr(&sc.seg)->heartbeat_mono_ns)) / 1000000u;
+        /* The beat first, then the clock (the operands of '-' have no order:
+         * a beat written between a clock read first and the load would
+         * underflow into an age of 584 years). */
+        uint64_t beat = atomic_load(&msup_segment_hdr(&sc.seg)->heartbeat_mono_ns);
+        uint64_t now = msup_mono_ns();
+        uint64_t age = now > beat ? (now - beat) / 1000000u : 0;
         worst_age_ms = age > worst_age_ms ? age : worst_age_ms;
         sleep_ms(200);
     }
