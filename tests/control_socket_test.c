@@ -126,6 +126,18 @@ static msup_ctl_status_t ask(const char *sock, const char *line, char *out, size
     return st;
 }
 
+/* Waits until a mongosupd just spawned answers a ping on sock; the last
+ * failure's reason in why.  A start-up deadline, not a bound: on a loaded
+ * machine mongosupd's start-up alone has taken 17 s (supervisor_daemon_test's
+ * start_deadline_ms). */
+static bool wait_answering(const char *sock, char *why, size_t n)
+{
+    uint64_t deadline = msup_test_now_ms() + slack(30000);
+    while (ask(sock, "ping", why, n) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(20);
+    return ask(sock, "ping", why, n) == MSUP_CTL_ANSWER_OK;
+}
+
 /* Starts mongosupd and waits for its socket to answer. */
 static void daemon_start(daemon_t *d, const char *tag, const char *segment_extra)
 {
@@ -134,10 +146,7 @@ static void daemon_start(daemon_t *d, const char *tag, const char *segment_extra
     d->pid = spawn_daemon(d);
     CU_ASSERT_FATAL(d->pid > 0);
     char why[512] = "";
-    uint64_t deadline = msup_test_now_ms() + slack(5000);
-    while (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
-        msup_test_sleep_ms(20);
-    if (ask(d->sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK) {
+    if (!wait_answering(d->sock, why, sizeof why)) {
         char *log = msup_test_read_file(d->log);
         fprintf(stderr, "\nmongosupd did not answer on %s: %s\n%s\n", d->sock, why, log ? log : "");
         free(log);
@@ -375,7 +384,9 @@ static void test_never_signals_segment_pid(void)
         _exit(127);
     }
     CU_ASSERT_FATAL(victim > 0);
-    msup_test_sleep_ms(50);
+    /* Exec done: the victim is a plain `sleep` that maps nothing of ours
+     * (a fixed 50 ms could leave it a copy of this process). */
+    CU_ASSERT(msup_test_wait_exec(victim, "sleep", slack(10000)));
     /* What a writer of the control segment (the supervisor's uid) could
      * do: name another process, with its start time, as the supervisor. */
     msup_segment_t rw;
@@ -648,7 +659,7 @@ static void *watch_heartbeat(void *arg)
 typedef struct slowloris {
     const char *sock;
     volatile bool stop;
-    long closed_after_ms; /* -1: never saw the close */
+    _Atomic long closed_after_ms; /* -1: never saw the close (yet) */
 } slowloris_t;
 
 /* One byte every 100 ms, never a newline, until the server hangs up. */
@@ -673,6 +684,14 @@ static void *slowloris_main(void *arg)
     return NULL;
 }
 
+/* Waits until the slowloris has seen the server hang up, or the deadline
+ * (a msup_test_now_ms() instant) has passed. */
+static void wait_slowloris_closed(const slowloris_t *s, uint64_t deadline)
+{
+    while (atomic_load(&s->closed_after_ms) < 0 && msup_test_now_ms() < deadline)
+        msup_test_sleep_ms(10);
+}
+
 #define IDLE_CLIENTS 100
 
 static void test_idle_and_slow_clients(void)
@@ -682,11 +701,12 @@ static void test_idle_and_slow_clients(void)
     watch_t w = {.seg = d.seg};
     pthread_t wt, st_thread;
     CU_ASSERT_FATAL(pthread_create(&wt, NULL, watch_heartbeat, &w) == 0);
-    slowloris_t slow = {.sock = d.sock};
+    slowloris_t slow = {.sock = d.sock, .closed_after_ms = -1};
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &slow) == 0);
 
     int idle[IDLE_CLIENTS];
     int connected = 0;
+    uint64_t last_connected = 0;
     for (int i = 0; i < IDLE_CLIENTS; i++) {
         idle[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -697,6 +717,7 @@ static void test_idle_and_slow_clients(void)
                msup_test_now_ms() < deadline)
             msup_test_sleep_ms(1); /* a full backlog: mongosupd accepts them in its next pass */
         connected += rc == 0;
+        last_connected = msup_test_now_ms();
     }
     CU_ASSERT_EQUAL(connected, IDLE_CLIENTS);
     msup_test_sleep_ms(200);
@@ -714,27 +735,40 @@ static void test_idle_and_slow_clients(void)
     /* Below the per-connection deadline: it never waited for one to expire. */
     CU_ASSERT(took < slack(MSUP_CONTROL_DEADLINE_MS));
 
-    /* Past the deadline every idle connection has been closed by mongosupd. */
-    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 500);
+    /* Past the deadline every idle connection has been closed by mongosupd.
+     * Each deadline counts from its accept, which the backlog and a loaded
+     * machine delay: the wait ends at a deadline from the last connect
+     * rather than after a fixed sleep. */
     int closed = 0;
+    uint64_t close_deadline = last_connected + slack(MSUP_CONTROL_DEADLINE_MS + 2000);
     for (int i = 0; i < IDLE_CLIENTS; i++) {
         char buf[256];
         ssize_t n;
-        while ((n = recv(idle[i], buf, sizeof buf, MSG_DONTWAIT)) > 0)
-            ;
+        for (;;) {
+            while ((n = recv(idle[i], buf, sizeof buf, MSG_DONTWAIT)) > 0)
+                ;
+            if (n == 0 || msup_test_now_ms() >= close_deadline)
+                break;
+            msup_test_sleep_ms(10);
+        }
         closed += n == 0;
         close(idle[i]);
     }
     CU_ASSERT_EQUAL(closed, IDLE_CLIENTS);
+    /* The slowloris sees its close at its next byte (100 ms apart), maybe
+     * after the idle ones (its thread may have connected last). */
+    wait_slowloris_closed(&slow, close_deadline);
     slow.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "slowloris closed after %ld ms ", slow.closed_after_ms);
     CU_ASSERT(slow.closed_after_ms >= 0 && slow.closed_after_ms <= (long)slack(MSUP_CONTROL_DEADLINE_MS + 500));
 
     /* Alone (nobody evicts it), a slow writer lasts its deadline, no more. */
-    slowloris_t alone = {.sock = d.sock};
+    slowloris_t alone = {.sock = d.sock, .closed_after_ms = -1};
     CU_ASSERT_FATAL(pthread_create(&st_thread, NULL, slowloris_main, &alone) == 0);
-    msup_test_sleep_ms(MSUP_CONTROL_DEADLINE_MS + 800);
+    /* Until it sees the close (the bound is asserted below), not a fixed
+     * DEADLINE + 800 ms that a slowly scheduled thread could overrun. */
+    wait_slowloris_closed(&alone, msup_test_now_ms() + slack(MSUP_CONTROL_DEADLINE_MS * 3));
     alone.stop = true;
     pthread_join(st_thread, NULL);
     fprintf(stderr, "a lone slowloris closed after %ld ms ", alone.closed_after_ms);
@@ -837,10 +871,7 @@ static void test_stale_socket(void)
     waitpid(started.pid, NULL, 0);
     started.pid = spawn_daemon(&started);
     char why[512] = "";
-    uint64_t deadline = msup_test_now_ms() + slack(5000);
-    while (ask(started.sock, "ping", why, sizeof why) != MSUP_CTL_ANSWER_OK && msup_test_now_ms() < deadline)
-        msup_test_sleep_ms(20);
-    CU_ASSERT_EQUAL(ask(started.sock, "ping", why, sizeof why), MSUP_CTL_ANSWER_OK);
+    CU_ASSERT(wait_answering(started.sock, why, sizeof why));
     daemon_stop(&started);
 }
 

@@ -280,12 +280,13 @@ static void test_control_claim_race(void)
     msup_segment_unlink(name, NULL);
     enum { N = 8 };
     pid_t kids[N];
-    int report[2], go[2];
-    CU_ASSERT_FATAL(pipe(report) == 0 && pipe(go) == 0);
+    int report[2], go[2], release[2];
+    CU_ASSERT_FATAL(pipe(report) == 0 && pipe(go) == 0 && pipe(release) == 0);
     for (int i = 0; i < N; i++) {
         kids[i] = fork();
         if (kids[i] == 0) {
             close(go[1]);
+            close(release[1]);
             char byte;
             if (read(go[0], &byte, 1) != 0) /* all start when the parent closes it */
                 _exit(5);
@@ -296,16 +297,35 @@ static void test_control_claim_race(void)
             int n = snprintf(line, sizeof line, "%d %s\n", (int)getpid(), c ? "WON" : err.message);
             if (write(report[1], line, (size_t)n) != n)
                 _exit(4);
-            if (c != NULL) {
-                struct timespec ts = {0, 300 * 1000 * 1000}; /* hold it while the others try */
-                nanosleep(&ts, NULL);
-            }
+            close(report[1]); /* the parent's read ends when every child has written or gone */
+            /* The winner holds the lock until every other has tried (the
+             * parent closes `release` once all N reported): a fixed hold
+             * let a loser that a loaded machine scheduled late claim it
+             * after the winner's exit. */
+            if (c != NULL && read(release[0], &byte, 1) != 0)
+                _exit(5);
             _exit(c != NULL ? 0 : 1);
         }
     }
     close(go[0]);
     close(go[1]);
     close(report[1]);
+    close(release[0]);
+    /* One line from each child (a child that dies without one ends the
+     * stream when all have gone). */
+    char all[4096];
+    size_t len = 0;
+    for (int lines = 0; lines < N && len < sizeof all - 1;) {
+        ssize_t n = read(report[0], all + len, sizeof all - 1 - len);
+        if (n <= 0)
+            break;
+        for (ssize_t k = 0; k < n; k++)
+            lines += all[len + (size_t)k] == '\n';
+        len += (size_t)n;
+    }
+    all[len] = '\0';
+    close(report[0]);
+    close(release[1]);
     int winners = 0, losers = 0;
     for (int i = 0; i < N; i++) {
         int status;
@@ -313,10 +333,6 @@ static void test_control_claim_race(void)
         winners += WIFEXITED(status) && WEXITSTATUS(status) == 0;
         losers += WIFEXITED(status) && WEXITSTATUS(status) == 1;
     }
-    char all[4096];
-    ssize_t len = read(report[0], all, sizeof all - 1);
-    close(report[0]);
-    all[len > 0 ? len : 0] = '\0';
     CU_ASSERT_EQUAL(winners, 1);
     CU_ASSERT_EQUAL(losers, N - 1);
     int won_pid = 0;
@@ -696,18 +712,29 @@ static void test_liveness_follows_lock(void)
     msup_segment_t seg;
     mongosup_error_t err;
     CU_ASSERT_FATAL(msup_segment_open_readonly(name, (uid_t)-1, &seg, &err));
+    /* The test keeps the heartbeat young itself (a writable mapping of the
+     * control segment, without its lock) right before each verdict: the
+     * child's own beat could be seconds old by then on a loaded machine,
+     * and the verdicts are about the lock, not about the beat's age. */
+    msup_segment_t beat;
+    CU_ASSERT_FATAL(msup_test_segment_open_rw(name, &beat));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(msup_segment_control(&beat));
+    _Atomic uint64_t *heartbeat = &msup_segment_hdr(&beat)->heartbeat_mono_ns;
     CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_ALIVE);
     kill(sup, SIGSTOP);
+    atomic_store(heartbeat, msup_mono_ns());
     CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_ALIVE); /* stopped, heartbeat still young */
     kill(sup, SIGKILL);
     int status;
     waitpid(sup, &status, 0);
+    atomic_store(heartbeat, msup_mono_ns());
     CU_ASSERT_TRUE(msup_supervisor_alive(&seg)); /* the heartbeat alone would still say alive */
     CU_ASSERT_EQUAL(msup_supervisor_liveness(&seg), MSUP_SUPERVISOR_GONE);
     msup_snapshot_t snap;
     CU_ASSERT_TRUE(msup_snapshot_take(&seg, &snap, &err));
     CU_ASSERT_FALSE(snap.supervisor_alive);
     msup_snapshot_free(&snap);
+    msup_segment_close(&beat);
     msup_segment_close(&seg);
     close(ready[0]);
     close(ready[1]);
@@ -803,15 +830,13 @@ static void test_proc_maps_segment(void)
         execlp("sleep", "sleep", "30", (char *)NULL);
         _exit(127);
     }
-    uint64_t start = 0;
-    for (int i = 0; i < 200 && start == 0; i++) {
-        start = msup_proc_start_time(child);
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    struct timespec ts = {0, 100 * 1000 * 1000}; /* let exec drop the inherited mapping */
-    nanosleep(&ts, NULL);
-    CU_ASSERT_FALSE(msup_proc_maps_segment(child, msup_proc_start_time(child), &seg));
+    uint64_t start = msup_proc_start_time(child);
+    CU_ASSERT_FATAL(start != 0);
+    /* Once the exec is done the inherited mapping is gone (a fixed 100 ms
+     * was not always enough on a loaded machine). */
+    CU_ASSERT(msup_test_wait_exec(child, "sleep", msup_test_slack_ms(10000)));
+    CU_ASSERT_EQUAL(msup_proc_start_time(child), start); /* the same process, after its exec */
+    CU_ASSERT_FALSE(msup_proc_maps_segment(child, start, &seg));
     kill(child, SIGKILL);
     waitpid(child, NULL, 0);
     CU_ASSERT_FALSE(msup_proc_maps_segment(child, start, &seg)); /* gone */

@@ -605,6 +605,17 @@ static void kill_hard(pid_t pid)
     CU_ASSERT_EQUAL(wait_exit(pid, 2000), 128 + SIGKILL);
 }
 
+/* Waits until mongosupd's heartbeat in seg is past `hb` (it beats every
+ * 100 ms here: a deadline, since a loaded machine may not run it for a
+ * while); true when it moved. */
+static bool wait_heartbeat_past(const msup_segment_t *seg, uint64_t hb, unsigned timeout_ms)
+{
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&msup_segment_hdr(seg)->heartbeat_mono_ns) <= hb && msup_test_now_ms() - t0 < timeout_ms)
+        msup_test_sleep_ms(10);
+    return atomic_load(&msup_segment_hdr(seg)->heartbeat_mono_ns) > hb;
+}
+
 /* Sends SIGTERM to mongosupd; its exit status, the time it took in *took_ms. */
 static int term_and_time(pid_t sup, unsigned timeout_ms, long *took_ms)
 {
@@ -749,6 +760,16 @@ static int start_victim_and_survivor(const scenario_t *s, const char *r1, const 
     return vslot;
 }
 
+/* Waits until the worker in slot has counted a command on row (it started a
+ * moment ago: a loaded machine may take a while to run its first ping). */
+static void wait_slot_ops(const msup_segment_t *seg, int slot, uint32_t row)
+{
+    const msup_stats_t *st = msup_slot_stats(seg, (uint32_t)slot, row);
+    uint64_t t0 = msup_test_now_ms();
+    while (atomic_load(&st->ops[MSUP_OP_COMMAND]) == 0 && msup_test_now_ms() - t0 < slack(10000))
+        msup_test_sleep_ms(10);
+}
+
 /* SIGKILLs the victim, asserts it is reaped in time with its counts retired (*monotonic: totals never fell). */
 static void kill_and_expect_reaped(const scenario_t *s, pid_t victim, int vslot, uint32_t row, uint64_t victim_ops,
                                    uint64_t before, bool *monotonic)
@@ -781,7 +802,12 @@ static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
     kill_hard(s->sup);
     uint64_t ops_at_crash = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     uint64_t restarts = atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts);
+    /* A second without a supervisor, then the workers' progress (waited
+     * for: a loaded machine may not have run a worker in that second). */
     msup_test_sleep_ms(1000);
+    uint64_t t_alone = msup_test_now_ms();
+    while (total_ops(&s->seg, row, MSUP_OP_COMMAND) <= ops_at_crash && msup_test_now_ms() - t_alone < slack(5000))
+        msup_test_sleep_ms(10);
     uint64_t ops_alone = total_ops(&s->seg, row, MSUP_OP_COMMAND);
     CU_ASSERT_TRUE(ops_alone > ops_at_crash); /* workers never blocked */
     s->sup = start_daemon(s->conf, s->log);
@@ -789,7 +815,13 @@ static void crash_and_restart_supervisor(scenario_t *s, uint32_t row)
     while (atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid) != s->sup && msup_test_now_ms() - t1 < slack(3000))
         msup_test_sleep_ms(10);
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_pid), s->sup);
-    msup_test_sleep_ms(300);
+    /* The pid is published with the lock, before the restart count and
+     * long before RUNNING: wait for both rather than a fixed 300 ms. */
+    uint64_t t2 = msup_test_now_ms();
+    while ((atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts) == restarts ||
+            atomic_load(&msup_segment_hdr(&s->seg)->phase) != MSUP_PHASE_RUNNING) &&
+           msup_test_now_ms() - t2 < slack(5000))
+        msup_test_sleep_ms(10);
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->supervisor_restarts), restarts + 1);
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s->seg)->phase), MSUP_PHASE_RUNNING);
     CU_ASSERT_TRUE(total_ops(&s->seg, row, MSUP_OP_COMMAND) >= ops_alone);
@@ -1031,10 +1063,9 @@ static void test_stopped_supervisor(void)
     char want[128];
     snprintf(want, sizeof want, "another mongosupd (pid %d) holds %s", (int)s.sup, s.seg_name);
     CU_ASSERT_TRUE(file_contains(log2, want));
-    kill(s.sup, SIGCONT);
     uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
-    msup_test_sleep_ms(500);
-    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb);
+    kill(s.sup, SIGCONT);
+    CU_ASSERT_TRUE(wait_heartbeat_past(&s.seg, hb, slack(5000)));
     CU_ASSERT_EQUAL(atomic_load(&msup_segment_hdr(&s.seg)->supervisor_pid), s.sup);
     CU_ASSERT_EQUAL(msup_supervisor_liveness(&s.seg), MSUP_SUPERVISOR_ALIVE);
     CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
@@ -1054,12 +1085,10 @@ static void test_forged_slot_not_signalled(void)
         execlp("sleep", "sleep", "60", (char *)NULL);
         _exit(127);
     }
-    uint64_t start = 0;
-    for (int i = 0; i < 200 && start == 0; i++) {
-        msup_test_sleep_ms(5);
-        start = msup_proc_start_time(victim);
-    }
-    msup_test_sleep_ms(100); /* exec done: the victim maps nothing of ours */
+    /* Exec done: the victim maps nothing of ours (a fixed 100 ms was not
+     * always enough on a loaded machine, and a victim still mapping the
+     * segment would be a worker to mongosupd). */
+    CU_ASSERT_FATAL(msup_test_wait_exec(victim, "sleep", slack(10000)));
     msup_segment_t rw;
     CU_ASSERT_FATAL(msup_test_segment_open_rw(s.seg_name, &rw));
     mongosup_error_t err;
@@ -1264,14 +1293,21 @@ static void test_health_hung_peer(void)
     uint64_t last = atomic_load(&row->last_check_ns), t0 = msup_test_now_ms();
     while (atomic_load(&row->last_check_ns) == last && msup_test_now_ms() - t0 < slack(2000))
         msup_test_sleep_ms(1);
+    uint64_t passed_ns = atomic_load(&row->last_check_ns); /* a pass at or before the last one before the hang */
     test_peer_kill(peer, SIGSTOP);
     long down_ms = wait_health(&s.seg, "main", MSUP_HEALTH_DOWN, slack(5000));
     unsigned formula = HUNG_INTER + (FALL - 1) * FASTINTER + (FALL + 1) * TIMEOUT;
     unsigned bound = msup_test_under_valgrind() || daemon_under_valgrind() ? slack(formula) : formula + 250;
-    fprintf(stderr, "\n    peer SIGSTOPped right after a check -> DOWN in %ld ms (formula %u ms, bound %u ms) ",
-            down_ms, formula, bound);
+    /* The lower bound by mongosupd's own clock, from the last check that
+     * passed to the DOWN verdict: a test that was slow to send SIGSTOP
+     * after seeing the check would shorten down_ms (measured from the
+     * SIGSTOP, which the upper bound is about), not this span. */
+    uint64_t since_ns = atomic_load(&row->health_since_ns);
+    long span_ms = since_ns > passed_ns ? (long)((since_ns - passed_ns) / 1000000u) : -1;
+    fprintf(stderr, "\n    peer SIGSTOPped right after a check -> DOWN in %ld ms, %ld ms after that check "
+            "(formula %u ms, bound %u ms) ", down_ms, span_ms, formula, bound);
     CU_ASSERT_TRUE(down_ms >= 0 && (unsigned)down_ms <= bound);
-    CU_ASSERT_TRUE(down_ms >= (long)formula - 150); /* the formula is not pessimistic */
+    CU_ASSERT_TRUE(span_ms >= (long)formula - 150); /* the formula is not pessimistic */
     /* While DOWN, the worker's checkouts fail at once (circuit open); its
      * operation in flight when the peer hung ends at socketTimeoutMS. */
     msup_test_sleep_ms(2500);
@@ -1390,6 +1426,7 @@ static void test_reap_killed_worker_and_restart(void)
     pid_t victim, survivor;
     int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
     msup_test_sleep_ms(500);
+    wait_slot_ops(&s.seg, vslot, row);
     /* Catch the victim in the middle of an operation: pings now take 2 s. */
     CU_ASSERT_TRUE(test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":2000,\"command\":\"ping\"}", NULL, 0));
     msup_test_sleep_ms(300);
@@ -2150,8 +2187,7 @@ static void test_segment_under_it(void)
     memset(row->name, 'X', sizeof row->name);
     CU_ASSERT_TRUE(wait_log(s.log, "segment is foreign: bad magic"));
     uint64_t hb = atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns);
-    msup_test_sleep_ms(300);
-    CU_ASSERT_TRUE(atomic_load(&msup_segment_hdr(&s.seg)->heartbeat_mono_ns) > hb); /* still supervising */
+    CU_ASSERT_TRUE(wait_heartbeat_past(&s.seg, hb, slack(5000))); /* still supervising */
     CU_ASSERT_EQUAL(waitpid(s.sup, NULL, WNOHANG), 0);
     memcpy(row->name, name_saved, sizeof name_saved);
     atomic_store(&msup_segment_hdr(&rw)->magic, magic);
@@ -2299,6 +2335,7 @@ static void test_real_reap_and_restart(void)
     pid_t victim, survivor;
     int vslot = start_victim_and_survivor(&s, r1, r2, &victim, &survivor);
     msup_test_sleep_ms(500);
+    wait_slot_ops(&s.seg, vslot, row);
     uint64_t victim_ops = atomic_load(&msup_slot_stats(&s.seg, (uint32_t)vslot, row)->ops[MSUP_OP_COMMAND]);
     CU_ASSERT_TRUE(victim_ops > 0);
     kill_and_expect_reaped(&s, victim, vslot, row, victim_ops, 0, NULL);

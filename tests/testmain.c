@@ -20,6 +20,11 @@ bool msup_test_under_valgrind(void)
     return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
 }
 
+unsigned msup_test_slack_ms(unsigned ms)
+{
+    return msup_test_under_valgrind() ? ms * 4u + 2000u : ms;
+}
+
 const char *msup_test_segment_name(const char *tag)
 {
     static char name[64];
@@ -70,6 +75,22 @@ void msup_test_sleep_ms(unsigned ms)
     struct timespec ts = {.tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+bool msup_test_wait_exec(pid_t pid, const char *comm, unsigned timeout_ms)
+{
+    char path[64], want[64];
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    snprintf(want, sizeof want, "%s\n", comm);
+    uint64_t deadline = msup_test_now_ms() + timeout_ms;
+    for (;;) {
+        char *now = msup_test_read_file(path);
+        bool execed = strcmp(now, want) == 0;
+        free(now);
+        if (execed || msup_test_now_ms() >= deadline)
+            return execed;
+        msup_test_sleep_ms(5);
+    }
 }
 
 int msup_test_free_port(void)

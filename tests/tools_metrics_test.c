@@ -16,6 +16,10 @@
 #include "tools_fixture.h"
 #include "tools_promcheck.h"
 
+/* supervisor/metrics.c's MSUP_METRICS_REQUEST_DEADLINE_S: a waiting
+ * connection older than this is ended when another one arrives. */
+#define MSUP_METRICS_TEST_DEADLINE_S 3u
+
 static char seg_name[64];
 static msup_segment_t seg;
 
@@ -65,9 +69,17 @@ static void test_scrape_while_recording(void)
     CU_ASSERT_FATAL(worker > 0);
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", port);
-    uint64_t last = 0;
+    /* Each scrape after the first waits until the worker has recorded
+     * since the previous one ended (the counter read after that scrape is
+     * at least what it saw): "totals move forward" is then asserted of the
+     * endpoint, not of how soon a loaded machine schedules the worker. */
+    const _Atomic uint64_t *worker_writes = &msup_slot_stats(&seg, 1, 0)->ops[MSUP_OP_WRITE];
+    uint64_t last = 0, recorded = 0;
     for (int round = 0; round < 3; round++) {
-        sleep_ms(50);
+        uint64_t deadline = msup_test_now_ms() + msup_test_slack_ms(10000);
+        while (round > 0 && atomic_load(worker_writes) <= recorded && msup_test_now_ms() < deadline)
+            sleep_ms(5);
+        CU_ASSERT(round == 0 || atomic_load(worker_writes) > recorded);
         fx_heartbeat(&seg);
         int st;
         char *body = curl(url, &st);
@@ -87,6 +99,7 @@ static void test_scrape_while_recording(void)
         CU_ASSERT(writes > last);  /* totals move forward while the worker runs */
         CU_ASSERT(count >= 1100);
         last = writes;
+        recorded = atomic_load(worker_writes);
         free(body);
     }
     kill(worker, SIGKILL);
@@ -179,8 +192,16 @@ static void test_request_deadline(void)
     CU_ASSERT_FATAL(slow >= 0);
     static const char partial[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: a";
     CU_ASSERT_EQUAL(send(slow, partial, sizeof partial - 1, MSG_NOSIGNAL), (ssize_t)(sizeof partial - 1));
-    for (int i = 0; i < 32; i++) { /* a byte every 100 ms: libmicrohttpd's idle timeout never fires */
-        sleep_ms(100);
+    /* The request deadline counts from the server's accept, which a loaded
+     * machine (or memcheck) can delay: the 3.2 s are measured from the
+     * moment the connection is seen open, which is after the accept. */
+    uint64_t deadline = msup_test_now_ms() + msup_test_slack_ms(10000);
+    while (msup_metrics_conns().open == 0 && msup_test_now_ms() < deadline)
+        sleep_ms(5);
+    CU_ASSERT_EQUAL_FATAL(msup_metrics_conns().open, 1);
+    uint64_t accepted = msup_test_now_ms();
+    while (msup_test_now_ms() - accepted < (MSUP_METRICS_TEST_DEADLINE_S * 1000u + 200u)) {
+        sleep_ms(100); /* a byte every 100 ms: libmicrohttpd's idle timeout never fires */
         CU_ASSERT_EQUAL(send(slow, "a", 1, MSG_NOSIGNAL), 1);
     }
     CU_ASSERT_EQUAL(msup_metrics_conns().open, 1);
@@ -195,10 +216,11 @@ static void test_request_deadline(void)
     /* The slow client sees the end of the stream. */
     struct pollfd p = {.fd = slow, .events = POLLIN};
     char buf[64];
-    CU_ASSERT_EQUAL(poll(&p, 1, 2000), 1);
+    CU_ASSERT_EQUAL(poll(&p, 1, (int)msup_test_slack_ms(5000)), 1);
     CU_ASSERT(recv(slow, buf, sizeof buf, 0) <= 0);
     close(slow);
-    for (int i = 0; i < 100 && msup_metrics_conns().open > 0; i++)
+    deadline = msup_test_now_ms() + msup_test_slack_ms(10000);
+    while (msup_metrics_conns().open > 0 && msup_test_now_ms() < deadline)
         sleep_ms(20);
     CU_ASSERT_EQUAL(msup_metrics_conns().open, 0); /* every connection released */
     msup_metrics_stop();
