@@ -95,6 +95,7 @@ int main(int argc, char **argv)
     }
     char name[64];
     snprintf(name, sizeof name, "/msup-bench-budget-%d", (int)getpid());
+    msup_segment_unlink(name, NULL); /* our pid's name: left by an earlier run whose pid this one reuses */
     msup_geometry_t g = {.max_workers = 8, .max_clusters = 1, .mode = 0600, .group = (gid_t)-1,
                          .environment = "bench"};
     mongosup_error_t err;
@@ -121,6 +122,6 @@ int main(int argc, char **argv)
     }
     printf("\nratio: against \"no budget\" with 1 process, measured in this run.\n");
     msup_segment_close(&seg);
-    shm_unlink(name);
+    msup_segment_unlink(name, NULL); /* both objects: the configured name and its .stats */
     return 0;
 }

@@ -129,6 +129,7 @@ static void bench_record(int runs)
     mongosup_error_t err;
     char name[64];
     snprintf(name, sizeof name, "/msup-bench-record-%d", (int)getpid());
+    msup_segment_unlink(name, NULL); /* our pid's name: left by an earlier run whose pid this one reuses */
     if (!msup_segment_create(name, &g, &seg, &err)) {
         fprintf(stderr, "record_bench: %s\n", err.message);
         exit(1);
@@ -154,7 +155,7 @@ static void bench_record(int runs)
            r[SHARED_ATOMIC][2] / r[OWN_SLOT][2], r[OWN_SLOT][1]);
     munmap(locked, sizeof *locked);
     msup_segment_close(&seg);
-    shm_unlink(name);
+    msup_segment_unlink(name, NULL); /* both objects: the configured name and its .stats */
 }
 
 /* Reader: aggregate every slot of a 1024 x 8 segment, histograms included. */
@@ -165,6 +166,7 @@ static void bench_reader(int runs, bool every_octave)
     mongosup_error_t err;
     char name[64];
     snprintf(name, sizeof name, "/msup-bench-reader-%d", (int)getpid());
+    msup_segment_unlink(name, NULL); /* our pid's name: left by an earlier run whose pid this one reuses */
     if (!msup_segment_create(name, &g, &seg, &err)) {
         fprintf(stderr, "record_bench: %s\n", err.message);
         exit(1);
@@ -203,7 +205,7 @@ static void bench_reader(int runs, bool every_octave)
     if (check != (uint64_t)runs * 1024 * 200)
         printf("reader check failed: %llu\n", (unsigned long long)check);
     msup_segment_close(&seg);
-    shm_unlink(name);
+    msup_segment_unlink(name, NULL); /* both objects: the configured name and its .stats */
 }
 
 /* The floor: one relaxed atomic add (a locked instruction on x86) alone. */

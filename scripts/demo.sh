@@ -75,7 +75,7 @@ cleanup() {
   sleep 0.5
   for p in "${pids[@]}"; do pkill -KILL -P "$p" 2>/dev/null; kill -KILL "$p" 2>/dev/null; done
   wait 2>/dev/null
-  [ -n "${segment:-}" ] && rm -f "/dev/shm${segment}"
+  [ -n "${segment:-}" ] && rm -f "/dev/shm${segment}" "/dev/shm${segment}.stats" # the control and the stats object
   [ -n "${MONGOSUP_DEMO_KEEP:-}" ] && echo "demo: kept $work" || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -257,5 +257,5 @@ tail -1 "$work/load.out"
 left=""
 for p in "$sup_pid" "$server_pid"; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
 if [ -n "$left" ]; then echo "demo: processes left behind:$left" >&2; exit 1; fi
-if [ -e "/dev/shm$segment" ]; then echo "demo: segment $segment left behind" >&2; exit 1; fi
+if [ -e "/dev/shm$segment" ] || [ -e "/dev/shm$segment.stats" ]; then echo "demo: segment $segment left behind" >&2; exit 1; fi
 say "demo finished: no process and no segment left behind"

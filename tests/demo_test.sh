@@ -78,8 +78,8 @@ if [ -n "$alive" ]; then
 else
   echo "ok: an interrupted demo leaves no process"
 fi
-if ls /dev/shm/mongosup-demo-"$demo" > /dev/null 2>&1; then
-  echo "FAIL: an interrupted demo left its segment"; fail=1; rm -f /dev/shm/mongosup-demo-"$demo"
+if [ -e /dev/shm/mongosup-demo-"$demo" ] || [ -e /dev/shm/mongosup-demo-"$demo".stats ]; then
+  echo "FAIL: an interrupted demo left its segment"; fail=1; rm -f /dev/shm/mongosup-demo-"$demo" /dev/shm/mongosup-demo-"$demo".stats
 else
   echo "ok: an interrupted demo leaves no segment"
 fi

@@ -1,12 +1,15 @@
 /* testmain.c: a tiny CUnit runner shared by every test binary, and the clock helpers the tests share. */
 #include <CUnit/Basic.h>
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,8 +35,37 @@ const char *msup_test_segment_name(const char *tag)
     return name;
 }
 
+/* Test segments are named after the test process (/msup-test-PID-TAG): a
+ * test killed before its cleanup leaves its objects in /dev/shm, and pids
+ * wrap (pid_max is 32768 here), so a later test binary with that pid would
+ * find its own name taken.  Objects whose pid no longer runs are removed;
+ * a live pid (even another user's: EPERM) keeps its objects. */
+static void remove_dead_tests_segments(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        static const char prefix[] = "msup-test-";
+        if (strncmp(e->d_name, prefix, sizeof prefix - 1) != 0)
+            continue;
+        char *end;
+        long pid = strtol(e->d_name + sizeof prefix - 1, &end, 10);
+        if (pid <= 0 || *end != '-' || pid == (long)getpid())
+            continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) {
+            char name[300];
+            snprintf(name, sizeof name, "/%s", e->d_name);
+            shm_unlink(name);
+        }
+    }
+    closedir(d);
+}
+
 int msup_test_main(const char *suite_name, const msup_test_t *tests, int argc, char **argv)
 {
+    remove_dead_tests_segments();
     const char *filter = argc > 1 ? argv[1] : NULL;
     /* CI runs the tests with stdin closed: the first file a test opened
      * would become descriptor 0 (peer_test covers that case on purpose). */
