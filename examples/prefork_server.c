@@ -45,6 +45,12 @@ static void on_stop(int sig)
     stop_signal = sig;
 }
 
+/* The master's SIGCHLD handler: its only job is to end sigsuspend. */
+static void on_child(int sig)
+{
+    (void)sig;
+}
+
 /* ------------------------------------------------------------------ worker */
 
 typedef struct worker_ctx {
@@ -161,9 +167,15 @@ static void *serve_loop(void *p)
         struct pollfd pfd = {w->listen_fd, POLLIN, 0};
         if (poll(&pfd, 1, 100) <= 0)
             continue; /* look at draining at least every 100 ms */
-        int fd = accept(w->listen_fd, NULL, NULL);
+        /* Every worker polls the same listening socket, and one connection
+         * wakes them all: the others find nothing to accept.  The socket is
+         * non-blocking so that they get EAGAIN and go back to polling; a
+         * blocking accept() would wait for the next connection, deaf to a
+         * stop (SA_RESTART restarts it), and the worker would never exit.
+         * The accepted socket is blocking (accept4 without SOCK_NONBLOCK). */
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
-            continue; /* another worker took it */
+            continue; /* another worker took it, or the client gave up */
         struct timeval tv = {5, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         serve_one(w, fd);
@@ -206,7 +218,9 @@ static int worker_main(const mongosup_config_t *cfg, int listen_fd, int index, i
 
 static int listen_on(int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Non-blocking: the workers poll it and more than one may wake for one
+     * connection (serve_loop). */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -273,10 +287,23 @@ int main(int argc, char **argv)
            bound_port(listen_fd), workers, threads, mongosup_config_environment(cfg));
     fflush(stdout);
 
+    /* The master sleeps only in sigsuspend, and these signals are blocked
+     * everywhere else: one that arrives while the loop runs stays pending and
+     * ends the next sigsuspend at once.  (Testing stop_signal and then
+     * blocking in waitpid would lose a stop that lands between the two.) */
+    sigset_t wake_signals, unblocked;
+    sigemptyset(&wake_signals);
+    sigaddset(&wake_signals, SIGTERM);
+    sigaddset(&wake_signals, SIGQUIT);
+    sigaddset(&wake_signals, SIGINT);
+    sigaddset(&wake_signals, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &wake_signals, &unblocked);
     struct sigaction sa = {.sa_handler = on_stop};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    struct sigaction child_sa = {.sa_handler = on_child, .sa_flags = SA_NOCLDSTOP};
+    sigaction(SIGCHLD, &child_sa, NULL);
     pid_t master = getpid();
     /* pids[i]: > 0 running, 0 to be (re)spawned, -1 finished (drained). */
     pid_t pids[MAX_WORKERS] = {0};
@@ -287,8 +314,13 @@ int main(int argc, char **argv)
         for (int i = 0; i < workers; i++) {
             if (pids[i] == 0 && !stop_signal) {
                 pid_t pid = fork();
-                if (pid == 0)
+                if (pid == 0) {
+                    /* The worker installs its own handlers and takes signals
+                     * like any process: undo the master's arrangement. */
+                    signal(SIGCHLD, SIG_DFL);
+                    sigprocmask(SIG_SETMASK, &unblocked, NULL);
                     _exit(worker_main(cfg, listen_fd, i, threads, drain_ms, master));
+                }
                 pids[i] = pid;
             }
             running += pids[i] > 0;
@@ -303,9 +335,11 @@ int main(int argc, char **argv)
             forwarded = true;
         }
         int status;
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid < 0)
-            continue; /* EINTR: a stop signal, handled above */
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0) {
+            sigsuspend(&unblocked); /* a worker exited or a stop signal: look again */
+            continue;
+        }
         for (int i = 0; i < workers; i++) {
             if (pids[i] != pid)
                 continue;

@@ -128,11 +128,65 @@ def active_slots(s):
     return set(pid for pid, state in s.workers().items() if state == "ACTIVE")
 
 
-def test_totals_equal_what_the_app_counted_side_by_side_with_c_workers(served):
+# The demo server's drain on SIGTERM, bounded: each worker finishes the request it is in (a read waits at
+# most the 5 s SO_RCVTIMEO of prefork_server.c), then mongosup_detach waits up to --drain-ms for clients still
+# out, then its pools send endSessions (1.5 s server selection in the test's config); 5 s beyond those for
+# processes exiting on a loaded machine.
+DEMO_DRAIN_MS = 10000
+DEMO_EXIT_BOUND_S = 5 + DEMO_DRAIN_MS / 1000.0 + 5
+
+
+def thread_states(pid):
+    """'tid:wchan' for each thread of pid: where a process that does not exit is waiting."""
+    states = []
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+        try:
+            with open("/proc/%d/task/%s/wchan" % (pid, tid)) as f:
+                states.append("%s:%s" % (tid, f.read() or "running"))
+        except OSError:
+            pass
+    return " ".join(states)
+
+
+def stop_demo(demo, stderr_path):
+    """SIGTERM the demo server's master and wait for it to exit within DEMO_EXIT_BOUND_S; print how long it took,
+    or, when it does not exit, where its workers wait and its stderr, then kill them."""
+    sent = time.monotonic()
+    demo.send_signal(signal.SIGTERM)
+    try:
+        demo.wait(DEMO_EXIT_BOUND_S * SLOW)
+    except subprocess.TimeoutExpired:
+        # pgrep -P of a master still running (not yet reaped): its own workers.
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(demo.pid)],
+                                                  stdout=subprocess.PIPE).stdout.split()]
+        where = "; ".join(["master: " + thread_states(demo.pid)] +
+                          ["worker %d: %s" % (w, thread_states(w)) for w in workers])
+        for w in workers:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # it exited (and was reaped) meanwhile
+        demo.kill()
+        demo.wait()
+        with open(stderr_path, "rb") as f:
+            tail = f.read()[-3000:].decode("utf-8", "replace")
+        raise AssertionError("the demo server did not exit within %.0f s of SIGTERM (%s); its stderr:\n%s"
+                             % (DEMO_EXIT_BOUND_S * SLOW, where, tail))
+    finally:
+        demo.stdout.close()
+    print("the demo server exited %.2f s after SIGTERM (bound %.0f s)"
+          % (time.monotonic() - sent, DEMO_EXIT_BOUND_S * SLOW))
+    assert demo.returncode == 0
+
+
+def test_totals_equal_what_the_app_counted_side_by_side_with_c_workers(served, tmp_path):
     s, g = served
     pids = wait_workers(g)
-    demo = subprocess.Popen([DEMO_SERVER, "-c", s.path, "-w", "2", "-t", "1", "-p", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, env=env_for_children())
+    demo_stderr = str(tmp_path / "demo-server.err")
+    with open(demo_stderr, "wb") as err:
+        demo = subprocess.Popen([DEMO_SERVER, "-c", s.path, "-w", "2", "-t", "1", "-p", "0",
+                                 "--drain-ms", str(DEMO_DRAIN_MS)], stdout=subprocess.PIPE, stderr=err,
+                                env=env_for_children())
     try:
         line = demo.stdout.readline().decode()
         demo_port = int(re.search(r"listening on 127\.0\.0\.1:(\d+)", line).group(1))
@@ -157,8 +211,7 @@ def test_totals_equal_what_the_app_counted_side_by_side_with_c_workers(served):
         assert users["failures"]["total"] == 0
         assert s.cluster("analytics")["ops"]["write"] == 10  # the C workers' events
     finally:
-        demo.send_signal(signal.SIGTERM)
-        demo.wait(20)
+        stop_demo(demo, demo_stderr)
 
 
 def test_peer_killed_fails_fast_then_served_again(served):
