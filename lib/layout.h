@@ -79,11 +79,15 @@
 /* Version 3: the control/stats split.  Versions 1 and 2 were one segment
  * (magic MSUP_LEGACY_MAGIC, version at the same offset 8): readers recognise
  * them to refuse them with the reason and what to do (segment.c).
- * Version 2 added MSUP_HEALTH_RECOVERING and msup_stats_t.uri_mismatch. */
+ * Version 2 added MSUP_HEALTH_RECOVERING and msup_stats_t.uri_mismatch.
+ * Version 3 split the segment into the control and the stats object.
+ * Version 4 gave msup_header_t config_applied_mono_ns (in what was the last
+ * cache line's padding: the sizes did not change, so only the version tells
+ * a version-3 segment, whose supervisor never writes the field, apart). */
 #define MSUP_LEGACY_MAGIC   UINT64_C(0x314D48535055534D) /* "MSUPSHM1" little-endian: layouts 1 and 2 */
 #define MSUP_CTL_MAGIC      UINT64_C(0x324C544350555342) /* "BSUPCTL2" little-endian: the control segment */
 #define MSUP_STATS_MAGIC    UINT64_C(0x3254415453505553) /* "SUPSTAT2" little-endian: the stats segment */
-#define MSUP_LAYOUT_VERSION 3u
+#define MSUP_LAYOUT_VERSION 4u
 #define MSUP_CACHE_LINE     64
 
 #define MSUP_NAME_MAX       64   /* cluster / environment / segment names, NUL included */

@@ -35,7 +35,7 @@ static void test_create_basic(void)
     mongosup_error_t err;
     CU_ASSERT_FATAL(msup_segment_create(name, &geo4x2, &seg, &err));
     CU_ASSERT_EQUAL(seg.shdr->magic, MSUP_STATS_MAGIC);
-    CU_ASSERT_EQUAL(seg.shdr->layout_version, 3);
+    CU_ASSERT_EQUAL(seg.shdr->layout_version, 4);
     CU_ASSERT_EQUAL(seg.size, msup_layout_size(4, 2));
     CU_ASSERT_EQUAL(seg.max_workers, 4);
     CU_ASSERT_STRING_EQUAL(seg.shdr->environment, "test");
@@ -440,11 +440,22 @@ static void test_bad_segments(void)
     memcpy(work, simg, slen);
     ((msup_stats_header_t *)work)->layout_version = 99;
     write_pair(name, work, slen, cimg, clen);
-    expect_refused(name, "layout version 99, this build reads version 3");
+    expect_refused(name, "layout version 99, this build reads version 4");
     memcpy(work, cimg, clen);
     ((msup_header_t *)work)->layout_version = 2; /* the split's own magic, an older version */
     write_pair(name, simg, slen, work, clen);
-    expect_refused(name, "layout version 2, this build reads version 3");
+    expect_refused(name, "layout version 2, this build reads version 4");
+    /* Version 3: the same two objects and record sizes, without the header's
+     * config_applied_mono_ns.  Only the version tells it apart: refused with
+     * the reason, whichever object says so. */
+    memcpy(work, cimg, clen);
+    ((msup_header_t *)work)->layout_version = 3;
+    write_pair(name, simg, slen, work, clen);
+    expect_refused(name, "layout version 3, this build reads version 4: another mongosup release");
+    memcpy(work, simg, slen);
+    ((msup_stats_header_t *)work)->layout_version = 3;
+    write_pair(name, work, slen, cimg, clen);
+    expect_refused(name, "layout version 3, this build reads version 4: another mongosup release");
     /* Segments of the previous releases (layouts 1 and 2: one object at the
      * configured name, magic "MSUPSHM1", no stats object) are refused with
      * the reason and what to do, not reported as missing or foreign. */
@@ -452,7 +463,7 @@ static void test_bad_segments(void)
     snprintf(sname, sizeof sname, "%s.stats", name);
     for (uint32_t v = 1; v <= 2; v++) {
         char want[128];
-        snprintf(want, sizeof want, "layout version %u, this build reads version 3: another mongosup release", v);
+        snprintf(want, sizeof want, "layout version %u, this build reads version 4: another mongosup release", v);
         memcpy(work, simg, slen);
         atomic_store(&((msup_header_t *)work)->magic, MSUP_LEGACY_MAGIC);
         ((msup_header_t *)work)->layout_version = v;
