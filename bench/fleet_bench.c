@@ -168,16 +168,6 @@ static double run_pairs(const char *conf, long n, bool callgrind)
     return v;
 }
 
-static uint64_t requests_of(const host_t *h)
-{
-    int st = -1;
-    char *out = ctl_fleet(h, &st);
-    const char *r = strstr(out, "etcd-requests ");
-    uint64_t n = r != NULL ? strtoull(r + 14, NULL, 10) : 0;
-    free(out);
-    return n;
-}
-
 static void fail(const char *what)
 {
     fprintf(stderr, "fleet_bench: %s\n", what);
@@ -231,9 +221,9 @@ static void bench(void)
             fail("no rebalance within 30 s");
     }
     /* etcd requests of an idle host in the steady state. */
-    uint64_t q0 = requests_of(&hosts[2]), t0 = msup_test_now_ms();
+    uint64_t q0 = ctl_fleet_counter(&hosts[2], "etcd-requests"), t0 = msup_test_now_ms();
     msup_test_sleep_ms(3000);
-    double per_s = (double)(requests_of(&hosts[2]) - q0) * 1000.0 / (double)(msup_test_now_ms() - t0);
+    double per_s = (double)(ctl_fleet_counter(&hosts[2], "etcd-requests") - q0) * 1000.0 / (double)(msup_test_now_ms() - t0);
 
     /* Checkout: host 1 in the fleet against a host outside it with the same
      * cap (max_connections = host 1's share), both under their mongosupd. */

@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config_int.h"
 #include "error.h"
 #include "listen.h"
+#include "segment.h"
 #include "shmname.h"
 
 /* Largest configuration file read (a generous bound, so that a huge file
@@ -328,8 +328,7 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
     }
     /* Before the file is read: a supervisor that applies a configuration
      * after this moment may have read a newer file (worker.c, attach). */
-    struct timespec started;
-    clock_gettime(CLOCK_MONOTONIC, &started);
+    uint64_t started_ns = msup_mono_ns(); /* the clock the supervisor stamps config_applied_mono_ns with */
     /* libconfig gets the text, never the path: given a directory its scanner
      * calls exit(2), given a FIFO fopen(3) blocks (lib/config_file.c). */
     msup_cfg_file_t file;
@@ -365,7 +364,7 @@ mongosup_config_t *mongosup_config_load(const char *path, const char *environmen
         mongosup_config_destroy(&cfg);
         goto out;
     }
-    cfg->loaded_mono_ns = (uint64_t)started.tv_sec * 1000000000ull + (uint64_t)started.tv_nsec;
+    cfg->loaded_mono_ns = started_ns;
     load_ctx_t ctx = {path};
     if (!load_root(&ctx, error, cfg, config_root_setting(&lc), environment))
         mongosup_config_destroy(&cfg);

@@ -544,6 +544,18 @@ char *ctl_fleet(const host_t *h, int *status)
     return ctl_command(h, "fleet", status);
 }
 
+uint64_t ctl_fleet_counter(const host_t *h, const char *name)
+{
+    int st = -1;
+    char *out = ctl_fleet(h, &st);
+    char key[64];
+    snprintf(key, sizeof key, "%s ", name);
+    const char *at = strstr(out, key);
+    uint64_t n = at != NULL ? strtoull(at + strlen(key), NULL, 10) : 0;
+    free(out);
+    return n;
+}
+
 char *ctl_command(const host_t *h, const char *command, int *status)
 {
     char cmd[2 * PATH_MAX];

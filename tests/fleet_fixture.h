@@ -123,6 +123,9 @@ void host_kill(host_t *h);
 int host_stop(host_t *h);
 /* `mongosupctl -c CONF fleet`: its output (malloc'd) and exit status. */
 char *ctl_fleet(const host_t *h, int *status);
+/* A counter of the host's `mongosupctl fleet` line, e.g. "lease-losses"
+ * or "etcd-requests" (0 when absent). */
+uint64_t ctl_fleet_counter(const host_t *h, const char *name);
 /* `mongosupctl -c CONF COMMAND`: the same. */
 char *ctl_command(const host_t *h, const char *command, int *status);
 /* GET /metrics of the host (malloc'd body). */

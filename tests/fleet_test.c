@@ -574,12 +574,7 @@ static bool is_follower(const etcd_proc_t *e)
 /* The host's lease-losses in `mongosupctl fleet`. */
 static uint64_t lease_losses(const host_t *h)
 {
-    int st = -1;
-    char *out = ctl_fleet(h, &st);
-    const char *l = strstr(out, "lease-losses ");
-    uint64_t n = l != NULL ? strtoull(l + 13, NULL, 10) : 0;
-    free(out);
-    return n;
+    return ctl_fleet_counter(h, "lease-losses");
 }
 
 /* A 3-member etcd loses a follower, the member the hosts talk to first:

@@ -120,6 +120,28 @@ def served(make_setup, tmp_path):
     g.stop()
 
 
+class ClusterSampler(object):
+    """Samples what(cluster) from the segment every 50 ms on a thread, until finish()."""
+
+    def __init__(self, setup, what):
+        self.seen = []
+        self.stop = threading.Event()
+
+        def sample():
+            while not self.stop.is_set():
+                c = setup.cluster()
+                if c:
+                    self.seen.append(what(c))
+                time.sleep(0.05)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+        return self.seen
+
+
 def wait_workers(g, count=4):
     return wait_for(lambda: len(g.worker_pids()) == count and g.worker_pids(), 20, 0.1, "%d workers" % count)
 
@@ -257,25 +279,14 @@ def test_hup_under_load_reaps_old_slots_and_totals_never_decrease(served):
     old = wait_workers(g)
     load = Load(g.port, threads=3, pause=0.005)
     wait_for(lambda: old <= active_slots(s), 20, 0.1, "every worker attached")
-    seen = []
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            c = s.cluster()
-            if c:
-                seen.append(c["ops"]["total"])
-            time.sleep(0.05)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = ClusterSampler(s, lambda c: c["ops"]["total"])
     g.proc.send_signal(signal.SIGHUP)
     new = wait_for(lambda: (lambda p: len(p) == 4 and not (p & old) and p)(g.worker_pids()), 30, 0.1,
                    "4 new workers")
     wait_for(lambda: new <= active_slots(s), 20, 0.1, "the new workers attached")
     wait_for(lambda: not (set(s.workers()) & old), 20, 0.1, "the old slots reaped")
     time.sleep(0.5)
-    stop.set()
-    sampler.join()
+    seen = sampler.finish()
     results = load.finish()
     assert all(b >= a for a, b in zip(seen, seen[1:])), "a total went down: %s" % seen
     assert len(seen) >= 5  # sampled across the reload
@@ -294,17 +305,7 @@ def test_supervisor_reload_reaches_every_worker_under_load(served):
     load = Load(g.port, threads=4, pause=0.005)
     wait_for(lambda: pids <= active_slots(s), 20, 0.1, "every worker attached")
     before = s.cluster()
-    seen = []
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            c = s.cluster()
-            if c:
-                seen.append((c["ops"]["total"], c["reconnect"]["pool_rebuilds"]))
-            time.sleep(0.05)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    sampler = ClusterSampler(s, lambda c: (c["ops"]["total"], c["reconnect"]["pool_rebuilds"]))
     s.reload("max_pool_size = 13; socket_timeout_ms = 7000;")
     followed = {}
 
@@ -319,8 +320,7 @@ def test_supervisor_reload_reaches_every_worker_under_load(served):
     wait_for(lambda: every_worker_on_the_new_settings() and not any(followed.values()), 20, 0.02,
              "every worker without an open replaced client")
     time.sleep(0.3)
-    stop.set()
-    sampler.join()
+    seen = sampler.finish()
     results = load.finish()
     assert all(r[2] == 200 for r in results), [r for r in results if r[2] != 200][:3]
     assert len(seen) >= 5 and all(b[0] >= a[0] and b[1] >= a[1] for a, b in zip(seen, seen[1:])), seen
