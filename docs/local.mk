@@ -17,3 +17,5 @@ EXTRA_DIST += docs/security.md
 EXTRA_DIST += docs/apache.md
 # The Python package (python/): pymongo / Motor / gunicorn guide.
 EXTRA_DIST += docs/python.md
+# Measured figures of every benchmark (bench/run-all.sh) and what they mean.
+EXTRA_DIST += docs/benchmarks.md

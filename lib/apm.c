@@ -174,8 +174,18 @@ static void on_server_opening(const mongoc_apm_server_opening_t *event)
     msup_failfast_note_host(mongoc_apm_server_opening_get_context(event), mongoc_apm_server_opening_get_host(event));
 }
 
+/* A monitor's check starts: after a failure, once the driver has cleared
+ * the pool (monwatch.h). */
+static void on_heartbeat_started(const mongoc_apm_server_heartbeat_started_t *event)
+{
+    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_started_get_context(event),
+                                 mongoc_apm_server_heartbeat_started_get_host(event), MSUP_HEARTBEAT_STARTED);
+}
+
 static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t *event)
 {
+    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_succeeded_get_context(event),
+                                 mongoc_apm_server_heartbeat_succeeded_get_host(event), MSUP_HEARTBEAT_SUCCEEDED);
     msup_failfast_note_reached(mongoc_apm_server_heartbeat_succeeded_get_context(event));
 }
 
@@ -184,6 +194,8 @@ static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t
  * reconnect on its own. */
 static void on_heartbeat_failed(const mongoc_apm_server_heartbeat_failed_t *event)
 {
+    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_failed_get_context(event),
+                                 mongoc_apm_server_heartbeat_failed_get_host(event), MSUP_HEARTBEAT_FAILED);
     msup_outage_bump(mongoc_apm_server_heartbeat_failed_get_context(event));
 }
 
@@ -197,6 +209,7 @@ mongoc_apm_callbacks_t *msup_apm_callbacks_new(bool with_started)
     mongoc_apm_set_command_succeeded_cb(cbs, on_succeeded);
     mongoc_apm_set_command_failed_cb(cbs, on_failed);
     mongoc_apm_set_server_opening_cb(cbs, on_server_opening);
+    mongoc_apm_set_server_heartbeat_started_cb(cbs, on_heartbeat_started);
     mongoc_apm_set_server_heartbeat_succeeded_cb(cbs, on_heartbeat_succeeded);
     mongoc_apm_set_server_heartbeat_failed_cb(cbs, on_heartbeat_failed);
     return cbs;

@@ -153,6 +153,9 @@ static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t
                                   uint64_t deadline, mongosup_error_t *error)
 {
     bson_error_t berr;
+    /* A cutoff may have shut a monitor that has not noticed yet: its
+     * failure would drop this connection once the application has it. */
+    msup_failfast_await_monitors(c, deadline);
     if (msup_pool_verify(c, p, client, deadline, &berr))
         return client;
     /* No handshake slot in time (budget.c).  MONGOSUP_ERROR_MONGOSUP is 1,

@@ -1,6 +1,7 @@
 /* failfast.c: the worker's reaction to a DOWN verdict (socket cutoff), its half-open gate and the selection-timeout formula. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "failfast.h"
 #include "segment.h"
@@ -123,6 +124,83 @@ void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *
     hosts_unlock(ff);
 }
 
+/* The index of host in ff->hosts, or -1 (full, or not opened yet). */
+static int host_index(msup_failfast_t *ff, const mongoc_host_list_t *host)
+{
+    int found = -1;
+    hosts_lock(ff);
+    for (uint32_t i = 0; i < ff->host_count && found < 0; i++)
+        if (ff->hosts[i].port == host->port && strcmp(ff->hosts[i].host, host->host) == 0)
+            found = (int)i;
+    hosts_unlock(ff);
+    return found;
+}
+
+void msup_failfast_note_heartbeat(struct msup_wcluster *c, const mongoc_host_list_t *host,
+                                  enum msup_heartbeat_event what)
+{
+    if (host == NULL)
+        return;
+    msup_failfast_t *ff = &c->failfast;
+    int i = host_index(ff, host);
+    if (i < 0)
+        return;
+    /* Entries are never removed: the index stays this host's. */
+    msup_monwatch_host_t *m = &ff->hosts[i].monitor;
+    if (what == MSUP_HEARTBEAT_STARTED)
+        msup_monwatch_started(m);
+    else if (what == MSUP_HEARTBEAT_SUCCEEDED)
+        msup_monwatch_succeeded(m);
+    else
+        msup_monwatch_failed(m, msup_mono_ns());
+}
+
+static uint32_t host_count_of(msup_failfast_t *ff)
+{
+    hosts_lock(ff);
+    uint32_t n = ff->host_count;
+    hosts_unlock(ff);
+    return n;
+}
+
+bool msup_failfast_monitors_reported(struct msup_wcluster *c, uint64_t now)
+{
+    msup_failfast_t *ff = &c->failfast;
+    uint32_t cut = atomic_load_explicit(&ff->monitors_pending, memory_order_acquire);
+    if (cut == 0)
+        return true;
+    bool all = true;
+    uint32_t n = host_count_of(ff);
+    for (uint32_t i = 0; i < n; i++)
+        all = msup_monwatch_reported(&ff->hosts[i].monitor, now) && all;
+    bool late = !all && now >= atomic_load_explicit(&ff->monitors_deadline_ns, memory_order_relaxed);
+    /* Unless a newer cut made them pending again meanwhile. */
+    if ((all || late) && atomic_compare_exchange_strong_explicit(&ff->monitors_pending, &cut, 0, memory_order_relaxed,
+                                                                 memory_order_relaxed) &&
+        late)
+        atomic_fetch_add_explicit(&ff->monitor_wait_timeouts, 1, memory_order_relaxed);
+    return all || late;
+}
+
+#define MONITOR_POLL_NS (2 * NS_PER_MS)
+
+void msup_failfast_await_monitors(struct msup_wcluster *c, uint64_t deadline)
+{
+    if (atomic_load_explicit(&c->failfast.monitors_pending, memory_order_acquire) == 0)
+        return;
+    uint64_t now = msup_mono_ns();
+    if (msup_failfast_monitors_reported(c, now))
+        return;
+    atomic_fetch_add_explicit(&c->failfast.monitor_waits, 1, memory_order_relaxed);
+    /* Short polls: the monitor's events come from the driver's threads,
+     * under its locks, where nothing may block on ours. */
+    while (now < deadline && !msup_failfast_monitors_reported(c, now)) {
+        struct timespec ts = {0, (long)MONITOR_POLL_NS};
+        nanosleep(&ts, NULL);
+        now = msup_mono_ns();
+    }
+}
+
 /* DOWN in the row, acted on by this worker, past the follow-up window:
  * evidence of reachability may open half-open (a reply read earlier may
  * predate the verdict). */
@@ -207,8 +285,24 @@ static void cut(struct mongosup *h, struct msup_wcluster *c)
             msup_addrset_add(&keep, &o->failfast.addrs.addr[k]);
     }
     msup_cutoff_result_t res;
-    if (msup_cutoff_sockets(&c->failfast.addrs, &keep, &h->inherited_sockets, &res) && res.shut > 0)
-        atomic_fetch_add_explicit(&c->failfast.sockets_shut, res.shut, memory_order_relaxed);
+    if (!msup_cutoff_sockets(&c->failfast.addrs, &keep, &h->inherited_sockets, &res) || res.shut == 0)
+        return;
+    msup_failfast_t *ff = &c->failfast;
+    atomic_fetch_add_explicit(&ff->sockets_shut, res.shut, memory_order_relaxed);
+    /* The monitors whose sockets this may have shut: new connections wait
+     * until they report (monwatch.h), one heartbeat and one connect at most. */
+    bool pending = false;
+    uint32_t n = host_count_of(ff);
+    for (uint32_t i = 0; i < n; i++)
+        pending = msup_monwatch_cut(&ff->hosts[i].monitor) || pending;
+    if (!pending)
+        return;
+    const msup_cluster_cfg_t *cfg = atomic_load_explicit(&c->cfg, memory_order_acquire);
+    uint64_t bound_ms = (uint64_t)cfg->heartbeat_frequency_ms + cfg->connect_timeout_ms;
+    atomic_store_explicit(&ff->monitors_deadline_ns, msup_mono_ns() + bound_ms * NS_PER_MS, memory_order_relaxed);
+    if (++ff->monitor_cuts == 0)
+        ff->monitor_cuts = 1;
+    atomic_store_explicit(&ff->monitors_pending, ff->monitor_cuts, memory_order_release);
 }
 
 /* A DOWN verdict may be near: the last check failed (UP, DEGRADED or

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "cutoff.h"
 #include "layout.h"
+#include "monwatch.h"
 #include "probe.h"
 
 struct mongosup;
@@ -52,7 +53,14 @@ typedef struct msup_failfast {
     struct {
         char host[BSON_HOST_NAME_MAX + 1];
         uint16_t port;
+        msup_monwatch_host_t monitor; /* the driver's monitor of this host (monwatch.h) */
     } hosts[MSUP_FAILFAST_HOSTS];
+    /* A cutoff shut monitors that have not reported yet: 0, or the number of
+     * the cut (upkeep thread: monitor_cuts); until when new connections
+     * wait for them at most (CLOCK_MONOTONIC). */
+    _Atomic uint32_t monitors_pending;
+    _Atomic uint64_t monitors_deadline_ns;
+    uint32_t monitor_cuts;
 
     /* Half-open gate (any thread). */
     _Atomic uint32_t local;         /* enum msup_local_circuit */
@@ -71,6 +79,10 @@ typedef struct msup_failfast {
     /* Diagnostics (read by tests): DOWN verdicts acted on, sockets shut. */
     _Atomic uint64_t cutoffs;
     _Atomic uint64_t sockets_shut;
+    /* Connections that waited for a monitor to report, and waits that ran
+     * out (monwatch.h). */
+    _Atomic uint64_t monitor_waits;
+    _Atomic uint64_t monitor_wait_timeouts;
 
     msup_probe_t probe; /* the worker's own probe while DOWN (probe.c) */
 } msup_failfast_t;
@@ -115,6 +127,20 @@ static inline void msup_failfast_note_success(msup_failfast_t *ff)
  * opens half-open while the row still reads DOWN. */
 void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *host);
 void msup_failfast_note_reached(struct msup_wcluster *c);
+
+/* APM (monitor threads): a heartbeat of one of c's hosts started, succeeded or failed. */
+enum msup_heartbeat_event { MSUP_HEARTBEAT_STARTED, MSUP_HEARTBEAT_SUCCEEDED, MSUP_HEARTBEAT_FAILED };
+void msup_failfast_note_heartbeat(struct msup_wcluster *c, const mongoc_host_list_t *host,
+                                  enum msup_heartbeat_event what);
+
+/* Every monitor a cutoff shut has reported (monwatch.h), or the wait for
+ * them ran out: a new connection made now survives the driver's reaction. */
+bool msup_failfast_monitors_reported(struct msup_wcluster *c, uint64_t now_mono_ns);
+
+/* Before a client's first connection (checkout): waits until
+ * msup_failfast_monitors_reported, or deadline_mono_ns.  No wait, no clock
+ * read while no monitor is pending. */
+void msup_failfast_await_monitors(struct msup_wcluster *c, uint64_t deadline_mono_ns);
 
 /* The cluster reads DOWN, this worker acted on the verdict and its
  * follow-up window is over, and nothing has opened half-open yet: what the

@@ -357,6 +357,8 @@ uint64_t msup_reconnect_delay_ns(uint32_t slot, uint32_t window_ms)
 static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
 {
     /* Called with c->mu held; releases it while the clients connect. */
+    if (!msup_failfast_monitors_reported(c, msup_mono_ns()))
+        return; /* their failure would drop what connects now (monwatch.h): next tick */
     p->warm_pending = false;
     if (p->created >= c->min_pool_size)
         return;

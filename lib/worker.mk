@@ -10,6 +10,7 @@ LIB_WORKER_SOURCES = \
 	lib/neutral.c \
 	lib/cutoff.h lib/cutoff.c \
 	lib/failfast.h lib/failfast.c \
+	lib/monwatch.h lib/monwatch.c \
 	lib/probe.h lib/probe.c \
 	lib/classify.h lib/classify.c \
 	lib/registry.c \

@@ -943,6 +943,116 @@ static void test_down_returns_idle_tokens(void)
     proxied_stop(&f, &proxy);
 }
 
+/* A DOWN verdict that is over before the pool's monitor noticed the cutoff
+ * (UP within one heartbeat): the monitor fails at its next heartbeat and
+ * the driver drops every pooled socket then.  A client checked out after UP
+ * and used after that failure must not reconnect inside the driver: its
+ * checkout waits for the monitor's report (lib/monwatch.h).  Without the
+ * wait this bypassed max_connecting in every run: the client connected at
+ * once, its socket was dropped under it, and the count reconnected it. */
+static void test_up_within_heartbeat(void)
+{
+    bool vg = msup_test_under_valgrind();
+    unsigned heartbeat_ms = vg ? 4000u : 2000u;
+    char keys[256];
+    snprintf(keys, sizeof keys,
+             "max_pool_size = 2; max_connections = 10; max_connecting = 1; heartbeat_frequency_ms = %u; "
+             "wait_queue_timeout_ms = %u;",
+             heartbeat_ms, 4 * heartbeat_ms);
+    wfix_t f;
+    test_peer_t *proxy = proxied_start(&f, "bbeat", keys);
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    msup_header_t *hdr = play_supervisor(&seg);
+    bson_error_t berr;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    CU_ASSERT(app_command(client, true, &berr));
+    mongosup_checkin(h, client, NULL);
+    /* The pool's monitor has connected and succeeded: its socket is open. */
+    long sockets = 0;
+    for (int i = 0; i < 1000 && (sockets = test_peer_stat(proxy, "conn.current")) < 2; i++)
+        nap_ms(10);
+    CU_ASSERT_FATAL(sockets == 2);
+    msup_failfast_t *ff = &msup_find_wcluster(h, "main")->failfast;
+    uint64_t cutoffs = atomic_load(&ff->cutoffs), waits = atomic_load(&ff->monitor_waits);
+
+    /* DOWN: the cutoff shuts both sockets; UP as soon as it has. */
+    atomic_store(&row->health, MSUP_HEALTH_DOWN);
+    for (int i = 0; i < 2000 && atomic_load(&ff->cutoffs) == cutoffs; i++)
+        nap_ms(1);
+    CU_ASSERT_FATAL(atomic_load(&ff->cutoffs) > cutoffs);
+    CU_ASSERT(test_peer_command(proxy, "{\"cmd\":\"reset_stats\"}", NULL, 0));
+    nap_ms((int)MSUP_CUTOFF_FOLLOW_MS + 20); /* past the follow-up window: nothing it would shut */
+    atomic_store(&row->health, MSUP_HEALTH_UP);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+
+    /* A client checked out now, held past the monitor's next heartbeat. */
+    uint64_t asked = msup_mono_ns();
+    client = mongosup_checkout(h, "main", &error);
+    uint64_t got_ms = (msup_mono_ns() - asked) / NS_PER_MS;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    for (unsigned held = 0; held < heartbeat_ms + 1000; held += 100) {
+        atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+        nap_ms(100);
+    }
+    bool ok = app_command(client, true, &berr);
+    mongosup_checkin(h, client, ok ? NULL : &berr);
+    long app = test_peer_stat(proxy, "handshakes.app"), bypass = test_peer_stat(proxy, "bypass.count");
+    printf("\n    checkout after UP took %llu ms (heartbeat %u ms), waited for the monitor %llu time(s), "
+           "%llu wait(s) ran out; then %ld application handshake(s), %ld bypassing; the held client's count %s ",
+           (unsigned long long)got_ms, heartbeat_ms, (unsigned long long)(atomic_load(&ff->monitor_waits) - waits),
+           (unsigned long long)atomic_load(&ff->monitor_wait_timeouts), app, bypass, ok ? "succeeded" : berr.message);
+    if (bypass > 0) {
+        static char reply[16384];
+        test_peer_command(proxy, "{\"cmd\":\"log\"}", reply, sizeof reply);
+        printf("\n    the proxy's log: %.4000s\n", reply);
+    }
+    CU_ASSERT(ok);
+    CU_ASSERT_EQUAL(atomic_load(&ff->monitor_waits), waits + 1);
+    CU_ASSERT_EQUAL(atomic_load(&ff->monitor_wait_timeouts), 0); /* the monitor's report ended it */
+    CU_ASSERT(got_ms <= (uint64_t)heartbeat_ms + (vg ? 4000u : 1000u));
+    CU_ASSERT(app >= 1);
+    CU_ASSERT_EQUAL(bypass, 0);
+
+    /* A DOWN that outlasts the monitor's next heartbeat: the monitor failed
+     * and reported during DOWN, so the checkout after UP does not wait. */
+    msup_monwatch_host_t *mon = &ff->hosts[0].monitor;
+    cutoffs = atomic_load(&ff->cutoffs);
+    waits = atomic_load(&ff->monitor_waits);
+    atomic_store(&row->health, MSUP_HEALTH_DOWN);
+    for (int i = 0; i < 2000 && atomic_load(&ff->cutoffs) == cutoffs; i++)
+        nap_ms(1);
+    uint64_t failures = atomic_load(&mon->failures);
+    bool reported = false;
+    for (unsigned waited = 0; waited < 3 * heartbeat_ms && !reported; waited += 20) {
+        atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+        reported = atomic_load(&mon->failures) > failures && atomic_load(&mon->handled) > failures;
+        nap_ms(20);
+    }
+    CU_ASSERT_FATAL(reported);
+    atomic_store(&row->health, MSUP_HEALTH_UP);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    asked = msup_mono_ns();
+    client = mongosup_checkout(h, "main", &error);
+    got_ms = (msup_mono_ns() - asked) / NS_PER_MS;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    ok = app_command(client, true, &berr);
+    mongosup_checkin(h, client, ok ? NULL : &berr);
+    printf("after a DOWN longer than a heartbeat: checkout took %llu ms, %llu wait(s) ",
+           (unsigned long long)got_ms, (unsigned long long)(atomic_load(&ff->monitor_waits) - waits));
+    CU_ASSERT(ok);
+    CU_ASSERT_EQUAL(atomic_load(&ff->monitor_waits), waits);
+    atomic_store(&hdr->supervisor_pid, 0);
+    CU_ASSERT(mongosup_detach(&h, 5000));
+    msup_segment_close(&seg);
+    proxied_stop(&f, &proxy);
+}
+
 /* A pool rebuild (a reconnect's generation bump) under saturation and a
  * budget smaller than the workers want: old pools' clients count until
  * they are closed, so the proxy never sees more sockets than the budget,
@@ -1124,6 +1234,7 @@ int main(int argc, char **argv)
         {"/worker/budget/storm-handshakes-refereed", test_storm_handshakes},
         {"/worker/budget/shrink-under-saturation", test_shrink_under_saturation},
         {"/worker/budget/down-returns-idle-tokens", test_down_returns_idle_tokens},
+        {"/worker/budget/up-within-heartbeat", test_up_within_heartbeat},
         {"/worker/budget/rebuild-accounting-refereed", test_rebuild_accounting},
         {"/worker/budget/fleet-floor-without-supervisor", test_fleet_floor_without_supervisor},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
