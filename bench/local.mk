@@ -23,3 +23,6 @@ bench: $(BENCH_BINARIES)
 	$(SHELL) $(top_srcdir)/bench/run-all.sh $(abs_top_builddir) $(abs_top_srcdir)/docs/benchmarks.md
 .PHONY: bench
 EXTRA_DIST += bench/run-all.sh
+# The commentary run-all.sh appends after each benchmark's output (NAME.md) and at the end (reading.md).
+EXTRA_DIST += bench/notes/failfast_bench.md bench/notes/opcost_bench.md \
+	bench/notes/record_bench.md bench/notes/render_bench.md bench/notes/reading.md
