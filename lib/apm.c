@@ -11,8 +11,9 @@
  * These run on the application thread that runs the command, several at a
  * time in one worker: they only do relaxed atomic adds on the worker's own
  * slot (record.c, shared with the driver-neutral API), never block, never allocate and never call back into
- * the driver.  The context is the worker's cluster; its stats pointer is
- * read atomically because a row remap may move it.
+ * the driver.  The context is the pool the event came from (its cluster:
+ * p->cluster); the cluster's stats pointer is read atomically because a row
+ * remap may move it.
  */
 
 static uint64_t duration_us(int64_t us)
@@ -108,7 +109,7 @@ static void on_succeeded(const mongoc_apm_command_succeeded_t *event)
 {
     if (internal_command)
         return;
-    msup_wcluster_t *c = mongoc_apm_command_succeeded_get_context(event);
+    msup_wcluster_t *c = ((msup_pool_t *)mongoc_apm_command_succeeded_get_context(event))->cluster;
     const char *name = mongoc_apm_command_succeeded_get_command_name(event);
     uint64_t us = duration_us(mongoc_apm_command_succeeded_get_duration(event));
     if (msup_record_op_ok(c, msup_classify_command(name), us))
@@ -142,7 +143,7 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
 {
     if (internal_command)
         return; /* the checkout that ran it counts its failure */
-    msup_wcluster_t *c = mongoc_apm_command_failed_get_context(event);
+    msup_wcluster_t *c = ((msup_pool_t *)mongoc_apm_command_failed_get_context(event))->cluster;
     enum msup_op_class cls = msup_classify_command(mongoc_apm_command_failed_get_command_name(event));
     uint64_t us = duration_us(mongoc_apm_command_failed_get_duration(event));
     bson_error_t error;
@@ -171,22 +172,30 @@ static void on_failed(const mongoc_apm_command_failed_t *event)
  * into the driver, no allocation, no blocking beyond a short spin. */
 static void on_server_opening(const mongoc_apm_server_opening_t *event)
 {
-    msup_failfast_note_host(mongoc_apm_server_opening_get_context(event), mongoc_apm_server_opening_get_host(event));
+    msup_pool_t *p = mongoc_apm_server_opening_get_context(event);
+    msup_failfast_note_host(p->cluster, mongoc_apm_server_opening_get_host(event));
+}
+
+/* The server left the pool's topology: its monitor is gone (monwatch.h). */
+static void on_server_closed(const mongoc_apm_server_closed_t *event)
+{
+    msup_failfast_note_monitor(mongoc_apm_server_closed_get_context(event), mongoc_apm_server_closed_get_host(event),
+                               MSUP_MONITOR_CLOSED);
 }
 
 /* A monitor's check starts: after a failure, once the driver has cleared
  * the pool (monwatch.h). */
 static void on_heartbeat_started(const mongoc_apm_server_heartbeat_started_t *event)
 {
-    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_started_get_context(event),
-                                 mongoc_apm_server_heartbeat_started_get_host(event), MSUP_HEARTBEAT_STARTED);
+    msup_failfast_note_monitor(mongoc_apm_server_heartbeat_started_get_context(event),
+                               mongoc_apm_server_heartbeat_started_get_host(event), MSUP_MONITOR_STARTED);
 }
 
 static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t *event)
 {
-    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_succeeded_get_context(event),
-                                 mongoc_apm_server_heartbeat_succeeded_get_host(event), MSUP_HEARTBEAT_SUCCEEDED);
-    msup_failfast_note_reached(mongoc_apm_server_heartbeat_succeeded_get_context(event));
+    msup_pool_t *p = mongoc_apm_server_heartbeat_succeeded_get_context(event);
+    msup_failfast_note_monitor(p, mongoc_apm_server_heartbeat_succeeded_get_host(event), MSUP_MONITOR_SUCCEEDED);
+    msup_failfast_note_reached(p->cluster);
 }
 
 /* The driver's monitor lost the server: it marks it Unknown and drops the
@@ -194,9 +203,9 @@ static void on_heartbeat_succeeded(const mongoc_apm_server_heartbeat_succeeded_t
  * reconnect on its own. */
 static void on_heartbeat_failed(const mongoc_apm_server_heartbeat_failed_t *event)
 {
-    msup_failfast_note_heartbeat(mongoc_apm_server_heartbeat_failed_get_context(event),
-                                 mongoc_apm_server_heartbeat_failed_get_host(event), MSUP_HEARTBEAT_FAILED);
-    msup_outage_bump(mongoc_apm_server_heartbeat_failed_get_context(event));
+    msup_pool_t *p = mongoc_apm_server_heartbeat_failed_get_context(event);
+    msup_failfast_note_monitor(p, mongoc_apm_server_heartbeat_failed_get_host(event), MSUP_MONITOR_FAILED);
+    msup_outage_bump(p->cluster);
 }
 
 mongoc_apm_callbacks_t *msup_apm_callbacks_new(bool with_started)
@@ -209,6 +218,7 @@ mongoc_apm_callbacks_t *msup_apm_callbacks_new(bool with_started)
     mongoc_apm_set_command_succeeded_cb(cbs, on_succeeded);
     mongoc_apm_set_command_failed_cb(cbs, on_failed);
     mongoc_apm_set_server_opening_cb(cbs, on_server_opening);
+    mongoc_apm_set_server_closed_cb(cbs, on_server_closed);
     mongoc_apm_set_server_heartbeat_started_cb(cbs, on_heartbeat_started);
     mongoc_apm_set_server_heartbeat_succeeded_cb(cbs, on_heartbeat_succeeded);
     mongoc_apm_set_server_heartbeat_failed_cb(cbs, on_heartbeat_failed);

@@ -155,7 +155,7 @@ static mongoc_client_t *handshake(mongosup_t *h, msup_wcluster_t *c, msup_pool_t
     bson_error_t berr;
     /* A cutoff may have shut a monitor that has not noticed yet: its
      * failure would drop this connection once the application has it. */
-    msup_failfast_await_monitors(c, deadline);
+    msup_failfast_await_monitors(c, p, deadline);
     if (msup_pool_verify(c, p, client, deadline, &berr))
         return client;
     /* No handshake slot in time (budget.c).  MONGOSUP_ERROR_MONGOSUP is 1,

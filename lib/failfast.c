@@ -136,23 +136,14 @@ static int host_index(msup_failfast_t *ff, const mongoc_host_list_t *host)
     return found;
 }
 
-void msup_failfast_note_heartbeat(struct msup_wcluster *c, const mongoc_host_list_t *host,
-                                  enum msup_heartbeat_event what)
+void msup_failfast_note_monitor(struct msup_pool *p, const mongoc_host_list_t *host, enum msup_monitor_event what)
 {
     if (host == NULL)
         return;
-    msup_failfast_t *ff = &c->failfast;
-    int i = host_index(ff, host);
-    if (i < 0)
-        return;
+    int i = host_index(&p->cluster->failfast, host);
     /* Entries are never removed: the index stays this host's. */
-    msup_monwatch_host_t *m = &ff->hosts[i].monitor;
-    if (what == MSUP_HEARTBEAT_STARTED)
-        msup_monwatch_started(m);
-    else if (what == MSUP_HEARTBEAT_SUCCEEDED)
-        msup_monwatch_succeeded(m);
-    else
-        msup_monwatch_failed(m, msup_mono_ns());
+    if (i >= 0)
+        msup_monwatch_event(&p->monitors, (uint32_t)i, what, msup_mono_ns());
 }
 
 static uint32_t host_count_of(msup_failfast_t *ff)
@@ -163,38 +154,41 @@ static uint32_t host_count_of(msup_failfast_t *ff)
     return n;
 }
 
-bool msup_failfast_monitors_reported(struct msup_wcluster *c, uint64_t now)
+bool msup_failfast_monitors_reported(struct msup_wcluster *c, struct msup_pool *p, uint64_t now)
 {
-    msup_failfast_t *ff = &c->failfast;
-    uint32_t cut = atomic_load_explicit(&ff->monitors_pending, memory_order_acquire);
-    if (cut == 0)
-        return true;
-    bool all = true;
-    uint32_t n = host_count_of(ff);
-    for (uint32_t i = 0; i < n; i++)
-        all = msup_monwatch_reported(&ff->hosts[i].monitor, now) && all;
-    bool late = !all && now >= atomic_load_explicit(&ff->monitors_deadline_ns, memory_order_relaxed);
-    /* Unless a newer cut made them pending again meanwhile. */
-    if ((all || late) && atomic_compare_exchange_strong_explicit(&ff->monitors_pending, &cut, 0, memory_order_relaxed,
-                                                                 memory_order_relaxed) &&
-        late)
-        atomic_fetch_add_explicit(&ff->monitor_wait_timeouts, 1, memory_order_relaxed);
-    return all || late;
+    enum msup_monwatch_state st = msup_monwatch_state(&p->monitors, host_count_of(&c->failfast), now);
+    if (st == MSUP_MONWATCH_RAN_OUT)
+        atomic_fetch_add_explicit(&c->failfast.monitor_wait_timeouts, 1, memory_order_relaxed);
+    return st != MSUP_MONWATCH_WAITING;
 }
 
 #define MONITOR_POLL_NS (2 * NS_PER_MS)
 
-void msup_failfast_await_monitors(struct msup_wcluster *c, uint64_t deadline)
+/* The row still reads DOWN or RECOVERING: a checkout that gets this far is
+ * a half-open trial, or comes after one proved the server. */
+static bool recovering(struct msup_wcluster *c)
 {
-    if (atomic_load_explicit(&c->failfast.monitors_pending, memory_order_acquire) == 0)
+    const msup_cluster_row_t *r = row_of(c, NULL);
+    uint32_t health = r != NULL ? atomic_load_explicit(&r->health, memory_order_acquire) : MSUP_HEALTH_UNKNOWN;
+    return health == MSUP_HEALTH_DOWN || health == MSUP_HEALTH_RECOVERING;
+}
+
+void msup_failfast_await_monitors(struct msup_wcluster *c, struct msup_pool *p, uint64_t deadline)
+{
+    if (atomic_load_explicit(&p->monitors.pending, memory_order_acquire) == 0)
+        return;
+    /* Trials never wait: with the driver's default heartbeat the monitor
+     * may report 10 s later, and recovery must stay no slower than the
+     * driver's own (their sockets are the exemption, docs/budget.md). */
+    if (recovering(c))
         return;
     uint64_t now = msup_mono_ns();
-    if (msup_failfast_monitors_reported(c, now))
+    if (msup_failfast_monitors_reported(c, p, now))
         return;
     atomic_fetch_add_explicit(&c->failfast.monitor_waits, 1, memory_order_relaxed);
     /* Short polls: the monitor's events come from the driver's threads,
      * under its locks, where nothing may block on ours. */
-    while (now < deadline && !msup_failfast_monitors_reported(c, now)) {
+    while (now < deadline && !recovering(c) && !msup_failfast_monitors_reported(c, p, now)) {
         struct timespec ts = {0, (long)MONITOR_POLL_NS};
         nanosleep(&ts, NULL);
         now = msup_mono_ns();
@@ -289,20 +283,20 @@ static void cut(struct mongosup *h, struct msup_wcluster *c)
         return;
     msup_failfast_t *ff = &c->failfast;
     atomic_fetch_add_explicit(&ff->sockets_shut, res.shut, memory_order_relaxed);
-    /* The monitors whose sockets this may have shut: new connections wait
-     * until they report (monwatch.h), one heartbeat and one connect at most. */
-    bool pending = false;
-    uint32_t n = host_count_of(ff);
-    for (uint32_t i = 0; i < n; i++)
-        pending = msup_monwatch_cut(&ff->hosts[i].monitor) || pending;
-    if (!pending)
-        return;
+    /* The pools' monitors whose sockets this may have shut: their new
+     * connections wait until they report (monwatch.h), one heartbeat and
+     * one connect at most. */
     const msup_cluster_cfg_t *cfg = atomic_load_explicit(&c->cfg, memory_order_acquire);
-    uint64_t bound_ms = (uint64_t)cfg->heartbeat_frequency_ms + cfg->connect_timeout_ms;
-    atomic_store_explicit(&ff->monitors_deadline_ns, msup_mono_ns() + bound_ms * NS_PER_MS, memory_order_relaxed);
-    if (++ff->monitor_cuts == 0)
-        ff->monitor_cuts = 1;
-    atomic_store_explicit(&ff->monitors_pending, ff->monitor_cuts, memory_order_release);
+    uint64_t deadline = msup_mono_ns() +
+                        ((uint64_t)cfg->heartbeat_frequency_ms + cfg->connect_timeout_ms) * NS_PER_MS;
+    uint32_t n = host_count_of(ff);
+    pthread_mutex_lock(&c->mu);
+    for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired)
+        msup_monwatch_cut(&p->monitors, n, deadline);
+    if (c->pool == NULL)
+        for (msup_pool_t *p = c->retired; p != NULL; p = p->next_retired)
+            msup_monwatch_cut(&p->monitors, n, deadline);
+    pthread_mutex_unlock(&c->mu);
 }
 
 /* A DOWN verdict may be near: the last check failed (UP, DEGRADED or

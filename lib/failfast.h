@@ -17,6 +17,7 @@
 struct mongosup;
 struct msup_wcluster;
 struct msup_segment;
+struct msup_pool;
 
 /* How often the upkeep thread looks at the cluster rows' health: every
  * 5 ms while a DOWN verdict may be near (a cluster's last check failed, or
@@ -34,7 +35,7 @@ struct msup_segment;
  * cluster until a trial succeeds. */
 #define MSUP_HALF_OPEN_TRIAL_SPACING_MS 100u
 /* Hosts the driver discovered (APM server-opening events) kept per cluster. */
-#define MSUP_FAILFAST_HOSTS 16
+#define MSUP_FAILFAST_HOSTS MSUP_MONWATCH_HOSTS
 
 /* A worker's half-open verdict of its own, on top of the row's health. */
 enum msup_local_circuit {
@@ -53,14 +54,7 @@ typedef struct msup_failfast {
     struct {
         char host[BSON_HOST_NAME_MAX + 1];
         uint16_t port;
-        msup_monwatch_host_t monitor; /* the driver's monitor of this host (monwatch.h) */
     } hosts[MSUP_FAILFAST_HOSTS];
-    /* A cutoff shut monitors that have not reported yet: 0, or the number of
-     * the cut (upkeep thread: monitor_cuts); until when new connections
-     * wait for them at most (CLOCK_MONOTONIC). */
-    _Atomic uint32_t monitors_pending;
-    _Atomic uint64_t monitors_deadline_ns;
-    uint32_t monitor_cuts;
 
     /* Half-open gate (any thread). */
     _Atomic uint32_t local;         /* enum msup_local_circuit */
@@ -128,19 +122,18 @@ static inline void msup_failfast_note_success(msup_failfast_t *ff)
 void msup_failfast_note_host(struct msup_wcluster *c, const mongoc_host_list_t *host);
 void msup_failfast_note_reached(struct msup_wcluster *c);
 
-/* APM (monitor threads): a heartbeat of one of c's hosts started, succeeded or failed. */
-enum msup_heartbeat_event { MSUP_HEARTBEAT_STARTED, MSUP_HEARTBEAT_SUCCEEDED, MSUP_HEARTBEAT_FAILED };
-void msup_failfast_note_heartbeat(struct msup_wcluster *c, const mongoc_host_list_t *host,
-                                  enum msup_heartbeat_event what);
+/* APM (monitor threads): an event of pool p's monitor of one of its hosts. */
+void msup_failfast_note_monitor(struct msup_pool *p, const mongoc_host_list_t *host, enum msup_monitor_event what);
 
-/* Every monitor a cutoff shut has reported (monwatch.h), or the wait for
- * them ran out: a new connection made now survives the driver's reaction. */
-bool msup_failfast_monitors_reported(struct msup_wcluster *c, uint64_t now_mono_ns);
+/* Every monitor of p that a cutoff shut has reported (monwatch.h), or the
+ * wait for them ran out: a connection made now survives the driver's
+ * reaction to their failure. */
+bool msup_failfast_monitors_reported(struct msup_wcluster *c, struct msup_pool *p, uint64_t now_mono_ns);
 
-/* Before a client's first connection (checkout): waits until
- * msup_failfast_monitors_reported, or deadline_mono_ns.  No wait, no clock
- * read while no monitor is pending. */
-void msup_failfast_await_monitors(struct msup_wcluster *c, uint64_t deadline_mono_ns);
+/* Before a client of p makes its first connection (checkout): waits until
+ * msup_failfast_monitors_reported, or deadline_mono_ns.  One atomic load
+ * and no clock read while no monitor is pending. */
+void msup_failfast_await_monitors(struct msup_wcluster *c, struct msup_pool *p, uint64_t deadline_mono_ns);
 
 /* The cluster reads DOWN, this worker acted on the verdict and its
  * follow-up window is over, and nothing has opened half-open yet: what the

@@ -50,10 +50,11 @@ msup_pool_t *msup_pool_create(msup_wcluster_t *c, uint64_t generation, mongosup_
     mongoc_client_pool_set_error_api(driver, MONGOC_ERROR_API_VERSION_2);
     if (c->cfg->appname == NULL) /* a configured appname is in the URI already */
         mongoc_client_pool_set_appname(driver, c->handle->appname);
-    mongoc_client_pool_set_apm_callbacks(driver, c->handle->apm, c);
+    /* The pool is the events' context: its monitors are its own (monwatch.h). */
+    p->cluster = c;
+    mongoc_client_pool_set_apm_callbacks(driver, c->handle->apm, p);
     mongoc_client_pool_max_size(driver, c->max_pool_size);
     p->driver = driver;
-    p->cluster = c;
     p->generation = generation;
     p->idle = idle;
     p->idle_epoch = idle_epoch;
@@ -321,7 +322,7 @@ void msup_pool_destroy(msup_pool_t *p)
     if (p == NULL)
         return;
     msup_wcluster_t *c = p->cluster;
-    /* The driver may send endSessions here: the APM context (c) is alive.
+    /* The driver may send endSessions here: the APM context (p) is alive.
      * It pops a client for that, whose socket may have to reconnect (after
      * an outage): a handshake like any other, so under max_connecting
      * (waiting for a slot at most 2 s, then going ahead regardless). */
@@ -357,7 +358,7 @@ uint64_t msup_reconnect_delay_ns(uint32_t slot, uint32_t window_ms)
 static void warm_up(msup_wcluster_t *c, msup_pool_t *p)
 {
     /* Called with c->mu held; releases it while the clients connect. */
-    if (!msup_failfast_monitors_reported(c, msup_mono_ns()))
+    if (!msup_failfast_monitors_reported(c, p, msup_mono_ns()))
         return; /* their failure would drop what connects now (monwatch.h): next tick */
     p->warm_pending = false;
     if (p->created >= c->min_pool_size)

@@ -41,6 +41,7 @@ typedef struct msup_pool {
     bool retired;                 /* replaced by a rebuild: destroyed when out drops to 0 */
     bool warm_pending;            /* min_pool_size clients still to warm */
     uint32_t driver_lost;         /* clients we destroyed ourselves: the driver's size counter keeps them */
+    msup_monwatch_t monitors;     /* its driver monitors after a DOWN cutoff (monwatch.h) */
     struct msup_pool *next_retired;
 } msup_pool_t;
 
@@ -126,7 +127,7 @@ struct mongosup {
     char appname[129];
 
     _Atomic size_t cluster_count; /* grows when a reload adds a cluster (release after init) */
-    size_t cluster_cap;           /* clusters[] never moves: APM contexts point into it */
+    size_t cluster_cap;           /* clusters[] never moves: the pools (APM contexts) point into it */
     msup_wcluster_t *clusters;
     msup_clientmap_t clients;     /* client -> pool, for checkin */
     size_t clients_capacity;      /* clients the map was sized for */

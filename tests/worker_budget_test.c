@@ -1021,7 +1021,7 @@ static void test_up_within_heartbeat(void)
 
     /* A DOWN that outlasts the monitor's next heartbeat: the monitor failed
      * and reported during DOWN, so the checkout after UP does not wait. */
-    msup_monwatch_host_t *mon = &ff->hosts[0].monitor;
+    msup_monwatch_host_t *mon = &msup_find_wcluster(h, "main")->pool->monitors.host[0]; /* no rebuild here */
     cutoffs = atomic_load(&ff->cutoffs);
     waits = atomic_load(&ff->monitor_waits);
     atomic_store(&row->health, MSUP_HEALTH_DOWN);
@@ -1051,6 +1051,94 @@ static void test_up_within_heartbeat(void)
     CU_ASSERT(mongosup_detach(&h, 5000));
     msup_segment_close(&seg);
     proxied_stop(&f, &proxy);
+}
+
+/* The index of host:port in the cluster's discovered hosts, or -1. */
+static int discovered_host(msup_failfast_t *ff, const char *host, int port)
+{
+    for (uint32_t i = 0; i < ff->host_count; i++)
+        if (strcmp(ff->hosts[i].host, host) == 0 && ff->hosts[i].port == port)
+            return (int)i;
+    return -1;
+}
+
+/* A replica-set seed that the driver replaced by the member's own name
+ * (localhost in the URI, 127.0.0.1 in the set's config) left the topology
+ * with its last heartbeat a success: it has no monitor to wait for at the
+ * next cutoff (its server-closed event), or every connecting checkout after
+ * every DOWN would wait out the whole bound.  (The fixture's segment names
+ * the standalone peer's URI: the worker warns of the mismatch, which
+ * changes nothing here.) */
+static void test_replaced_seed_not_awaited(void)
+{
+    wfix_t f;
+    CU_ASSERT_FATAL(wfix_start(&f, "bseed", "max_connecting = 2;", NULL));
+    test_peer_t *rs = test_peer_start("rs", 1, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rs);
+    int port = test_peer_port(rs, 0);
+    char uri[128];
+    snprintf(uri, sizeof uri, "mongodb://localhost:%d/?replicaSet=rs0", port);
+    mongosup_config_destroy(&f.cfg);
+    f.cfg = wfix_load(&f, uri, "max_connecting = 2;");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f.cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    msup_segment_t seg;
+    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
+    msup_cluster_row_t *row = main_row(&seg);
+    msup_header_t *hdr = play_supervisor(&seg);
+    bson_error_t berr;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    CU_ASSERT(wfix_ping(client, &berr));
+    mongosup_checkin(h, client, NULL);
+    msup_wcluster_t *c = msup_find_wcluster(h, "main");
+    msup_failfast_t *ff = &c->failfast;
+    msup_monwatch_t *w = &c->pool->monitors; /* no rebuild here */
+    /* The seed answered (a success), then left; the member is monitored. */
+    int seed = -1, member = -1;
+    bool settled = false;
+    for (int i = 0; i < 1000 && !settled; i++) {
+        seed = discovered_host(ff, "localhost", port);
+        member = discovered_host(ff, "127.0.0.1", port);
+        settled = seed >= 0 && member >= 0 && atomic_load(&w->host[seed].ok_started) > 0 &&
+                  atomic_load(&w->host[member].ok) == 1;
+        if (!settled)
+            nap_ms(10);
+    }
+    CU_ASSERT_FATAL(settled);
+
+    /* DOWN, long enough for the member's monitor to fail and report. */
+    uint64_t cutoffs = atomic_load(&ff->cutoffs), waits = atomic_load(&ff->monitor_waits);
+    uint64_t failures = atomic_load(&w->host[member].failures);
+    atomic_store(&row->health, MSUP_HEALTH_DOWN);
+    bool reported = false;
+    for (int i = 0; i < 1000 && !reported; i++) {
+        atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+        reported = atomic_load(&ff->cutoffs) > cutoffs && atomic_load(&w->host[member].failures) > failures &&
+                   atomic_load(&w->host[member].handled) > failures;
+        nap_ms(10);
+    }
+    CU_ASSERT_FATAL(reported);
+    atomic_store(&row->health, MSUP_HEALTH_UP);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    uint64_t asked = msup_mono_ns();
+    client = mongosup_checkout(h, "main", &error);
+    uint64_t got_ms = (msup_mono_ns() - asked) / NS_PER_MS;
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    bool ok = wfix_ping(client, &berr);
+    mongosup_checkin(h, client, ok ? NULL : &berr);
+    printf("\n    seed %d and member %d of %u hosts; after DOWN and UP the checkout took %llu ms, %llu wait(s) ", seed,
+           member, ff->host_count, (unsigned long long)got_ms,
+           (unsigned long long)(atomic_load(&ff->monitor_waits) - waits));
+    CU_ASSERT(ok);
+    CU_ASSERT_EQUAL(atomic_load(&ff->monitor_waits), waits);
+    atomic_store(&hdr->supervisor_pid, 0);
+    CU_ASSERT(mongosup_detach(&h, 5000));
+    msup_segment_close(&seg);
+    test_peer_stop(&rs);
+    wfix_stop(&f);
 }
 
 /* A pool rebuild (a reconnect's generation bump) under saturation and a
@@ -1235,6 +1323,7 @@ int main(int argc, char **argv)
         {"/worker/budget/shrink-under-saturation", test_shrink_under_saturation},
         {"/worker/budget/down-returns-idle-tokens", test_down_returns_idle_tokens},
         {"/worker/budget/up-within-heartbeat", test_up_within_heartbeat},
+        {"/worker/budget/replaced-seed-not-awaited", test_replaced_seed_not_awaited},
         {"/worker/budget/rebuild-accounting-refereed", test_rebuild_accounting},
         {"/worker/budget/fleet-floor-without-supervisor", test_fleet_floor_without_supervisor},
         /* The same against $MONGOSUP_TEST_URI, when it names a real deployment. */
