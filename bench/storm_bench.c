@@ -14,6 +14,8 @@
 #include "mongosup.h"
 #include "peer/peer.h"
 #include "segment.h"
+#include "segment_fixture.h"
+#include "worker.h"
 
 /*
  * The three scenarios of issue 17, against the test peer (tests/peer) behind
@@ -209,12 +211,43 @@ static void scenario_storm(void)
     mongosup_config_destroy(&cfg);
 }
 
+/* A reload lowers the budget in the supervisor's control row, which the
+ * workers believe only from a live supervisor: the bench plays one (the
+ * segment with its control object, the cluster's row, a pid and a
+ * heartbeat that stays fresh for the scenario) before they attach. */
+static bool play_supervisor(const mongosup_config_t *cfg, msup_segment_t *seg, int *row, mongosup_error_t *error)
+{
+    msup_geometry_t geo = msup_geometry_of(cfg);
+    bool created;
+    if (!msup_segment_open_or_create(cfg->segment_name, &geo, seg, &created, error))
+        return false;
+    if (!msup_test_control_attach(seg) || (*row = msup_registry_map(seg, &cfg->clusters[0], 0)) < 0) {
+        snprintf(error->message, sizeof error->message, "cannot claim the control segment or map the cluster");
+        msup_segment_close(seg);
+        return false;
+    }
+    msup_test_publish_cluster(seg, &cfg->clusters[0], (uint32_t)*row);
+    msup_header_t *hdr = msup_segment_hdr(seg);
+    atomic_store(&hdr->heartbeat_timeout_ms, 600000);
+    atomic_store(&hdr->heartbeat_mono_ns, msup_mono_ns());
+    atomic_store(&hdr->supervisor_pid, (int32_t)getpid());
+    return true;
+}
+
 static void scenario_shrink(void)
 {
     enum { WORKERS = 2, THREADS = 16, HIGH = 40, LOW = 8 };
     mongosup_config_t *cfg = write_config("max_pool_size = 20; max_connections = 40; wait_queue_timeout_ms = 60000;");
     if (cfg == NULL)
         return;
+    msup_segment_t seg;
+    mongosup_error_t error;
+    int row = -1;
+    if (!play_supervisor(cfg, &seg, &row, &error)) {
+        fprintf(stderr, "storm_bench: shrink: %s\n", error.message);
+        mongosup_config_destroy(&cfg);
+        return;
+    }
     test_peer_command(peer, "{\"cmd\":\"delay\",\"ms\":5,\"command\":\"ping\"}", NULL, 0);
     pid_t pids[WORKERS];
     for (int i = 0; i < WORKERS; i++)
@@ -222,34 +255,27 @@ static void scenario_shrink(void)
     for (int i = 0; i < 500 && stat_of("conn.current") < WORKERS * (THREADS + 1) - 2; i++)
         nap_ms(10);
     long before = stat_of("conn.current");
-    msup_segment_t seg;
-    mongosup_error_t error;
     long within = -1, settled = -1;
-    if (msup_segment_adopt(segment_name, NULL, &seg, &error)) {
-        int row = msup_segment_find_cluster(&seg, "main");
-        long failed_before = atomic_load(&sh->failed);
-        uint64_t t0 = mono_ms();
-        msup_budget_apply_limits(&msup_segment_row(&seg, (uint32_t)row)->limits, LOW, 0); /* what a reload does */
-        while (mono_ms() - t0 < 15000) {
-            if (stat_of("conn.current") <= LOW) {
-                within = (long)(mono_ms() - t0);
-                break;
-            }
-            nap_ms(2);
+    long failed_before = atomic_load(&sh->failed);
+    uint64_t t0 = mono_ms();
+    msup_budget_apply_limits(&msup_segment_row(&seg, (uint32_t)row)->limits, LOW, 0); /* what a reload does */
+    while (mono_ms() - t0 < 15000) {
+        if (stat_of("conn.current") <= LOW) {
+            within = (long)(mono_ms() - t0);
+            break;
         }
-        proxy_say("{\"cmd\":\"reset_stats\"}");
-        nap_ms(1000);
-        settled = stat_of("conn.max");
-        stop_workers(pids, WORKERS);
-        printf("| shrink: sockets within a lowered budget (%ld sockets, %d -> %d) | %s%ld ms |\n", before, HIGH, LOW,
-               within < 0 ? "> 15000: " : "", within);
-        printf("| shrink: sockets at most in the next second | %ld |\n", settled);
-        printf("| shrink: operations failed meanwhile | %ld |\n", atomic_load(&sh->failed) - failed_before);
-        msup_segment_close(&seg);
-    } else {
-        stop_workers(pids, WORKERS);
-        fprintf(stderr, "storm_bench: %s\n", error.message);
+        nap_ms(2);
     }
+    proxy_say("{\"cmd\":\"reset_stats\"}");
+    nap_ms(1000);
+    settled = stat_of("conn.max");
+    stop_workers(pids, WORKERS);
+    printf("| shrink: sockets within a lowered budget (%ld sockets, %d -> %d) | %s%ld ms |\n", before, HIGH, LOW,
+           within < 0 ? "> 15000: " : "", within);
+    printf("| shrink: sockets at most in the next second | %ld |\n", settled);
+    printf("| shrink: operations failed meanwhile | %ld |\n", atomic_load(&sh->failed) - failed_before);
+    atomic_store(&msup_segment_hdr(&seg)->supervisor_pid, 0);
+    msup_segment_close(&seg);
     test_peer_command(peer, "{\"cmd\":\"clear\"}", NULL, 0);
     mongosup_config_destroy(&cfg);
 }

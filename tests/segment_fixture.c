@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "segment_fixture.h"
 #include "testmain.h"
 
@@ -50,6 +51,18 @@ bool msup_test_control_attach(msup_segment_t *seg)
     }
     msup_segment_set_control(seg, ctl);
     return true;
+}
+
+void msup_test_publish_cluster(msup_segment_t *seg, const msup_cluster_cfg_t *cc, uint32_t idx)
+{
+    msup_cluster_row_t *row = msup_segment_row(seg, idx);
+    snprintf(row->name, sizeof row->name, "%s", cc->name);
+    snprintf(row->uri_display, sizeof row->uri_display, "%s", cc->uri_display);
+    atomic_store(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u);
+    atomic_store(&row->max_pool_size, cc->max_pool_size);
+    msup_budget_apply_limits(&row->limits, cc->max_connections, cc->max_connecting);
+    atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
+    atomic_fetch_add(&msup_segment_hdr(seg)->cluster_count, 1);
 }
 
 void msup_test_segment_teardown(msup_segment_t *seg)

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "segment.h"
 
 /* Creates "/msup-test-<pid>-<tag>": its stats segment (workers slots,
@@ -22,6 +23,10 @@ bool msup_test_control_attach(msup_segment_t *seg);
  * segment adopted, the control segment mapped read-write without its lock
  * (mongosupd, or this test, holds it); ctl stays NULL when there is none. */
 bool msup_test_segment_open_rw(const char *name, msup_segment_t *seg);
+
+/* Publishes cluster cc in control row idx as mongosupd does at start
+ * (name, URI, breaker, pool size, budget limits, ACTIVE, counted). */
+void msup_test_publish_cluster(msup_segment_t *seg, const msup_cluster_cfg_t *cc, uint32_t idx);
 
 /* Unmaps and removes both. */
 void msup_test_segment_teardown(msup_segment_t *seg);

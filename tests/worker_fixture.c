@@ -32,14 +32,7 @@ static bool supervise(wfix_t *f)
         int idx = msup_registry_map(&f->sup, cc, (uint32_t)i);
         if (idx < 0)
             return false;
-        msup_cluster_row_t *row = msup_segment_row(&f->sup, (uint32_t)idx);
-        snprintf(row->name, sizeof row->name, "%s", cc->name);
-        snprintf(row->uri_display, sizeof row->uri_display, "%s", cc->uri_display);
-        atomic_store(&row->circuit_breaker, cc->circuit_breaker ? 1u : 0u);
-        atomic_store(&row->max_pool_size, cc->max_pool_size);
-        msup_budget_apply_limits(&row->limits, cc->max_connections, cc->max_connecting);
-        atomic_store(&row->row_state, MSUP_ROW_ACTIVE);
-        atomic_fetch_add(&msup_segment_hdr(&f->sup)->cluster_count, 1);
+        msup_test_publish_cluster(&f->sup, cc, (uint32_t)idx);
     }
     atomic_store(&msup_segment_hdr(&f->sup)->supervisor_pid, 0); /* no heartbeat until a test gives one */
     return true;
