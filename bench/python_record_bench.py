@@ -205,7 +205,7 @@ def main():
     finally:
         peer.stdin.close()
         peer.wait(5)
-        for name in (seg,):
+        for name in (seg, seg + ".stats"):  # the control object and the stats object (layout 3 and later)
             try:
                 os.unlink("/dev/shm" + name)
             except OSError:
