@@ -943,6 +943,26 @@ static void test_down_returns_idle_tokens(void)
     proxied_stop(&f, &proxy);
 }
 
+/* Attaches this process as a worker of f's cluster, plays a live supervisor
+ * on f's segment, and runs one command through a checkout (the pool and its
+ * monitor exist).  Returns the handle; *row and *hdr are the segment's. */
+static mongosup_t *attach_played(wfix_t *f, msup_segment_t *seg, msup_cluster_row_t **row, msup_header_t **hdr,
+                                 bool counting)
+{
+    mongosup_error_t error;
+    mongosup_t *h = mongosup_attach(f->cfg, &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+    CU_ASSERT_FATAL(wfix_segment(f, seg));
+    *row = main_row(seg);
+    *hdr = play_supervisor(seg);
+    bson_error_t berr;
+    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
+    CU_ASSERT(app_command(client, counting, &berr));
+    mongosup_checkin(h, client, NULL);
+    return h;
+}
+
 /* A DOWN verdict that is over before the pool's monitor noticed the cutoff
  * (UP within one heartbeat): the monitor fails at its next heartbeat and
  * the driver drops every pooled socket then.  A client checked out after UP
@@ -961,18 +981,13 @@ static void test_up_within_heartbeat(void)
              heartbeat_ms, 4 * heartbeat_ms);
     wfix_t f;
     test_peer_t *proxy = proxied_start(&f, "bbeat", keys);
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_cluster_row_t *row = main_row(&seg);
-    msup_header_t *hdr = play_supervisor(&seg);
+    msup_cluster_row_t *row;
+    msup_header_t *hdr;
+    mongosup_t *h = attach_played(&f, &seg, &row, &hdr, true);
+    mongosup_error_t error;
     bson_error_t berr;
-    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
-    CU_ASSERT(app_command(client, true, &berr));
-    mongosup_checkin(h, client, NULL);
+    mongoc_client_t *client;
     /* The pool's monitor has connected and succeeded: its socket is open. */
     long sockets = 0;
     for (int i = 0; i < 1000 && (sockets = test_peer_stat(proxy, "conn.current")) < 2; i++)
@@ -1081,18 +1096,13 @@ static void test_replaced_seed_not_awaited(void)
     mongosup_config_destroy(&f.cfg);
     f.cfg = wfix_load(&f, uri, "max_connecting = 2;");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f.cfg);
-    mongosup_error_t error;
-    mongosup_t *h = mongosup_attach(f.cfg, &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(h);
     msup_segment_t seg;
-    CU_ASSERT_FATAL(wfix_segment(&f, &seg));
-    msup_cluster_row_t *row = main_row(&seg);
-    msup_header_t *hdr = play_supervisor(&seg);
+    msup_cluster_row_t *row;
+    msup_header_t *hdr;
+    mongosup_t *h = attach_played(&f, &seg, &row, &hdr, false);
+    mongosup_error_t error;
     bson_error_t berr;
-    mongoc_client_t *client = mongosup_checkout(h, "main", &error);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(client);
-    CU_ASSERT(wfix_ping(client, &berr));
-    mongosup_checkin(h, client, NULL);
+    mongoc_client_t *client;
     msup_wcluster_t *c = msup_find_wcluster(h, "main");
     msup_failfast_t *ff = &c->failfast;
     msup_monwatch_t *w = &c->pool->monitors; /* no rebuild here */
