@@ -156,6 +156,8 @@ static uint32_t host_count_of(msup_failfast_t *ff)
 
 bool msup_failfast_monitors_reported(struct msup_wcluster *c, struct msup_pool *p, uint64_t now)
 {
+    if (atomic_load_explicit(&p->monitors.pending, memory_order_acquire) == 0)
+        return true; /* the common case: no spin lock for the host count */
     enum msup_monwatch_state st = msup_monwatch_state(&p->monitors, host_count_of(&c->failfast), now);
     if (st == MSUP_MONWATCH_RAN_OUT)
         atomic_fetch_add_explicit(&c->failfast.monitor_wait_timeouts, 1, memory_order_relaxed);
@@ -291,11 +293,8 @@ static void cut(struct mongosup *h, struct msup_wcluster *c)
                         ((uint64_t)cfg->heartbeat_frequency_ms + cfg->connect_timeout_ms) * NS_PER_MS;
     uint32_t n = host_count_of(ff);
     pthread_mutex_lock(&c->mu);
-    for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired)
+    for (msup_pool_t *p = msup_wcluster_first_pool(c); p != NULL; p = msup_wcluster_next_pool(c, p))
         msup_monwatch_cut(&p->monitors, n, deadline);
-    if (c->pool == NULL)
-        for (msup_pool_t *p = c->retired; p != NULL; p = p->next_retired)
-            msup_monwatch_cut(&p->monitors, n, deadline);
     pthread_mutex_unlock(&c->mu);
 }
 

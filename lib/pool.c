@@ -293,11 +293,8 @@ void msup_wcluster_drop_idle(msup_wcluster_t *c)
 {
     pthread_mutex_lock(&c->mu);
     uint32_t dropped = 0;
-    for (msup_pool_t *p = c->pool; p != NULL; p = p == c->pool ? c->retired : p->next_retired)
+    for (msup_pool_t *p = msup_wcluster_first_pool(c); p != NULL; p = msup_wcluster_next_pool(c, p))
         dropped += msup_pool_drop_idle(c, p);
-    if (c->pool == NULL)
-        for (msup_pool_t *p = c->retired; p != NULL; p = p->next_retired)
-            dropped += msup_pool_drop_idle(c, p);
     if (dropped > 0)
         msup_pool_publish_gauges(c);
     pthread_mutex_unlock(&c->mu);

@@ -247,6 +247,18 @@ static inline size_t msup_handle_cluster_count(const mongosup_t *h)
     return atomic_load_explicit(&h->cluster_count, memory_order_acquire);
 }
 
+/* Every pool of c, current first, then the retired ones (c->mu held):
+ * for (p = msup_wcluster_first_pool(c); p != NULL; p = msup_wcluster_next_pool(c, p)). */
+static inline msup_pool_t *msup_wcluster_first_pool(const msup_wcluster_t *c)
+{
+    return c->pool != NULL ? c->pool : c->retired;
+}
+
+static inline msup_pool_t *msup_wcluster_next_pool(const msup_wcluster_t *c, const msup_pool_t *p)
+{
+    return p == c->pool ? c->retired : p->next_retired;
+}
+
 /* This worker's connections to the cluster may have died (see outage_epoch). */
 static inline void msup_outage_bump(msup_wcluster_t *c)
 {
